@@ -1,0 +1,243 @@
+// Package incus is a small client for the documented Incus REST API
+// (https://linuxcontainers.org/incus/docs/main/rest-api/), over the local
+// unix socket or over HTTPS with a client certificate and a pinned server
+// certificate. It speaks only the calls the harness needs.
+package incus
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config says how to reach one Incus server. Exactly one of Socket or URL is used.
+type Config struct {
+	Socket     string // path of the unix socket, e.g. /var/lib/incus/unix.socket
+	URL        string // https://host:8443
+	ClientCert string // PEM file of the trusted client certificate (HTTPS)
+	ClientKey  string // PEM file of its key (HTTPS)
+	ServerCert string // PEM file of the server certificate, pinned as the only root (HTTPS)
+	Target     string // cluster member for placement (target=), empty on a standalone host
+	Timeout    time.Duration
+}
+
+// Client is safe for concurrent use.
+type Client struct {
+	http     *http.Client
+	base     string
+	target   string
+	Endpoint string // what the client talks to, for messages
+}
+
+// New builds a client; it does not contact the server.
+func New(cfg Config) (*Client, error) {
+	timeout := cfg.Timeout
+	if timeout == 0 {
+		timeout = 2 * time.Minute
+	}
+	switch {
+	case cfg.URL != "":
+		tlsCfg, err := clientTLS(cfg)
+		if err != nil {
+			return nil, err
+		}
+		u, err := url.Parse(cfg.URL)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return nil, fmt.Errorf("incus: URL %q: want https://host:port", cfg.URL)
+		}
+		return &Client{
+			http:     &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tlsCfg}},
+			base:     strings.TrimRight(cfg.URL, "/"),
+			target:   cfg.Target,
+			Endpoint: cfg.URL,
+		}, nil
+	case cfg.Socket != "":
+		sock := cfg.Socket
+		tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}}
+		return &Client{
+			http:     &http.Client{Timeout: timeout, Transport: tr},
+			base:     "http://incus",
+			target:   cfg.Target,
+			Endpoint: "unix:" + sock,
+		}, nil
+	}
+	return nil, fmt.Errorf("incus: neither a URL nor a socket is configured")
+}
+
+func clientTLS(cfg Config) (*tls.Config, error) {
+	if cfg.ClientCert == "" || cfg.ClientKey == "" || cfg.ServerCert == "" {
+		return nil, fmt.Errorf("incus: HTTPS needs client cert, client key and server cert files (got cert=%q key=%q server=%q)",
+			cfg.ClientCert, cfg.ClientKey, cfg.ServerCert)
+	}
+	pair, err := tls.LoadX509KeyPair(cfg.ClientCert, cfg.ClientKey)
+	if err != nil {
+		return nil, fmt.Errorf("incus: client certificate %s / key %s: %w", cfg.ClientCert, cfg.ClientKey, err)
+	}
+	pem, err := os.ReadFile(cfg.ServerCert)
+	if err != nil {
+		return nil, fmt.Errorf("incus: server certificate: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("incus: server certificate %s: no PEM certificate in it", cfg.ServerCert)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots, MinVersion: tls.VersionTLS12}, nil
+}
+
+// envelope is Incus's response wrapper for every call.
+type envelope struct {
+	Type       string          `json:"type"`
+	Status     string          `json:"status"`
+	StatusCode int             `json:"status_code"`
+	Operation  string          `json:"operation"`
+	ErrorCode  int             `json:"error_code"`
+	Error      string          `json:"error"`
+	Metadata   json.RawMessage `json:"metadata"`
+}
+
+// do sends one request and decodes the envelope. A non-2xx answer becomes an *Error.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, body any, out any) (*envelope, error) {
+	var rdr io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("incus: encode %s %s: %w", method, path, err)
+		}
+		rdr = bytes.NewReader(b)
+	}
+	req, err := c.request(ctx, method, path, query, rdr)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return c.send(req, out)
+}
+
+func (c *Client) request(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Request, error) {
+	u := c.base + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, fmt.Errorf("incus: %s %s: %w", method, path, err)
+	}
+	return req, nil
+}
+
+func (c *Client) send(req *http.Request, out any) (*envelope, error) {
+	what := req.Method + " " + req.URL.Path
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, &Error{Op: what, Endpoint: c.Endpoint, Err: err}
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, &Error{Op: what, Endpoint: c.Endpoint, Err: err}
+	}
+	var env envelope
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return nil, &Error{Op: what, Endpoint: c.Endpoint, StatusCode: resp.StatusCode,
+			Err: fmt.Errorf("answer is not an Incus response (HTTP %d): %.120q", resp.StatusCode, raw)}
+	}
+	if resp.StatusCode >= 300 || env.Type == "error" {
+		code := env.ErrorCode
+		if code == 0 {
+			code = resp.StatusCode
+		}
+		return nil, &Error{Op: what, Endpoint: c.Endpoint, StatusCode: code, Message: env.Error}
+	}
+	if out != nil && len(env.Metadata) > 0 {
+		if err := json.Unmarshal(env.Metadata, out); err != nil {
+			return nil, &Error{Op: what, Endpoint: c.Endpoint, Err: fmt.Errorf("decode metadata: %w", err)}
+		}
+	}
+	return &env, nil
+}
+
+// projectQuery is the query every project-scoped call carries.
+func projectQuery(project string) url.Values {
+	q := url.Values{}
+	if project != "" {
+		q.Set("project", project)
+	}
+	return q
+}
+
+// Server is what GET /1.0 says about the server and about us.
+type Server struct {
+	Auth        string            `json:"auth"` // "trusted" or "untrusted"
+	APIVersion  string            `json:"api_version"`
+	APIStatus   string            `json:"api_status"`
+	Config      map[string]any    `json:"config"`
+	Environment ServerEnvironment `json:"environment"`
+}
+
+// ServerEnvironment is the part of Server that describes the host.
+type ServerEnvironment struct {
+	ServerName      string `json:"server_name"`
+	ServerVersion   string `json:"server_version"`
+	ServerClustered bool   `json:"server_clustered"`
+	Driver          string `json:"driver"`
+}
+
+// Server returns GET /1.0. An untrusted client is reported as ErrForbidden,
+// so a caller fails before it tries to create anything.
+func (c *Client) Server(ctx context.Context) (*Server, error) {
+	var s Server
+	if _, err := c.do(ctx, http.MethodGet, "/1.0", nil, nil, &s); err != nil {
+		return nil, err
+	}
+	if s.Auth != "trusted" {
+		return &s, &Error{Op: "GET /1.0", Endpoint: c.Endpoint, StatusCode: http.StatusForbidden,
+			Message: fmt.Sprintf("client is %q, not trusted: add its certificate to the server's trust store", s.Auth)}
+	}
+	return &s, nil
+}
+
+// Project is one Incus project.
+type Project struct {
+	Name   string            `json:"name"`
+	Config map[string]string `json:"config"`
+}
+
+// Projects lists the projects the credentials can see.
+func (c *Client) Projects(ctx context.Context) ([]Project, error) {
+	var ps []Project
+	q := url.Values{"recursion": {"1"}}
+	_, err := c.do(ctx, http.MethodGet, "/1.0/projects", q, nil, &ps)
+	return ps, err
+}
+
+// ImageAlias is what an alias points at.
+type ImageAlias struct {
+	Name   string `json:"name"`
+	Target string `json:"target"` // the image fingerprint
+	Type   string `json:"type"`   // container or virtual-machine
+}
+
+// ImageAlias resolves an alias in a project.
+func (c *Client) ImageAlias(ctx context.Context, project, alias string) (*ImageAlias, error) {
+	var a ImageAlias
+	_, err := c.do(ctx, http.MethodGet, "/1.0/images/aliases/"+url.PathEscape(alias), projectQuery(project), nil, &a)
+	if err != nil {
+		return nil, err
+	}
+	return &a, nil
+}

@@ -1,0 +1,168 @@
+package incus
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Instance types.
+const (
+	Container      = "container"
+	VirtualMachine = "virtual-machine"
+)
+
+// Instance is one container or VM as GET /1.0/instances?recursion=1 describes it.
+type Instance struct {
+	Name           string            `json:"name"`
+	Project        string            `json:"project"`
+	Type           string            `json:"type"`
+	Status         string            `json:"status"` // Running, Stopped, …
+	Location       string            `json:"location"`
+	CreatedAt      time.Time         `json:"created_at"`
+	Config         map[string]string `json:"config"`
+	ExpandedConfig map[string]string `json:"expanded_config"`
+}
+
+// InstanceSpec is what Create asks for.
+type InstanceSpec struct {
+	Name       string
+	Project    string
+	Type       string // Container or VirtualMachine
+	ImageAlias string
+	Config     map[string]string // limits.memory, user.* labels, …
+}
+
+type instancesPost struct {
+	Name   string            `json:"name"`
+	Type   string            `json:"type"`
+	Source instanceSource    `json:"source"`
+	Config map[string]string `json:"config,omitempty"`
+	Start  bool              `json:"start"`
+}
+
+type instanceSource struct {
+	Type  string `json:"type"`
+	Alias string `json:"alias"`
+}
+
+// CreateInstance creates (but does not start) an instance from an image alias.
+func (c *Client) CreateInstance(ctx context.Context, spec InstanceSpec) error {
+	q := projectQuery(spec.Project)
+	if c.target != "" {
+		q.Set("target", c.target)
+	}
+	body := instancesPost{
+		Name:   spec.Name,
+		Type:   spec.Type,
+		Source: instanceSource{Type: "image", Alias: spec.ImageAlias},
+		Config: spec.Config,
+	}
+	_, err := c.async(ctx, http.MethodPost, "/1.0/instances", q, body)
+	if err != nil {
+		return fmt.Errorf("create instance %s/%s from image %q: %w", spec.Project, spec.Name, spec.ImageAlias, err)
+	}
+	return nil
+}
+
+// Instance returns one instance.
+func (c *Client) Instance(ctx context.Context, project, name string) (*Instance, error) {
+	var in Instance
+	_, err := c.do(ctx, http.MethodGet, instancePath(name), projectQuery(project), nil, &in)
+	if err != nil {
+		return nil, err
+	}
+	return &in, nil
+}
+
+// Instances lists the instances of one project, or of every project the
+// credentials can see when project is "" (all-projects=true).
+func (c *Client) Instances(ctx context.Context, project string) ([]Instance, error) {
+	q := url.Values{"recursion": {"1"}}
+	if project == "" {
+		q.Set("all-projects", "true")
+	} else {
+		q.Set("project", project)
+	}
+	var out []Instance
+	_, err := c.do(ctx, http.MethodGet, "/1.0/instances", q, nil, &out)
+	return out, err
+}
+
+// SetState starts, stops or restarts an instance and waits for it.
+func (c *Client) SetState(ctx context.Context, project, name, action string, force bool) error {
+	body := map[string]any{"action": action, "timeout": 30, "force": force}
+	_, err := c.async(ctx, http.MethodPut, instancePath(name)+"/state", projectQuery(project), body)
+	if err != nil {
+		return fmt.Errorf("%s instance %s/%s: %w", action, project, name, err)
+	}
+	return nil
+}
+
+// DeleteInstance deletes a stopped instance.
+func (c *Client) DeleteInstance(ctx context.Context, project, name string) error {
+	_, err := c.async(ctx, http.MethodDelete, instancePath(name), projectQuery(project), nil)
+	if err != nil {
+		return fmt.Errorf("delete instance %s/%s: %w", project, name, err)
+	}
+	return nil
+}
+
+// InstanceState is the live state: status, addresses, memory.
+type InstanceState struct {
+	Status  string                  `json:"status"`
+	Pid     int64                   `json:"pid"`
+	Network map[string]NetworkState `json:"network"`
+	Memory  MemoryState             `json:"memory"`
+}
+
+// NetworkState is one interface of InstanceState.
+type NetworkState struct {
+	Addresses []Address `json:"addresses"`
+	State     string    `json:"state"`
+	Type      string    `json:"type"`
+}
+
+// Address is one address of an interface.
+type Address struct {
+	Family  string `json:"family"` // inet, inet6
+	Address string `json:"address"`
+	Scope   string `json:"scope"` // global, link, local
+}
+
+// MemoryState is the memory part of InstanceState (bytes).
+type MemoryState struct {
+	Usage     int64 `json:"usage"`
+	UsagePeak int64 `json:"usage_peak"`
+	Total     int64 `json:"total"`
+	SwapUsage int64 `json:"swap_usage"`
+}
+
+// State returns the live state of an instance.
+func (c *Client) State(ctx context.Context, project, name string) (*InstanceState, error) {
+	var st InstanceState
+	_, err := c.do(ctx, http.MethodGet, instancePath(name)+"/state", projectQuery(project), nil, &st)
+	if err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// IPv4 returns the first global IPv4 address of any interface but lo, or "".
+func (s *InstanceState) IPv4() string {
+	for ifname, n := range s.Network {
+		if ifname == "lo" {
+			continue
+		}
+		for _, a := range n.Addresses {
+			if a.Family == "inet" && a.Scope == "global" {
+				return a.Address
+			}
+		}
+	}
+	return ""
+}
+
+func instancePath(name string) string { return "/1.0/instances/" + url.PathEscape(name) }

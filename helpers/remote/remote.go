@@ -1,0 +1,147 @@
+// Package remote runs commands on a machine over SSH with a pinned host key:
+// one-off commands (Run) and a persistent `bash -euo pipefail` shell (Shell)
+// whose commands share state the way an operator's terminal does.
+// Everything logged passes through a redactor first.
+package remote
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/cc-ci/acceptance/helpers/redact"
+)
+
+// Config says how to reach one machine.
+type Config struct {
+	Addr    string        // host:port
+	User    string        // default root
+	Signer  ssh.Signer    // the harness's key for this run
+	HostKey ssh.PublicKey // pinned; read out of band (Incus exec), never trusted on first use
+	Timeout time.Duration // dial timeout, default 10s
+	Redact  *redact.Redactor
+	Log     func(format string, args ...any) // nil: no logging
+}
+
+// Client is one SSH connection.
+type Client struct {
+	cfg  Config
+	conn *ssh.Client
+}
+
+// Dial connects and authenticates. A host key other than the pinned one is refused.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	if cfg.HostKey == nil {
+		return nil, errors.New("remote: no pinned host key: refusing to connect")
+	}
+	if cfg.User == "" {
+		cfg.User = "root"
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	sshCfg := &ssh.ClientConfig{
+		User:              cfg.User,
+		Auth:              []ssh.AuthMethod{ssh.PublicKeys(cfg.Signer)},
+		HostKeyCallback:   ssh.FixedHostKey(cfg.HostKey),
+		HostKeyAlgorithms: []string{cfg.HostKey.Type()},
+		Timeout:           cfg.Timeout,
+	}
+	d := net.Dialer{Timeout: cfg.Timeout}
+	nc, err := d.DialContext(ctx, "tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("remote: dial %s: %w", cfg.Addr, err)
+	}
+	c, chans, reqs, err := ssh.NewClientConn(nc, cfg.Addr, sshCfg)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("remote: ssh handshake with %s@%s: %w", cfg.User, cfg.Addr, err)
+	}
+	return &Client{cfg: cfg, conn: ssh.NewClient(c, chans, reqs)}, nil
+}
+
+// Close ends the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Result is one finished command.
+type Result struct {
+	Command  string
+	ExitCode int
+	Stdout   []byte
+	Stderr   []byte
+	Duration time.Duration
+}
+
+// CommandError is a command that ran and exited non-zero: the target's fault,
+// as opposed to an error reaching the machine (the harness's or the lab's).
+type CommandError struct {
+	Command  string
+	ExitCode int
+	Stderr   string // redacted tail
+}
+
+func (e *CommandError) Error() string {
+	return fmt.Sprintf("command %q exited %d: %s", e.Command, e.ExitCode, e.Stderr)
+}
+
+// Run executes one command under `bash -euo pipefail` in a fresh session and
+// waits at most timeout. A non-zero exit is a *CommandError (Result is still returned).
+func (c *Client) Run(ctx context.Context, command string, timeout time.Duration) (*Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	sess, err := c.conn.NewSession()
+	if err != nil {
+		return nil, fmt.Errorf("remote: new session on %s: %w", c.cfg.Addr, err)
+	}
+	defer sess.Close()
+	var out, errb bytes.Buffer
+	sess.Stdout, sess.Stderr = &out, &errb
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- sess.Run("bash -euo pipefail -c " + ShellQuote(command)) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		_ = sess.Signal(ssh.SIGKILL)
+		sess.Close()
+		return nil, fmt.Errorf("remote: %q on %s: %w", c.redact(command), c.cfg.Addr, ctx.Err())
+	}
+	res := &Result{Command: command, Stdout: out.Bytes(), Stderr: errb.Bytes(), Duration: time.Since(start)}
+	var exit *ssh.ExitError
+	switch {
+	case errors.As(err, &exit):
+		res.ExitCode = exit.ExitStatus()
+	case err != nil:
+		return nil, fmt.Errorf("remote: %q on %s: %w", c.redact(command), c.cfg.Addr, err)
+	}
+	c.logf("ssh %s: %s → exit %d in %s", c.cfg.Addr, c.redact(command), res.ExitCode, res.Duration.Round(time.Millisecond))
+	if res.ExitCode != 0 {
+		return res, &CommandError{Command: c.redact(command), ExitCode: res.ExitCode, Stderr: c.redact(Tail(res.Stderr, 2048))}
+	}
+	return res, nil
+}
+
+func (c *Client) redact(s string) string { return c.cfg.Redact.Redact(s) }
+
+func (c *Client) logf(format string, args ...any) {
+	if c.cfg.Log != nil {
+		c.cfg.Log(format, args...)
+	}
+}
+
+// ShellQuote quotes s for a POSIX shell.
+func ShellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// Tail returns at most n trailing bytes of b as text, marked when cut.
+func Tail(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	return "…" + string(b[len(b)-n:])
+}

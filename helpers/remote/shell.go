@@ -1,0 +1,193 @@
+package remote
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Shell is one long-lived `bash -euo pipefail` on the machine. Commands run in
+// it one after another and share its state (cwd, exported variables), like an
+// operator following a document in one terminal. As with `set -e`, the first
+// failing command ends the shell: later Exec calls return ErrShellEnded.
+type Shell struct {
+	c      *Client
+	sess   *ssh.Session
+	stdin  io.WriteCloser
+	stdout *bufio.Reader
+	stderr *lockedBuffer
+	marker string
+	ended  error
+	waited chan error
+}
+
+// ErrShellEnded is returned by Exec after the shell has exited.
+var ErrShellEnded = errors.New("remote: the shell has ended")
+
+// Shell starts a persistent shell.
+func (c *Client) Shell(ctx context.Context) (*Shell, error) {
+	sess, err := c.conn.NewSession()
+	if err != nil {
+		return nil, fmt.Errorf("remote: new session on %s: %w", c.cfg.Addr, err)
+	}
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := sess.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	errb := &lockedBuffer{}
+	sess.Stderr = errb
+	if err := sess.Start("bash --noprofile --norc -euo pipefail"); err != nil {
+		return nil, fmt.Errorf("remote: start shell on %s: %w", c.cfg.Addr, err)
+	}
+	nonce := make([]byte, 8)
+	_, _ = rand.Read(nonce)
+	s := &Shell{c: c, sess: sess, stdin: stdin, stdout: bufio.NewReaderSize(stdout, 64<<10),
+		stderr: errb, marker: "__CCCI_DONE_" + hex.EncodeToString(nonce) + "__", waited: make(chan error, 1)}
+	return s, nil
+}
+
+// Exec runs one command (a whole document block may span many lines) in the
+// shell and waits at most timeout. The block's stdin is /dev/null so it cannot
+// swallow the commands that follow it. A non-zero exit is a *CommandError;
+// the shell has then ended, as `set -e` demands.
+func (s *Shell) Exec(ctx context.Context, block string, timeout time.Duration) (*Result, error) {
+	if s.ended != nil {
+		return nil, s.ended
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	s.stderr.Reset()
+	start := time.Now()
+	script := "{\n" + block + "\n} </dev/null\nprintf '\\n%s %d\\n' " + s.marker + " $?\n"
+	if _, err := io.WriteString(s.stdin, script); err != nil {
+		return nil, s.end(fmt.Errorf("remote: write to shell on %s: %w", s.c.cfg.Addr, err))
+	}
+	type read struct {
+		out  []byte
+		code int
+		err  error
+	}
+	got := make(chan read, 1)
+	go func() {
+		out, code, err := s.readUntilMarker()
+		got <- read{out, code, err}
+	}()
+	var r read
+	select {
+	case r = <-got:
+	case <-ctx.Done():
+		_ = s.sess.Signal(ssh.SIGKILL)
+		s.sess.Close()
+		return nil, s.end(fmt.Errorf("remote: block on %s did not finish: %w", s.c.cfg.Addr, ctx.Err()))
+	}
+	res := &Result{Command: block, Stdout: r.out, Stderr: s.stderr.Bytes(), Duration: time.Since(start)}
+	if r.err != nil {
+		// No marker: the shell exited, which with set -e means the block failed.
+		code, werr := s.exitCode()
+		if werr != nil {
+			return nil, s.end(fmt.Errorf("remote: shell on %s: %w", s.c.cfg.Addr, werr))
+		}
+		res.ExitCode = code
+		s.end(ErrShellEnded)
+	} else {
+		res.ExitCode = r.code
+	}
+	s.c.logf("ssh %s shell: block %s → exit %d in %s", s.c.cfg.Addr, firstLine(s.c.redact(block)), res.ExitCode, res.Duration.Round(time.Millisecond))
+	if res.ExitCode != 0 {
+		return res, &CommandError{Command: firstLine(s.c.redact(block)), ExitCode: res.ExitCode, Stderr: s.c.redact(Tail(res.Stderr, 2048))}
+	}
+	return res, nil
+}
+
+// readUntilMarker collects stdout up to the marker line and parses the exit code.
+func (s *Shell) readUntilMarker() ([]byte, int, error) {
+	var out bytes.Buffer
+	for {
+		line, err := s.stdout.ReadString('\n')
+		if strings.HasPrefix(line, s.marker+" ") {
+			code, perr := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, s.marker+" ")))
+			if perr != nil {
+				return nil, 0, perr
+			}
+			// Drop the newline we printed in front of the marker.
+			return bytes.TrimSuffix(out.Bytes(), []byte("\n")), code, nil
+		}
+		out.WriteString(line)
+		if err != nil {
+			return out.Bytes(), 0, err
+		}
+	}
+}
+
+func (s *Shell) exitCode() (int, error) {
+	err := s.sess.Wait()
+	var exit *ssh.ExitError
+	switch {
+	case err == nil:
+		return 0, nil
+	case errors.As(err, &exit):
+		return exit.ExitStatus(), nil
+	}
+	return 0, err
+}
+
+func (s *Shell) end(err error) error {
+	if s.ended == nil {
+		s.ended = err
+	}
+	return err
+}
+
+// Close ends the shell.
+func (s *Shell) Close() error {
+	s.stdin.Close()
+	s.end(ErrShellEnded)
+	return s.sess.Close()
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return strconv.Quote(s[:i] + " …")
+	}
+	return strconv.Quote(s)
+}
+
+// lockedBuffer is a bytes.Buffer written by the SSH library's goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]byte(nil), l.b.Bytes()...)
+}
+
+func (l *lockedBuffer) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Reset()
+}

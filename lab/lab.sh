@@ -1,0 +1,299 @@
+#!/usr/bin/env bash
+# The embedded lab: a real Incus daemon on this machine, reachable over its
+# unix socket and over HTTPS with a trusted client certificate, a btrfs pool,
+# a managed bridge, the project terraform-ci and a locally built blank image.
+#
+#   lab/lab.sh up      idempotent bring-up (installs packages on first run)
+#   lab/lab.sh down    stops only what `up` started, deletes harness-labelled instances
+#   lab/lab.sh status  prints what is running
+#   lab/lab.sh env     prints the CCCI_* settings that point the harness at the lab
+#
+# State lives in $LAB_STATE (default /var/lib/cc-ci-lab); the image tarball is
+# cached in $LAB_CACHE by a hash of its recipe, so a second `up` does not rebuild it.
+set -euo pipefail
+
+LAB_STATE=${LAB_STATE:-/var/lib/cc-ci-lab}
+LAB_CACHE=${LAB_CACHE:-/var/cache/cc-ci-lab}
+LAB_PROJECT=${LAB_PROJECT:-terraform-ci}
+LAB_DECOY_PROJECT=${LAB_DECOY_PROJECT:-lichen}
+LAB_IMAGE_ALIAS=${LAB_IMAGE_ALIAS:-ccci-blank}
+LAB_HTTPS=${LAB_HTTPS:-127.0.0.1:8443}
+LAB_BRIDGE_CIDR=${LAB_BRIDGE_CIDR:-10.99.0.1/24}
+LAB_POOL_SIZE=${LAB_POOL_SIZE:-40GiB}
+LAB_LABEL_PREFIX=${LAB_LABEL_PREFIX:-ccci}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+
+export PATH=/usr/libexec/incus:$PATH
+START=$(date +%s)
+step() { printf '[lab %4ds] %s\n' "$(( $(date +%s) - START ))" "$*"; }
+die() { printf '[lab] ERROR: %s\n' "$*" >&2; exit 1; }
+
+pid1_is_systemd() { [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ]; }
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+install_packages() {
+  local need=()
+  for c in incus:incus btrfs:btrfs-progs debootstrap:debootstrap nix-build:nix-bin \
+           busybox:busybox-static openssl:openssl git:git curl:curl age:age \
+           dnsmasq:dnsmasq-base; do
+    command -v "${c%%:*}" >/dev/null 2>&1 || need+=("${c#*:}")
+  done
+  [ ${#need[@]} -eq 0 ] && { step "packages: all present"; return; }
+  step "packages: installing ${need[*]}"
+  if [ ! -f /etc/apt/sources.list.d/bookworm-backports.sources ]; then
+    cat >/etc/apt/sources.list.d/bookworm-backports.sources <<EOF
+Types: deb
+URIs: ${MIRROR}
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  local bp=() rest=()
+  for p in "${need[@]}"; do [ "$p" = incus ] && bp+=(incus) || rest+=("$p"); done
+  [ ${#rest[@]} -gt 0 ] && apt-get install -y -qq --no-install-recommends "${rest[@]}" >/dev/null
+  [ ${#bp[@]} -gt 0 ] && apt-get install -y -qq --no-install-recommends -t bookworm-backports incus >/dev/null
+  step "packages: done"
+}
+
+start_daemons() {
+  mkdir -p "$LAB_STATE/pids" /var/log/incus
+  if pid1_is_systemd; then
+    systemctl start lxcfs incus.socket incus.service
+  else
+    if ! pgrep -x lxcfs >/dev/null; then
+      mkdir -p /var/lib/lxcfs
+      lxcfs /var/lib/lxcfs >/var/log/incus/lxcfs.log 2>&1 &
+      echo $! >"$LAB_STATE/pids/lxcfs"
+      step "lxcfs started (pid $!)"
+    fi
+    if ! incusd waitready --timeout=1 >/dev/null 2>&1; then
+      # setsid: the daemon must outlive the shell that started it.
+      setsid incusd --group incus-admin --logfile=/var/log/incus/incus.log </dev/null >/dev/null 2>&1 &
+      echo $! >"$LAB_STATE/pids/incusd"
+      step "incusd started (pid $!)"
+    fi
+  fi
+  incusd waitready --timeout=60 || die "incusd did not become ready in 60s (see /var/log/incus/incus.log)"
+  step "incusd ready"
+}
+
+init_incus() {
+  # Each piece on its own, so a bring-up interrupted half way completes next time.
+  if ! incus storage show lab >/dev/null 2>&1; then
+    incus storage create lab btrfs size="$LAB_POOL_SIZE" >/dev/null
+    step "init: btrfs pool 'lab' ($LAB_POOL_SIZE loop file)"
+  fi
+  if ! incus network show incusbr0 >/dev/null 2>&1; then
+    incus network create incusbr0 ipv4.address="$LAB_BRIDGE_CIDR" ipv4.nat=true ipv6.address=none >/dev/null
+    step "init: bridge incusbr0 ($LAB_BRIDGE_CIDR)"
+  fi
+  ensure_profile_devices default
+  incus config set core.https_address "$LAB_HTTPS"
+  step "init: done"
+}
+
+ensure_profile_devices() {
+  local p=$1
+  incus profile device show default --project "$p" 2>/dev/null | grep -q '^root:' ||
+    incus profile device add default root disk path=/ pool=lab --project "$p" >/dev/null
+  incus profile device show default --project "$p" 2>/dev/null | grep -q '^eth0:' ||
+    incus profile device add default eth0 nic network=incusbr0 name=eth0 --project "$p" >/dev/null
+}
+
+trust_client() {
+  local d="$LAB_STATE/tls"
+  mkdir -p "$d"; chmod 700 "$d"
+  if [ ! -f "$d/client.key" ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:secp384r1 -sha384 -nodes -days 3650 \
+      -subj "/CN=cc-ci-harness" -keyout "$d/client.key" -out "$d/client.crt" 2>/dev/null
+    chmod 600 "$d/client.key"
+  fi
+  cp /var/lib/incus/server.crt "$d/server.crt"
+  local fp
+  fp=$(openssl x509 -in "$d/client.crt" -noout -fingerprint -sha256 | cut -d= -f2 | tr -d : | tr A-F a-f)
+  if ! incus config trust list -f csv -c f 2>/dev/null | grep -q "^${fp:0:12}"; then
+    incus config trust add-certificate "$d/client.crt" --name cc-ci-harness
+  fi
+  step "https: $LAB_HTTPS trusts client cert ${fp:0:12}"
+}
+
+# The recipe is everything that decides the image's content; its hash names the cache.
+# debootstrap cannot resolve virtual packages (nix-bin needs perl-dbdabi-94), so
+# only the base goes through it and the rest through apt-get in the chroot.
+IMAGE_BASE=systemd,systemd-sysv,udev,dbus,systemd-resolved,openssh-server,iproute2,ca-certificates
+IMAGE_EXTRA="git nix-bin busybox-static nginx-light age openssl curl"
+image_recipe_hash() {
+  { echo "$IMAGE_BASE $IMAGE_EXTRA"; echo "$MIRROR"; declare -f build_image; } | sha256sum | cut -c1-16
+}
+
+build_image() {
+  local hash tarball rootfs work
+  hash=$(image_recipe_hash)
+  tarball="$LAB_CACHE/blank-$hash.tar"
+  mkdir -p "$LAB_CACHE/debs"
+  TARBALL=$tarball
+  if [ -f "$tarball" ]; then step "image: cached $tarball"; return; fi
+  step "image: debootstrap (recipe $hash) — takes a few minutes"
+  work=$(mktemp -d "$LAB_CACHE/build.XXXXXX")
+  rootfs="$work/rootfs"
+  debootstrap --variant=minbase --cache-dir="$LAB_CACHE/debs" --include="$IMAGE_BASE" \
+    bookworm "$rootfs" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
+    || { tail -20 "$work/debootstrap.log" >&2; die "debootstrap failed (log: $work/debootstrap.log)"; }
+  step "image: base done, installing $IMAGE_EXTRA"
+  mount -t proc proc "$rootfs/proc"
+  rm -f "$rootfs/etc/resolv.conf"; cp -L /etc/resolv.conf "$rootfs/etc/resolv.conf"
+  # policy-rc.d: no service starts inside the build chroot.
+  printf '#!/bin/sh\nexit 101\n' >"$rootfs/usr/sbin/policy-rc.d"; chmod +x "$rootfs/usr/sbin/policy-rc.d"
+  local rc=0
+  chroot "$rootfs" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $IMAGE_EXTRA" \
+    >>"$work/debootstrap.log" 2>&1 || rc=$?
+  umount "$rootfs/proc"
+  rm -f "$rootfs/usr/sbin/policy-rc.d"
+  [ $rc -eq 0 ] || { tail -20 "$work/debootstrap.log" >&2; die "apt-get install in the image failed (log: $work/debootstrap.log)"; }
+  # Network by systemd-networkd + resolved (udev is required for eth0 to leave "pending").
+  mkdir -p "$rootfs/etc/systemd/network"
+  printf '[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n' >"$rootfs/etc/systemd/network/10-eth0.network"
+  chroot "$rootfs" systemctl enable systemd-networkd systemd-resolved ssh >/dev/null 2>&1
+  ln -sf ../run/systemd/resolve/stub-resolv.conf "$rootfs/etc/resolv.conf"
+  # Per-instance identity: empty machine-id, fresh SSH host keys generated at first boot.
+  : >"$rootfs/etc/machine-id"
+  rm -f "$rootfs"/etc/ssh/ssh_host_*
+  mkdir -p "$rootfs/etc/systemd/system/ssh.service.d"
+  printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n' \
+    >"$rootfs/etc/systemd/system/ssh.service.d/hostkeys.conf"
+  # A blank machine: nothing of cc-ci, not even nginx running.
+  chroot "$rootfs" systemctl disable nginx >/dev/null 2>&1 || true
+  rm -rf "$rootfs/var/cache/apt/archives/"*.deb "$rootfs/var/lib/apt/lists/"*
+  mkdir -p "$work/templates"
+  cat >"$work/templates/authorized_keys.tpl" <<'EOF'
+{{ config_get("user.ssh_authorized_keys", "") }}
+EOF
+  cat >"$work/metadata.yaml" <<EOF
+architecture: x86_64
+creation_date: $(date +%s)
+properties:
+  os: debian
+  release: bookworm
+  description: cc-ci lab blank machine (recipe $hash)
+  ccci.recipe: "$hash"
+templates:
+  /root/.ssh/authorized_keys:
+    when: [create, copy, start]
+    uid: 0
+    gid: 0
+    mode: "0600"
+    create_only: false
+    template: authorized_keys.tpl
+EOF
+  mkdir -p "$rootfs/root/.ssh"; chmod 700 "$rootfs/root/.ssh"
+  tar -C "$work" -cf "$tarball.tmp" metadata.yaml templates rootfs
+  mv "$tarball.tmp" "$tarball"
+  rm -rf "$work"
+  step "image: built $tarball"
+}
+
+import_image() {
+  local tarball=$1 hash
+  hash=$(image_recipe_hash)
+  local have
+  have=$(incus image get-property "$LAB_IMAGE_ALIAS" ccci.recipe 2>/dev/null || true)
+  if [ "$have" != "$hash" ]; then
+    incus image delete "$LAB_IMAGE_ALIAS" 2>/dev/null || true
+    incus image import "$tarball" --alias "$LAB_IMAGE_ALIAS" >/dev/null
+    step "image: imported as $LAB_IMAGE_ALIAS (recipe $hash)"
+  else
+    step "image: $LAB_IMAGE_ALIAS is current (recipe $hash)"
+  fi
+}
+
+ensure_project() {
+  local p=$1
+  incus project show "$p" >/dev/null 2>&1 || incus project create "$p" -c features.images=true -c features.profiles=true >/dev/null
+  ensure_profile_devices "$p"
+  local want have
+  want=$(incus image get-property "$LAB_IMAGE_ALIAS" ccci.recipe)
+  have=$(incus image get-property "$LAB_IMAGE_ALIAS" ccci.recipe --project "$p" 2>/dev/null || true)
+  if [ "$want" != "$have" ]; then
+    incus image delete "$LAB_IMAGE_ALIAS" --project "$p" 2>/dev/null || true
+    incus image copy "$LAB_IMAGE_ALIAS" local: --target-project "$p" --copy-aliases >/dev/null
+  fi
+  step "project $p: image + profile ready"
+}
+
+write_env() {
+  cat >"$LAB_STATE/lab.env" <<EOF
+# Written by lab/lab.sh up: the harness settings that point at this lab.
+CCCI_INCUS_URL=https://${LAB_HTTPS}
+CCCI_INCUS_SOCKET=/var/lib/incus/unix.socket
+CCCI_INCUS_CLIENT_CERT=${LAB_STATE}/tls/client.crt
+CCCI_INCUS_CLIENT_KEY=${LAB_STATE}/tls/client.key
+CCCI_INCUS_SERVER_CERT=${LAB_STATE}/tls/server.crt
+CCCI_PROJECT=${LAB_PROJECT}
+CCCI_DECOY_PROJECT=${LAB_DECOY_PROJECT}
+CCCI_IMAGE=${LAB_IMAGE_ALIAS}
+CCCI_INSTANCE_TYPE=container
+EOF
+  step "settings: $LAB_STATE/lab.env"
+}
+
+up() {
+  [ "$(id -u)" = 0 ] || die "lab up needs root"
+  install_packages
+  start_daemons
+  init_incus
+  trust_client
+  build_image
+  import_image "$TARBALL"
+  ensure_project "$LAB_PROJECT"
+  ensure_project "$LAB_DECOY_PROJECT"
+  write_env
+  step "lab is up"
+}
+
+delete_labelled() {
+  # Only instances that carry the harness's created-by label; everything else is left alone.
+  incus list --all-projects -f csv -c "e,n,config:user.${LAB_LABEL_PREFIX}.created-by" 2>/dev/null |
+    while IFS=, read -r project name creator; do
+      [ -n "$creator" ] || continue
+      incus delete -f "$name" --project "$project" && step "deleted labelled instance $project/$name"
+    done
+}
+
+stop_pid() {
+  local f=$1
+  if alive "$f"; then kill "$(cat "$f")"; for _ in $(seq 50); do alive "$f" || break; sleep 0.2; done; fi
+  rm -f "$f"
+}
+
+down() {
+  if incus info >/dev/null 2>&1; then delete_labelled; fi
+  if pid1_is_systemd; then
+    step "systemd host: leaving incus.service running"
+  else
+    stop_pid "$LAB_STATE/pids/incusd"
+    # incusd leaves its dnsmasq behind on SIGTERM.
+    local dm=/var/lib/incus/networks/incusbr0/dnsmasq.pid
+    if [ -f "$dm" ] && kill -0 "$(cat "$dm")" 2>/dev/null; then kill "$(cat "$dm")"; fi
+    stop_pid "$LAB_STATE/pids/lxcfs"
+  fi
+  step "lab is down"
+}
+
+status() {
+  for f in "$LAB_STATE"/pids/*; do
+    [ -e "$f" ] || continue
+    if alive "$f"; then echo "$(basename "$f"): running (pid $(cat "$f"))"; else echo "$(basename "$f"): not running"; fi
+  done
+  incus list --all-projects -f csv -c e,n,s 2>/dev/null || echo "incusd: not answering"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  env) cat "$LAB_STATE/lab.env" ;;
+  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+esac
