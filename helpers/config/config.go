@@ -1,0 +1,291 @@
+// Package config reads the harness configuration: CCCI_* environment
+// variables, over an optional KEY=VALUE file (CCCI_CONFIG; by default the lab's
+// settings file when it exists). Everything is validated before any side
+// effect, and each error names the key and where its value came from.
+package config
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cc-ci/acceptance/helpers/incus"
+)
+
+// LabSettings is where `lab/lab.sh up` writes the settings that point at the lab.
+const LabSettings = "/var/lib/cc-ci-lab/lab.env"
+
+// Config is the whole harness configuration. Every field has a CCCI_* key;
+// docs/configuration.md lists them.
+type Config struct {
+	// How to reach Incus.
+	Transport       string // "https" (default when a URL is set) or "unix"
+	IncusURL        string
+	IncusSocket     string
+	IncusClientCert string
+	IncusClientKey  string
+	IncusServerCert string
+	IncusTarget     string // cluster member, empty when standalone
+	// What to create, and where.
+	Project         string
+	AllowedProjects []string
+	Image           string
+	InstanceType    string // container | virtual-machine
+	Memory          int64  // bytes, limits.memory of the throwaway machine
+	// Guardrails.
+	RAMCap                int64 // bytes, sum over running instances incl. the new one
+	DefaultInstanceMemory int64 // bytes counted for a running instance with no limits.memory
+	MaxMachines           int
+	TTL                   time.Duration // expires-at label = creation + TTL; the reaper acts after it
+	LabelPrefix           string        // user.<prefix>.run-id etc.
+	// Timing.
+	BootTimeout     time.Duration // create → SSH ready
+	TeardownReserve time.Duration // kept before go test's -timeout for teardown
+	// Access and state.
+	SSHUser   string
+	StateFile string // run state written with SKIP_teardown, read with SKIP_provision
+}
+
+// Error is a configuration problem, naming the key and the source of its value.
+type Error struct {
+	Key    string
+	Value  string
+	Source string // "environment" or "FILE line N" or "default"
+	Reason string
+}
+
+func (e *Error) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("config: %s (%s): %s", e.Key, e.Source, e.Reason)
+	}
+	return fmt.Sprintf("config: %s=%q (%s): %s", e.Key, e.Value, e.Source, e.Reason)
+}
+
+// source is a lookup of raw values with their provenance.
+type source struct {
+	env  func(string) (string, bool)
+	file map[string]fileValue
+	path string
+}
+
+type fileValue struct {
+	value string
+	line  int
+}
+
+func (s *source) get(key, def string) (value, from string) {
+	if v, ok := s.env(key); ok {
+		return v, "environment"
+	}
+	if fv, ok := s.file[key]; ok {
+		return fv.value, fmt.Sprintf("%s line %d", s.path, fv.line)
+	}
+	return def, "default"
+}
+
+// Load reads the configuration from the process environment.
+func Load() (*Config, error) { return LoadFrom(os.LookupEnv) }
+
+// LoadFrom reads the configuration with a given environment lookup (tests use a map).
+func LoadFrom(env func(string) (string, bool)) (*Config, error) {
+	src := &source{env: env}
+	path, explicit := env("CCCI_CONFIG")
+	if !explicit {
+		if _, err := os.Stat(LabSettings); err == nil {
+			path = LabSettings
+		}
+	}
+	if path != "" {
+		f, err := readFile(path)
+		if err != nil {
+			return nil, err
+		}
+		src.file, src.path = f, path
+	}
+	p := &parser{src: src}
+	c := &Config{
+		IncusURL:              p.str("CCCI_INCUS_URL", ""),
+		IncusSocket:           p.str("CCCI_INCUS_SOCKET", "/var/lib/incus/unix.socket"),
+		IncusClientCert:       p.str("CCCI_INCUS_CLIENT_CERT", ""),
+		IncusClientKey:        p.str("CCCI_INCUS_CLIENT_KEY", ""),
+		IncusServerCert:       p.str("CCCI_INCUS_SERVER_CERT", ""),
+		IncusTarget:           p.str("CCCI_INCUS_TARGET", ""),
+		Project:               p.str("CCCI_PROJECT", "terraform-ci"),
+		Image:                 p.str("CCCI_IMAGE", "ccci-blank"),
+		InstanceType:          p.oneOf("CCCI_INSTANCE_TYPE", "container", "container", "virtual-machine"),
+		Memory:                p.size("CCCI_MEMORY", "4GiB"),
+		RAMCap:                p.size("CCCI_RAM_CAP", "12GiB"),
+		DefaultInstanceMemory: p.size("CCCI_DEFAULT_INSTANCE_MEMORY", "1GiB"),
+		MaxMachines:           p.positiveInt("CCCI_MAX_MACHINES", "1"),
+		TTL:                   p.duration("CCCI_TTL", "2h"),
+		LabelPrefix:           p.str("CCCI_LABEL_PREFIX", "ccci"),
+		BootTimeout:           p.duration("CCCI_BOOT_TIMEOUT", "5m"),
+		TeardownReserve:       p.duration("CCCI_TEARDOWN_RESERVE", "90s"),
+		SSHUser:               p.str("CCCI_SSH_USER", "root"),
+		StateFile:             p.str("CCCI_STATE_FILE", ".run-state.json"),
+	}
+	defTransport := "unix"
+	if c.IncusURL != "" {
+		defTransport = "https"
+	}
+	c.Transport = p.oneOf("CCCI_TRANSPORT", defTransport, "https", "unix")
+	c.AllowedProjects = p.list("CCCI_ALLOWED_PROJECTS", "terraform-ci")
+	p.validate(c)
+	if len(p.errs) > 0 {
+		return nil, errors.Join(p.errs...)
+	}
+	return c, nil
+}
+
+type parser struct {
+	src  *source
+	errs []error
+}
+
+func (p *parser) fail(key, value, from, reason string) {
+	p.errs = append(p.errs, &Error{Key: key, Value: value, Source: from, Reason: reason})
+}
+
+func (p *parser) str(key, def string) string {
+	v, _ := p.src.get(key, def)
+	return v
+}
+
+func (p *parser) oneOf(key, def string, allowed ...string) string {
+	v, from := p.src.get(key, def)
+	if !slices.Contains(allowed, v) {
+		p.fail(key, v, from, "must be one of "+strings.Join(allowed, ", "))
+	}
+	return v
+}
+
+func (p *parser) size(key, def string) int64 {
+	v, from := p.src.get(key, def)
+	n, err := ParseSize(v)
+	if err != nil {
+		p.fail(key, v, from, err.Error())
+	}
+	return n
+}
+
+func (p *parser) duration(key, def string) time.Duration {
+	v, from := p.src.get(key, def)
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		p.fail(key, v, from, "not a positive duration like 90s, 5m or 2h")
+	}
+	return d
+}
+
+func (p *parser) positiveInt(key, def string) int {
+	v, from := p.src.get(key, def)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		p.fail(key, v, from, "not a whole number ≥ 1")
+	}
+	return n
+}
+
+func (p *parser) list(key, def string) []string {
+	v, from := p.src.get(key, def)
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		p.fail(key, v, from, "must name at least one item (comma-separated)")
+	}
+	return out
+}
+
+// validate checks relations between keys and that files exist.
+func (p *parser) validate(c *Config) {
+	need := func(key, val string) {
+		if val == "" {
+			_, from := p.src.get(key, "")
+			p.fail(key, "", from, "required when CCCI_TRANSPORT="+c.Transport)
+			return
+		}
+		if _, err := os.Stat(val); err != nil {
+			_, from := p.src.get(key, "")
+			p.fail(key, val, from, "cannot read: "+errors.Unwrap(err).Error())
+		}
+	}
+	switch c.Transport {
+	case "https":
+		if c.IncusURL == "" || !strings.HasPrefix(c.IncusURL, "https://") {
+			_, from := p.src.get("CCCI_INCUS_URL", "")
+			p.fail("CCCI_INCUS_URL", c.IncusURL, from, "must be https://host:port when CCCI_TRANSPORT=https")
+		}
+		need("CCCI_INCUS_CLIENT_CERT", c.IncusClientCert)
+		need("CCCI_INCUS_CLIENT_KEY", c.IncusClientKey)
+		need("CCCI_INCUS_SERVER_CERT", c.IncusServerCert)
+	case "unix":
+		need("CCCI_INCUS_SOCKET", c.IncusSocket)
+	}
+	if !slices.Contains(c.AllowedProjects, c.Project) {
+		_, from := p.src.get("CCCI_PROJECT", "")
+		p.fail("CCCI_PROJECT", c.Project, from, "not in CCCI_ALLOWED_PROJECTS ("+strings.Join(c.AllowedProjects, ",")+")")
+	}
+	if c.Memory > 0 && c.RAMCap > 0 && c.Memory > c.RAMCap {
+		_, from := p.src.get("CCCI_MEMORY", "")
+		p.fail("CCCI_MEMORY", FormatSize(c.Memory), from, "larger than CCCI_RAM_CAP "+FormatSize(c.RAMCap))
+	}
+	if !validLabelPrefix(c.LabelPrefix) {
+		_, from := p.src.get("CCCI_LABEL_PREFIX", "")
+		p.fail("CCCI_LABEL_PREFIX", c.LabelPrefix, from, "use lower-case letters, digits and '-' only")
+	}
+}
+
+func validLabelPrefix(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// readFile parses KEY=VALUE lines; '#' starts a comment; quotes around a value are removed.
+func readFile(path string) (map[string]fileValue, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &Error{Key: "CCCI_CONFIG", Value: path, Source: "environment", Reason: "cannot open: " + errors.Unwrap(err).Error()}
+	}
+	defer f.Close()
+	out := map[string]fileValue{}
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		k = strings.TrimSpace(strings.TrimPrefix(k, "export "))
+		if !ok || !strings.HasPrefix(k, "CCCI_") {
+			return nil, &Error{Key: "CCCI_CONFIG", Value: path, Source: fmt.Sprintf("%s line %d", path, n),
+				Reason: "expected CCCI_KEY=value"}
+		}
+		out[k] = fileValue{value: strings.Trim(strings.TrimSpace(v), `"'`), line: n}
+	}
+	return out, sc.Err()
+}
+
+// Incus returns the client settings for one transport ("https" or "unix").
+func (c *Config) Incus(transport string) incus.Config {
+	if transport == "unix" {
+		return incus.Config{Socket: c.IncusSocket, Target: c.IncusTarget}
+	}
+	return incus.Config{URL: c.IncusURL, ClientCert: c.IncusClientCert, ClientKey: c.IncusClientKey,
+		ServerCert: c.IncusServerCert, Target: c.IncusTarget}
+}

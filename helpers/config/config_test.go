@@ -1,0 +1,98 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// env builds a lookup with no config file unless the map names one.
+func env(m map[string]string) func(string) (string, bool) {
+	if _, ok := m["CCCI_CONFIG"]; !ok {
+		m["CCCI_CONFIG"] = ""
+	}
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func socketFile(t *testing.T) string {
+	p := filepath.Join(t.TempDir(), "unix.socket")
+	require.NoError(t, os.WriteFile(p, nil, 0o600))
+	return p
+}
+
+func TestDefaultsPointAtTheLab(t *testing.T) {
+	c, err := LoadFrom(env(map[string]string{"CCCI_INCUS_SOCKET": socketFile(t)}))
+	require.NoError(t, err)
+	assert.Equal(t, "unix", c.Transport)
+	assert.Equal(t, "terraform-ci", c.Project)
+	assert.Equal(t, []string{"terraform-ci"}, c.AllowedProjects)
+	assert.Equal(t, int64(4<<30), c.Memory)
+	assert.Equal(t, int64(12<<30), c.RAMCap)
+	assert.Equal(t, 1, c.MaxMachines)
+	assert.Equal(t, "container", c.InstanceType)
+}
+
+func TestFileValuesAndEnvironmentOverride(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "ccci.env")
+	sock := socketFile(t)
+	require.NoError(t, os.WriteFile(file, []byte("# lab\nCCCI_INCUS_SOCKET="+sock+"\nCCCI_MEMORY=\"2GiB\"\nCCCI_PROJECT=terraform-ci\n"), 0o600))
+	c, err := LoadFrom(env(map[string]string{"CCCI_CONFIG": file, "CCCI_MEMORY": "3GiB"}))
+	require.NoError(t, err)
+	assert.Equal(t, int64(3<<30), c.Memory, "environment wins over the file")
+	assert.Equal(t, sock, c.IncusSocket)
+}
+
+// Each bad value is refused with an error that names the key and where the value came from.
+func TestBadInputNamesTheKeyAndSource(t *testing.T) {
+	sock := socketFile(t)
+	dir := t.TempDir()
+	badFile := filepath.Join(dir, "bad.env")
+	require.NoError(t, os.WriteFile(badFile, []byte("CCCI_INCUS_SOCKET="+sock+"\nCCCI_MEMORY=lots\n"), 0o600))
+	junkFile := filepath.Join(dir, "junk.env")
+	require.NoError(t, os.WriteFile(junkFile, []byte("CCCI_PROJECT=terraform-ci\nnot a setting\n"), 0o600))
+
+	cases := []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{"memory not a size", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_MEMORY": "4 gigs"}, []string{"CCCI_MEMORY", "environment", "not a positive size"}},
+		{"memory percentage", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_MEMORY": "50%"}, []string{"CCCI_MEMORY", "percentage"}},
+		{"memory over cap", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_MEMORY": "16GiB"}, []string{"CCCI_MEMORY", "larger than CCCI_RAM_CAP 12GiB"}},
+		{"project not allowed", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_PROJECT": "default"}, []string{"CCCI_PROJECT", "not in CCCI_ALLOWED_PROJECTS"}},
+		{"bad instance type", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_INSTANCE_TYPE": "vm"}, []string{"CCCI_INSTANCE_TYPE", "container, virtual-machine"}},
+		{"bad duration", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_TTL": "2 hours"}, []string{"CCCI_TTL", "positive duration"}},
+		{"zero machines", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_MAX_MACHINES": "0"}, []string{"CCCI_MAX_MACHINES"}},
+		{"socket missing", map[string]string{"CCCI_INCUS_SOCKET": "/nonexistent/unix.socket"}, []string{"CCCI_INCUS_SOCKET", "cannot read"}},
+		{"https without certs", map[string]string{"CCCI_INCUS_URL": "https://127.0.0.1:8443"}, []string{"CCCI_INCUS_CLIENT_CERT", "CCCI_INCUS_CLIENT_KEY", "CCCI_INCUS_SERVER_CERT", "required when CCCI_TRANSPORT=https"}},
+		{"https url not https", map[string]string{"CCCI_TRANSPORT": "https", "CCCI_INCUS_URL": "http://x:8443"}, []string{"CCCI_INCUS_URL", "https://host:port"}},
+		{"bad value in file", map[string]string{"CCCI_CONFIG": badFile}, []string{"CCCI_MEMORY", "bad.env line 2"}},
+		{"junk line in file", map[string]string{"CCCI_CONFIG": junkFile}, []string{"junk.env line 2", "expected CCCI_KEY=value"}},
+		{"config file missing", map[string]string{"CCCI_CONFIG": "/nonexistent.env"}, []string{"CCCI_CONFIG", "/nonexistent.env", "cannot open"}},
+		{"label prefix", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_LABEL_PREFIX": "Bad.Prefix"}, []string{"CCCI_LABEL_PREFIX"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadFrom(env(tc.env))
+			require.Error(t, err)
+			for _, w := range tc.want {
+				assert.Contains(t, err.Error(), w)
+			}
+		})
+	}
+}
+
+func TestParseAndFormatSize(t *testing.T) {
+	for in, want := range map[string]int64{"4GiB": 4 << 30, "512MiB": 512 << 20, "1GB": 1e9, "1073741824": 1 << 30, "1.5GiB": 3 << 29} {
+		got, err := ParseSize(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	assert.Equal(t, "4GiB", FormatSize(4<<30))
+	assert.Equal(t, "12GiB", FormatSize(12<<30))
+	assert.Equal(t, "512MiB", FormatSize(512<<20))
+}

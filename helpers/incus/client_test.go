@@ -1,0 +1,174 @@
+package incus
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// fakeIncus is an httptest TLS server that answers like Incus does.
+func fakeIncus(t *testing.T, h http.HandlerFunc) *Client {
+	t.Helper()
+	srv := httptest.NewTLSServer(h)
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	serverPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.crt"), serverPEM, 0o600))
+	certPEM, keyPEM := selfSigned(t)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "client.crt"), certPEM, 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "client.key"), keyPEM, 0o600))
+	c, err := New(Config{URL: srv.URL, ClientCert: filepath.Join(dir, "client.crt"),
+		ClientKey: filepath.Join(dir, "client.key"), ServerCert: filepath.Join(dir, "server.crt")})
+	require.NoError(t, err)
+	return c
+}
+
+func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-client"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	kder, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
+
+func incusError(w http.ResponseWriter, code int, msg string) {
+	w.WriteHeader(code)
+	_, _ = fmt.Fprintf(w, `{"type":"error","error":%q,"error_code":%d}`, msg, code)
+}
+
+func TestErrorMapping(t *testing.T) {
+	cases := []struct {
+		code     int
+		msg      string
+		sentinel error
+	}{
+		{404, "Instance not found", ErrNotFound},
+		{403, "not authorized", ErrForbidden},
+		{409, "Instance is busy", ErrConflict},
+	}
+	for _, tc := range cases {
+		t.Run(tc.msg, func(t *testing.T) {
+			c := fakeIncus(t, func(w http.ResponseWriter, r *http.Request) { incusError(w, tc.code, tc.msg) })
+			_, err := c.Instance(context.Background(), "terraform-ci", "x")
+			require.ErrorIs(t, err, tc.sentinel)
+			var ie *Error
+			require.ErrorAs(t, err, &ie)
+			assert.Equal(t, tc.code, ie.StatusCode)
+			assert.Contains(t, err.Error(), tc.msg, "Incus's own message is kept")
+			assert.Contains(t, err.Error(), "/1.0/instances/x", "the call is named")
+		})
+	}
+}
+
+func TestUntrustedClientIsForbiddenBeforeAnythingElse(t *testing.T) {
+	c := fakeIncus(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"type":"sync","status_code":200,"metadata":{"auth":"untrusted","api_version":"1.0"}}`))
+	})
+	_, err := c.Server(context.Background())
+	require.ErrorIs(t, err, ErrForbidden)
+	assert.Contains(t, err.Error(), "not trusted")
+	assert.Contains(t, err.Error(), c.Endpoint)
+}
+
+func TestFailedOperationCarriesIncusReason(t *testing.T) {
+	c := fakeIncus(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/1.0/instances":
+			w.WriteHeader(http.StatusAccepted)
+			_, _ = w.Write([]byte(`{"type":"async","status_code":100,"operation":"/1.0/operations/abc"}`))
+		case "/1.0/operations/abc/wait":
+			_, _ = w.Write([]byte(`{"type":"sync","status_code":200,"metadata":{"id":"abc","description":"Creating instance","status":"Failure","err":"Failed getting image: alias not found"}}`))
+		}
+	})
+	err := c.CreateInstance(context.Background(), InstanceSpec{Name: "x", Project: "terraform-ci", ImageAlias: "nope", Type: Container})
+	require.True(t, IsOperationFailure(err), "%v", err)
+	assert.Contains(t, err.Error(), "alias not found")
+	assert.Contains(t, err.Error(), `image "nope"`)
+}
+
+func TestWrongServerCertificateIsRefused(t *testing.T) {
+	c := fakeIncus(t, func(w http.ResponseWriter, r *http.Request) {})
+	// httptest's servers share one certificate: give this one its own.
+	certPEM, keyPEM := selfSigned(t)
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	require.NoError(t, err)
+	other := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	other.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	other.StartTLS()
+	defer other.Close()
+	c.base = other.URL // a server whose cert is not the pinned one
+	_, err = c.Server(context.Background())
+	require.Error(t, err)
+	var cerr *tls.CertificateVerificationError
+	assert.True(t, errors.As(err, &cerr), "want a certificate verification error, got %v", err)
+}
+
+func TestNotAnIncusAnswer(t *testing.T) {
+	c := fakeIncus(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(502)
+		_, _ = w.Write([]byte("<html>bad gateway</html>"))
+	})
+	_, err := c.Server(context.Background())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not an Incus response (HTTP 502)")
+}
+
+func TestContextDeadlineIsHonoured(t *testing.T) {
+	c := fakeIncus(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := c.Server(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Less(t, time.Since(start), 2*time.Second)
+}
+
+func TestTargetIsSentForClusterPlacement(t *testing.T) {
+	var gotTarget string
+	c := fakeIncus(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/1.0/instances" {
+			gotTarget = r.URL.Query().Get("target")
+		}
+		incusError(w, 500, "stop here")
+	})
+	c.target = "b1"
+	_ = c.CreateInstance(context.Background(), InstanceSpec{Name: "x", Project: "p", ImageAlias: "a", Type: Container})
+	assert.Equal(t, "b1", gotTarget)
+}
+
+func TestConfigErrorsNameTheFile(t *testing.T) {
+	_, err := New(Config{URL: "https://127.0.0.1:8443", ClientCert: "/nonexistent/client.crt", ClientKey: "/nonexistent/client.key", ServerCert: "/x"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "/nonexistent/client.crt")
+	_, err = New(Config{})
+	require.Error(t, err)
+	_, err = New(Config{URL: "http://plain:8443", ClientCert: "a", ClientKey: "b", ServerCert: "c"})
+	require.Error(t, err)
+}

@@ -1,0 +1,55 @@
+// Package labtest gives integration tests the lab's Incus client, or skips
+// them when no lab is configured — unless CCCI_REQUIRE_LAB=1 (as .ci/run
+// sets), when a missing lab is a failure, not a skip.
+package labtest
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/cc-ci/acceptance/helpers/config"
+	"github.com/cc-ci/acceptance/helpers/incus"
+)
+
+// Required reports whether the lab must be there (CCCI_REQUIRE_LAB=1).
+func Required() bool { return os.Getenv("CCCI_REQUIRE_LAB") == "1" }
+
+// Unavailable skips or fails the test, as Required decides.
+func Unavailable(t testing.TB, why string) {
+	t.Helper()
+	if Required() {
+		t.Fatalf("lab required (CCCI_REQUIRE_LAB=1) but unavailable: %s", why)
+	}
+	t.Skipf("no lab (%s); run `make lab-up` or set CCCI_REQUIRE_LAB=1 to require it", why)
+}
+
+// Config loads the harness configuration or skips/fails.
+func Config(t testing.TB) *config.Config {
+	t.Helper()
+	c, err := config.Load()
+	if err != nil {
+		Unavailable(t, err.Error())
+	}
+	return c
+}
+
+// Client returns a trusted client over one transport ("https" or "unix").
+func Client(t testing.TB, transport string) (*incus.Client, *config.Config) {
+	t.Helper()
+	c := Config(t)
+	if transport == "https" && c.IncusURL == "" {
+		Unavailable(t, "CCCI_INCUS_URL is not set")
+	}
+	cl, err := incus.New(c.Incus(transport))
+	if err != nil {
+		Unavailable(t, err.Error())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cl.Server(ctx); err != nil {
+		Unavailable(t, err.Error())
+	}
+	return cl, c
+}
