@@ -171,6 +171,8 @@ build_image() {
   cat >"$work/templates/authorized_keys.tpl" <<'EOF'
 {{ config_get("user.ssh_authorized_keys", "") }}
 EOF
+  echo '{{ instance.name }}' >"$work/templates/hostname.tpl"
+  printf '127.0.0.1 localhost\n127.0.1.1 {{ instance.name }}\n' >"$work/templates/hosts.tpl"
   cat >"$work/metadata.yaml" <<EOF
 architecture: x86_64
 creation_date: $(date +%s)
@@ -187,6 +189,12 @@ templates:
     mode: "0600"
     create_only: false
     template: authorized_keys.tpl
+  /etc/hostname:
+    when: [create, copy]
+    template: hostname.tpl
+  /etc/hosts:
+    when: [create, copy]
+    template: hosts.tpl
 EOF
   mkdir -p "$rootfs/root/.ssh"; chmod 700 "$rootfs/root/.ssh"
   tar -C "$work" -cf "$tarball.tmp" metadata.yaml templates rootfs

@@ -49,6 +49,8 @@ type Config struct {
 	// Access and state.
 	SSHUser   string
 	StateFile string // run state written with SKIP_teardown, read with SKIP_provision
+	// Tests of the harness itself.
+	DecoyProject string // a project outside the allow-list where tests put decoys
 }
 
 // Error is a configuration problem, naming the key and the source of its value.
@@ -128,6 +130,7 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 		TeardownReserve:       p.duration("CCCI_TEARDOWN_RESERVE", "90s"),
 		SSHUser:               p.str("CCCI_SSH_USER", "root"),
 		StateFile:             p.str("CCCI_STATE_FILE", ".run-state.json"),
+		DecoyProject:          p.str("CCCI_DECOY_PROJECT", "lichen"),
 	}
 	defTransport := "unix"
 	if c.IncusURL != "" {
