@@ -49,6 +49,9 @@ type Config struct {
 	// Access and state.
 	SSHUser   string
 	StateFile string // run state written with SKIP_teardown, read with SKIP_provision
+	// The target.
+	AgeKeyPath  string   // where install.md provisions the bootstrap age key on the machine
+	BlankAbsent []string // paths a blank machine must not have
 	// Tests of the harness itself.
 	DecoyProject string // a project outside the allow-list where tests put decoys
 }
@@ -131,6 +134,7 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 		SSHUser:               p.str("CCCI_SSH_USER", "root"),
 		StateFile:             p.str("CCCI_STATE_FILE", ".run-state.json"),
 		DecoyProject:          p.str("CCCI_DECOY_PROJECT", "lichen"),
+		AgeKeyPath:            p.str("CCCI_AGE_KEY_PATH", "/var/lib/sops-nix/key.txt"),
 	}
 	defTransport := "unix"
 	if c.IncusURL != "" {
@@ -138,6 +142,7 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 	}
 	c.Transport = p.oneOf("CCCI_TRANSPORT", defTransport, "https", "unix")
 	c.AllowedProjects = p.list("CCCI_ALLOWED_PROJECTS", "terraform-ci")
+	c.BlankAbsent = p.list("CCCI_BLANK_ABSENT", "/var/lib/sops-nix,/var/lib/ci-certs,/run/secrets,/root/cc-ci,/root/cc-ci-secrets")
 	p.validate(c)
 	if len(p.errs) > 0 {
 		return nil, errors.Join(p.errs...)

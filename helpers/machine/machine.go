@@ -53,6 +53,9 @@ type Manager struct {
 	RunID  string
 	Redact *redact.Redactor
 	Log    func(format string, args ...any)
+	// BeforeCreate, if set, is told each instance before Incus is asked for it
+	// (the run's guardian tracks it); an error aborts the creation.
+	BeforeCreate func(project, name string) error
 
 	mu      sync.Mutex
 	created []*Machine // every machine this run asked for, even half-created ones
@@ -68,6 +71,7 @@ type Machine struct {
 	IP        string
 	HostKey   ssh.PublicKey // pinned, read through Incus exec
 	Signer    ssh.Signer    // this run's SSH key
+	Key       ed25519.PrivateKey
 	User      string
 	CreatedAt time.Time
 	Memory    int64
@@ -133,7 +137,12 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Machine, error) {
 		name = fmt.Sprintf("%s-%d", name, n)
 	}
 	mc := &Machine{Name: name, Project: spec.Project, Type: spec.Type, Image: spec.Image, RunID: m.RunID,
-		Signer: signer, User: spec.SSHUser, Memory: spec.Memory, mgr: m}
+		Signer: signer, Key: priv, User: spec.SSHUser, Memory: spec.Memory, mgr: m}
+	if m.BeforeCreate != nil {
+		if err := m.BeforeCreate(spec.Project, name); err != nil {
+			return nil, fmt.Errorf("create machine: %w", err)
+		}
+	}
 	m.mu.Lock()
 	m.created = append(m.created, mc)
 	m.mu.Unlock()
@@ -147,12 +156,20 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Machine, error) {
 	}
 	start := time.Now()
 	m.logf("creating %s/%s from image %q (%s, %s)", spec.Project, name, spec.Image, spec.Type, config.FormatSize(spec.Memory))
-	if err := m.Client.CreateInstance(ctx, incus.InstanceSpec{Name: name, Project: spec.Project, Type: spec.Type,
+	// Create and start are not abandoned half way when ctx is cancelled: Incus
+	// would finish them without us and a teardown racing them could miss the
+	// instance. They run to completion (bounded), then ctx is checked.
+	settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), spec.BootTimeout)
+	defer cancel()
+	if err := m.Client.CreateInstance(settle, incus.InstanceSpec{Name: name, Project: spec.Project, Type: spec.Type,
 		ImageAlias: spec.Image, Config: cfg}); err != nil {
 		return mc, fmt.Errorf("create machine: %w", err)
 	}
-	if err := m.Client.SetState(ctx, spec.Project, name, "start", false); err != nil {
+	if err := m.Client.SetState(settle, spec.Project, name, "start", false); err != nil {
 		return mc, fmt.Errorf("create machine: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return mc, fmt.Errorf("create machine %s: %w", name, err)
 	}
 	in, err := m.Client.Instance(ctx, spec.Project, name)
 	if err != nil {
@@ -249,6 +266,31 @@ func destroy(ctx context.Context, c *incus.Client, project, name string, logf fu
 	}
 	logf("destroyed %s/%s in %s (API: not found)", project, name, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// DestroyLabelled destroys project/name only if it carries the harness's
+// created-by label; an absent instance is fine, an unlabelled one is refused.
+func DestroyLabelled(ctx context.Context, c *incus.Client, l Labels, project, name string, logf func(string, ...any)) error {
+	in, err := c.Instance(ctx, project, name)
+	if errors.Is(err, incus.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("destroy %s/%s: %w", project, name, err)
+	}
+	if in.Config[l.CreatedBy()] != CreatedBy {
+		return fmt.Errorf("destroy %s/%s: refused: it does not carry %s=%s", project, name, l.CreatedBy(), CreatedBy)
+	}
+	return destroy(ctx, c, project, name, logf)
+}
+
+// Adopt makes the manager responsible for a machine created by an earlier run
+// (SKIP_provision): it will be destroyed with the others.
+func (m *Manager) Adopt(mc *Machine) {
+	mc.mgr = m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.created = append(m.created, mc)
 }
 
 // DestroyAll destroys every machine this manager created, collecting every failure.

@@ -104,7 +104,7 @@ func (c *Client) Run(ctx context.Context, command string, timeout time.Duration)
 	sess.Stdout, sess.Stderr = &out, &errb
 	start := time.Now()
 	done := make(chan error, 1)
-	go func() { done <- sess.Run("bash -euo pipefail -c " + ShellQuote(command)) }()
+	go func() { done <- sess.Run("bash --noprofile --norc -euo pipefail -c " + ShellQuote(command)) }()
 	select {
 	case err = <-done:
 	case <-ctx.Done():
@@ -120,7 +120,7 @@ func (c *Client) Run(ctx context.Context, command string, timeout time.Duration)
 	case err != nil:
 		return nil, fmt.Errorf("remote: %q on %s: %w", c.redact(command), c.cfg.Addr, err)
 	}
-	c.logf("ssh %s: %s → exit %d in %s", c.cfg.Addr, c.redact(command), res.ExitCode, res.Duration.Round(time.Millisecond))
+	c.logf("ssh %s: %s → exit %d in %s", c.cfg.Addr, firstLine(c.redact(command)), res.ExitCode, res.Duration.Round(time.Millisecond))
 	if res.ExitCode != 0 {
 		return res, &CommandError{Command: c.redact(command), ExitCode: res.ExitCode, Stderr: c.redact(Tail(res.Stderr, 2048))}
 	}

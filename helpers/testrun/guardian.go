@@ -1,0 +1,127 @@
+package testrun
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cc-ci/acceptance/helpers/config"
+	"github.com/cc-ci/acceptance/helpers/incus"
+	"github.com/cc-ci/acceptance/helpers/machine"
+)
+
+// The guardian is a second process, started before anything is created, that
+// outlives the test process. The test process tells it each instance before
+// asking Incus for it ("track project/name"), and at the end either "done"
+// (torn down) or "keep" (SKIP_teardown). If its stdin closes without either —
+// the test process panicked, was killed with SIGKILL, or exited before its
+// teardown — it destroys every tracked instance that still carries the
+// harness label. It ignores SIGINT/SIGTERM so a Ctrl-C to the process group
+// cannot stop it before it has done its job.
+const guardianEnv = "CCCI_GUARDIAN"
+
+type guardian struct {
+	mu  sync.Mutex
+	w   io.WriteCloser
+	cmd *exec.Cmd
+}
+
+func startGuardian() (*guardian, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("guardian: find own executable: %w", err)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), guardianEnv+"=1")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	w, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("guardian: start: %w", err)
+	}
+	return &guardian{w: w, cmd: cmd}, nil
+}
+
+func (g *guardian) send(line string) error {
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, err := io.WriteString(g.w, line+"\n")
+	return err
+}
+
+func (g *guardian) track(project, name string) error { return g.send("track " + project + "/" + name) }
+
+// release ends the guardian with "done" or "keep" and waits for it.
+func (g *guardian) release(word string) {
+	if g == nil {
+		return
+	}
+	_ = g.send(word)
+	g.w.Close()
+	done := make(chan struct{})
+	go func() { _ = g.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = g.cmd.Process.Kill()
+	}
+}
+
+// runGuardian is the guardian process's main: it returns its exit code.
+func runGuardian() int {
+	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "[guardian %s] "+format+"\n", append([]any{time.Now().UTC().Format("15:04:05")}, args...)...)
+	}
+	var tracked []string
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		word, arg, _ := strings.Cut(sc.Text(), " ")
+		switch word {
+		case "track":
+			tracked = append(tracked, arg)
+		case "done", "keep":
+			return 0
+		}
+	}
+	if len(tracked) == 0 {
+		return 0
+	}
+	logf("the test process ended without teardown: destroying %s", strings.Join(tracked, ", "))
+	cfg, err := config.Load()
+	if err != nil {
+		logf("cannot load config, instances may be left: %v", err)
+		return 1
+	}
+	c, err := incus.New(cfg.Incus(cfg.Transport))
+	if err != nil {
+		logf("cannot reach Incus, instances may be left: %v", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	code := 0
+	labels := machine.Labels{Prefix: cfg.LabelPrefix}
+	for _, id := range tracked {
+		project, name, _ := strings.Cut(id, "/")
+		if err := machine.DestroyLabelled(ctx, c, labels, project, name, logf); err != nil {
+			logf("%v", err)
+			code = 1
+		}
+	}
+	return code
+}

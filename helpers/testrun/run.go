@@ -1,0 +1,254 @@
+// Package testrun owns what one `go test ./acceptance` run shares: its
+// configuration, its Incus client, and at most one throwaway machine, created
+// lazily by the first test that needs it and destroyed when the run ends —
+// normally, on SIGINT/SIGTERM, before go test's -timeout deadline, and (via a
+// guardian process) even when the test process panics or is killed.
+//
+// Stages can be skipped in terratest's style:
+//
+//	SKIP_teardown=1   keep the machine; write its state to CCCI_STATE_FILE
+//	SKIP_provision=1  reuse the machine from CCCI_STATE_FILE instead of creating one
+package testrun
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cc-ci/acceptance/helpers/config"
+	"github.com/cc-ci/acceptance/helpers/incus"
+	"github.com/cc-ci/acceptance/helpers/machine"
+	"github.com/cc-ci/acceptance/helpers/redact"
+)
+
+// EnableEnv must be "1" for acceptance tests to run (like terraform's TF_ACC).
+const EnableEnv = "CCCI_ACCEPTANCE"
+
+// Run is one acceptance run.
+type Run struct {
+	ID      string
+	Started time.Time
+	Config  *config.Config
+	Incus   *incus.Client
+	Redact  *redact.Redactor
+	Manager *machine.Manager
+
+	ctx      context.Context // cancelled on SIGINT/SIGTERM
+	guardian *guardian
+
+	mu      sync.Mutex // held while provisioning, so teardown waits for a creation in flight
+	machine *machine.Machine
+	mErr    error
+	reused  bool  // SKIP_provision: the state file is ours to remove after teardown
+	setup   error // why the run could not start; every test fails with it
+
+	teardownOnce sync.Once
+	teardownErr  error
+}
+
+// Context is cancelled when the run is interrupted.
+func (r *Run) Context() context.Context { return r.ctx }
+
+// Main is TestMain's body: it returns the exit code. *dst is set before any
+// test runs; it stays nil when acceptance tests are not enabled.
+func Main(m *testing.M, dst **Run) int {
+	if os.Getenv(guardianEnv) == "1" {
+		return runGuardian()
+	}
+	flag.Parse()
+	if os.Getenv(EnableEnv) != "1" {
+		return m.Run()
+	}
+	r := &Run{Started: time.Now().UTC(), Redact: &redact.Redactor{}}
+	r.ID = machine.NewRunID(r.Started)
+	*dst = r
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r.ctx = ctx
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	if err := r.start(); err != nil {
+		// Nothing was created. Tests still run so that each reports the cause.
+		r.setup = err
+		logf("run %s cannot start: %v", r.ID, err)
+		code := m.Run()
+		return max(code, 1)
+	}
+
+	// An interrupt or the -timeout deadline tears down right away and exits:
+	// the tests may be blocked anywhere, and go test would kill us unclean.
+	go func() {
+		sig := <-sigs
+		logf("%s: tearing down before exit", sig)
+		cancel()
+		r.teardown()
+		os.Exit(130)
+	}()
+	if d := r.deadline(); !d.IsZero() {
+		time.AfterFunc(time.Until(d), func() {
+			logf("the -timeout deadline is near (teardown reserve %s): tearing down and failing the run", r.Config.TeardownReserve)
+			r.teardown()
+			os.Exit(1)
+		})
+	}
+
+	code := m.Run()
+	if err := r.teardown(); err != nil && code == 0 {
+		code = 1
+	}
+	return code
+}
+
+// start validates configuration and reaches Incus before anything is created.
+func (r *Run) start() error {
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	r.Config = cfg
+	c, err := incus.New(cfg.Incus(cfg.Transport))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, 20*time.Second)
+	defer cancel()
+	if _, err := c.Server(ctx); err != nil {
+		return fmt.Errorf("Incus API at %s: %w", c.Endpoint, err)
+	}
+	r.Incus = c
+	g := machine.GuardrailsFrom(cfg)
+	labels := machine.Labels{Prefix: cfg.LabelPrefix}
+	// Orphans of earlier runs that died unclean: only expired, only labelled.
+	if res, err := machine.Reap(ctx, c, g, labels, time.Now(), "", logf); err != nil {
+		logf("reaper: %v", err)
+	} else if len(res.Deleted) > 0 {
+		logf("reaper removed expired orphans: %v", res.Deleted)
+	}
+	if r.guardian, err = startGuardian(); err != nil {
+		return err
+	}
+	r.Manager = &machine.Manager{Client: c, Guard: g, Labels: labels, RunID: r.ID, Redact: r.Redact, Log: logf,
+		BeforeCreate: r.guardian.track}
+	logf("run %s: Incus %s, project %s, image %s (%s), teardown reserve %s",
+		r.ID, c.Endpoint, cfg.Project, cfg.Image, cfg.InstanceType, cfg.TeardownReserve)
+	return nil
+}
+
+// deadline is when teardown must start so that it ends before go test's -timeout.
+func (r *Run) deadline() time.Time {
+	f := flag.Lookup("test.timeout")
+	if f == nil {
+		return time.Time{}
+	}
+	timeout, err := time.ParseDuration(f.Value.String())
+	if err != nil || timeout <= 0 {
+		return time.Time{}
+	}
+	reserve := min(r.Config.TeardownReserve, timeout/3)
+	return r.Started.Add(timeout - reserve)
+}
+
+// Require skips the test unless acceptance tests are enabled, and fails it
+// when the run could not start.
+func (r *Run) Require(t testing.TB) {
+	t.Helper()
+	if r == nil {
+		t.Skipf("acceptance test: set %s=1 to run it against the lab (make lab-up) or the host in CCCI_CONFIG", EnableEnv)
+	}
+	if r.setup != nil {
+		t.Fatalf("the run could not start, nothing was created: %v", r.setup)
+	}
+}
+
+// Machine returns the run's throwaway machine, creating it on first use
+// (so `-run TestC7` does not boot one). A creation failure fails every test
+// that needs the machine with the same error.
+func (r *Run) Machine(t testing.TB) *machine.Machine {
+	t.Helper()
+	r.Require(t)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.machine == nil && r.mErr == nil {
+		r.machine, r.mErr = r.provision()
+	}
+	if r.mErr != nil {
+		t.Fatalf("provision stage: %v", r.mErr)
+	}
+	return r.machine
+}
+
+func (r *Run) provision() (*machine.Machine, error) {
+	if os.Getenv("SKIP_provision") == "1" {
+		mc, err := loadState(r.Config.StateFile)
+		if err != nil {
+			return nil, err
+		}
+		r.Manager.Adopt(mc)
+		r.reused = true
+		if err := r.guardian.track(mc.Project, mc.Name); err != nil {
+			return nil, err
+		}
+		logf("SKIP_provision: reusing %s/%s at %s from %s", mc.Project, mc.Name, mc.IP, r.Config.StateFile)
+		return mc, nil
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, r.Config.BootTimeout+time.Minute)
+	defer cancel()
+	mc, err := r.Manager.Create(ctx, machine.SpecFrom(r.Config))
+	if err != nil {
+		return nil, err
+	}
+	return mc, nil
+}
+
+// teardown destroys the run's machines once, or keeps them with SKIP_teardown.
+func (r *Run) teardown() error {
+	r.teardownOnce.Do(func() {
+		if r.Manager == nil {
+			return
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if os.Getenv("SKIP_teardown") == "1" {
+			if mc := r.machine; mc != nil {
+				if err := saveState(r.Config.StateFile, mc); err != nil {
+					r.teardownErr = err
+					logf("SKIP_teardown: %v (the machine %s/%s is kept, but cannot be reused)", err, mc.Project, mc.Name)
+				} else {
+					logf("SKIP_teardown: kept %s/%s at %s; state in %s (reuse with SKIP_provision=1)", mc.Project, mc.Name, mc.IP, r.Config.StateFile)
+				}
+			}
+			r.guardian.release("keep")
+			return
+		}
+		// A fresh context: the run's own may be cancelled by the interrupt we are handling.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		r.teardownErr = r.Manager.DestroyAll(ctx)
+		if r.teardownErr != nil {
+			logf("teardown: %v", r.teardownErr)
+			// Leave the guardian to try again from its own process.
+			r.guardian.w.Close()
+			return
+		}
+		if r.reused {
+			removeState(r.Config.StateFile)
+		}
+		r.guardian.release("done")
+	})
+	return r.teardownErr
+}
+
+// Teardown is for tests of the harness: it tears down early.
+func (r *Run) Teardown() error { return r.teardown() }
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[harness %s] %s\n", time.Now().UTC().Format("15:04:05"), fmt.Sprintf(format, args...))
+}

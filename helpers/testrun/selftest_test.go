@@ -1,0 +1,235 @@
+package testrun_test
+
+// These tests run the real acceptance suite (../../acceptance) as a child
+// `go test` binary against the lab, hurt it, and then check the lab through
+// the Incus API: nothing left behind, nothing silently passed.
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cc-ci/acceptance/helpers/incus"
+	"github.com/cc-ci/acceptance/helpers/labtest"
+	"github.com/cc-ci/acceptance/helpers/machine"
+)
+
+var (
+	buildOnce sync.Once
+	suiteBin  string
+	buildErr  error
+	buildOut  []byte
+)
+
+// suite compiles the acceptance test binary once per process.
+func suite(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ccci-suite-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		suiteBin = filepath.Join(dir, "acceptance.test")
+		cmd := exec.Command("go", "test", "-c", "-o", suiteBin, "../../acceptance")
+		buildOut, buildErr = cmd.CombinedOutput()
+	})
+	require.NoError(t, buildErr, "build the acceptance suite: %s", buildOut)
+	return suiteBin
+}
+
+type child struct {
+	cmd *exec.Cmd
+	out *bytes.Buffer
+}
+
+// startSuite starts the acceptance suite with extra environment.
+func startSuite(t *testing.T, env []string, args ...string) *child {
+	t.Helper()
+	bin := suite(t)
+	cmd := exec.Command(bin, append([]string{"-test.v", "-test.count=1"}, args...)...)
+	cmd.Env = append(os.Environ(), "CCCI_ACCEPTANCE=1")
+	cmd.Env = append(cmd.Env, env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	return &child{cmd: cmd, out: &out}
+}
+
+// wait returns the exit code; the guardian shares our output pipe, so Wait
+// also waits for it to finish its job.
+func (c *child) wait(t *testing.T) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- c.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(4 * time.Minute):
+		_ = c.cmd.Process.Kill()
+		t.Fatalf("suite did not exit in 4 minutes; output:\n%s", c.out)
+	}
+	return c.cmd.ProcessState.ExitCode()
+}
+
+// labelled returns the harness-labelled instances in the project.
+func labelled(t *testing.T, c *incus.Client, project, prefix string) map[string]bool {
+	t.Helper()
+	ins, err := c.Instances(context.Background(), project)
+	require.NoError(t, err)
+	l := machine.Labels{Prefix: prefix}
+	out := map[string]bool{}
+	for _, in := range ins {
+		if in.Config[l.CreatedBy()] == machine.CreatedBy {
+			out[in.Name] = true
+		}
+	}
+	return out
+}
+
+// awaitNewInstance polls until a labelled instance appears that was not there before.
+func awaitNewInstance(t *testing.T, c *incus.Client, project, prefix string, before map[string]bool) string {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		for name := range labelled(t, c, project, prefix) {
+			if !before[name] {
+				return name
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("the suite never created its machine")
+	return ""
+}
+
+func assertGone(t *testing.T, c *incus.Client, project, name string) {
+	t.Helper()
+	_, err := c.Instance(context.Background(), project, name)
+	assert.ErrorIs(t, err, incus.ErrNotFound, "%s/%s must be gone: there may be a dangling instance", project, name)
+}
+
+// A Ctrl-C (SIGINT) or SIGTERM while the machine is being provisioned: the
+// run exits non-zero and leaves no instance.
+func TestInterruptMidProvisionLeavesNothing(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			c, cfg := labtest.Client(t, "https")
+			before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+			ch := startSuite(t, nil, "-test.run", "TestMachineIsBrandNewAndBlank")
+			name := awaitNewInstance(t, c, cfg.Project, cfg.LabelPrefix, before)
+			require.NoError(t, ch.cmd.Process.Signal(sig))
+			code := ch.wait(t)
+			assert.NotEqual(t, 0, code, "an interrupted run must not pass; output:\n%s", ch.out)
+			assert.Contains(t, ch.out.String(), "tearing down before exit")
+			assertGone(t, c, cfg.Project, name)
+		})
+	}
+}
+
+// kill -9 leaves the test process no chance to clean up: its guardian does.
+func TestKilledRunIsCleanedByItsGuardian(t *testing.T) {
+	c, cfg := labtest.Client(t, "https")
+	before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+	ch := startSuite(t, nil, "-test.run", "TestMachineIsBrandNewAndBlank")
+	name := awaitNewInstance(t, c, cfg.Project, cfg.LabelPrefix, before)
+	require.NoError(t, ch.cmd.Process.Kill())
+	ch.wait(t)
+	assert.Contains(t, ch.out.String(), "ended without teardown: destroying")
+	assertGone(t, c, cfg.Project, name)
+}
+
+// SKIP_teardown keeps the machine and writes its state; SKIP_provision reuses
+// it. A reused machine is not brand new, and one with an age key on it is not
+// blank: the blank-machine test must fail on it, naming both causes. The
+// reusing run then tears the machine down.
+func TestKeptMachineIsReusedAndIsNotBlankAnyMore(t *testing.T) {
+	c, cfg := labtest.Client(t, "https")
+	stateFile := filepath.Join(t.TempDir(), "state.json")
+	env := []string{"CCCI_STATE_FILE=" + stateFile}
+
+	first := startSuite(t, append(env, "SKIP_teardown=1"), "-test.run", "TestMachineIsBrandNewAndBlank")
+	require.Equal(t, 0, first.wait(t), "first run passes and keeps its machine; output:\n%s", first.out)
+	st, err := os.Stat(stateFile)
+	require.NoError(t, err, "state file written")
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	kept := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+	name := nameFromOutput(t, first.out.String())
+	require.True(t, kept[name], "the machine %s is kept", name)
+	t.Cleanup(func() { // only if an assertion below stopped the test before the second run's teardown
+		_ = machine.DestroyLabelled(context.Background(), c, machine.Labels{Prefix: cfg.LabelPrefix}, cfg.Project, name, t.Logf)
+	})
+
+	// Leave an age key on the kept machine, as a botched earlier attempt would.
+	id, err := age.GenerateX25519Identity()
+	require.NoError(t, err)
+	require.NoError(t, c.PushFile(context.Background(), cfg.Project, name,
+		incus.FileSpec{Path: "/root/leftover-key.txt", Mode: 0o600, Data: []byte(id.String() + "\n")}))
+
+	second := startSuite(t, append(env, "SKIP_provision=1"), "-test.run", "TestMachineIsBrandNewAndBlank")
+	code := second.wait(t)
+	out := second.out.String()
+	assert.NotEqual(t, 0, code, "a reused machine must fail the brand-new check")
+	assert.Contains(t, out, "SKIP_provision: reusing "+cfg.Project+"/"+name)
+	assert.Contains(t, out, "created by this run (run-id label)")
+	assert.Contains(t, out, "age secret key in /root/leftover-key.txt")
+	assert.NotContains(t, out, id.String(), "the key itself is never printed")
+	assertGone(t, c, cfg.Project, name)
+	_, err = os.Stat(stateFile)
+	assert.True(t, os.IsNotExist(err), "state file removed after the reusing run's teardown")
+}
+
+// An untrusted client certificate or an unreachable API fails the run before
+// anything is created, naming the endpoint and the cause.
+func TestBrokenIncusAccessFailsBeforeAnySideEffect(t *testing.T) {
+	c, cfg := labtest.Client(t, "https")
+	dir := t.TempDir()
+	// A fresh, never-trusted client certificate.
+	crt, key := filepath.Join(dir, "c.crt"), filepath.Join(dir, "c.key")
+	out, err := exec.Command("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+		"-nodes", "-days", "1", "-subj", "/CN=untrusted", "-keyout", key, "-out", crt).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	cases := []struct {
+		name string
+		env  []string
+		want []string
+	}{
+		{"untrusted client cert", []string{"CCCI_INCUS_CLIENT_CERT=" + crt, "CCCI_INCUS_CLIENT_KEY=" + key},
+			[]string{cfg.IncusURL, "not trusted"}},
+		{"API unreachable", []string{"CCCI_INCUS_URL=https://127.0.0.1:1"},
+			[]string{"https://127.0.0.1:1", "connection refused"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+			ch := startSuite(t, tc.env, "-test.run", "TestMachineIsBrandNewAndBlank")
+			assert.NotEqual(t, 0, ch.wait(t))
+			for _, w := range tc.want {
+				assert.Contains(t, ch.out.String(), w)
+			}
+			assert.Contains(t, ch.out.String(), "nothing was created")
+			assert.Equal(t, before, labelled(t, c, cfg.Project, cfg.LabelPrefix))
+		})
+	}
+}
+
+func nameFromOutput(t *testing.T, out string) string {
+	t.Helper()
+	const marker = "SKIP_teardown: kept "
+	i := strings.Index(out, marker)
+	require.GreaterOrEqual(t, i, 0, "no %q in output:\n%s", marker, out)
+	rest := out[i+len(marker):]
+	id := rest[:strings.IndexByte(rest, ' ')]
+	_, name, _ := strings.Cut(id, "/")
+	return name
+}

@@ -1,0 +1,115 @@
+package testrun
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/cc-ci/acceptance/helpers/machine"
+)
+
+// state is what SKIP_teardown leaves behind so that a later run with
+// SKIP_provision can reuse the machine: "keep the machine, inspect, rerun".
+// The SSH private key goes to a separate 0600 file; the state file itself
+// holds nothing secret (names, address, the pinned public host key).
+type state struct {
+	RunID     string    `json:"run_id"`
+	Project   string    `json:"project"`
+	Name      string    `json:"name"`
+	Type      string    `json:"type"`
+	Image     string    `json:"image"`
+	IP        string    `json:"ip"`
+	User      string    `json:"user"`
+	HostKey   string    `json:"host_key"` // authorized_keys format
+	KeyFile   string    `json:"key_file"`
+	CreatedAt time.Time `json:"created_at"`
+	Memory    int64     `json:"memory"`
+}
+
+func saveState(path string, mc *machine.Machine) error {
+	keyFile := path + ".key"
+	block, err := ssh.MarshalPrivateKey(mc.Key, "cc-ci harness run "+mc.RunID)
+	if err != nil {
+		return fmt.Errorf("save run state: %w", err)
+	}
+	if err := writePrivate(keyFile, pem.EncodeToMemory(block)); err != nil {
+		return fmt.Errorf("save run state: %w", err)
+	}
+	st := state{RunID: mc.RunID, Project: mc.Project, Name: mc.Name, Type: mc.Type, Image: mc.Image, IP: mc.IP,
+		User: mc.User, HostKey: string(ssh.MarshalAuthorizedKey(mc.HostKey)), KeyFile: keyFile,
+		CreatedAt: mc.CreatedAt, Memory: mc.Memory}
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writePrivate(path, append(b, '\n'))
+}
+
+func loadState(path string) (*machine.Machine, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("SKIP_provision: read run state %s (written by a run with SKIP_teardown=1): %w", path, err)
+	}
+	var st state
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("SKIP_provision: run state %s: %w", path, err)
+	}
+	if st.Name == "" || st.IP == "" || st.HostKey == "" || st.KeyFile == "" {
+		return nil, fmt.Errorf("SKIP_provision: run state %s: name, ip, host_key and key_file are required", path)
+	}
+	hk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(st.HostKey))
+	if err != nil {
+		return nil, fmt.Errorf("SKIP_provision: run state %s: field host_key: %w", path, err)
+	}
+	kb, err := os.ReadFile(st.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("SKIP_provision: run state %s: field key_file: %w", path, err)
+	}
+	raw, err := ssh.ParseRawPrivateKey(kb)
+	if err != nil {
+		return nil, fmt.Errorf("SKIP_provision: key file %s: %w", st.KeyFile, err)
+	}
+	key, ok := raw.(*ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("SKIP_provision: key file %s: not an ed25519 key", st.KeyFile)
+	}
+	signer, err := ssh.NewSignerFromKey(*key)
+	if err != nil {
+		return nil, err
+	}
+	return &machine.Machine{Name: st.Name, Project: st.Project, Type: st.Type, Image: st.Image, RunID: st.RunID,
+		IP: st.IP, HostKey: hk, Signer: signer, Key: *key, User: st.User, CreatedAt: st.CreatedAt, Memory: st.Memory}, nil
+}
+
+func removeState(path string) {
+	_ = os.Remove(path)
+	_ = os.Remove(path + ".key")
+}
+
+// writePrivate writes a file only its owner can read, atomically.
+func writePrivate(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
