@@ -254,15 +254,27 @@ func (mc *Machine) Destroy(ctx context.Context) error {
 
 func destroy(ctx context.Context, c *incus.Client, project, name string, logf func(string, ...any)) error {
 	start := time.Now()
-	err := c.SetState(ctx, project, name, "stop", true)
-	if err != nil && !errors.Is(err, incus.ErrNotFound) && !strings.Contains(err.Error(), "already stopped") {
-		return fmt.Errorf("destroy %s/%s: %w", project, name, err)
-	}
-	if err := c.DeleteInstance(ctx, project, name); err != nil && !errors.Is(err, incus.ErrNotFound) {
-		return fmt.Errorf("destroy %s/%s: %w", project, name, err)
-	}
-	if _, err := c.Instance(ctx, project, name); !errors.Is(err, incus.ErrNotFound) {
-		return fmt.Errorf("destroy %s/%s: instance still answers after delete (err=%v): there may be a dangling instance", project, name, err)
+	// Retried: an instance still being created or started refuses to be
+	// deleted ("busy") for a moment; only "not found" ends it.
+	err := wait.Eventually(ctx, "deletion of "+project+"/"+name, 2*time.Minute, func(lastTry bool) error {
+		_, err := c.Instance(ctx, project, name)
+		if errors.Is(err, incus.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := c.SetState(ctx, project, name, "stop", true); err != nil && !errors.Is(err, incus.ErrNotFound) &&
+			!strings.Contains(err.Error(), "already stopped") {
+			return err
+		}
+		if err := c.DeleteInstance(ctx, project, name); err != nil && !errors.Is(err, incus.ErrNotFound) {
+			return err
+		}
+		return errors.New("instance still answers after delete")
+	})
+	if err != nil {
+		return fmt.Errorf("destroy %s/%s: %w: there may be a dangling instance", project, name, err)
 	}
 	logf("destroyed %s/%s in %s (API: not found)", project, name, time.Since(start).Round(time.Millisecond))
 	return nil

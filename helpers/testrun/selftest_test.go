@@ -130,9 +130,12 @@ func TestInterruptMidProvisionLeavesNothing(t *testing.T) {
 			name := awaitNewInstance(t, c, cfg.Project, cfg.LabelPrefix, before)
 			require.NoError(t, ch.cmd.Process.Signal(sig))
 			code := ch.wait(t)
-			assert.NotEqual(t, 0, code, "an interrupted run must not pass; output:\n%s", ch.out)
+			assert.NotEqual(t, 0, code, "an interrupted run must not pass")
 			assert.Contains(t, ch.out.String(), "tearing down before exit")
 			assertGone(t, c, cfg.Project, name)
+			if t.Failed() {
+				t.Logf("suite output:\n%s", ch.out)
+			}
 		})
 	}
 }
@@ -147,6 +150,9 @@ func TestKilledRunIsCleanedByItsGuardian(t *testing.T) {
 	ch.wait(t)
 	assert.Contains(t, ch.out.String(), "ended without teardown: destroying")
 	assertGone(t, c, cfg.Project, name)
+	if t.Failed() {
+		t.Logf("suite output:\n%s", ch.out)
+	}
 }
 
 // SKIP_teardown keeps the machine and writes its state; SKIP_provision reuses
