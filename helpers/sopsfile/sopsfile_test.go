@@ -1,0 +1,125 @@
+package sopsfile
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"filippo.io/age"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func identity(t *testing.T) *age.X25519Identity {
+	id, err := age.GenerateX25519Identity()
+	require.NoError(t, err)
+	return id
+}
+
+const plain = "webhook_hmac: s3cret-hmac\ndrone:\n  rpc_secret: rpc-0123456789\nnested:\n  list:\n    - first\n"
+
+func TestRoundTripToEveryRecipient(t *testing.T) {
+	boot, recovery := identity(t), identity(t)
+	enc, err := Encrypt([]byte(plain), []string{boot.Recipient().String(), recovery.Recipient().String()})
+	require.NoError(t, err)
+	assert.NotContains(t, string(enc), "s3cret-hmac")
+	for _, id := range []*age.X25519Identity{boot, recovery} {
+		got, err := Decrypt(enc, id.String())
+		require.NoError(t, err)
+		assert.Equal(t, "s3cret-hmac", got["webhook_hmac"])
+		assert.Equal(t, "rpc-0123456789", got["drone.rpc_secret"])
+		assert.Equal(t, "first", got["nested.list.0"])
+	}
+}
+
+func TestWrongKeyCannotDecrypt(t *testing.T) {
+	enc, err := Encrypt([]byte(plain), []string{identity(t).Recipient().String()})
+	require.NoError(t, err)
+	_, err = Decrypt(enc, identity(t).String())
+	require.ErrorIs(t, err, ErrNoMatchingKey)
+}
+
+func TestTamperedValueFailsTheMAC(t *testing.T) {
+	id := identity(t)
+	enc, err := Encrypt([]byte("a: one-value\nb: two-value\n"), []string{id.Recipient().String()})
+	require.NoError(t, err)
+	// Swap the two ciphertexts: each still decrypts, but the MAC no longer matches.
+	lines := strings.Split(string(enc), "\n")
+	var ia, ib int
+	for i, l := range lines {
+		if strings.HasPrefix(l, "a: ") {
+			ia = i
+		}
+		if strings.HasPrefix(l, "b: ") {
+			ib = i
+		}
+	}
+	lines[ia], lines[ib] = "a: "+strings.TrimPrefix(lines[ib], "b: "), "b: "+strings.TrimPrefix(lines[ia], "a: ")
+	_, err = Decrypt([]byte(strings.Join(lines, "\n")), id.String())
+	require.Error(t, err)
+}
+
+func TestInspectSeesRecipientsAndPlaintextLeaves(t *testing.T) {
+	boot := identity(t)
+	enc, err := Encrypt([]byte(plain), []string{boot.Recipient().String()})
+	require.NoError(t, err)
+	info, err := Inspect(enc)
+	require.NoError(t, err)
+	assert.Equal(t, []string{boot.Recipient().String()}, info.Recipients)
+	assert.True(t, info.HasMAC)
+	assert.Empty(t, info.Plaintext())
+	assert.Len(t, info.Leaves, 3)
+
+	leaky := append([]byte("leaked_token: plain-text-here\n"), enc...)
+	info, err = Inspect(leaky)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"leaked_token"}, info.Plaintext())
+
+	_, err = Inspect([]byte("just: yaml\n"))
+	require.ErrorContains(t, err, "not sops-encrypted")
+}
+
+// The files the harness writes must be readable by the real sops CLI, and the
+// CLI's files by the harness. The lab builds the CLI (from the same module
+// version) into its cache for the blank image.
+func TestInteroperatesWithTheSopsCLI(t *testing.T) {
+	bin := "/var/cache/cc-ci-lab/bin/sops"
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("CCCI_REQUIRE_LAB") == "1" {
+			t.Fatalf("sops CLI missing at %s (built by make lab-up)", bin)
+		}
+		t.Skip("sops CLI not built: run make lab-up")
+	}
+	id := identity(t)
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key.txt")
+	require.NoError(t, os.WriteFile(keyFile, []byte(id.String()+"\n"), 0o600))
+	env := append(os.Environ(), "SOPS_AGE_KEY_FILE="+keyFile)
+
+	// ours → CLI
+	enc, err := Encrypt([]byte(plain), []string{id.Recipient().String()})
+	require.NoError(t, err)
+	f := filepath.Join(dir, "ours.yaml")
+	require.NoError(t, os.WriteFile(f, enc, 0o600))
+	cmd := exec.Command(bin, "-d", "--extract", `["drone"]["rpc_secret"]`, f)
+	cmd.Env = env
+	out, err := cmd.Output()
+	require.NoError(t, err)
+	assert.Equal(t, "rpc-0123456789", strings.TrimSpace(string(out)))
+
+	// CLI → ours
+	p := filepath.Join(dir, "theirs.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(plain), 0o600))
+	cmd = exec.Command(bin, "-e", "--age", id.Recipient().String(), p)
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	theirs, err := cmd.Output()
+	require.NoError(t, err, stderr.String())
+	got, err := Decrypt(theirs, id.String())
+	require.NoError(t, err)
+	assert.Equal(t, "s3cret-hmac", got["webhook_hmac"])
+}
