@@ -125,8 +125,21 @@ trust_client() {
 # only the base goes through it and the rest through apt-get in the chroot.
 IMAGE_BASE=systemd,systemd-sysv,udev,dbus,systemd-resolved,openssh-server,iproute2,ca-certificates
 IMAGE_EXTRA="git nix-bin busybox-static nginx-light age openssl curl"
+# The real sops CLI, built from the same pinned module the harness uses,
+# stands in for nixpkgs' sops on the real host.
+SOPS_MODULE=github.com/getsops/sops/v3/cmd/sops@v3.13.3
 image_recipe_hash() {
-  { echo "$IMAGE_BASE $IMAGE_EXTRA"; echo "$MIRROR"; declare -f build_image; } | sha256sum | cut -c1-16
+  { echo "$IMAGE_BASE $IMAGE_EXTRA"; echo "$MIRROR $SOPS_MODULE"; declare -f build_image; } | sha256sum | cut -c1-16
+}
+
+build_sops() {
+  local want="$LAB_CACHE/bin/sops" stamp="$LAB_CACHE/bin/sops.module"
+  if [ -x "$want" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$SOPS_MODULE" ]; then step "sops CLI: cached"; return; fi
+  step "sops CLI: building $SOPS_MODULE (first time: a minute or two)"
+  mkdir -p "$LAB_CACHE/bin"
+  GOBIN="$LAB_CACHE/bin" GOTOOLCHAIN=local go install "$SOPS_MODULE"
+  echo "$SOPS_MODULE" >"$stamp"
+  step "sops CLI: built"
 }
 
 build_image() {
@@ -164,6 +177,11 @@ build_image() {
   mkdir -p "$rootfs/etc/systemd/system/ssh.service.d"
   printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n' \
     >"$rootfs/etc/systemd/system/ssh.service.d/hostkeys.conf"
+  # Nix as the lab runs it: offline (no binary cache), no sandbox and no build
+  # users in an unprivileged container.
+  mkdir -p "$rootfs/etc/nix"
+  printf 'build-users-group =\nsandbox = false\nsubstituters =\n' >"$rootfs/etc/nix/nix.conf"
+  install -m 0755 "$LAB_CACHE/bin/sops" "$rootfs/usr/local/bin/sops"
   # A blank machine: nothing of cc-ci, not even nginx running.
   chroot "$rootfs" systemctl disable nginx >/dev/null 2>&1 || true
   rm -rf "$rootfs/var/cache/apt/archives/"*.deb "$rootfs/var/lib/apt/lists/"*
@@ -253,6 +271,7 @@ up() {
   start_daemons
   init_incus
   trust_client
+  build_sops
   build_image
   import_image "$TARBALL"
   ensure_project "$LAB_PROJECT"
