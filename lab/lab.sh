@@ -249,6 +249,30 @@ ensure_project() {
   step "project $p: image + profile ready"
 }
 
+LAB_GIT_LISTEN=${LAB_GIT_LISTEN:-${LAB_BRIDGE_CIDR%/*}:8418}
+LAB_DOMAIN=${LAB_DOMAIN:-ci.lab.test}
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# The miniature cc-ci target: generated once with fresh keys, then served by
+# a real git server on the bridge (the machines' gateway address).
+target_and_gitserver() {
+  mkdir -p "$LAB_STATE/bin" "$LAB_STATE/targets"
+  (cd "$REPO_ROOT" && GOTOOLCHAIN=local go build -o "$LAB_STATE/bin/ccci-fixtures" ./fixtures/cmd/ccci-fixtures)
+  "$LAB_STATE/bin/ccci-fixtures" generate -root "$LAB_STATE/targets" -domain "$LAB_DOMAIN" -gateway "${LAB_BRIDGE_CIDR%/*}" \
+    | sed 's/^/[lab] /'
+  if alive "$LAB_STATE/pids/gitserver"; then
+    # Restart so a rebuilt binary is the one serving.
+    kill "$(cat "$LAB_STATE/pids/gitserver")"; sleep 0.5
+  fi
+  setsid "$LAB_STATE/bin/ccci-fixtures" serve -root "$LAB_STATE/targets" -listen "$LAB_GIT_LISTEN" \
+    </dev/null >>/var/log/incus/ccci-gitserver.log 2>&1 &
+  echo $! >"$LAB_STATE/pids/gitserver"
+  for _ in $(seq 50); do curl -fs -o /dev/null "http://$LAB_GIT_LISTEN/good/cc-ci.git/info/refs?service=git-upload-pack" 2>/dev/null && break; sleep 0.1; done
+  curl -fsS -o /dev/null "http://$LAB_GIT_LISTEN/good/cc-ci.git/info/refs?service=git-upload-pack" \
+    || die "git server on $LAB_GIT_LISTEN does not answer (log: /var/log/incus/ccci-gitserver.log)"
+  step "target: good target served at http://$LAB_GIT_LISTEN/good/"
+}
+
 write_env() {
   cat >"$LAB_STATE/lab.env" <<EOF
 # Written by lab/lab.sh up: the harness settings that point at this lab.
@@ -261,6 +285,13 @@ CCCI_PROJECT=${LAB_PROJECT}
 CCCI_DECOY_PROJECT=${LAB_DECOY_PROJECT}
 CCCI_IMAGE=${LAB_IMAGE_ALIAS}
 CCCI_INSTANCE_TYPE=container
+CCCI_TARGET_DIR=${LAB_STATE}/targets/good
+CCCI_BASE_REPO_URL=http://${LAB_GIT_LISTEN}/good/cc-ci.git
+CCCI_SECRETS_REPO_URL=http://${LAB_GIT_LISTEN}/good/cc-ci-secrets.git
+CCCI_AGE_KEY_FILE=${LAB_STATE}/targets/good/keys/bootstrap-age-key.txt
+CCCI_TLS_CA=${LAB_STATE}/targets/good/keys/ca.pem
+CCCI_DOMAIN=${LAB_DOMAIN}
+CCCI_GATEWAY=${LAB_BRIDGE_CIDR%/*}
 EOF
   step "settings: $LAB_STATE/lab.env"
 }
@@ -276,6 +307,7 @@ up() {
   import_image "$TARBALL"
   ensure_project "$LAB_PROJECT"
   ensure_project "$LAB_DECOY_PROJECT"
+  target_and_gitserver
   write_env
   step "lab is up"
 }
@@ -300,6 +332,7 @@ down() {
   if pid1_is_systemd; then
     step "systemd host: leaving incus.service running"
   else
+    stop_pid "$LAB_STATE/pids/gitserver"
     stop_pid "$LAB_STATE/pids/incusd"
     # incusd leaves its dnsmasq behind on SIGTERM.
     local dm=/var/lib/incus/networks/incusbr0/dnsmasq.pid

@@ -1,0 +1,89 @@
+// Package gitserver serves bare git repos over git's smart HTTP protocol:
+// the real `git http-backend` behind net/http/cgi. It is read-only. A repo
+// holding a token file (fixtures.TokenFile) requires HTTP Basic auth with
+// that token as the password, like a private repo on a forge.
+package gitserver
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"net/http"
+	"net/http/cgi"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// DefaultBackend is where Debian's git ships git-http-backend.
+const DefaultBackend = "/usr/lib/git-core/git-http-backend"
+
+// Server is an http.Handler.
+type Server struct {
+	Root      string // directory of bare repos (any depth): /variant/cc-ci.git
+	TokenFile string // name of the token file inside a private bare repo
+	Backend   string
+	Log       func(format string, args ...any)
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := path.Clean("/" + r.URL.Path)
+	repo, ok := repoOf(p)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	if strings.Contains(p, "git-receive-pack") || r.URL.Query().Get("service") == "git-receive-pack" {
+		s.logf("refused push to %s", repo)
+		http.Error(w, "read-only server", http.StatusForbidden)
+		return
+	}
+	dir := filepath.Join(s.Root, filepath.FromSlash(repo))
+	if _, err := os.Stat(filepath.Join(dir, "HEAD")); err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	if tok, err := os.ReadFile(filepath.Join(dir, s.TokenFile)); err == nil {
+		_, pass, ok := r.BasicAuth()
+		want := strings.TrimSpace(string(tok))
+		if !ok || subtle.ConstantTimeCompare([]byte(pass), []byte(want)) != 1 {
+			s.logf("%s %s: 401 (private repo, %s)", r.Method, p, map[bool]string{true: "wrong token", false: "no credentials"}[ok])
+			w.Header().Set("WWW-Authenticate", `Basic realm="cc-ci private"`)
+			http.Error(w, "authentication required", http.StatusUnauthorized)
+			return
+		}
+	}
+	backend := s.Backend
+	if backend == "" {
+		backend = DefaultBackend
+	}
+	h := &cgi.Handler{Path: backend, Root: "/", Env: []string{
+		"GIT_PROJECT_ROOT=" + s.Root, "GIT_HTTP_EXPORT_ALL=1",
+	}}
+	s.logf("%s %s", r.Method, p)
+	h.ServeHTTP(w, r)
+}
+
+// repoOf returns the repo part of a URL path ("/good/cc-ci.git/info/refs" →
+// "good/cc-ci.git"): everything up to the first element ending in ".git".
+func repoOf(p string) (string, bool) {
+	parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	for i, el := range parts {
+		if strings.HasSuffix(el, ".git") && el != ".git" {
+			return strings.Join(parts[:i+1], "/"), true
+		}
+		if el == ".." || el == "" {
+			return "", false
+		}
+	}
+	return "", false
+}
+
+func (s *Server) logf(format string, args ...any) {
+	if s.Log != nil {
+		s.Log(format, args...)
+	}
+}
+
+// URL joins a base URL and a repo path.
+func URL(base, repo string) string { return fmt.Sprintf("%s/%s", strings.TrimRight(base, "/"), repo) }
