@@ -1,0 +1,286 @@
+// Package installdoc reads a target's docs/install.md and runs exactly its
+// marked blocks, in order, recording what ran.
+//
+// A shell fence must say what it is in its info string:
+//
+//	```sh {step=clone-base}                 runs on the machine
+//	```sh {step=provision-age-key runs=operator}   the operator does it (the harness's own action)
+//	```sh {run=no}                          an example, never run
+//
+// `${NAME}` (upper case) is a placeholder filled from an allow-list; lower-case
+// `${name}` and `$name` are the shell's own. Every rule is checked before
+// anything runs, and each error names the file and line.
+package installdoc
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/yuin/goldmark"
+	"github.com/yuin/goldmark/ast"
+	"github.com/yuin/goldmark/text"
+)
+
+// Where a block runs.
+const (
+	Machine  = "machine"
+	Operator = "operator"
+)
+
+// Block is one runnable block of the document.
+type Block struct {
+	Step   string
+	Runs   string // Machine or Operator
+	Line   int    // line of the opening fence
+	Raw    string // body as written in the document
+	Body   string // body with placeholders filled
+	SHA256 string // of Raw: identifies the block as documented
+}
+
+// Doc is a parsed install document.
+type Doc struct {
+	Path     string
+	Blocks   []Block
+	Examples int // {run=no} blocks
+	Manifest string
+}
+
+// ParseError names the document, the line and the rule broken.
+type ParseError struct {
+	Path string
+	Line int
+	Msg  string
+}
+
+func (e *ParseError) Error() string { return fmt.Sprintf("%s:%d: %s", e.Path, e.Line, e.Msg) }
+
+var (
+	shellLangs  = []string{"sh", "bash", "shell", "console"}
+	stepName    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+	placeholder = regexp.MustCompile(`\$\{([A-Z][A-Z0-9_]*)\}`)
+	attrPair    = regexp.MustCompile(`^([a-z]+)=([A-Za-z0-9_.-]+)$`)
+)
+
+// Parse reads the document and checks every rule. values are the allowed
+// placeholders and what they stand for.
+func Parse(path string, src []byte, values map[string]string) (*Doc, error) {
+	doc := &Doc{Path: path}
+	root := goldmark.New().Parser().Parse(text.NewReader(src))
+	lines := lineStarts(src)
+	seen := map[string]int{}
+	var errs []*ParseError
+	fail := func(line int, format string, args ...any) {
+		errs = append(errs, &ParseError{Path: path, Line: line, Msg: fmt.Sprintf(format, args...)})
+	}
+	err := ast.Walk(root, func(n ast.Node, entering bool) (ast.WalkStatus, error) {
+		fb, ok := n.(*ast.FencedCodeBlock)
+		if !entering || !ok {
+			return ast.WalkContinue, nil
+		}
+		info := ""
+		if fb.Info != nil {
+			info = string(fb.Info.Segment.Value(src))
+		}
+		line := fenceLine(fb, src, lines)
+		var body bytes.Buffer
+		for i := 0; i < fb.Lines().Len(); i++ {
+			seg := fb.Lines().At(i)
+			body.Write(seg.Value(src))
+		}
+		if !closed(fb, src, lines, line) {
+			fail(line, "unterminated code fence (no closing ``` before the end of the document)")
+			return ast.WalkContinue, nil
+		}
+		lang, attrs, perr := parseInfo(info)
+		if perr != "" {
+			fail(line, "malformed fence tag %q: %s", info, perr)
+			return ast.WalkContinue, nil
+		}
+		if !slices.Contains(shellLangs, lang) {
+			return ast.WalkContinue, nil
+		}
+		if attrs["run"] == "no" {
+			if len(attrs) > 1 {
+				fail(line, "a {run=no} block takes no other attributes")
+			}
+			doc.Examples++
+			return ast.WalkContinue, nil
+		}
+		step, ok := attrs["step"]
+		if !ok {
+			fail(line, "shell block without a tag: mark it {step=NAME} to run it or {run=no} if it is an example")
+			return ast.WalkContinue, nil
+		}
+		if !stepName.MatchString(step) {
+			fail(line, "step name %q: use lower-case letters, digits and '-'", step)
+		}
+		if first, dup := seen[step]; dup {
+			fail(line, "duplicate step %q (first at line %d)", step, first)
+		}
+		seen[step] = line
+		runs := attrs["runs"]
+		if runs == "" {
+			runs = Machine
+		}
+		if runs != Machine && runs != Operator {
+			fail(line, "runs=%q: want machine or operator", runs)
+		}
+		for k := range attrs {
+			if k != "step" && k != "runs" {
+				fail(line, "unknown attribute %q (known: step, runs, run)", k)
+			}
+		}
+		raw := body.String()
+		filled, missing := fill(raw, values)
+		for _, m := range missing {
+			fail(line, "unknown placeholder ${%s} in step %q (known: %s)", m, step, strings.Join(sortedKeys(values), ", "))
+		}
+		if strings.TrimSpace(raw) == "" {
+			fail(line, "step %q is empty", step)
+		}
+		sum := sha256.Sum256([]byte(raw))
+		doc.Blocks = append(doc.Blocks, Block{Step: step, Runs: runs, Line: line, Raw: raw, Body: filled, SHA256: hex.EncodeToString(sum[:])})
+		return ast.WalkContinue, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(errs) > 0 {
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Error()
+		}
+		return nil, &ParseError{Path: path, Line: errs[0].Line, Msg: errs[0].Msg +
+			map[bool]string{true: "; also: " + strings.Join(msgs[1:], "; "), false: ""}[len(errs) > 1]}
+	}
+	if len(doc.Blocks) == 0 {
+		return nil, &ParseError{Path: path, Line: 1, Msg: "no runnable {step=…} blocks"}
+	}
+	doc.Manifest = manifest(doc.Blocks)
+	return doc, nil
+}
+
+// Step returns the block of that name, or nil.
+func (d *Doc) Step(name string) *Block {
+	for i := range d.Blocks {
+		if d.Blocks[i].Step == name {
+			return &d.Blocks[i]
+		}
+	}
+	return nil
+}
+
+// manifest hashes the sequence of blocks: names, where they run, bodies.
+func manifest(blocks []Block) string {
+	h := sha256.New()
+	for _, b := range blocks {
+		fmt.Fprintf(h, "%s\x00%s\x00%s\n", b.Step, b.Runs, b.SHA256)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// parseInfo splits "sh {step=x runs=operator}" into the language and attributes.
+func parseInfo(info string) (lang string, attrs map[string]string, problem string) {
+	info = strings.TrimSpace(info)
+	attrs = map[string]string{}
+	lang, rest, _ := strings.Cut(info, " ")
+	if i := strings.IndexByte(lang, '{'); i >= 0 { // "sh{step=x}"
+		lang, rest = lang[:i], info[i:]
+	}
+	rest = strings.TrimSpace(rest)
+	if rest == "" {
+		return lang, attrs, ""
+	}
+	if !strings.HasPrefix(rest, "{") || !strings.HasSuffix(rest, "}") {
+		return lang, nil, "attributes must be one {key=value …} group"
+	}
+	for _, f := range strings.Fields(strings.TrimSuffix(strings.TrimPrefix(rest, "{"), "}")) {
+		m := attrPair.FindStringSubmatch(f)
+		if m == nil {
+			return lang, nil, fmt.Sprintf("%q is not key=value", f)
+		}
+		if _, dup := attrs[m[1]]; dup {
+			return lang, nil, fmt.Sprintf("attribute %q given twice", m[1])
+		}
+		attrs[m[1]] = m[2]
+	}
+	if v, ok := attrs["run"]; ok && v != "no" {
+		return lang, nil, "run= only takes no"
+	}
+	return lang, attrs, ""
+}
+
+func fill(body string, values map[string]string) (string, []string) {
+	var missing []string
+	out := placeholder.ReplaceAllStringFunc(body, func(m string) string {
+		name := placeholder.FindStringSubmatch(m)[1]
+		v, ok := values[name]
+		if !ok {
+			if !slices.Contains(missing, name) {
+				missing = append(missing, name)
+			}
+			return m
+		}
+		return v
+	})
+	return out, missing
+}
+
+func sortedKeys(m map[string]string) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func lineStarts(src []byte) []int {
+	starts := []int{0}
+	for i, c := range src {
+		if c == '\n' {
+			starts = append(starts, i+1)
+		}
+	}
+	return starts
+}
+
+// lineOf is the 1-based line of a byte offset.
+func lineOf(lines []int, off int) int {
+	return sort.Search(len(lines), func(i int) bool { return lines[i] > off })
+}
+
+// fenceLine is the line of the opening fence: the line before the first body
+// line, or of the info string.
+func fenceLine(fb *ast.FencedCodeBlock, src []byte, lines []int) int {
+	if fb.Info != nil {
+		return lineOf(lines, fb.Info.Segment.Start)
+	}
+	if fb.Lines().Len() > 0 {
+		return lineOf(lines, fb.Lines().At(0).Start) - 1
+	}
+	return 1
+}
+
+// closed reports whether a closing fence follows the block's body.
+func closed(fb *ast.FencedCodeBlock, src []byte, lines []int, open int) bool {
+	next := open // line index (0-based) after the opening fence
+	if n := fb.Lines().Len(); n > 0 {
+		next = lineOf(lines, fb.Lines().At(n-1).Start) // 1-based line of last body line == 0-based index of the next
+	}
+	if next >= len(lines) {
+		return false
+	}
+	end := len(src)
+	if next+1 < len(lines) {
+		end = lines[next+1]
+	}
+	l := strings.TrimSpace(string(src[lines[next]:end]))
+	return strings.HasPrefix(l, "```") || strings.HasPrefix(l, "~~~")
+}

@@ -1,0 +1,86 @@
+package installdoc
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var values = map[string]string{"BASE_REPO_URL": "http://git/cc-ci.git", "SECRETS_REPO_URL": "http://git/s.git",
+	"MACHINE": "10.0.0.2", "DOMAIN": "ci.lab.test", "GATEWAY": "10.0.0.1"}
+
+func TestTheTargetsInstallDocParses(t *testing.T) {
+	src, err := os.ReadFile("../../fixtures/target/docs/install.md")
+	require.NoError(t, err)
+	doc, err := Parse("install.md", src, values)
+	require.NoError(t, err)
+	var steps []string
+	for _, b := range doc.Blocks {
+		steps = append(steps, b.Step+"@"+b.Runs)
+	}
+	assert.Equal(t, []string{"clone-base@machine", "prepare-key-dir@machine", "provision-age-key@operator",
+		"clone-secrets@machine", "switch@machine"}, steps)
+	assert.Equal(t, 1, doc.Examples)
+	assert.Equal(t, "git clone http://git/cc-ci.git /root/cc-ci\n", doc.Step("clone-base").Body)
+	assert.Contains(t, doc.Step("clone-base").Raw, "${BASE_REPO_URL}", "the raw body is kept for the record")
+	assert.Contains(t, doc.Step("clone-secrets").Body, `"$token"`, "shell variables are not placeholders")
+	assert.Len(t, doc.Manifest, 64)
+	assert.Equal(t, 20, doc.Step("clone-base").Line)
+}
+
+func TestManifestChangesWithAnyBlock(t *testing.T) {
+	a, err := Parse("a.md", []byte("```sh {step=one}\necho 1\n```\n"), nil)
+	require.NoError(t, err)
+	b, err := Parse("b.md", []byte("```sh {step=one}\necho 2\n```\n"), nil)
+	require.NoError(t, err)
+	c, err := Parse("c.md", []byte("```sh {step=one runs=operator}\necho 1\n```\n"), nil)
+	require.NoError(t, err)
+	assert.NotEqual(t, a.Manifest, b.Manifest)
+	assert.NotEqual(t, a.Manifest, c.Manifest)
+}
+
+// Every malformed document is refused before anything runs, naming the line.
+func TestMalformedDocumentsNameTheLine(t *testing.T) {
+	cases := []struct {
+		name, src string
+		want      []string
+	}{
+		{"untagged shell block", "# x\n\n```sh\nrm -rf /\n```\n", []string{"install.md:3:", "without a tag"}},
+		{"untagged bash block", "```bash\necho\n```\n", []string{"install.md:1:", "without a tag"}},
+		{"unknown placeholder", "```sh {step=a}\necho ${NOPE}\n```\n", []string{"install.md:1:", "unknown placeholder ${NOPE}"}},
+		{"duplicate step", "```sh {step=a}\ntrue\n```\n\n```sh {step=a}\ntrue\n```\n", []string{"install.md:5:", `duplicate step "a" (first at line 1)`}},
+		{"unterminated fence", "```sh {step=a}\ntrue\n\nmore text\n", []string{"install.md:1:", "unterminated code fence"}},
+		{"malformed tag", "```sh {step=a\ntrue\n```\n", []string{"install.md:1:", "malformed fence tag"}},
+		{"bad key=value", "```sh {step}\ntrue\n```\n", []string{"install.md:1:", `"step" is not key=value`}},
+		{"bad runs", "```sh {step=a runs=robot}\ntrue\n```\n", []string{"install.md:1:", "want machine or operator"}},
+		{"unknown attribute", "```sh {step=a when=now}\ntrue\n```\n", []string{"install.md:1:", `unknown attribute "when"`}},
+		{"bad step name", "```sh {step=Clone_Base}\ntrue\n```\n", []string{"install.md:1:", "lower-case"}},
+		{"empty step", "```sh {step=a}\n```\n", []string{"install.md:1:", "empty"}},
+		{"run=yes", "```sh {run=yes}\ntrue\n```\n", []string{"run= only takes no"}},
+		{"nothing runnable", "# Only prose\n\n```sh {run=no}\nls\n```\n", []string{"no runnable"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("install.md", []byte(tc.src), values)
+			require.Error(t, err)
+			for _, w := range tc.want {
+				assert.Contains(t, err.Error(), w)
+			}
+		})
+	}
+}
+
+func TestOtherLanguagesAreNotSteps(t *testing.T) {
+	doc, err := Parse("x.md", []byte("```yaml\nkey: ${NOT_CHECKED}\n```\n\n```sh {step=a}\ntrue\n```\n"), nil)
+	require.NoError(t, err)
+	assert.Len(t, doc.Blocks, 1)
+}
+
+func TestAllErrorsAreReportedTogether(t *testing.T) {
+	_, err := Parse("install.md", []byte("```sh\na\n```\n\n```sh {step=b}\n${X}\n```\n"), nil)
+	require.Error(t, err)
+	assert.True(t, strings.Contains(err.Error(), "without a tag") && strings.Contains(err.Error(), "${X}"), err.Error())
+}
