@@ -8,8 +8,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cc-ci/acceptance/helpers/config"
-	"github.com/cc-ci/acceptance/helpers/machine"
 	"github.com/cc-ci/acceptance/helpers/probe"
 )
 
@@ -22,15 +20,7 @@ func TestMachineIsBrandNewAndBlank(t *testing.T) {
 	ctx := run.Context()
 	cfg := run.Config
 
-	in, err := run.Incus.Instance(ctx, mc.Project, mc.Name)
-	require.NoError(t, err, "the machine must exist in Incus")
-	labels := machine.Labels{Prefix: cfg.LabelPrefix}
-	assert.Equal(t, run.ID, in.Config[labels.RunID()], "created by this run (run-id label)")
-	assert.False(t, in.CreatedAt.Before(run.Started.Truncate(time.Second)),
-		"created at %s, after this run started at %s", in.CreatedAt, run.Started)
-	assert.Equal(t, cfg.Project, in.Project, "project")
-	assert.Equal(t, cfg.InstanceType, in.Type, "instance type")
-	assert.Equal(t, config.FormatSize(cfg.Memory), in.Config["limits.memory"], "limits.memory")
+	assertCreatedByThisRun(t, mc)
 
 	cl, err := mc.SSH(ctx)
 	require.NoError(t, err, "SSH with the pinned host key")

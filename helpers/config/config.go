@@ -50,8 +50,19 @@ type Config struct {
 	SSHUser   string
 	StateFile string // run state written with SKIP_teardown, read with SKIP_provision
 	// The target.
-	AgeKeyPath  string   // where install.md provisions the bootstrap age key on the machine
-	BlankAbsent []string // paths a blank machine must not have
+	BaseRepoURL     string        // the base repo, as the machine clones it
+	SecretsRepoURL  string        // the private secrets repo
+	AgeKeyFile      string        // the operator's copy of the bootstrap age key (0600)
+	AgeKeyPath      string        // where install.md provisions it on the machine
+	Domain          string        // the instance's wildcard domain
+	Gateway         string        // the TLS-passthrough gateway (a parameter of the target)
+	TLSAddr         string        // where to ask for TLS ("" = the machine's address:443)
+	TLSCA           string        // PEM roots for the served certificate ("" = system roots)
+	Units           []string      // the oneshots/services that must converge
+	StepTimeout     time.Duration // per install.md block
+	ConvergeTimeout time.Duration // units after the switch
+	Reference       string        // project/name of the running reference system (cc-nix-test)
+	BlankAbsent     []string      // paths a blank machine must not have
 	// Tests of the harness itself.
 	DecoyProject string // a project outside the allow-list where tests put decoys
 }
@@ -135,6 +146,16 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 		StateFile:             p.str("CCCI_STATE_FILE", ".run-state.json"),
 		DecoyProject:          p.str("CCCI_DECOY_PROJECT", "lichen"),
 		AgeKeyPath:            p.str("CCCI_AGE_KEY_PATH", "/var/lib/sops-nix/key.txt"),
+		BaseRepoURL:           p.str("CCCI_BASE_REPO_URL", ""),
+		SecretsRepoURL:        p.str("CCCI_SECRETS_REPO_URL", ""),
+		AgeKeyFile:            p.str("CCCI_AGE_KEY_FILE", ""),
+		Domain:                p.str("CCCI_DOMAIN", "ci.lab.test"),
+		Gateway:               p.str("CCCI_GATEWAY", ""),
+		TLSAddr:               p.str("CCCI_TLS_ADDR", ""),
+		TLSCA:                 p.str("CCCI_TLS_CA", ""),
+		StepTimeout:           p.duration("CCCI_STEP_TIMEOUT", "10m"),
+		ConvergeTimeout:       p.duration("CCCI_CONVERGE_TIMEOUT", "3m"),
+		Reference:             p.str("CCCI_REFERENCE", "terraform-ci/cc-nix-test"),
 	}
 	defTransport := "unix"
 	if c.IncusURL != "" {
@@ -142,6 +163,7 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 	}
 	c.Transport = p.oneOf("CCCI_TRANSPORT", defTransport, "https", "unix")
 	c.AllowedProjects = p.list("CCCI_ALLOWED_PROJECTS", "terraform-ci")
+	c.Units = p.list("CCCI_UNITS", "cc-ci-swarm.service,cc-ci-proxy.service,cc-ci-drone.service,cc-ci-bridge.service,cc-ci-dashboard.service")
 	c.BlankAbsent = p.list("CCCI_BLANK_ABSENT", "/var/lib/sops-nix,/var/lib/ci-certs,/run/secrets,/root/cc-ci,/root/cc-ci-secrets")
 	p.validate(c)
 	if len(p.errs) > 0 {
@@ -246,6 +268,10 @@ func (p *parser) validate(c *Config) {
 		_, from := p.src.get("CCCI_MEMORY", "")
 		p.fail("CCCI_MEMORY", FormatSize(c.Memory), from, "larger than CCCI_RAM_CAP "+FormatSize(c.RAMCap))
 	}
+	if c.Reference != "" && !strings.Contains(c.Reference, "/") {
+		_, from := p.src.get("CCCI_REFERENCE", "")
+		p.fail("CCCI_REFERENCE", c.Reference, from, "want project/name")
+	}
 	if !validLabelPrefix(c.LabelPrefix) {
 		_, from := p.src.get("CCCI_LABEL_PREFIX", "")
 		p.fail("CCCI_LABEL_PREFIX", c.LabelPrefix, from, "use lower-case letters, digits and '-' only")
@@ -296,4 +322,9 @@ func (c *Config) Incus(transport string) incus.Config {
 	}
 	return incus.Config{URL: c.IncusURL, ClientCert: c.IncusClientCert, ClientKey: c.IncusClientKey,
 		ServerCert: c.IncusServerCert, Target: c.IncusTarget}
+}
+
+// HasTarget reports whether a target is configured (repos and the age key).
+func (c *Config) HasTarget() bool {
+	return c.BaseRepoURL != "" && c.SecretsRepoURL != "" && c.AgeKeyFile != ""
 }

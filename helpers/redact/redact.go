@@ -77,3 +77,21 @@ func (r *Redactor) Len() int {
 	defer r.mu.RUnlock()
 	return len(r.secrets)
 }
+
+// RedactError returns err with its text redacted (nil stays nil).
+func (r *Redactor) RedactError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return redactedError{msg: r.Redact(err.Error()), err: err}
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e redactedError) Error() string { return e.msg }
+
+// Unwrap keeps errors.Is working; the wrapped error's text is not shown.
+func (e redactedError) Unwrap() error { return e.err }

@@ -25,6 +25,7 @@ import (
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/machine"
 	"github.com/cc-ci/acceptance/helpers/redact"
+	"github.com/cc-ci/acceptance/helpers/target"
 )
 
 // EnableEnv must be "1" for acceptance tests to run (like terraform's TF_ACC).
@@ -50,6 +51,10 @@ type Run struct {
 
 	teardownOnce sync.Once
 	teardownErr  error
+
+	key      *target.AgeKey // the bootstrap key, when a target is configured
+	tgt      targetState
+	cleanups []func() // local temp dirs etc., run after teardown
 }
 
 // Context is cancelled when the run is interrupted.
@@ -104,6 +109,9 @@ func Main(m *testing.M, dst **Run) int {
 	if err := r.teardown(); err != nil && code == 0 {
 		code = 1
 	}
+	for _, f := range r.cleanups {
+		f()
+	}
 	return code
 }
 
@@ -124,6 +132,12 @@ func (r *Run) start() error {
 		return fmt.Errorf("Incus API at %s: %w", c.Endpoint, err)
 	}
 	r.Incus = c
+	if cfg.HasTarget() {
+		// Checked before anything is created: a bad key is bad input.
+		if r.key, err = target.LoadAgeKey(cfg.AgeKeyFile, r.Redact); err != nil {
+			return err
+		}
+	}
 	g := machine.GuardrailsFrom(cfg)
 	labels := machine.Labels{Prefix: cfg.LabelPrefix}
 	// Orphans of earlier runs that died unclean: only expired, only labelled.

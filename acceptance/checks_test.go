@@ -1,0 +1,104 @@
+package acceptance
+
+// Checks shared by several C-tests. Each states one expectation; the probes
+// in helpers/ read the machine.
+
+import (
+	"bytes"
+	"net"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cc-ci/acceptance/fixtures"
+	"github.com/cc-ci/acceptance/helpers/config"
+	"github.com/cc-ci/acceptance/helpers/machine"
+	"github.com/cc-ci/acceptance/helpers/probe"
+	"github.com/cc-ci/acceptance/helpers/remote"
+	"github.com/cc-ci/acceptance/helpers/target"
+	"github.com/cc-ci/acceptance/helpers/testrun"
+	"github.com/cc-ci/acceptance/helpers/tlscheck"
+)
+
+// assertCreatedByThisRun: the machine is this run's own, new, in the right
+// project, with the configured memory.
+func assertCreatedByThisRun(t *testing.T, mc *machine.Machine) {
+	t.Helper()
+	cfg := run.Config
+	in, err := run.Incus.Instance(run.Context(), mc.Project, mc.Name)
+	require.NoError(t, err, "the machine must exist in Incus")
+	labels := machine.Labels{Prefix: cfg.LabelPrefix}
+	assert.Equal(t, run.ID, in.Config[labels.RunID()], "created by this run (run-id label)")
+	assert.False(t, in.CreatedAt.Before(run.Started.Truncate(time.Second)),
+		"created at %s, after this run started at %s", in.CreatedAt, run.Started)
+	assert.Equal(t, cfg.Project, in.Project, "project")
+	assert.Equal(t, cfg.InstanceType, in.Type, "instance type")
+	assert.Equal(t, config.FormatSize(cfg.Memory), in.Config["limits.memory"], "limits.memory")
+}
+
+// assertSecretsDecrypted: every declared secret is in /run/secrets (and
+// nothing else is), each with the content git holds, root-only; the cert and
+// key are at the proxy's paths with the right content and modes.
+func assertSecretsDecrypted(t *testing.T, cl *remote.Client, view *testrun.TargetView) {
+	t.Helper()
+	ctx := run.Context()
+	names, err := probe.ListDir(ctx, cl, "/run/secrets")
+	require.NoError(t, err)
+	want := append([]string(nil), fixtures.SecretNames...)
+	sort.Strings(want)
+	sort.Strings(names)
+	assert.Equal(t, want, names, "/run/secrets holds exactly the declared secrets")
+
+	expect := map[string]struct{ value, mode string }{
+		"/var/lib/ci-certs/live/fullchain.pem": {view.Secrets["tls_fullchain"], "444"},
+		"/var/lib/ci-certs/live/privkey.pem":   {view.Secrets["tls_privkey"], "400"},
+	}
+	for _, n := range fixtures.SecretNames {
+		expect["/run/secrets/"+n] = struct{ value, mode string }{view.Secrets[n], "400"}
+	}
+	paths := make([]string, 0, len(expect))
+	for p := range expect {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	files, err := probe.Files(ctx, cl, paths)
+	require.NoError(t, err)
+	for _, f := range files {
+		e := expect[f.Path]
+		if !assert.NotEmpty(t, f.SHA256, "%s exists", f.Path) {
+			continue
+		}
+		assert.Equal(t, target.SHA256([]byte(e.value)), f.SHA256, "%s holds the value from git (sha256)", f.Path)
+		assert.Equal(t, e.mode, f.Mode, "%s mode", f.Path)
+	}
+}
+
+// assertServesGitCert: HTTPS for a name under the domain presents the leaf
+// certificate from git, and it verifies against the configured roots.
+func assertServesGitCert(t *testing.T, machineIP string, view *testrun.TargetView) {
+	t.Helper()
+	cfg := run.Config
+	gitLeaf, err := tlscheck.FirstCert([]byte(view.Secrets["tls_fullchain"]))
+	require.NoError(t, err, "the certificate in git parses")
+	roots, err := tlscheck.Roots(cfg.TLSCA)
+	require.NoError(t, err)
+	addr := cfg.TLSAddr
+	if addr == "" {
+		addr = net.JoinHostPort(machineIP, "443")
+	}
+	sni := "dashboard." + cfg.Domain
+	served, err := tlscheck.Fetch(run.Context(), addr, sni, roots)
+	require.NoError(t, err, "TLS answers on %s for %s", addr, sni)
+	assert.True(t, bytes.Equal(gitLeaf.Raw, served.Leaf.Raw),
+		"served leaf is the certificate from git: want %s, found %s (subject %q)",
+		fingerprint(gitLeaf.Raw), fingerprint(served.Leaf.Raw), served.Leaf.Subject.CommonName)
+	assert.NoError(t, served.VerifyErr, "the served chain verifies for %s", sni)
+	t.Logf("TLS %s (SNI %s): leaf %s, subject %s, not after %s", addr, sni, fingerprint(served.Leaf.Raw),
+		served.Leaf.Subject.CommonName, served.Leaf.NotAfter.Format(time.RFC3339))
+}
+
+func fingerprint(der []byte) string { return "sha256:" + strings.ToLower(target.SHA256(der))[:16] }

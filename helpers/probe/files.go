@@ -1,0 +1,59 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cc-ci/acceptance/helpers/remote"
+)
+
+// FileInfo is a file's digest and mode on the machine; the content never
+// leaves it.
+type FileInfo struct {
+	Path   string
+	SHA256 string // "" when the file does not exist
+	Mode   string // octal, e.g. 400
+}
+
+// Files reads the SHA-256 and mode of each path.
+func Files(ctx context.Context, cl *remote.Client, paths []string) ([]FileInfo, error) {
+	out := make([]FileInfo, 0, len(paths))
+	for _, p := range paths {
+		q := remote.ShellQuote(p)
+		res, err := cl.Run(ctx, "if [ -f "+q+" ]; then sha256sum "+q+" | cut -d' ' -f1; stat -c %a "+q+"; fi", 20*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("probe file %s: %w", p, err)
+		}
+		f := strings.Fields(string(res.Stdout))
+		fi := FileInfo{Path: p}
+		if len(f) == 2 {
+			fi.SHA256, fi.Mode = f[0], f[1]
+		}
+		out = append(out, fi)
+	}
+	return out, nil
+}
+
+// ListDir lists the names in a directory ("" entries when it is missing).
+func ListDir(ctx context.Context, cl *remote.Client, dir string) ([]string, error) {
+	res, err := cl.Run(ctx, "if [ -d "+remote.ShellQuote(dir)+" ]; then ls -A "+remote.ShellQuote(dir)+"; fi", 20*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("probe dir %s: %w", dir, err)
+	}
+	return strings.Fields(string(res.Stdout)), nil
+}
+
+// CurrentSystem is the store path /run/current-system points at ("" if none).
+func CurrentSystem(ctx context.Context, cl *remote.Client) (string, error) {
+	res, err := cl.Run(ctx, "readlink -f /run/current-system || true", 20*time.Second)
+	if err != nil {
+		return "", fmt.Errorf("probe /run/current-system: %w", err)
+	}
+	p := strings.TrimSpace(string(res.Stdout))
+	if p == "/run/current-system" {
+		return "", nil
+	}
+	return p, nil
+}

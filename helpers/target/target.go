@@ -1,0 +1,166 @@
+// Package target is the harness's view of the cc-ci target under test: its
+// two repos (fetched the way a machine fetches them), its secrets (decrypted
+// in memory with the bootstrap key), and the operator's one out-of-band action.
+package target
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"filippo.io/age"
+
+	"github.com/cc-ci/acceptance/helpers/incus"
+	"github.com/cc-ci/acceptance/helpers/installdoc"
+	"github.com/cc-ci/acceptance/helpers/redact"
+	"github.com/cc-ci/acceptance/helpers/sopsfile"
+)
+
+// Paths in the base repo.
+const (
+	InstallDoc = "docs/install.md"
+	AccessFile = "bootstrap/access.sops.yaml"
+	SecretsDoc = "secrets/secrets.yaml"
+)
+
+// AgeKey is the bootstrap key as the operator holds it.
+type AgeKey struct {
+	Path        string
+	Identity    string // AGE-SECRET-KEY-1… (never printed)
+	Recipient   string
+	File        []byte // the file as the operator would copy it
+	Fingerprint string
+}
+
+// LoadAgeKey reads the operator's key file. A key readable by group or others
+// is refused: the harness will not handle a key kept carelessly.
+func LoadAgeKey(path string, r *redact.Redactor) (*AgeKey, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("age key CCCI_AGE_KEY_FILE=%s: %w", path, err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("age key CCCI_AGE_KEY_FILE=%s is readable by others (mode %04o): refusing; chmod 600 it", path, st.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("age key CCCI_AGE_KEY_FILE=%s: %w", path, err)
+	}
+	ids, err := age.ParseIdentities(bytes.NewReader(b))
+	if err != nil || len(ids) != 1 {
+		return nil, fmt.Errorf("age key CCCI_AGE_KEY_FILE=%s: want exactly one age identity (AGE-SECRET-KEY-1…): %v", path, err)
+	}
+	x, ok := ids[0].(*age.X25519Identity)
+	if !ok {
+		return nil, fmt.Errorf("age key CCCI_AGE_KEY_FILE=%s: not an X25519 identity", path)
+	}
+	r.Add("bootstrap-age-key", []byte(x.String()))
+	return &AgeKey{Path: path, Identity: x.String(), Recipient: x.Recipient().String(), File: b,
+		Fingerprint: redact.Fingerprint([]byte(x.String()))}, nil
+}
+
+// Repos are local clones of the target's two repos.
+type Repos struct {
+	Base, Secrets             string // work trees
+	BaseCommit, SecretsCommit string
+}
+
+// Fetch clones both repos into dir the way install.md does: the base
+// publicly, the secrets repo with the read token decrypted from the base.
+func Fetch(ctx context.Context, dir, baseURL, secretsURL string, key *AgeKey, r *redact.Redactor) (*Repos, error) {
+	rp := &Repos{Base: filepath.Join(dir, "cc-ci"), Secrets: filepath.Join(dir, "cc-ci-secrets")}
+	if err := git(ctx, nil, "", "clone", "-q", baseURL, rp.Base); err != nil {
+		return nil, fmt.Errorf("fetch base repo %s: %w", baseURL, err)
+	}
+	access, err := os.ReadFile(filepath.Join(rp.Base, AccessFile))
+	if err != nil {
+		return nil, fmt.Errorf("base repo: %w", err)
+	}
+	vals, err := sopsfile.Decrypt(access, key.Identity)
+	if err != nil {
+		return nil, fmt.Errorf("base repo %s: decrypt with the bootstrap key: %w", AccessFile, err)
+	}
+	tok := vals["secrets_repo_token"]
+	if tok == "" {
+		return nil, fmt.Errorf("base repo %s: no secrets_repo_token", AccessFile)
+	}
+	r.Add("secrets-repo-token", []byte(tok))
+	auth := base64.StdEncoding.EncodeToString([]byte("ci:" + tok))
+	r.Add("secrets-repo-auth", []byte(auth))
+	// The header goes through the environment, not the command line.
+	env := []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader", "GIT_CONFIG_VALUE_0=Authorization: Basic " + auth}
+	if err := git(ctx, env, "", "clone", "-q", secretsURL, rp.Secrets); err != nil {
+		return nil, fmt.Errorf("fetch secrets repo %s: %w", secretsURL, r.RedactError(err))
+	}
+	if rp.BaseCommit, err = gitOut(ctx, rp.Base, "rev-parse", "HEAD"); err != nil {
+		return nil, err
+	}
+	if rp.SecretsCommit, err = gitOut(ctx, rp.Secrets, "rev-parse", "HEAD"); err != nil {
+		return nil, err
+	}
+	return rp, nil
+}
+
+// Secrets decrypts the secrets repo's file in memory and registers every
+// value with the redactor before returning it.
+func Secrets(rp *Repos, key *AgeKey, r *redact.Redactor) (map[string]string, error) {
+	enc, err := os.ReadFile(filepath.Join(rp.Secrets, SecretsDoc))
+	if err != nil {
+		return nil, fmt.Errorf("secrets repo: %w", err)
+	}
+	vals, err := sopsfile.Decrypt(enc, key.Identity)
+	if err != nil {
+		return nil, fmt.Errorf("secrets repo %s: %w", SecretsDoc, err)
+	}
+	for name, v := range vals {
+		r.Add(name, []byte(v))
+	}
+	return vals, nil
+}
+
+// ProvisionAgeKey is the operator's one out-of-band action: copy the
+// bootstrap key to the machine, readable by root only.
+func ProvisionAgeKey(c *incus.Client, project, name, path string, key *AgeKey) installdoc.OperatorAction {
+	return func(ctx context.Context) ([]installdoc.Pushed, error) {
+		if err := c.PushFile(ctx, project, name, incus.FileSpec{Path: path, Mode: 0o400, Data: key.File}); err != nil {
+			return nil, err
+		}
+		return []installdoc.Pushed{{Step: "provision-age-key", Path: path, Mode: "0400", Fingerprint: SHA256(key.File)}}, nil
+	}
+}
+
+// SHA256 is the hex digest of b.
+func SHA256(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func git(ctx context.Context, env []string, dir string, args ...string) error {
+	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), "GIT_TERMINAL_PROMPT=0"), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func gitOut(ctx context.Context, dir string, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...).Output()
+	if err != nil {
+		return "", fmt.Errorf("git %s in %s: %w", strings.Join(args, " "), dir, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// ErrNoTarget says the configuration does not name a target.
+var ErrNoTarget = errors.New("no target configured: set CCCI_BASE_REPO_URL, CCCI_SECRETS_REPO_URL and CCCI_AGE_KEY_FILE (make lab-up writes them)")

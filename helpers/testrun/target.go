@@ -1,0 +1,130 @@
+package testrun
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/cc-ci/acceptance/helpers/installdoc"
+	"github.com/cc-ci/acceptance/helpers/target"
+)
+
+// TargetView is the target as git holds it: both repos, its install
+// document, and its secrets decrypted in memory (registered for redaction).
+type TargetView struct {
+	Repos   *target.Repos
+	Doc     *installdoc.Doc
+	Secrets map[string]string
+	Key     *target.AgeKey
+	docSrc  []byte
+}
+
+// Install is the one install of this run on the run's machine.
+type Install struct {
+	Record *installdoc.Record
+	Err    error // nil when every block ran and exited 0
+}
+
+type targetState struct {
+	once    sync.Once
+	view    *TargetView
+	err     error
+	install sync.Once
+	inst    *Install
+}
+
+// Target fetches and reads the target once per run (no machine needed).
+func (r *Run) Target(t testing.TB) *TargetView {
+	t.Helper()
+	r.Require(t)
+	r.tgt.once.Do(func() { r.tgt.view, r.tgt.err = r.loadTarget() })
+	if r.tgt.err != nil {
+		t.Fatalf("target: %v", r.tgt.err)
+	}
+	return r.tgt.view
+}
+
+func (r *Run) loadTarget() (*TargetView, error) {
+	cfg := r.Config
+	if !cfg.HasTarget() {
+		return nil, target.ErrNoTarget
+	}
+	dir, err := os.MkdirTemp("", "ccci-target-")
+	if err != nil {
+		return nil, err
+	}
+	r.cleanups = append(r.cleanups, func() { os.RemoveAll(dir) })
+	ctx, cancel := context.WithTimeout(r.ctx, cfg.StepTimeout)
+	defer cancel()
+	repos, err := target.Fetch(ctx, dir, cfg.BaseRepoURL, cfg.SecretsRepoURL, r.key, r.Redact)
+	if err != nil {
+		return nil, err
+	}
+	secrets, err := target.Secrets(repos, r.key, r.Redact)
+	if err != nil {
+		return nil, err
+	}
+	src, err := os.ReadFile(filepath.Join(repos.Base, target.InstallDoc))
+	if err != nil {
+		return nil, err
+	}
+	doc, err := installdoc.Parse(target.InstallDoc, src, r.placeholders(""))
+	if err != nil {
+		return nil, err
+	}
+	logf("target: base %s, secrets %s, %s manifest %s (%d steps)", repos.BaseCommit[:12], repos.SecretsCommit[:12],
+		target.InstallDoc, doc.Manifest[:12], len(doc.Blocks))
+	return &TargetView{Repos: repos, Doc: doc, Secrets: secrets, Key: r.key, docSrc: src}, nil
+}
+
+// placeholders are the values install.md may use.
+func (r *Run) placeholders(machineIP string) map[string]string {
+	if machineIP == "" {
+		machineIP = "MACHINE-ADDRESS"
+	}
+	return map[string]string{
+		"BASE_REPO_URL": r.Config.BaseRepoURL, "SECRETS_REPO_URL": r.Config.SecretsRepoURL,
+		"DOMAIN": r.Config.Domain, "GATEWAY": r.Config.Gateway, "MACHINE": machineIP,
+	}
+}
+
+// Installed runs the target's install.md on the run's machine, once, and
+// returns what happened. It does not fail the test when the install fails:
+// each test judges the record for itself.
+func (r *Run) Installed(t testing.TB) *Install {
+	t.Helper()
+	view := r.Target(t)
+	mc := r.Machine(t)
+	r.tgt.install.Do(func() {
+		inst := &Install{}
+		r.tgt.inst = inst
+		doc, err := installdoc.Parse(target.InstallDoc, view.docSrc, r.placeholders(mc.IP))
+		if err != nil {
+			inst.Err = err
+			return
+		}
+		cl, err := mc.SSH(r.ctx)
+		if err != nil {
+			inst.Err = err
+			return
+		}
+		defer cl.Close()
+		sh, err := cl.Shell(r.ctx)
+		if err != nil {
+			inst.Err = err
+			return
+		}
+		defer sh.Close()
+		runner := &installdoc.Runner{Shell: sh, Timeout: r.Config.StepTimeout, Redact: r.Redact, Log: logf,
+			Operators: map[string]installdoc.OperatorAction{
+				"provision-age-key": target.ProvisionAgeKey(r.Incus, mc.Project, mc.Name, r.Config.AgeKeyPath, r.key),
+			}}
+		inst.Record, inst.Err = runner.Run(r.ctx, doc)
+		if inst.Err != nil {
+			logf("install: %v", inst.Err)
+		}
+	})
+	return r.tgt.inst
+}
