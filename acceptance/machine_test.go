@@ -7,8 +7,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/cc-ci/acceptance/helpers/probe"
 )
 
 // The machine the install starts from is brand new and blank: created by this
@@ -18,7 +16,6 @@ import (
 func TestMachineIsBrandNewAndBlank(t *testing.T) {
 	mc := run.Machine(t)
 	ctx := run.Context()
-	cfg := run.Config
 
 	assertCreatedByThisRun(t, mc)
 
@@ -29,8 +26,7 @@ func TestMachineIsBrandNewAndBlank(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, mc.Name, strings.TrimSpace(string(res.Stdout)), "SSH reached this machine, not another")
 
-	residue, err := probe.Residue(ctx, cl, append(cfg.BlankAbsent, cfg.AgeKeyPath), "cc-ci-*",
-		[]string{"/root", "/etc", "/var/lib", "/srv", "/home", "/tmp"})
-	require.NoError(t, err)
-	assert.Empty(t, residue, "a blank machine has no cc-ci configuration and no age key")
+	blank := run.Blank(t)
+	require.NoError(t, blank.Err, "probe the machine as provisioned")
+	assert.Empty(t, blank.Residue, "as provisioned, before any install: no cc-ci configuration and no age key")
 }

@@ -273,6 +273,19 @@ target_and_gitserver() {
   step "target: good target served at http://$LAB_GIT_LISTEN/good/"
 }
 
+# The long-lived instances of the real host: cc-nix-test (the running
+# reference system, switched to the good target) and a decoy lichen-staging
+# in another project. No harness run may touch either.
+long_lived() {
+  "$LAB_STATE/bin/ccci-fixtures" reference -target "$LAB_STATE/targets/good" -project "$LAB_PROJECT" \
+    -name cc-nix-test -git-url "http://$LAB_GIT_LISTEN/good" | sed 's/^/[lab] /'
+  if ! incus info lichen-staging --project "$LAB_DECOY_PROJECT" >/dev/null 2>&1; then
+    incus launch "$LAB_IMAGE_ALIAS" lichen-staging --project "$LAB_DECOY_PROJECT" -c limits.memory=4GiB >/dev/null
+  fi
+  incus start lichen-staging --project "$LAB_DECOY_PROJECT" 2>/dev/null || true
+  step "long-lived: $LAB_PROJECT/cc-nix-test (reference) and $LAB_DECOY_PROJECT/lichen-staging (decoy) running"
+}
+
 write_env() {
   cat >"$LAB_STATE/lab.env" <<EOF
 # Written by lab/lab.sh up: the harness settings that point at this lab.
@@ -308,6 +321,7 @@ up() {
   ensure_project "$LAB_PROJECT"
   ensure_project "$LAB_DECOY_PROJECT"
   target_and_gitserver
+  long_lived
   write_env
   step "lab is up"
 }

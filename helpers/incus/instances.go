@@ -101,6 +101,15 @@ func (c *Client) SetState(ctx context.Context, project, name, action string, for
 	return nil
 }
 
+// SetConfig sets one config key of an instance (PATCH).
+func (c *Client) SetConfig(ctx context.Context, project, name, key, value string) error {
+	body := map[string]any{"config": map[string]string{key: value}}
+	if _, err := c.do(ctx, http.MethodPatch, instancePath(name), projectQuery(project), body, nil); err != nil {
+		return fmt.Errorf("set %s on %s/%s: %w", key, project, name, err)
+	}
+	return nil
+}
+
 // DeleteInstance deletes a stopped instance.
 func (c *Client) DeleteInstance(ctx context.Context, project, name string) error {
 	_, err := c.async(ctx, http.MethodDelete, instancePath(name), projectQuery(project), nil)

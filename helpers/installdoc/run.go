@@ -26,9 +26,15 @@ type Pushed struct {
 // every file it pushed.
 type OperatorAction func(ctx context.Context) ([]Pushed, error)
 
+// Executor runs machine blocks: the harness's SSH shell (*remote.Shell), or
+// Incus exec when the lab installs its reference instance.
+type Executor interface {
+	Exec(ctx context.Context, block string, timeout time.Duration) (*remote.Result, error)
+}
+
 // Runner runs a document's blocks.
 type Runner struct {
-	Shell     *remote.Shell             // machine blocks run here, one after another
+	Shell     Executor                  // machine blocks run here, one after another
 	Operators map[string]OperatorAction // by step name
 	Timeout   time.Duration             // per block
 	Redact    *redact.Redactor

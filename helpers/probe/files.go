@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/remote"
 )
 
@@ -54,6 +55,23 @@ func CurrentSystem(ctx context.Context, cl *remote.Client) (string, error) {
 	p := strings.TrimSpace(string(res.Stdout))
 	if p == "/run/current-system" {
 		return "", nil
+	}
+	return p, nil
+}
+
+// CurrentSystemVia reads /run/current-system of an instance the harness has no
+// SSH access to (the reference system), read-only, through Incus exec.
+func CurrentSystemVia(ctx context.Context, c *incus.Client, project, name string) (string, error) {
+	res, err := c.Exec(ctx, project, name, []string{"readlink", "-f", "/run/current-system"}, nil)
+	if err != nil {
+		return "", err
+	}
+	if res.ExitCode != 0 {
+		return "", fmt.Errorf("readlink on %s/%s exited %d: %s", project, name, res.ExitCode, strings.TrimSpace(string(res.Stderr)))
+	}
+	p := strings.TrimSpace(string(res.Stdout))
+	if p == "/run/current-system" {
+		return "", fmt.Errorf("%s/%s has no /run/current-system", project, name)
 	}
 	return p, nil
 }

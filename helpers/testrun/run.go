@@ -24,6 +24,7 @@ import (
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/machine"
+	"github.com/cc-ci/acceptance/helpers/probe"
 	"github.com/cc-ci/acceptance/helpers/redact"
 	"github.com/cc-ci/acceptance/helpers/target"
 )
@@ -45,6 +46,7 @@ type Run struct {
 
 	mu      sync.Mutex // held while provisioning, so teardown waits for a creation in flight
 	machine *machine.Machine
+	blank   BlankReport // what the machine held when it was handed to the tests
 	mErr    error
 	reused  bool  // SKIP_provision: the state file is ours to remove after teardown
 	setup   error // why the run could not start; every test fails with it
@@ -199,6 +201,33 @@ func (r *Run) Machine(t testing.TB) *machine.Machine {
 	return r.machine
 }
 
+// BlankReport is the machine's state as provisioned, before any test ran on it.
+type BlankReport struct {
+	Residue []string // cc-ci paths, units, age keys found (empty: blank)
+	Err     error    // the probe itself failed
+}
+
+// Blank returns what the machine held when it was provisioned.
+func (r *Run) Blank(t testing.TB) BlankReport {
+	t.Helper()
+	r.Machine(t)
+	return r.blank
+}
+
+// observeBlank reads, read-only, whether the machine carries anything of cc-ci.
+func (r *Run) observeBlank(mc *machine.Machine) {
+	ctx, cancel := context.WithTimeout(r.ctx, 3*time.Minute)
+	defer cancel()
+	cl, err := mc.SSH(ctx)
+	if err != nil {
+		r.blank.Err = err
+		return
+	}
+	defer cl.Close()
+	r.blank.Residue, r.blank.Err = probe.Residue(ctx, cl, append(r.Config.BlankAbsent, r.Config.AgeKeyPath), "cc-ci-*",
+		[]string{"/root", "/etc", "/var/lib", "/srv", "/home", "/tmp"})
+}
+
 func (r *Run) provision() (*machine.Machine, error) {
 	if os.Getenv("SKIP_provision") == "1" {
 		mc, err := loadState(r.Config.StateFile)
@@ -211,6 +240,7 @@ func (r *Run) provision() (*machine.Machine, error) {
 			return nil, err
 		}
 		logf("SKIP_provision: reusing %s/%s at %s from %s", mc.Project, mc.Name, mc.IP, r.Config.StateFile)
+		r.observeBlank(mc)
 		return mc, nil
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, r.Config.BootTimeout+time.Minute)
@@ -219,6 +249,7 @@ func (r *Run) provision() (*machine.Machine, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.observeBlank(mc)
 	return mc, nil
 }
 

@@ -1,0 +1,74 @@
+package acceptance
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cc-ci/acceptance/helpers/probe"
+	"github.com/cc-ci/acceptance/helpers/target"
+)
+
+// C1 — Secrets-repo split. A separate private secrets repo holds only the
+// sops-encrypted secrets (+ .sops.yaml), consumed by the base via a flake
+// input; instance parameters stay in the base as plain values; and the system
+// built from base+secrets is byte-identical to the running system.
+func TestC1SecretsRepoSplit(t *testing.T) {
+	view := run.Target(t)
+	ctx := run.Context()
+	cfg := run.Config
+
+	t.Run("secrets repo holds only sops files, in every commit", func(t *testing.T) {
+		problems, err := target.SecretsTreeProblems(ctx, view.Repos)
+		require.NoError(t, err)
+		assert.Empty(t, problems, "every file of every commit is .sops.yaml or an encrypted sops file")
+	})
+
+	t.Run("recipients match .sops.yaml and the base's parameters", func(t *testing.T) {
+		fromRules, err := target.SopsRecipients(view.Repos)
+		require.NoError(t, err)
+		inFile, err := target.FileRecipients(view.Repos, target.SecretsDoc)
+		require.NoError(t, err)
+		assert.Equal(t, fromRules, inFile, "%s is encrypted to the recipients .sops.yaml names", target.SecretsDoc)
+		assert.Contains(t, inFile, view.Key.Recipient, "the bootstrap key is a recipient")
+		instance, err := target.ReadBase(view.Repos, "instance.nix")
+		require.NoError(t, err, "the base keeps its instance parameters in instance.nix")
+		for _, r := range inFile {
+			assert.Contains(t, instance, r, "recipient %s is a plain parameter of the base", r)
+		}
+		assert.Contains(t, instance, fmt.Sprintf("domain = %q", cfg.Domain), "the domain is a plain parameter of the base")
+		if cfg.Gateway != "" {
+			assert.Contains(t, instance, fmt.Sprintf("gateway = %q", cfg.Gateway), "the gateway is a plain parameter of the base")
+		}
+	})
+
+	t.Run("the base consumes the secrets repo as a pinned flake input", func(t *testing.T) {
+		url, err := target.FlakeSecretsInput(view.Repos)
+		require.NoError(t, err)
+		assert.NotEmpty(t, url, "flake.nix declares inputs.secrets")
+		lock, err := target.FlakeLock(view.Repos, "secrets")
+		require.NoError(t, err)
+		assert.Equal(t, view.Repos.SecretsCommit, lock.Rev, "flake.lock pins the secrets repo's current commit")
+		assert.True(t, strings.HasPrefix(lock.NarHash, "sha256-"), "flake.lock pins the content (narHash %q)", lock.NarHash)
+	})
+
+	t.Run("the rebuilt system is byte-identical to the running one", func(t *testing.T) {
+		mc := run.Machine(t)
+		inst := run.Installed(t)
+		require.NoError(t, inst.Err, "install")
+		cl, err := mc.SSH(ctx)
+		require.NoError(t, err)
+		defer cl.Close()
+		rebuilt, err := probe.CurrentSystem(ctx, cl)
+		require.NoError(t, err)
+		project, name, _ := strings.Cut(cfg.Reference, "/")
+		running, err := probe.CurrentSystemVia(ctx, run.Incus, project, name)
+		require.NoError(t, err, "read the running reference system %s", cfg.Reference)
+		require.NotEmpty(t, rebuilt, "the throwaway machine has a /run/current-system")
+		assert.Equal(t, running, rebuilt, "store path of the rebuilt system vs the running reference %s", cfg.Reference)
+		t.Logf("running %s = rebuilt %s: %s", cfg.Reference, mc.Name, rebuilt)
+	})
+}

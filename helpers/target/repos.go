@@ -1,0 +1,156 @@
+package target
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/cc-ci/acceptance/helpers/sopsfile"
+)
+
+// TreeProblem is a file in the secrets repo that is not an encrypted secret.
+type TreeProblem struct {
+	Commit string
+	Path   string
+	Why    string
+}
+
+func (p TreeProblem) String() string { return fmt.Sprintf("%s:%s: %s", p.Commit[:12], p.Path, p.Why) }
+
+// allowedPlain are the only files of the secrets repo that are not sops files.
+var allowedPlain = map[string]bool{".sops.yaml": true, "README": true, "README.md": true}
+
+// SecretsTreeProblems checks every commit reachable from the secrets repo's
+// default branch: each file must be .sops.yaml, a README, or a sops file whose
+// every value is encrypted. Code or plaintext in any commit is a problem.
+func SecretsTreeProblems(ctx context.Context, rp *Repos) ([]TreeProblem, error) {
+	commits, err := gitOut(ctx, rp.Secrets, "rev-list", "HEAD")
+	if err != nil {
+		return nil, err
+	}
+	var problems []TreeProblem
+	checked := map[string]bool{} // blob id → already judged
+	for _, c := range strings.Fields(commits) {
+		ls, err := gitOut(ctx, rp.Secrets, "ls-tree", "-r", c)
+		if err != nil {
+			return nil, err
+		}
+		for _, line := range strings.Split(ls, "\n") {
+			meta, path, ok := strings.Cut(line, "\t")
+			if !ok {
+				continue
+			}
+			f := strings.Fields(meta) // mode type id
+			if allowedPlain[path] {
+				continue
+			}
+			if f[0] == "100755" {
+				problems = append(problems, TreeProblem{c, path, "executable file: the secrets repo holds no code"})
+				continue
+			}
+			if checked[f[2]] {
+				continue
+			}
+			checked[f[2]] = true
+			blob, err := gitOut(ctx, rp.Secrets, "cat-file", "blob", f[2])
+			if err != nil {
+				return nil, err
+			}
+			info, err := sopsfile.Inspect([]byte(blob))
+			if err != nil {
+				problems = append(problems, TreeProblem{c, path, "not a sops-encrypted file (" + err.Error() + ")"})
+				continue
+			}
+			if plain := info.Plaintext(); len(plain) > 0 {
+				problems = append(problems, TreeProblem{c, path, "values not encrypted: " + strings.Join(plain, ", ")})
+			}
+			if !info.HasMAC {
+				problems = append(problems, TreeProblem{c, path, "no encrypted MAC"})
+			}
+		}
+	}
+	return problems, nil
+}
+
+// SopsRecipients reads the age recipients .sops.yaml names, sorted.
+func SopsRecipients(rp *Repos) ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(rp.Secrets, ".sops.yaml"))
+	if err != nil {
+		return nil, fmt.Errorf("secrets repo: %w", err)
+	}
+	return ageRecipients(string(b)), nil
+}
+
+var ageRecipient = regexp.MustCompile(`age1[02-9ac-hj-np-z]{58}`)
+
+func ageRecipients(s string) []string {
+	rs := ageRecipient.FindAllString(s, -1)
+	sort.Strings(rs)
+	return rs
+}
+
+// FileRecipients reads the recipients of a sops file in the secrets repo.
+func FileRecipients(rp *Repos, path string) ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(rp.Secrets, path))
+	if err != nil {
+		return nil, err
+	}
+	info, err := sopsfile.Inspect(b)
+	if err != nil {
+		return nil, err
+	}
+	return info.Recipients, nil
+}
+
+// LockedInput is the flake.lock entry of an input.
+type LockedInput struct {
+	Type, URL, Rev, NarHash string
+}
+
+// FlakeLock reads flake.lock's entry for the named input.
+func FlakeLock(rp *Repos, input string) (*LockedInput, error) {
+	b, err := os.ReadFile(filepath.Join(rp.Base, "flake.lock"))
+	if err != nil {
+		return nil, fmt.Errorf("base repo: %w", err)
+	}
+	var lock struct {
+		Nodes map[string]struct {
+			Locked map[string]any `json:"locked"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal(b, &lock); err != nil {
+		return nil, fmt.Errorf("base repo flake.lock: %w", err)
+	}
+	n, ok := lock.Nodes[input]
+	if !ok {
+		return nil, fmt.Errorf("base repo flake.lock: no input %q", input)
+	}
+	s := func(k string) string { v, _ := n.Locked[k].(string); return v }
+	return &LockedInput{Type: s("type"), URL: s("url"), Rev: s("rev"), NarHash: s("narHash")}, nil
+}
+
+var flakeInput = regexp.MustCompile(`inputs\.secrets(\.url\s*=|\s*=\s*\{[^}]*url\s*=)\s*"([^"]+)"`)
+
+// FlakeSecretsInput returns the URL of the `secrets` input in flake.nix, or "".
+func FlakeSecretsInput(rp *Repos) (string, error) {
+	b, err := os.ReadFile(filepath.Join(rp.Base, "flake.nix"))
+	if err != nil {
+		return "", fmt.Errorf("base repo: %w", err)
+	}
+	m := flakeInput.FindStringSubmatch(string(b))
+	if m == nil {
+		return "", nil
+	}
+	return m[2], nil
+}
+
+// ReadBase reads a file of the base repo.
+func ReadBase(rp *Repos, path string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(rp.Base, path))
+	return string(b), err
+}
