@@ -35,5 +35,6 @@ func TestC4GenuineLiveRebuild(t *testing.T) {
 	}
 
 	assertSecretsDecrypted(t, cl, view)
+	assertCertFilesFromGit(t, cl, view)
 	assertServesGitCert(t, mc.IP, view)
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cc-ci/acceptance/fixtures"
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/machine"
 	"github.com/cc-ci/acceptance/helpers/probe"
@@ -40,38 +39,50 @@ func assertCreatedByThisRun(t *testing.T, mc *machine.Machine) {
 	assert.Equal(t, config.FormatSize(cfg.Memory), in.Config["limits.memory"], "limits.memory")
 }
 
-// assertSecretsDecrypted: every declared secret is in /run/secrets (and
-// nothing else is), each with the content git holds, root-only; the cert and
-// key are at the proxy's paths with the right content and modes.
+// assertSecretsDecrypted: /run/secrets holds exactly the secrets the base
+// declares, each with the content git holds, root-only.
 func assertSecretsDecrypted(t *testing.T, cl *remote.Client, view *testrun.TargetView) {
 	t.Helper()
-	ctx := run.Context()
-	names, err := probe.ListDir(ctx, cl, "/run/secrets")
+	declared, err := target.DeclaredSecrets(view.Repos)
 	require.NoError(t, err)
-	want := append([]string(nil), fixtures.SecretNames...)
-	sort.Strings(want)
+	names, err := probe.ListDir(run.Context(), cl, "/run/secrets")
+	require.NoError(t, err)
 	sort.Strings(names)
-	assert.Equal(t, want, names, "/run/secrets holds exactly the declared secrets")
+	assert.Equal(t, declared, names, "/run/secrets holds exactly the declared secrets")
+	expect := map[string]fileExpectation{}
+	for _, n := range declared {
+		expect["/run/secrets/"+n] = fileExpectation{view.Secrets[n], "400"}
+	}
+	assertFiles(t, cl, expect)
+}
 
-	expect := map[string]struct{ value, mode string }{
+// assertCertFilesFromGit: the certificate and key the proxy reads are the
+// ones decrypted from git, with the modes a deployment gives them.
+func assertCertFilesFromGit(t *testing.T, cl *remote.Client, view *testrun.TargetView) {
+	t.Helper()
+	assertFiles(t, cl, map[string]fileExpectation{
 		"/var/lib/ci-certs/live/fullchain.pem": {view.Secrets["tls_fullchain"], "444"},
 		"/var/lib/ci-certs/live/privkey.pem":   {view.Secrets["tls_privkey"], "400"},
-	}
-	for _, n := range fixtures.SecretNames {
-		expect["/run/secrets/"+n] = struct{ value, mode string }{view.Secrets[n], "400"}
-	}
+	})
+}
+
+type fileExpectation struct{ value, mode string }
+
+func assertFiles(t *testing.T, cl *remote.Client, expect map[string]fileExpectation) {
+	t.Helper()
 	paths := make([]string, 0, len(expect))
 	for p := range expect {
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
-	files, err := probe.Files(ctx, cl, paths)
+	files, err := probe.Files(run.Context(), cl, paths)
 	require.NoError(t, err)
 	for _, f := range files {
 		e := expect[f.Path]
 		if !assert.NotEmpty(t, f.SHA256, "%s exists", f.Path) {
 			continue
 		}
+		// Digests only: a secret never goes into an assertion message.
 		assert.Equal(t, target.SHA256([]byte(e.value)), f.SHA256, "%s holds the value from git (sha256)", f.Path)
 		assert.Equal(t, e.mode, f.Mode, "%s mode", f.Path)
 	}

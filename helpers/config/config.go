@@ -50,19 +50,25 @@ type Config struct {
 	SSHUser   string
 	StateFile string // run state written with SKIP_teardown, read with SKIP_provision
 	// The target.
-	BaseRepoURL     string        // the base repo, as the machine clones it
-	SecretsRepoURL  string        // the private secrets repo
-	AgeKeyFile      string        // the operator's copy of the bootstrap age key (0600)
-	AgeKeyPath      string        // where install.md provisions it on the machine
-	Domain          string        // the instance's wildcard domain
-	Gateway         string        // the TLS-passthrough gateway (a parameter of the target)
-	TLSAddr         string        // where to ask for TLS ("" = the machine's address:443)
-	TLSCA           string        // PEM roots for the served certificate ("" = system roots)
-	Units           []string      // the oneshots/services that must converge
-	StepTimeout     time.Duration // per install.md block
-	ConvergeTimeout time.Duration // units after the switch
-	Reference       string        // project/name of the running reference system (cc-nix-test)
-	BlankAbsent     []string      // paths a blank machine must not have
+	BaseRepoURL      string        // the base repo, as the machine clones it
+	SecretsRepoURL   string        // the private secrets repo
+	AgeKeyFile       string        // the operator's copy of the bootstrap age key (0600)
+	AgeKeyPath       string        // where install.md provisions it on the machine
+	Domain           string        // the instance's wildcard domain
+	Gateway          string        // the TLS-passthrough gateway (a parameter of the target)
+	TLSAddr          string        // where to ask for TLS ("" = the machine's address:443)
+	TLSCA            string        // PEM roots for the served certificate ("" = system roots)
+	Units            []string      // the oneshots/services that must converge
+	StepTimeout      time.Duration // per install.md block
+	ConvergeTimeout  time.Duration // units after the switch
+	Reference        string        // project/name of the running reference system (cc-nix-test)
+	ReferenceMemory  int64         // its expected limits.memory
+	RequiredSecrets  []string      // names that must be in git, encrypted
+	CertMinDays      int           // the certificate in git must be valid this much longer
+	ScanPaths        []string      // machine paths searched for plaintext secrets
+	StalePhrases     []string      // docs must not describe the old operator-dropped cert (case-insensitive)
+	ForbiddenPhrases []string      // the D8 evidence must not say these (case-insensitive)
+	BlankAbsent      []string      // paths a blank machine must not have
 	// Tests of the harness itself.
 	DecoyProject string // a project outside the allow-list where tests put decoys
 }
@@ -156,6 +162,8 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 		StepTimeout:           p.duration("CCCI_STEP_TIMEOUT", "10m"),
 		ConvergeTimeout:       p.duration("CCCI_CONVERGE_TIMEOUT", "3m"),
 		Reference:             p.str("CCCI_REFERENCE", "terraform-ci/cc-nix-test"),
+		ReferenceMemory:       p.size("CCCI_REFERENCE_MEMORY", "4GiB"),
+		CertMinDays:           p.positiveInt("CCCI_CERT_MIN_DAYS", "14"),
 	}
 	defTransport := "unix"
 	if c.IncusURL != "" {
@@ -164,6 +172,10 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 	c.Transport = p.oneOf("CCCI_TRANSPORT", defTransport, "https", "unix")
 	c.AllowedProjects = p.list("CCCI_ALLOWED_PROJECTS", "terraform-ci")
 	c.Units = p.list("CCCI_UNITS", "cc-ci-swarm.service,cc-ci-proxy.service,cc-ci-drone.service,cc-ci-bridge.service,cc-ci-dashboard.service")
+	c.RequiredSecrets = p.list("CCCI_REQUIRED_SECRETS", "tls_fullchain,tls_privkey,drone_oauth_client_id,drone_oauth_client_secret,drone_rpc_secret,webhook_hmac,registry_username,registry_password")
+	c.ScanPaths = p.list("CCCI_SCAN_PATHS", "/nix/store")
+	c.StalePhrases = p.list("CCCI_STALE_PHRASES", "drops the cert,drop the cert,cert file by hand,certificate files by hand,certificate file by hand,operator drops")
+	c.ForbiddenPhrases = p.list("CCCI_FORBIDDEN_PHRASES", "infeasible by design")
 	c.BlankAbsent = p.list("CCCI_BLANK_ABSENT", "/var/lib/sops-nix,/var/lib/ci-certs,/run/secrets,/root/cc-ci,/root/cc-ci-secrets")
 	p.validate(c)
 	if len(p.errs) > 0 {

@@ -57,7 +57,9 @@ func (r RAMReport) String() string {
 		}
 		parts = append(parts, s)
 	}
-	parts = append(parts, "new "+config.FormatSize(r.New))
+	if r.New > 0 {
+		parts = append(parts, "new "+config.FormatSize(r.New))
+	}
 	op := "≤"
 	if !r.Fits {
 		op = ">"

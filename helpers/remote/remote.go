@@ -93,6 +93,12 @@ func (e *CommandError) Error() string {
 // Run executes one command under `bash -euo pipefail` in a fresh session and
 // waits at most timeout. A non-zero exit is a *CommandError (Result is still returned).
 func (c *Client) Run(ctx context.Context, command string, timeout time.Duration) (*Result, error) {
+	return c.RunInput(ctx, command, nil, timeout)
+}
+
+// RunInput is Run with data on the command's stdin — the way to hand the
+// machine something (needles to search for) without writing it to disk.
+func (c *Client) RunInput(ctx context.Context, command string, stdin []byte, timeout time.Duration) (*Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	sess, err := c.conn.NewSession()
@@ -102,6 +108,9 @@ func (c *Client) Run(ctx context.Context, command string, timeout time.Duration)
 	defer sess.Close()
 	var out, errb bytes.Buffer
 	sess.Stdout, sess.Stderr = &out, &errb
+	if stdin != nil {
+		sess.Stdin = bytes.NewReader(stdin)
+	}
 	start := time.Now()
 	done := make(chan error, 1)
 	go func() { done <- sess.Run("bash --noprofile --norc -euo pipefail -c " + ShellQuote(command)) }()

@@ -154,3 +154,49 @@ func ReadBase(rp *Repos, path string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(rp.Base, path))
 	return string(b), err
 }
+
+var declaredList = regexp.MustCompile(`(?m)^\s*secrets\s*=\s*\[([^\]]*)\]`)
+var quoted = regexp.MustCompile(`"([^"]+)"`)
+
+// DeclaredSecrets reads the sops secrets the base declares (instance.nix's
+// `secrets = [ … ]`, sops.secrets.<name> on the real host), sorted.
+func DeclaredSecrets(rp *Repos) ([]string, error) {
+	src, err := ReadBase(rp, "instance.nix")
+	if err != nil {
+		return nil, fmt.Errorf("base repo: %w", err)
+	}
+	m := declaredList.FindStringSubmatch(src)
+	if m == nil {
+		return nil, fmt.Errorf("base repo instance.nix: no `secrets = [ … ]` declaration")
+	}
+	var out []string
+	for _, q := range quoted.FindAllStringSubmatch(m[1], -1) {
+		out = append(out, q[1])
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// D8Doc is the target's D8 evidence document.
+const D8Doc = "docs/d8-evidence.md"
+
+// AppendD8Live writes this run's live-rebuild record under the document's
+// "## Live runs" heading in the local clone, and returns the new text. The
+// reviewer commits it; the harness checks what it wrote.
+func AppendD8Live(rp *Repos, entry string) (string, error) {
+	p := filepath.Join(rp.Base, D8Doc)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", fmt.Errorf("base repo: %w", err)
+	}
+	text := strings.TrimRight(string(b), "\n") + "\n\n" + strings.TrimSpace(entry) + "\n"
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		return "", err
+	}
+	return text, nil
+}
+
+// ReadSecretsFile reads the encrypted secrets file as committed.
+func ReadSecretsFile(rp *Repos) ([]byte, error) {
+	return os.ReadFile(filepath.Join(rp.Secrets, SecretsDoc))
+}

@@ -12,6 +12,7 @@ package testrun
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -276,7 +277,7 @@ func (r *Run) teardown() error {
 		// A fresh context: the run's own may be cancelled by the interrupt we are handling.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		r.teardownErr = r.Manager.DestroyAll(ctx)
+		r.teardownErr = errors.Join(r.Manager.DestroyAll(ctx), r.verifyCleanup(ctx))
 		if r.teardownErr != nil {
 			logf("teardown: %v", r.teardownErr)
 			// Leave the guardian to try again from its own process.
@@ -289,6 +290,30 @@ func (r *Run) teardown() error {
 		r.guardian.release("done")
 	})
 	return r.teardownErr
+}
+
+// verifyCleanup is C6's second half: after teardown, no instance of this run
+// is left in any allowed project (asked of the API, not assumed).
+func (r *Run) verifyCleanup(ctx context.Context) error {
+	labels := machine.Labels{Prefix: r.Config.LabelPrefix}
+	var left []string
+	for _, p := range r.Config.AllowedProjects {
+		ins, err := r.Incus.Instances(ctx, p)
+		if err != nil {
+			return fmt.Errorf("C6 cleanup: list %s: %w", p, err)
+		}
+		for _, in := range ins {
+			if in.Config[labels.RunID()] == r.ID {
+				left = append(left, p+"/"+in.Name)
+			}
+		}
+	}
+	if len(left) > 0 {
+		logf("C6 cleanup: FAIL: %v still present after teardown", left)
+		return fmt.Errorf("C6 cleanup: instances of run %s still present after teardown: %v", r.ID, left)
+	}
+	logf("C6 cleanup: PASS: no instance of run %s remains (%d created)", r.ID, len(r.Manager.Created()))
+	return nil
 }
 
 // Teardown is for tests of the harness: it tears down early.

@@ -1,0 +1,59 @@
+package acceptance
+
+import (
+	"crypto/tls"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cc-ci/acceptance/helpers/installdoc"
+	"github.com/cc-ci/acceptance/helpers/tlscheck"
+)
+
+// C2 — Cert in git. The wildcard cert+key are sops secrets in the secrets
+// repo, decrypted at activation to the cert path; the "operator drops a cert
+// file" step is gone; a rebuild serves valid TLS from the git-sourced cert.
+func TestC2CertInGit(t *testing.T) {
+	view := run.Target(t)
+	cfg := run.Config
+
+	t.Run("the certificate in git is usable for the domain", func(t *testing.T) {
+		chain, key := view.Secrets["tls_fullchain"], view.Secrets["tls_privkey"]
+		require.NotEmpty(t, chain, "tls_fullchain is in the secrets repo")
+		require.NotEmpty(t, key, "tls_privkey is in the secrets repo")
+		_, err := tls.X509KeyPair([]byte(chain), []byte(key))
+		require.NoError(t, err, "the key in git matches the certificate in git")
+		leaf, err := tlscheck.FirstCert([]byte(chain))
+		require.NoError(t, err)
+		assert.NoError(t, leaf.VerifyHostname("dashboard."+cfg.Domain), "SANs %v cover *.%s", leaf.DNSNames, cfg.Domain)
+		left := time.Until(leaf.NotAfter)
+		assert.GreaterOrEqual(t, left, time.Duration(cfg.CertMinDays)*24*time.Hour,
+			"valid until %s: at least %d days left", leaf.NotAfter.Format(time.RFC3339), cfg.CertMinDays)
+	})
+
+	t.Run("no install step brings a certificate from outside git", func(t *testing.T) {
+		for _, b := range view.Doc.Blocks {
+			if touchesCert.MatchString(b.Raw) {
+				assert.NotEqual(t, installdoc.Operator, b.Runs, "operator step %q (%s:%d) handles certificate files", b.Step, view.Doc.Path, b.Line)
+				assert.Fail(t, "install step writes certificate files by hand",
+					"step %q (%s:%d): the certificate must come from activation, not a manual step", b.Step, view.Doc.Path, b.Line)
+			}
+		}
+	})
+
+	t.Run("the rebuilt machine serves TLS from the cert in git", func(t *testing.T) {
+		mc := run.Machine(t)
+		require.NoError(t, run.Installed(t).Err, "install")
+		cl, err := mc.SSH(run.Context())
+		require.NoError(t, err)
+		defer cl.Close()
+		assertCertFilesFromGit(t, cl, view)
+		assertServesGitCert(t, mc.IP, view)
+	})
+}
+
+// touchesCert matches a block that handles certificate files itself.
+var touchesCert = regexp.MustCompile(`(?i)(ci-certs|fullchain|privkey|\.pem\b|\.crt\b)`)
