@@ -20,19 +20,25 @@ func TestC4GenuineLiveRebuild(t *testing.T) {
 	assertCreatedByThisRun(t, mc)
 
 	inst := run.Installed(t)
-	require.NoError(t, inst.Err, "install.md, followed exactly, must succeed")
-	assert.True(t, inst.Record.Ran(view.Doc), "exactly the blocks of %s ran, in order (manifest %s)", view.Doc.Path, view.Doc.Manifest)
+	assert.NoError(t, inst.Err, "install.md, followed exactly, must succeed")
+	require.NotNil(t, inst.Record, "install record")
+	if !assert.True(t, inst.Record.Ran(view.Doc), "exactly the blocks of %s ran, in order, to the end (manifest %s)",
+		view.Doc.Path, view.Doc.Manifest) {
+		return // the switch never ran: there is nothing on the machine to judge
+	}
 
 	ctx := run.Context()
 	cl, err := mc.SSH(ctx)
 	require.NoError(t, err)
 	defer cl.Close()
 
+	// Read even when the switch failed: the unit states say why.
 	units, err := probe.AwaitConverged(ctx, cl, run.Config.Units, run.Config.ConvergeTimeout)
 	require.NoError(t, err, "the reconcile units converge")
 	for _, u := range units {
 		t.Logf("converged: %s", u)
 	}
+	require.NoError(t, inst.Err, "install")
 
 	assertSecretsDecrypted(t, cl, view)
 	assertCertFilesFromGit(t, cl, view)

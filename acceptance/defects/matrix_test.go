@@ -1,0 +1,192 @@
+// Package defects proves that the acceptance suite can fail: it runs the
+// real suite (go test -json ./acceptance) against each broken target the
+// fixtures generate and checks that exactly the expected C-tests fail, each
+// with a message naming the cause, and that the others pass.
+//
+// The table below is the one in fixtures/README.md.
+package defects
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cc-ci/acceptance/helpers/labtest"
+)
+
+// failures maps a C-test to a text its failure output must contain.
+type failures map[string]string
+
+var matrix = map[string]failures{
+	"good": {},
+	"cert-dropped-by-hand": {
+		"TestC1SecretsRepoSplit":            `operator step "drop-cert"`,
+		"TestC2CertInGit":                   `step "drop-cert"`,
+		"TestC3AllSecretsInGitOneException": "drop-cert",
+		"TestC4GenuineLiveRebuild":          `operator step "drop-cert"`,
+		"TestC5HonestD8":                    `operator step "drop-cert"`,
+		"TestC7Docs":                        "operator drops",
+	},
+	"second-out-of-band-secret": {
+		"TestC1SecretsRepoSplit":            `operator step "provision-registry-token"`,
+		"TestC2CertInGit":                   `operator step "provision-registry-token"`,
+		"TestC3AllSecretsInGitOneException": "provision-registry-token",
+		"TestC4GenuineLiveRebuild":          `operator step "provision-registry-token"`,
+		"TestC5HonestD8":                    `operator step "provision-registry-token"`,
+	},
+	"plaintext-in-base": {
+		"TestC3AllSecretsInGitOneException": "drone_rpc_secret (raw) in git object",
+	},
+	"plaintext-in-store": {
+		"TestC1SecretsRepoSplit":            "store path of the rebuilt system vs the running reference",
+		"TestC3AllSecretsInGitOneException": "drone_rpc_secret (raw) in /nix/store/",
+	},
+	"unit-fails": {
+		"TestC1SecretsRepoSplit":            "the following units failed: cc-ci-drone.service",
+		"TestC2CertInGit":                   "the following units failed: cc-ci-drone.service",
+		"TestC3AllSecretsInGitOneException": "the following units failed: cc-ci-drone.service",
+		"TestC4GenuineLiveRebuild":          "cc-ci-drone.service: load=loaded active=failed",
+		"TestC5HonestD8":                    "the following units failed: cc-ci-drone.service",
+	},
+	"wrong-cert-served": {
+		"TestC1SecretsRepoSplit":   "store path of the rebuilt system vs the running reference",
+		"TestC2CertInGit":          "served leaf is the certificate from git",
+		"TestC4GenuineLiveRebuild": "served leaf is the certificate from git",
+	},
+	"drift": {
+		"TestC1SecretsRepoSplit": "store path of the rebuilt system vs the running reference",
+	},
+	"undocumented-step": {
+		"TestC1SecretsRepoSplit":            "/etc/cc-ci/enabled missing",
+		"TestC2CertInGit":                   "/etc/cc-ci/enabled missing",
+		"TestC3AllSecretsInGitOneException": "/etc/cc-ci/enabled missing",
+		"TestC4GenuineLiveRebuild":          "/etc/cc-ci/enabled missing",
+		"TestC5HonestD8":                    "/etc/cc-ci/enabled missing",
+	},
+	"stale-docs": {
+		"TestC7Docs": "still describes the operator-dropped certificate",
+	},
+	"secrets-repo-has-code": {
+		"TestC1SecretsRepoSplit": "decrypt.sh: executable file: the secrets repo holds no code",
+	},
+}
+
+// The tests every target is judged by; one not listed for a defect must pass.
+var cTests = []string{
+	"TestC1SecretsRepoSplit", "TestC2CertInGit", "TestC3AllSecretsInGitOneException", "TestC4GenuineLiveRebuild",
+	"TestC5HonestD8", "TestC6ResourceFitAndCleanup", "TestC7Docs", "TestMachineIsBrandNewAndBlank",
+}
+
+func TestEveryDefectFailsTheRightTests(t *testing.T) {
+	cfg := labtest.Config(t)
+	if !cfg.HasTarget() {
+		labtest.Unavailable(t, "no target configured (make lab-up)")
+	}
+	gitBase := strings.TrimSuffix(cfg.BaseRepoURL, "/good/cc-ci.git")
+	if gitBase == cfg.BaseRepoURL {
+		labtest.Unavailable(t, "CCCI_BASE_REPO_URL is not the lab's good target")
+	}
+	names := make([]string, 0, len(matrix))
+	for n := range matrix {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var table []string
+	for _, name := range names {
+		want := matrix[name]
+		t.Run(name, func(t *testing.T) {
+			start := time.Now()
+			results := runSuite(t, gitBase+"/"+name)
+			for _, test := range cTests {
+				r, ok := results[test]
+				if !assert.True(t, ok, "%s did not run", test) {
+					continue
+				}
+				if cause, expectFail := want[test]; expectFail {
+					if assert.Equal(t, "fail", r.action, "%s must FAIL on %s", test, name) {
+						assert.Contains(t, r.output, cause, "%s's failure must name the cause", test)
+					}
+				} else {
+					assert.Equal(t, "pass", r.action, "%s must PASS on %s; output:\n%s", test, name, tail(r.output))
+				}
+			}
+			table = append(table, fmt.Sprintf("%-26s fails %-40s %s", name, shortNames(want), time.Since(start).Round(time.Second)))
+		})
+	}
+	t.Logf("defect matrix:\n%s", strings.Join(table, "\n"))
+}
+
+type result struct {
+	action string // pass, fail, skip
+	output string
+}
+
+// runSuite runs the acceptance suite against one target and collects each
+// top-level test's result and output (its subtests' included).
+func runSuite(t *testing.T, repoBase string) map[string]*result {
+	t.Helper()
+	cmd := exec.Command("go", "test", "-json", "-count=1", "-timeout", "10m", "./acceptance")
+	cmd.Dir = moduleRoot(t)
+	cmd.Env = append(os.Environ(), "CCCI_ACCEPTANCE=1",
+		"CCCI_BASE_REPO_URL="+repoBase+"/cc-ci.git", "CCCI_SECRETS_REPO_URL="+repoBase+"/cc-ci-secrets.git")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, _ := cmd.Output() // a failing suite exits 1: the events say what happened
+	results := map[string]*result{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var ev struct{ Action, Test, Output string }
+		if json.Unmarshal(sc.Bytes(), &ev) != nil || ev.Test == "" {
+			continue
+		}
+		top := strings.SplitN(ev.Test, "/", 2)[0]
+		r := results[top]
+		if r == nil {
+			r = &result{}
+			results[top] = r
+		}
+		r.output += ev.Output
+		if ev.Test == top && (ev.Action == "pass" || ev.Action == "fail" || ev.Action == "skip") {
+			r.action = ev.Action
+		}
+	}
+	require.NotEmpty(t, results, "the suite reported no test; stderr:\n%s", tail(stderr.String()))
+	return results
+}
+
+func moduleRoot(t *testing.T) string {
+	dir, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	return dir
+}
+
+func shortNames(f failures) string {
+	var s []string
+	for k := range f {
+		s = append(s, strings.TrimPrefix(k, "Test")[:2])
+	}
+	sort.Strings(s)
+	if len(s) == 0 {
+		return "nothing"
+	}
+	return strings.Join(s, ",")
+}
+
+func tail(s string) string {
+	if len(s) > 3000 {
+		return "…" + s[len(s)-3000:]
+	}
+	return s
+}
