@@ -62,11 +62,14 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 
 	t.Run("no plaintext secret in the repos' history", func(t *testing.T) {
 		needles := leakscan.Needles(view.Secrets)
+		total := 0
 		for _, repo := range []string{view.Repos.Base, view.Repos.Secrets} {
 			found, err := leakscan.GitObjects(ctx, repo, needles)
 			require.NoError(t, err)
+			total += len(found)
 			assert.Empty(t, findings(found), "plaintext secrets in the objects of %s", repo)
 		}
+		run.Note("leak scan: repos", "%d needles over every object of both repos: %d findings", len(needles), total)
 	})
 
 	t.Run("no plaintext secret in the machine's Nix store", func(t *testing.T) {
@@ -75,8 +78,10 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		cl, err := mc.SSH(ctx)
 		require.NoError(t, err)
 		defer cl.Close()
-		found, err := leakscan.Remote(ctx, cl, cfg.ScanPaths, leakscan.Needles(view.Secrets))
+		needles := leakscan.Needles(view.Secrets)
+		found, err := leakscan.Remote(ctx, cl, cfg.ScanPaths, needles)
 		require.NoError(t, err)
+		run.Note("leak scan: machine", "%d needles over %v: %d findings", len(needles), cfg.ScanPaths, len(found))
 		assert.Empty(t, findings(found), "plaintext secrets under %v on %s", cfg.ScanPaths, mc.Name)
 	})
 }

@@ -32,5 +32,6 @@ func TestC6ResourceFitAndCleanup(t *testing.T) {
 	ram, err := machine.RAM(ctx, run.Incus, machine.GuardrailsFrom(cfg), 0)
 	require.NoError(t, err)
 	t.Logf("running RAM: %s", ram)
+	run.Note("RAM", "%s", ram)
 	assert.True(t, ram.Fits, "running instances fit the guideline: %s", ram)
 }

@@ -110,6 +110,7 @@ func assertServesGitCert(t *testing.T, machineIP string, view *testrun.TargetVie
 	assert.NoError(t, served.VerifyErr, "the served chain verifies for %s", sni)
 	t.Logf("TLS %s (SNI %s): leaf %s, subject %s, not after %s", addr, sni, fingerprint(served.Leaf.Raw),
 		served.Leaf.Subject.CommonName, served.Leaf.NotAfter.Format(time.RFC3339))
+	run.Note("served cert", "%s for %s at %s (git leaf %s)", fingerprint(served.Leaf.Raw), sni, addr, fingerprint(gitLeaf.Raw))
 }
 
 func fingerprint(der []byte) string { return "sha256:" + strings.ToLower(target.SHA256(der))[:16] }

@@ -138,7 +138,7 @@ func runSuite(t *testing.T, repoBase string) map[string]*result {
 	t.Helper()
 	cmd := exec.Command("go", "test", "-json", "-count=1", "-timeout", "10m", "./acceptance")
 	cmd.Dir = moduleRoot(t)
-	cmd.Env = append(os.Environ(), "CCCI_ACCEPTANCE=1",
+	cmd.Env = append(os.Environ(), "CCCI_ACCEPTANCE=1", "CCCI_REVIEW_FILE="+filepath.Join(t.TempDir(), "REVIEW.md"),
 		"CCCI_BASE_REPO_URL="+repoBase+"/cc-ci.git", "CCCI_SECRETS_REPO_URL="+repoBase+"/cc-ci-secrets.git")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,8 +48,9 @@ type Config struct {
 	BootTimeout     time.Duration // create → SSH ready
 	TeardownReserve time.Duration // kept before go test's -timeout for teardown
 	// Access and state.
-	SSHUser   string
-	StateFile string // run state written with SKIP_teardown, read with SKIP_provision
+	SSHUser    string
+	StateFile  string // run state written with SKIP_teardown, read with SKIP_provision
+	ReviewFile string // evidence: Markdown here, JSONL beside it
 	// The target.
 	BaseRepoURL      string        // the base repo, as the machine clones it
 	SecretsRepoURL   string        // the private secrets repo
@@ -151,6 +153,7 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 		SSHUser:               p.str("CCCI_SSH_USER", "root"),
 		StateFile:             p.str("CCCI_STATE_FILE", ".run-state.json"),
 		DecoyProject:          p.str("CCCI_DECOY_PROJECT", "lichen"),
+		ReviewFile:            p.str("CCCI_REVIEW_FILE", defaultReviewFile()),
 		AgeKeyPath:            p.str("CCCI_AGE_KEY_PATH", "/var/lib/sops-nix/key.txt"),
 		BaseRepoURL:           p.str("CCCI_BASE_REPO_URL", ""),
 		SecretsRepoURL:        p.str("CCCI_SECRETS_REPO_URL", ""),
@@ -339,4 +342,21 @@ func (c *Config) Incus(transport string) incus.Config {
 // HasTarget reports whether a target is configured (repos and the age key).
 func (c *Config) HasTarget() bool {
 	return c.BaseRepoURL != "" && c.SecretsRepoURL != "" && c.AgeKeyFile != ""
+}
+
+// defaultReviewFile is REVIEW.md at the module root (tests run in their
+// package directory), or in the working directory outside a module.
+func defaultReviewFile() string {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "REVIEW.md"
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return filepath.Join(d, "REVIEW.md")
+		}
+		if filepath.Dir(d) == d {
+			return filepath.Join(dir, "REVIEW.md")
+		}
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cc-ci/acceptance/helpers/config"
+	"github.com/cc-ci/acceptance/helpers/evidence"
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/machine"
 )
@@ -88,17 +89,25 @@ func runGuardian() int {
 		fmt.Fprintf(os.Stderr, "[guardian %s] "+format+"\n", append([]any{time.Now().UTC().Format("15:04:05")}, args...)...)
 	}
 	var tracked []string
+	var runID, review string
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		word, arg, _ := strings.Cut(sc.Text(), " ")
 		switch word {
+		case "run":
+			runID, review, _ = strings.Cut(arg, " ")
 		case "track":
 			tracked = append(tracked, arg)
 		case "done", "keep":
 			return 0
 		}
 	}
+	died := "the test process died before its teardown (panic, kill -9, or exit)"
 	if len(tracked) == 0 {
+		if review != "" {
+			_, _ = evidence.Append(evidence.PathsFor(review), evidence.Entry{RunID: runID, Outcome: "fail",
+				Interrupted: died, Destroy: "no machine was created"})
+		}
 		return 0
 	}
 	logf("the test process ended without teardown: destroying %s", strings.Join(tracked, ", "))
@@ -115,12 +124,22 @@ func runGuardian() int {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	code := 0
+	destroyed := "destroyed by the guardian: " + strings.Join(tracked, ", ")
 	labels := machine.Labels{Prefix: cfg.LabelPrefix}
 	for _, id := range tracked {
 		project, name, _ := strings.Cut(id, "/")
 		if err := machine.DestroyLabelled(ctx, c, labels, project, name, logf); err != nil {
 			logf("%v", err)
+			destroyed = "FAILED: " + err.Error()
 			code = 1
+		}
+	}
+	if review != "" {
+		_, err := evidence.Append(evidence.PathsFor(review), evidence.Entry{RunID: runID, Outcome: "fail",
+			Interrupted: died, Incus: c.Endpoint,
+			Machine: strings.Join(tracked, ", "), Destroy: destroyed})
+		if err != nil {
+			logf("evidence: %v", err)
 		}
 	}
 	return code

@@ -55,6 +55,7 @@ type Run struct {
 	teardownOnce sync.Once
 	teardownErr  error
 
+	rec      record         // evidence of this run
 	key      *target.AgeKey // the bootstrap key, when a target is configured
 	tgt      targetState
 	cleanups []func() // local temp dirs etc., run after teardown
@@ -87,7 +88,9 @@ func Main(m *testing.M, dst **Run) int {
 		// Nothing was created. Tests still run so that each reports the cause.
 		r.setup = err
 		logf("run %s cannot start: %v", r.ID, err)
+		r.Note("setup", "the run could not start, nothing was created: %v", err)
 		code := m.Run()
+		r.writeEvidence("fail")
 		return max(code, 1)
 	}
 
@@ -96,14 +99,18 @@ func Main(m *testing.M, dst **Run) int {
 	go func() {
 		sig := <-sigs
 		logf("%s: tearing down before exit", sig)
+		r.interrupt("interrupted by " + sig.String())
 		cancel()
 		r.teardown()
+		r.writeEvidence("fail")
 		os.Exit(130)
 	}()
 	if d := r.deadline(); !d.IsZero() {
 		time.AfterFunc(time.Until(d), func() {
 			logf("the -timeout deadline is near (teardown reserve %s): tearing down and failing the run", r.Config.TeardownReserve)
+			r.interrupt("go test's -timeout deadline was near: torn down early")
 			r.teardown()
+			r.writeEvidence("fail")
 			os.Exit(1)
 		})
 	}
@@ -111,6 +118,10 @@ func Main(m *testing.M, dst **Run) int {
 	code := m.Run()
 	if err := r.teardown(); err != nil && code == 0 {
 		code = 1
+	}
+	r.writeEvidence(map[bool]string{true: "pass", false: "fail"}[code == 0])
+	if r.rec.interrupted != "" {
+		code = max(code, 1) // interrupted during teardown, after every test passed
 	}
 	for _, f := range r.cleanups {
 		f()
@@ -152,6 +163,9 @@ func (r *Run) start() error {
 	if r.guardian, err = startGuardian(); err != nil {
 		return err
 	}
+	if err := r.guardian.send("run " + r.ID + " " + cfg.ReviewFile); err != nil {
+		return err
+	}
 	r.Manager = &machine.Manager{Client: c, Guard: g, Labels: labels, RunID: r.ID, Redact: r.Redact, Log: logf,
 		BeforeCreate: r.guardian.track}
 	logf("run %s: Incus %s, project %s, image %s (%s), teardown reserve %s",
@@ -180,6 +194,7 @@ func (r *Run) Require(t testing.TB) {
 	if r == nil {
 		t.Skipf("acceptance test: set %s=1 to run it against the lab (make lab-up) or the host in CCCI_CONFIG", EnableEnv)
 	}
+	r.track(t)
 	if r.setup != nil {
 		t.Fatalf("the run could not start, nothing was created: %v", r.setup)
 	}

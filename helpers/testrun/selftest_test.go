@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cc-ci/acceptance/helpers/evidence"
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/labtest"
 	"github.com/cc-ci/acceptance/helpers/machine"
@@ -50,8 +51,19 @@ func suite(t *testing.T) string {
 }
 
 type child struct {
-	cmd *exec.Cmd
-	out *bytes.Buffer
+	cmd    *exec.Cmd
+	out    *bytes.Buffer
+	review string // where this run's evidence goes (never the repo's REVIEW.md)
+}
+
+// evidence returns the entries the child wrote.
+func (c *child) evidence(t *testing.T) []evidence.Entry {
+	t.Helper()
+	p := evidence.PathsFor(c.review)
+	require.NoError(t, evidence.Verify(p.JSONL))
+	es, err := evidence.Read(p.JSONL)
+	require.NoError(t, err)
+	return es
 }
 
 // startSuite starts the acceptance suite with extra environment.
@@ -59,12 +71,13 @@ func startSuite(t *testing.T, env []string, args ...string) *child {
 	t.Helper()
 	bin := suite(t)
 	cmd := exec.Command(bin, append([]string{"-test.v", "-test.count=1"}, args...)...)
-	cmd.Env = append(os.Environ(), "CCCI_ACCEPTANCE=1")
+	review := filepath.Join(t.TempDir(), "REVIEW.md")
+	cmd.Env = append(os.Environ(), "CCCI_ACCEPTANCE=1", "CCCI_REVIEW_FILE="+review)
 	cmd.Env = append(cmd.Env, env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	require.NoError(t, cmd.Start())
-	return &child{cmd: cmd, out: &out}
+	return &child{cmd: cmd, out: &out, review: review}
 }
 
 // wait returns the exit code; the guardian shares our output pipe, so Wait
@@ -133,6 +146,11 @@ func TestInterruptMidProvisionLeavesNothing(t *testing.T) {
 			assert.NotEqual(t, 0, code, "an interrupted run must not pass")
 			assert.Contains(t, ch.out.String(), "tearing down before exit")
 			assertGone(t, c, cfg.Project, name)
+			es := ch.evidence(t)
+			if assert.Len(t, es, 1, "the interrupted run still wrote its evidence") {
+				assert.Equal(t, "fail", es[0].Outcome)
+				assert.Equal(t, "interrupted by "+sig.String(), es[0].Interrupted)
+			}
 			if t.Failed() {
 				t.Logf("suite output:\n%s", ch.out)
 			}
@@ -150,6 +168,11 @@ func TestKilledRunIsCleanedByItsGuardian(t *testing.T) {
 	ch.wait(t)
 	assert.Contains(t, ch.out.String(), "ended without teardown: destroying")
 	assertGone(t, c, cfg.Project, name)
+	es := ch.evidence(t)
+	if assert.Len(t, es, 1, "the guardian wrote the dead run's evidence") {
+		assert.Contains(t, es[0].Interrupted, "died before its teardown")
+		assert.Contains(t, es[0].Destroy, "destroyed by the guardian")
+	}
 	if t.Failed() {
 		t.Logf("suite output:\n%s", ch.out)
 	}

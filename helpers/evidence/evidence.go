@@ -1,0 +1,192 @@
+// Package evidence appends one record per acceptance run to REVIEW.md and to
+// a JSONL sidecar (REVIEW.jsonl). Each record carries the hash of the one
+// before it, so an edited or deleted entry breaks the chain (Verify). Records
+// hold names, commits, hashes and fingerprints — never secret material.
+package evidence
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Test is one C-test's outcome.
+type Test struct {
+	Name    string  `json:"name"`
+	Result  string  `json:"result"` // pass, fail, skip
+	Seconds float64 `json:"seconds"`
+}
+
+// Entry is one run.
+type Entry struct {
+	RunID         string            `json:"run_id"`
+	Time          string            `json:"time"` // UTC, RFC 3339
+	Outcome       string            `json:"outcome"`
+	Interrupted   string            `json:"interrupted,omitempty"`
+	Incus         string            `json:"incus"`
+	Machine       string            `json:"machine,omitempty"` // project/name
+	Image         string            `json:"image,omitempty"`
+	BaseCommit    string            `json:"base_commit,omitempty"`
+	SecretsCommit string            `json:"secrets_commit,omitempty"`
+	FlakeLock     string            `json:"flake_lock_sha256,omitempty"`
+	InstallDoc    string            `json:"install_manifest,omitempty"`
+	Tests         []Test            `json:"tests"`
+	Facts         map[string]string `json:"facts,omitempty"` // served cert, RAM arithmetic, leak counts …
+	Destroy       string            `json:"destroy"`
+	Prev          string            `json:"prev"`
+	Hash          string            `json:"hash"`
+}
+
+// Paths is where the evidence goes.
+type Paths struct{ Markdown, JSONL string }
+
+// PathsFor derives the sidecar from the Markdown path: REVIEW.md → REVIEW.jsonl.
+func PathsFor(md string) Paths {
+	return Paths{Markdown: md, JSONL: strings.TrimSuffix(md, filepath.Ext(md)) + ".jsonl"}
+}
+
+// Append chains e to the last entry and writes it to both files.
+func Append(p Paths, e Entry) (Entry, error) {
+	prev, err := lastHash(p.JSONL)
+	if err != nil {
+		return e, err
+	}
+	e.Prev = prev
+	e.Hash = ""
+	if e.Time == "" {
+		e.Time = time.Now().UTC().Format(time.RFC3339)
+	}
+	sort.Slice(e.Tests, func(i, j int) bool { return e.Tests[i].Name < e.Tests[j].Name })
+	e.Hash = hashOf(e)
+	line, err := json.Marshal(e)
+	if err != nil {
+		return e, err
+	}
+	if err := os.MkdirAll(filepath.Dir(p.JSONL), 0o755); err != nil {
+		return e, err
+	}
+	if err := appendFile(p.JSONL, append(line, '\n')); err != nil {
+		return e, err
+	}
+	return e, appendFile(p.Markdown, []byte(Markdown(e)))
+}
+
+// hashOf is the SHA-256 of the entry's JSON with Hash empty.
+func hashOf(e Entry) string {
+	e.Hash = ""
+	b, _ := json.Marshal(e)
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func lastHash(path string) (string, error) {
+	entries, err := Read(path)
+	if err != nil || len(entries) == 0 {
+		return "", err
+	}
+	return entries[len(entries)-1].Hash, nil
+}
+
+// Read returns every entry of a JSONL file (none if it does not exist).
+func Read(path string) ([]Entry, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []Entry
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<22)
+	for n := 1; sc.Scan(); n++ {
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
+		var e Entry
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			return nil, fmt.Errorf("evidence: %s line %d: %w", path, n, err)
+		}
+		out = append(out, e)
+	}
+	return out, sc.Err()
+}
+
+// Verify checks every entry's hash and its link to the one before.
+func Verify(path string) error {
+	entries, err := Read(path)
+	if err != nil {
+		return err
+	}
+	prev := ""
+	for i, e := range entries {
+		if e.Prev != prev {
+			return fmt.Errorf("evidence: %s entry %d (run %s): chain broken: prev %.12s, expected %.12s", path, i+1, e.RunID, e.Prev, prev)
+		}
+		if h := hashOf(e); h != e.Hash {
+			return fmt.Errorf("evidence: %s entry %d (run %s): content changed after it was written (hash %.12s, recorded %.12s)", path, i+1, e.RunID, h, e.Hash)
+		}
+		prev = e.Hash
+	}
+	return nil
+}
+
+// Markdown renders an entry for REVIEW.md.
+func Markdown(e Entry) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## Run %s — %s — %s\n\n", e.RunID, e.Time, strings.ToUpper(e.Outcome))
+	if e.Interrupted != "" {
+		fmt.Fprintf(&b, "- **interrupted**: %s\n", e.Interrupted)
+	}
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(&b, "- %s: `%s`\n", k, v)
+		}
+	}
+	row("Incus", e.Incus)
+	row("machine", e.Machine)
+	row("image", e.Image)
+	row("base commit", e.BaseCommit)
+	row("secrets commit", e.SecretsCommit)
+	row("flake.lock sha256", e.FlakeLock)
+	row("install.md manifest", e.InstallDoc)
+	keys := make([]string, 0, len(e.Facts))
+	for k := range e.Facts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		row(k, e.Facts[k])
+	}
+	row("destroy", e.Destroy)
+	if len(e.Tests) > 0 {
+		b.WriteString("\n| test | result | seconds |\n|---|---|---|\n")
+		for _, t := range e.Tests {
+			fmt.Fprintf(&b, "| %s | %s | %.1f |\n", t.Name, strings.ToUpper(t.Result), t.Seconds)
+		}
+	}
+	fmt.Fprintf(&b, "\nchain: prev `%.16s` → this `%.16s`\n", e.Prev, e.Hash)
+	return b.String()
+}
+
+func appendFile(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,42 @@
+package evidence
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestEntriesChainAndEditsAreDetected(t *testing.T) {
+	p := PathsFor(filepath.Join(t.TempDir(), "REVIEW.md"))
+	a, err := Append(p, Entry{RunID: "r1", Outcome: "pass", Tests: []Test{{Name: "TestC4", Result: "pass", Seconds: 1.5}}})
+	require.NoError(t, err)
+	b, err := Append(p, Entry{RunID: "r2", Outcome: "fail", Tests: []Test{{Name: "TestC2", Result: "fail"}}})
+	require.NoError(t, err)
+	assert.Equal(t, "", a.Prev)
+	assert.Equal(t, a.Hash, b.Prev)
+	require.NoError(t, Verify(p.JSONL))
+
+	md, err := os.ReadFile(p.Markdown)
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "## Run r1")
+	assert.Contains(t, string(md), "| TestC2 | FAIL | 0.0 |")
+
+	// Change a past result: the chain says so.
+	raw, err := os.ReadFile(p.JSONL)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(p.JSONL, []byte(strings.Replace(string(raw), `"result":"pass"`, `"result":"fail"`, 1)), 0o644))
+	err = Verify(p.JSONL)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "entry 1 (run r1): content changed")
+
+	// Delete the first entry: the second no longer links.
+	lines := strings.SplitN(string(raw), "\n", 2)
+	require.NoError(t, os.WriteFile(p.JSONL, []byte(lines[1]), 0o644))
+	err = Verify(p.JSONL)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "chain broken")
+}

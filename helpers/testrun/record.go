@@ -1,0 +1,133 @@
+package testrun
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cc-ci/acceptance/helpers/evidence"
+)
+
+// record is what the run will write as evidence.
+type record struct {
+	mu          sync.Mutex
+	tests       map[string]*evidence.Test
+	facts       map[string]string
+	interrupted string    // set by the signal or deadline handler before it tears down
+	once        sync.Once // concurrent writers wait until the entry is on disk
+}
+
+// interrupt records why the run is being cut short.
+func (r *Run) interrupt(why string) {
+	r.rec.mu.Lock()
+	defer r.rec.mu.Unlock()
+	if r.rec.interrupted == "" {
+		r.rec.interrupted = why
+	}
+}
+
+// track records a top-level test's outcome when it ends.
+func (r *Run) track(t testing.TB) {
+	name := t.Name()
+	if strings.Contains(name, "/") {
+		return // subtests are part of their test's outcome
+	}
+	r.rec.mu.Lock()
+	defer r.rec.mu.Unlock()
+	if r.rec.tests == nil {
+		r.rec.tests = map[string]*evidence.Test{}
+	}
+	if _, ok := r.rec.tests[name]; ok {
+		return
+	}
+	rt := &evidence.Test{Name: name, Result: "running"}
+	r.rec.tests[name] = rt
+	start := time.Now()
+	t.Cleanup(func() {
+		r.rec.mu.Lock()
+		defer r.rec.mu.Unlock()
+		rt.Seconds = time.Since(start).Seconds()
+		switch {
+		case t.Skipped():
+			rt.Result = "skip"
+		case t.Failed():
+			rt.Result = "fail"
+		default:
+			rt.Result = "pass"
+		}
+	})
+}
+
+// Note adds a fact to this run's evidence (a fingerprint, an arithmetic, a
+// count). It is redacted first; never pass it secret material anyway.
+func (r *Run) Note(key, format string, args ...any) {
+	if r == nil {
+		return
+	}
+	r.rec.mu.Lock()
+	defer r.rec.mu.Unlock()
+	if r.rec.facts == nil {
+		r.rec.facts = map[string]string{}
+	}
+	r.rec.facts[key] = r.Redact.Redact(fmt.Sprintf(format, args...))
+}
+
+// writeEvidence appends this run's entry once, after teardown, whichever
+// path gets there first (the end of the run, an interrupt, the deadline).
+// Every caller returns only when the entry is written.
+func (r *Run) writeEvidence(outcome string) {
+	r.rec.once.Do(func() { r.appendEvidence(outcome) })
+}
+
+func (r *Run) appendEvidence(outcome string) {
+	if r.Config == nil {
+		return
+	}
+	r.rec.mu.Lock()
+	e := evidence.Entry{RunID: r.ID, Outcome: outcome, Interrupted: r.rec.interrupted, Facts: r.rec.facts}
+	if e.Interrupted != "" {
+		e.Outcome = "fail"
+	}
+	for _, t := range r.rec.tests {
+		e.Tests = append(e.Tests, *t)
+	}
+	r.rec.mu.Unlock()
+	if r.Incus != nil {
+		e.Incus = r.Incus.Endpoint
+	}
+	if r.Manager != nil {
+		for _, mc := range r.Manager.Created() {
+			e.Machine, e.Image = mc.Project+"/"+mc.Name, mc.Image+" ("+mc.Type+")"
+		}
+	}
+	if v := r.tgt.view; v != nil {
+		e.BaseCommit, e.SecretsCommit, e.InstallDoc = v.Repos.BaseCommit, v.Repos.SecretsCommit, v.Doc.Manifest
+		if b, err := os.ReadFile(filepath.Join(v.Repos.Base, "flake.lock")); err == nil {
+			s := sha256.Sum256(b)
+			e.FlakeLock = hex.EncodeToString(s[:])
+		}
+	}
+	switch {
+	case e.Machine == "":
+		e.Destroy = "no machine was created"
+	case r.teardownErr != nil:
+		e.Destroy = "FAILED: " + r.Redact.Redact(r.teardownErr.Error())
+	case os.Getenv("SKIP_teardown") == "1":
+		e.Destroy = "kept (SKIP_teardown=1)"
+	default:
+		e.Destroy = "destroyed; API answers not found; no instance of this run remains (C6 cleanup PASS)"
+	}
+	paths := evidence.PathsFor(r.Config.ReviewFile)
+	written, err := evidence.Append(paths, e)
+	if err != nil {
+		logf("evidence: could not write %s: %v", paths.Markdown, err)
+		return
+	}
+	logf("evidence: run %s appended to %s and %s (hash %.16s)", r.ID, paths.Markdown, paths.JSONL, written.Hash)
+}
