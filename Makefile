@@ -2,16 +2,18 @@
 SHELL := /bin/bash
 export GOTOOLCHAIN := local
 GO ?= go
+OUT := $(CURDIR)/out
+GOTESTSUM := $(OUT)/bin/gotestsum
 # Acceptance runs are never cached: each must create and prove a new machine.
 GOTEST := $(GO) test -count=1
 LAB := lab/lab.sh
 
-.PHONY: help lab-up lab-down lab-status unit test acceptance vet
+.PHONY: help lab-up lab-down lab-status unit test acceptance acceptance-ci defects vet
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-lab-up: ## bring up the lab: Incus, pool, bridge, HTTPS+client cert, projects, blank image (idempotent)
+lab-up: ## bring up the lab: Incus, pool, bridge, HTTPS+client cert, projects, image, targets, git server, cc-nix-test (idempotent)
 	@bash $(LAB) up
 
 lab-down: ## stop what lab-up started; delete harness-labelled instances
@@ -26,8 +28,21 @@ vet: ## go vet
 unit: ## unit tests only; lab-dependent tests skip without a lab
 	$(GO) test ./...
 
-acceptance: lab-up ## bring up the lab and run the acceptance suite (C-tests) against it
-	CCCI_ACCEPTANCE=1 $(GOTEST) -timeout 40m -v ./acceptance
+acceptance: lab-up $(GOTESTSUM) ## bring up the lab and run the acceptance suite (C1–C7); evidence → REVIEW.md, out/junit.xml
+	@mkdir -p $(OUT)
+	CCCI_ACCEPTANCE=1 $(GOTESTSUM) --format testname --jsonfile $(OUT)/acceptance.json --junitfile $(OUT)/junit.xml -- \
+	  -count=1 -timeout 40m ./acceptance
 
-test: lab-up vet ## everything: unit, integration against the lab, self-tests, acceptance (what .ci/run runs)
-	CCCI_REQUIRE_LAB=1 CCCI_ACCEPTANCE=1 $(GOTEST) -p 1 -timeout 40m ./...
+acceptance-ci: $(GOTESTSUM) ## the acceptance suite against CCCI_CONFIG (the real host), JSON + JUnit in out/; no lab
+	@mkdir -p $(OUT)
+	CCCI_ACCEPTANCE=1 $(GOTESTSUM) --format testname --jsonfile $(OUT)/acceptance.json --junitfile $(OUT)/junit.xml -- \
+	  -count=1 -timeout 60m ./acceptance
+
+defects: lab-up ## run the acceptance suite against every broken target (the defect matrix)
+	CCCI_REQUIRE_LAB=1 $(GOTEST) -timeout 30m -v -run TestEveryDefect ./acceptance/defects
+
+test: lab-up vet ## everything: unit, integration against the lab, self-tests, defect matrix, acceptance (what .ci/run runs)
+	CCCI_REQUIRE_LAB=1 CCCI_ACCEPTANCE=1 CCCI_REVIEW_FILE=$(OUT)/review/REVIEW.md $(GOTEST) -p 1 -timeout 60m ./...
+
+$(GOTESTSUM):
+	GOBIN=$(OUT)/bin $(GO) install gotest.tools/gotestsum@v1.13.0
