@@ -95,6 +95,7 @@ type source struct {
 	env  func(string) (string, bool)
 	file map[string]fileValue
 	path string
+	seen map[string]bool // every key asked for: the known settings
 }
 
 type fileValue struct {
@@ -103,6 +104,7 @@ type fileValue struct {
 }
 
 func (s *source) get(key, def string) (value, from string) {
+	s.seen[key] = true
 	if v, ok := s.env(key); ok {
 		return v, "environment"
 	}
@@ -117,7 +119,7 @@ func Load() (*Config, error) { return LoadFrom(os.LookupEnv) }
 
 // LoadFrom reads the configuration with a given environment lookup (tests use a map).
 func LoadFrom(env func(string) (string, bool)) (*Config, error) {
-	src := &source{env: env}
+	src := &source{env: env, seen: map[string]bool{}}
 	path, explicit := env("CCCI_CONFIG")
 	if !explicit {
 		if _, err := os.Stat(LabSettings); err == nil {
@@ -181,6 +183,11 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 	c.ForbiddenPhrases = p.list("CCCI_FORBIDDEN_PHRASES", "infeasible by design")
 	c.BlankAbsent = p.list("CCCI_BLANK_ABSENT", "/var/lib/sops-nix,/var/lib/ci-certs,/run/secrets,/root/cc-ci,/root/cc-ci-secrets")
 	p.validate(c)
+	for key, fv := range src.file {
+		if !src.seen[key] && !switches[key] {
+			p.fail(key, fv.value, fmt.Sprintf("%s line %d", src.path, fv.line), "unknown setting (a typo?); docs/configuration.md lists them")
+		}
+	}
 	if len(p.errs) > 0 {
 		return nil, errors.Join(p.errs...)
 	}
@@ -200,6 +207,9 @@ func (p *parser) str(key, def string) string {
 	v, _ := p.src.get(key, def)
 	return v
 }
+
+// switches are read elsewhere (or, CCCI_TARGET_DIR, written by lab.sh for people).
+var switches = map[string]bool{"CCCI_ACCEPTANCE": true, "CCCI_REQUIRE_LAB": true, "CCCI_CONFIG": true, "CCCI_TARGET_DIR": true}
 
 func (p *parser) oneOf(key, def string, allowed ...string) string {
 	v, from := p.src.get(key, def)

@@ -52,6 +52,8 @@ func TestBadInputNamesTheKeyAndSource(t *testing.T) {
 	dir := t.TempDir()
 	badFile := filepath.Join(dir, "bad.env")
 	require.NoError(t, os.WriteFile(badFile, []byte("CCCI_INCUS_SOCKET="+sock+"\nCCCI_MEMORY=lots\n"), 0o600))
+	typoFile := filepath.Join(dir, "typo.env")
+	require.NoError(t, os.WriteFile(typoFile, []byte("CCCI_INCUS_SOCKET="+sock+"\nCCCI_MEMORYY=2GiB\n"), 0o600))
 	junkFile := filepath.Join(dir, "junk.env")
 	require.NoError(t, os.WriteFile(junkFile, []byte("CCCI_PROJECT=terraform-ci\nnot a setting\n"), 0o600))
 
@@ -73,6 +75,7 @@ func TestBadInputNamesTheKeyAndSource(t *testing.T) {
 		{"bad value in file", map[string]string{"CCCI_CONFIG": badFile}, []string{"CCCI_MEMORY", "bad.env line 2"}},
 		{"junk line in file", map[string]string{"CCCI_CONFIG": junkFile}, []string{"junk.env line 2", "expected CCCI_KEY=value"}},
 		{"config file missing", map[string]string{"CCCI_CONFIG": "/nonexistent.env"}, []string{"CCCI_CONFIG", "/nonexistent.env", "cannot open"}},
+		{"unknown key in file", map[string]string{"CCCI_CONFIG": typoFile}, []string{"CCCI_MEMORYY", "typo.env line 2", "unknown setting"}},
 		{"label prefix", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_LABEL_PREFIX": "Bad.Prefix"}, []string{"CCCI_LABEL_PREFIX"}},
 	}
 	for _, tc := range cases {

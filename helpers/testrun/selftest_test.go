@@ -262,3 +262,24 @@ func nameFromOutput(t *testing.T, out string) string {
 	_, name, _ := strings.Cut(id, "/")
 	return name
 }
+
+// go test's -timeout would kill the process with no cleanup: the run tears
+// down a reserve before it, fails, and says so in its evidence.
+func TestTimeoutDeadlineTearsDownFirst(t *testing.T) {
+	c, cfg := labtest.Client(t, "https")
+	before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+	// 3s: the reserve is a third (1s), so teardown starts at 2s — during the install.
+	ch := startSuite(t, nil, "-test.run", "TestC4", "-test.timeout", "3s")
+	code := ch.wait(t)
+	out := ch.out.String()
+	assert.NotEqual(t, 0, code)
+	assert.Contains(t, out, "the -timeout deadline is near")
+	assert.NotContains(t, out, "panic: test timed out", "teardown must come before go test's own timeout")
+	for name := range labelled(t, c, cfg.Project, cfg.LabelPrefix) {
+		assert.True(t, before[name], "instance %s was left behind", name)
+	}
+	es := ch.evidence(t)
+	if assert.Len(t, es, 1) {
+		assert.Contains(t, es[0].Interrupted, "-timeout deadline")
+	}
+}
