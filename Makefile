@@ -8,7 +8,7 @@ GOTESTSUM := $(OUT)/bin/gotestsum
 GOTEST := $(GO) test -count=1
 LAB := lab/lab.sh
 
-.PHONY: help lab-up lab-down lab-status unit test acceptance acceptance-ci defects vet
+.PHONY: help lab-up lab-down lab-status unit test acceptance acceptance-ci defects bench vet
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -43,6 +43,11 @@ defects: lab-up ## run the acceptance suite against every broken target (the def
 
 test: lab-up vet ## everything: unit, integration against the lab, self-tests, defect matrix, acceptance (what .ci/run runs)
 	CCCI_REQUIRE_LAB=1 CCCI_ACCEPTANCE=1 CCCI_REVIEW_FILE=$(OUT)/review/REVIEW.md $(GOTEST) -p 1 -timeout 60m ./...
+
+bench: ## leak scanner vs ripgrep and grep on a generated 1 GiB tree (installs ripgrep), plus go benchmarks
+	@command -v rg >/dev/null || { apt-get update -qq && apt-get install -y -qq ripgrep >/dev/null; }
+	$(GO) test -run '^$$' -bench . -benchmem ./helpers/leakscan/
+	$(GO) run ./helpers/leakscan/bench
 
 $(GOTESTSUM):
 	GOBIN=$(OUT)/bin $(GO) install gotest.tools/gotestsum@v1.13.0

@@ -60,16 +60,19 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		assertSecretsDecrypted(t, cl, view)
 	})
 
+	needles := leakscan.Needles(view.AllSecrets(), 0, t.Logf)
+	scanner := leakscan.New(needles)
+
 	t.Run("no plaintext secret in the repos' history", func(t *testing.T) {
-		needles := leakscan.Needles(view.Secrets)
 		total := 0
 		for _, repo := range []string{view.Repos.Base, view.Repos.Secrets} {
-			found, err := leakscan.GitObjects(ctx, repo, needles)
-			require.NoError(t, err)
+			found, st, err := scanner.Git(ctx, repo)
+			require.NoError(t, err, "scan every object of %s", repo)
 			total += len(found)
 			assert.Empty(t, findings(found), "plaintext secrets in the objects of %s", repo)
+			t.Logf("scanned %d objects (%d bytes) of %s, canary found", st.Files, st.Bytes, repo)
 		}
-		run.Note("leak scan: repos", "%d needles over every object of both repos: %d findings", len(needles), total)
+		run.Note("leak scan: repos", "%d needles over every object of both repos (canary proven): %d findings", len(needles), total)
 	})
 
 	t.Run("no plaintext secret in the machine's Nix store", func(t *testing.T) {
@@ -78,11 +81,18 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		cl, err := mc.SSH(ctx)
 		require.NoError(t, err)
 		defer cl.Close()
-		needles := leakscan.Needles(view.Secrets)
-		found, err := leakscan.Remote(ctx, cl, cfg.ScanPaths, needles)
+		bin, err := leakscan.BuildBinary(ctx, t.TempDir())
 		require.NoError(t, err)
-		run.Note("leak scan: machine", "%d needles over %v: %d findings", len(needles), cfg.ScanPaths, len(found))
-		assert.Empty(t, findings(found), "plaintext secrets under %v on %s", cfg.ScanPaths, mc.Name)
+		rep, err := leakscan.Remote(ctx, cl, bin, cfg.ScanPaths, needles)
+		require.NoError(t, err, "scan %v on %s", cfg.ScanPaths, mc.Name)
+		var files, bytes int64
+		for _, st := range rep.Stats {
+			files, bytes = files+st.Files, bytes+st.Bytes
+			assert.True(t, st.Canary, "the scan found its canary")
+		}
+		assert.Empty(t, findings(rep.Findings), "plaintext secrets under %v on %s", cfg.ScanPaths, mc.Name)
+		run.Note("leak scan: machine", "%d needles over %v (%d files, %d bytes, canary proven): %d findings",
+			len(needles), cfg.ScanPaths, files, bytes, len(rep.Findings))
 	})
 }
 

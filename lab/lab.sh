@@ -280,7 +280,8 @@ long_lived() {
   "$LAB_STATE/bin/ccci-fixtures" reference -target "$LAB_STATE/targets/good" -project "$LAB_PROJECT" \
     -name cc-nix-test -git-url "http://$LAB_GIT_LISTEN/good" | sed 's/^/[lab] /'
   if ! incus info lichen-staging --project "$LAB_DECOY_PROJECT" >/dev/null 2>&1; then
-    incus launch "$LAB_IMAGE_ALIAS" lichen-staging --project "$LAB_DECOY_PROJECT" -c limits.memory=4GiB >/dev/null
+    incus launch "$LAB_IMAGE_ALIAS" lichen-staging --project "$LAB_DECOY_PROJECT" -c limits.memory=4GiB \
+      -c user.ccci-lab.role=decoy >/dev/null
   fi
   incus start lichen-staging --project "$LAB_DECOY_PROJECT" 2>/dev/null || true
   step "long-lived: $LAB_PROJECT/cc-nix-test (reference) and $LAB_DECOY_PROJECT/lichen-staging (decoy) running"
@@ -341,16 +342,25 @@ stop_pid() {
   rm -f "$f"
 }
 
+# Containers outlive incusd: stop the ones lab-up started (they carry a lab role).
+stop_long_lived() {
+  incus list --all-projects -f csv -c "e,n,s,config:user.ccci-lab.role" 2>/dev/null |
+    while IFS=, read -r project name state role; do
+      [ -n "$role" ] && [ "$state" = RUNNING ] || continue
+      incus stop -f "$name" --project "$project" && step "stopped $project/$name ($role)"
+    done
+}
+
 down() {
-  if incus info >/dev/null 2>&1; then delete_labelled; fi
+  if incus info >/dev/null 2>&1; then delete_labelled; stop_long_lived; fi
   if pid1_is_systemd; then
     step "systemd host: leaving incus.service running"
   else
     stop_pid "$LAB_STATE/pids/gitserver"
     stop_pid "$LAB_STATE/pids/incusd"
-    # incusd leaves its dnsmasq behind on SIGTERM.
-    local dm=/var/lib/incus/networks/incusbr0/dnsmasq.pid
-    if [ -f "$dm" ] && kill -0 "$(cat "$dm")" 2>/dev/null; then kill "$(cat "$dm")"; fi
+    # incusd leaves its dnsmasq behind on SIGTERM; this version runs it with an
+    # empty --pid-file, so find it by the bridge it serves.
+    pkill -f "^dnsmasq .*--interface=incusbr0( |$)" && step "stopped incusd's dnsmasq" || true
     stop_pid "$LAB_STATE/pids/lxcfs"
   fi
   step "lab is down"

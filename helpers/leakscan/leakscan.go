@@ -1,143 +1,83 @@
-// Package leakscan looks for KNOWN secrets — the target's own, decrypted in
-// memory — in git object stores and on machines. Findings name the secret and
-// the encoding, never the bytes.
+// Package leakscan finds KNOWN secrets — the target's own, decrypted in
+// memory — wherever they might have leaked: every object of a git repo, a
+// directory tree, a machine's /nix/store. It searches every form a secret
+// takes when it leaks (raw, DER, hex, base64 at any alignment, wrapped or
+// not, URL-safe, JSON-escaped, percent-encoded) in one multi-pattern pass.
+// Findings name the secret and the form, never the bytes.
 //
-// This is the exact-match scanner C1/C3 use today: raw, base64 (all three
-// alignments), hex. The full scanner of issue 5 (more encodings, Aho-Corasick,
-// a benchmark against ripgrep) will replace its internals behind this API.
+// Each scan proves itself: it plants a canary (a random needle) where it
+// scans and fails unless it finds it.
 package leakscan
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
-	"sort"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/cc-ci/acceptance/helpers/remote"
 )
 
-// MinLen is the shortest secret worth searching for; shorter ones would
-// match by chance.
-const MinLen = 8
-
-// Needle is one searchable form of a secret.
-type Needle struct {
-	Secret  string // the secret's name
-	Variant string // raw, base64@0, base64@1, base64@2, hex
-	Bytes   []byte
+// Report is what the scanner binary prints.
+type Report struct {
+	Findings []Finding `json:"findings"`
+	Stats    []Stats   `json:"stats"` // one per directory
+	Error    string    `json:"error,omitempty"`
 }
 
-// Finding is where a needle was found.
-type Finding struct {
-	Secret, Variant string
-	Where           string // "git object <id>" or a file path
-}
+// BinaryPackage is the scanner run on machines.
+const BinaryPackage = "github.com/cc-ci/acceptance/helpers/leakscan/cmd/ccci-leakscan"
 
-func (f Finding) String() string { return fmt.Sprintf("%s (%s) in %s", f.Secret, f.Variant, f.Where) }
-
-// Needles expands secrets into every variant. Multi-line secrets (PEM) are
-// searched line by line too, so a key copied with other line endings is found.
-func Needles(secrets map[string]string) []Needle {
-	var out []Needle
-	add := func(name, variant string, b []byte) {
-		if len(b) >= MinLen {
-			out = append(out, Needle{Secret: name, Variant: variant, Bytes: b})
-		}
-	}
-	names := make([]string, 0, len(secrets))
-	for n := range secrets {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		v := strings.TrimSpace(secrets[name])
-		forms := []string{v}
-		if strings.Contains(v, "\n") {
-			forms = nil
-			for _, l := range strings.Split(v, "\n") {
-				if l = strings.TrimSpace(l); !strings.HasPrefix(l, "-----") {
-					forms = append(forms, l)
-				}
-			}
-		}
-		for _, f := range forms {
-			add(name, "raw", []byte(f))
-			add(name, "hex", []byte(hex.EncodeToString([]byte(f))))
-			for shift := 0; shift < 3; shift++ {
-				// The part of the encoding that does not depend on what surrounds the secret.
-				enc := base64.StdEncoding.EncodeToString(append(make([]byte, shift), f...))
-				start := (shift*4 + 2) / 3
-				end := len(enc) - 4
-				if end > start {
-					add(name, fmt.Sprintf("base64@%d", shift), []byte(enc[start:end]))
-				}
-			}
-		}
-	}
-	return out
-}
-
-// Data searches a blob.
-func Data(where string, data []byte, needles []Needle) []Finding {
-	var out []Finding
-	for _, n := range needles {
-		if bytes.Contains(data, n.Bytes) {
-			out = append(out, Finding{Secret: n.Secret, Variant: n.Variant, Where: where})
-		}
-	}
-	return out
-}
-
-// GitObjects searches every object in a repo's object database — all
-// history, unreachable objects included — not just the checked-out tree.
-func GitObjects(ctx context.Context, repo string, needles []Needle) ([]Finding, error) {
-	ids, err := exec.CommandContext(ctx, "git", "-C", repo, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)").Output()
-	if err != nil {
-		return nil, fmt.Errorf("leakscan: list objects of %s: %w", repo, err)
-	}
-	var out []Finding
-	for _, id := range strings.Fields(string(ids)) {
-		b, err := exec.CommandContext(ctx, "git", "-C", repo, "cat-file", "-p", id).Output()
-		if err != nil {
-			return nil, fmt.Errorf("leakscan: read object %s of %s: %w", id, repo, err)
-		}
-		out = append(out, Data("git object "+id, b, needles)...)
+// BuildBinary builds the static scanner binary into dir.
+func BuildBinary(ctx context.Context, dir string) (string, error) {
+	out := filepath.Join(dir, "ccci-leakscan")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, BinaryPackage)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOTOOLCHAIN=local")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("leakscan: build %s: %v: %s", BinaryPackage, err, b)
 	}
 	return out, nil
 }
 
-// Remote searches directories on a machine with grep -F; the needles go
-// over the SSH session's stdin and never touch the machine's disk. Only file
-// names come back; each file is then attributed to its needles one by one.
-func Remote(ctx context.Context, cl *remote.Client, dirs []string, needles []Needle) ([]Finding, error) {
-	var patterns bytes.Buffer
-	for _, n := range needles {
-		patterns.Write(n.Bytes)
-		patterns.WriteByte('\n')
+// Remote runs the scanner on the machine, where the data is: the binary goes
+// to a private tmpfs directory, the needles go over stdin, the report comes
+// back as JSON; the directory is removed afterwards.
+func Remote(ctx context.Context, cl *remote.Client, binary string, dirs []string, needles []Needle) (*Report, error) {
+	bin, err := os.ReadFile(binary)
+	if err != nil {
+		return nil, err
 	}
-	q := make([]string, len(dirs))
+	res, err := cl.RunInput(ctx, `base=/dev/shm; [ -d "$base" ] || base=/tmp
+d=$(mktemp -d "$base/ccci-leakscan.XXXXXX"); cat >"$d/scan"; chmod 700 "$d/scan"; echo "$d"`, bin, 2*time.Minute)
+	if err != nil {
+		return nil, fmt.Errorf("leakscan: copy the scanner to the machine: %w", err)
+	}
+	dir := strings.TrimSpace(string(res.Stdout))
+	defer func() { _, _ = cl.Run(context.WithoutCancel(ctx), "rm -rf "+remote.ShellQuote(dir), time.Minute) }()
+	in, err := json.Marshal(needles)
+	if err != nil {
+		return nil, err
+	}
+	args := make([]string, len(dirs))
 	for i, d := range dirs {
-		q[i] = remote.ShellQuote(d)
+		args[i] = remote.ShellQuote(d)
 	}
-	// grep exits 1 when nothing matches; anything above is an error.
-	cmd := "rc=0; grep -rlsF -f /dev/stdin " + strings.Join(q, " ") + " || rc=$?; [ \"$rc\" -le 1 ]"
-	res, err := cl.RunInput(ctx, cmd, patterns.Bytes(), 10*time.Minute)
-	if err != nil {
-		return nil, fmt.Errorf("leakscan: search %s: %w", strings.Join(dirs, " "), err)
-	}
-	var out []Finding
-	for _, file := range strings.Fields(string(res.Stdout)) {
-		for _, n := range needles {
-			r, err := cl.RunInput(ctx, "grep -qsF -f /dev/stdin "+remote.ShellQuote(file), append(n.Bytes, '\n'), time.Minute)
-			if err == nil && r.ExitCode == 0 {
-				out = append(out, Finding{Secret: n.Secret, Variant: n.Variant, Where: file})
-			}
+	res, err = cl.RunInput(ctx, remote.ShellQuote(dir+"/scan")+" "+strings.Join(args, " "), in, 30*time.Minute)
+	var rep Report
+	if res != nil && len(res.Stdout) > 0 {
+		if jerr := json.Unmarshal(res.Stdout, &rep); jerr != nil {
+			return nil, fmt.Errorf("leakscan: scanner report: %w", jerr)
 		}
 	}
-	return out, nil
+	if rep.Error != "" {
+		return &rep, fmt.Errorf("leakscan on the machine: %s", rep.Error)
+	}
+	if err != nil {
+		return &rep, fmt.Errorf("leakscan on the machine: %w", err)
+	}
+	return &rep, nil
 }

@@ -71,6 +71,7 @@ func LoadAgeKey(path string, r *redact.Redactor) (*AgeKey, error) {
 type Repos struct {
 	Base, Secrets             string // work trees
 	BaseCommit, SecretsCommit string
+	AccessToken               string // the secrets repo's read token (a secret: registered for redaction)
 }
 
 // Fetch clones both repos into dir the way install.md does: the base
@@ -93,6 +94,7 @@ func Fetch(ctx context.Context, dir, baseURL, secretsURL string, key *AgeKey, r 
 		return nil, fmt.Errorf("base repo %s: no secrets_repo_token", AccessFile)
 	}
 	r.Add("secrets-repo-token", []byte(tok))
+	rp.AccessToken = tok
 	auth := base64.StdEncoding.EncodeToString([]byte("ci:" + tok))
 	r.Add("secrets-repo-auth", []byte(auth))
 	// The header goes through the environment, not the command line.

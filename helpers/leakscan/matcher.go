@@ -1,0 +1,94 @@
+package leakscan
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math/bits"
+)
+
+// Matcher finds every occurrence of many fixed needles in one pass.
+//
+// Every needle is at least m bytes long. Each needle's 4-byte grams at
+// offsets 0..m-4 are indexed; the text is probed only at every (m-3)th
+// position. An occurrence at p spans p..p+m-1, so exactly one probe lands in
+// p..p+m-4, at a gram the needle indexed: no occurrence is missed, and the
+// text costs one probe per m-3 bytes. A bitset over a hash of the gram turns
+// most probes away before any map lookup.
+type Matcher struct {
+	needles [][]byte
+	minLen  int
+	maxLen  int
+	stride  int
+	filter  []uint64            // bitset over gram hashes
+	grams   map[uint32][]anchor // gram → (needle, offset of the gram in it)
+}
+
+type anchor struct {
+	needle int32
+	offset int32
+}
+
+const filterBits = 1 << 20 // 128 KiB: fits in L2, few false hits for thousands of grams
+
+// NewMatcher indexes needles; each must be at least 4 bytes (callers enforce
+// a larger MinLen: the longer the shortest needle, the faster the scan).
+func NewMatcher(needles [][]byte) *Matcher {
+	m := &Matcher{needles: needles, minLen: 1 << 30, filter: make([]uint64, filterBits/64), grams: map[uint32][]anchor{}}
+	for _, n := range needles {
+		m.minLen = min(m.minLen, len(n))
+		m.maxLen = max(m.maxLen, len(n))
+	}
+	if len(needles) == 0 {
+		m.minLen = 4
+	}
+	m.stride = m.minLen - 3
+	for i, n := range needles {
+		for off := 0; off <= m.minLen-4; off++ {
+			g := binary.LittleEndian.Uint32(n[off:])
+			m.grams[g] = append(m.grams[g], anchor{int32(i), int32(off)})
+			h := hash(g)
+			m.filter[h>>6] |= 1 << (h & 63)
+		}
+	}
+	return m
+}
+
+func hash(g uint32) uint32 { return (g * 0x9E3779B1) >> (32 - bits.Len32(filterBits-1)) }
+
+// Overlap is how many trailing bytes of a chunk must be carried into the
+// next one so that no occurrence across the boundary is lost.
+func (m *Matcher) Overlap() int { return max(m.maxLen-1, 0) }
+
+// Match is one occurrence: the needle index and its start in the text.
+type Match struct {
+	Needle int
+	At     int
+}
+
+// Find reports every occurrence in text that ends after minEnd. When text
+// begins with the Overlap() bytes carried from the previous chunk, minEnd is
+// that length: occurrences wholly inside it were reported with that chunk.
+func (m *Matcher) Find(text []byte, minEnd int, emit func(Match)) {
+	if len(m.needles) == 0 || len(text) < m.minLen {
+		return
+	}
+	last := len(text) - 4
+	for i := 0; i <= last; i += m.stride {
+		g := binary.LittleEndian.Uint32(text[i:])
+		h := hash(g)
+		if m.filter[h>>6]&(1<<(h&63)) == 0 {
+			continue
+		}
+		for _, a := range m.grams[g] {
+			p := i - int(a.offset)
+			n := m.needles[a.needle]
+			end := p + len(n)
+			if p < 0 || end > len(text) || end <= minEnd {
+				continue
+			}
+			if bytes.Equal(text[p:end], n) {
+				emit(Match{Needle: int(a.needle), At: p})
+			}
+		}
+	}
+}
