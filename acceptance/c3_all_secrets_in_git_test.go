@@ -2,6 +2,7 @@ package acceptance
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -64,15 +65,16 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 	scanner := leakscan.New(needles)
 
 	t.Run("no plaintext secret in the repos' history", func(t *testing.T) {
-		total := 0
+		total, objects := 0, int64(0)
+		var took time.Duration
 		for _, repo := range []string{view.Repos.Base, view.Repos.Secrets} {
 			found, st, err := scanner.Git(ctx, repo)
 			require.NoError(t, err, "scan every object of %s", repo)
-			total += len(found)
+			total, objects, took = total+len(found), objects+st.Files, took+st.Duration
 			assert.Empty(t, findings(found), "plaintext secrets in the objects of %s", repo)
-			t.Logf("scanned %d objects (%d bytes) of %s, canary found", st.Files, st.Bytes, repo)
 		}
-		run.Note("leak scan: repos", "%d needles over every object of both repos (canary proven): %d findings", len(needles), total)
+		run.Note("leak scan: repos", "%d needles over all %d objects of both repos in %s (canary proven): %d findings",
+			len(needles), objects, took.Round(time.Millisecond), total)
 	})
 
 	t.Run("no plaintext secret in the machine's Nix store", func(t *testing.T) {
@@ -86,13 +88,14 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		rep, err := leakscan.Remote(ctx, cl, bin, cfg.ScanPaths, needles)
 		require.NoError(t, err, "scan %v on %s", cfg.ScanPaths, mc.Name)
 		var files, bytes int64
+		var took time.Duration
 		for _, st := range rep.Stats {
-			files, bytes = files+st.Files, bytes+st.Bytes
+			files, bytes, took = files+st.Files, bytes+st.Bytes, took+st.Duration
 			assert.True(t, st.Canary, "the scan found its canary")
 		}
 		assert.Empty(t, findings(rep.Findings), "plaintext secrets under %v on %s", cfg.ScanPaths, mc.Name)
-		run.Note("leak scan: machine", "%d needles over %v (%d files, %d bytes, canary proven): %d findings",
-			len(needles), cfg.ScanPaths, files, bytes, len(rep.Findings))
+		run.Note("leak scan: machine", "%d needles over %v (%d files, %d bytes) in %s on the machine (canary proven): %d findings",
+			len(needles), cfg.ScanPaths, files, bytes, took.Round(time.Millisecond), len(rep.Findings))
 	})
 }
 

@@ -53,10 +53,24 @@ func (s Stats) Throughput() float64 {
 	return float64(s.Bytes) / (1 << 20) / s.Duration.Seconds()
 }
 
+// buffers are reused across files: a fresh megabyte per small file would
+// cost more than the scan itself.
+var buffers sync.Pool
+
+func getBuffer(n int) []byte {
+	if b, ok := buffers.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:n]
+	}
+	return make([]byte, n)
+}
+
+func putBuffer(b []byte) { buffers.Put(&b) }
+
 // scanReader streams r in chunks, carrying the matcher's overlap across them.
 func scanReader(r io.Reader, m *Matcher, chunk int, emit func(Match)) error {
 	ov := m.Overlap()
-	buf := make([]byte, ov+chunk)
+	buf := getBuffer(ov + chunk)
+	defer putBuffer(buf)
 	carried := 0 // bytes at the start of buf from the previous chunk
 	var base int64
 	for {

@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -25,7 +26,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/cc-ci/acceptance/helpers/leakscan"
@@ -52,7 +52,12 @@ func secrets() map[string]string {
 		}
 		return hex.EncodeToString(b)
 	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rng2{rng})
+	// GenerateKey ignores its random source: derive the key from a fixed scalar.
+	scalar := sha256.Sum256([]byte("cc-ci leakscan bench key"))
+	key, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), scalar[:])
+	if err != nil {
+		panic(err)
+	}
 	der, _ := x509.MarshalPKCS8PrivateKey(key)
 	return map[string]string{
 		"tls_privkey":               string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE " + "KEY", Bytes: der})),
@@ -64,15 +69,6 @@ func secrets() map[string]string {
 		"secrets_repo_token":        tok(24),
 		"bootstrap_age_key":         "AGE-SECRET" + "-KEY-1" + strings.ToUpper(tok(29))[:58],
 	}
-}
-
-type rng2 struct{ r *rand.Rand }
-
-func (r rng2) Read(b []byte) (int, error) {
-	for i := range b {
-		b[i] = byte(r.r.UintN(256))
-	}
-	return len(b), nil
 }
 
 // plants are the leaks hidden in the tree: one per interesting variant.
@@ -103,7 +99,15 @@ func wrap(s string, width int) []byte {
 // (text and binary, like store paths), the rest in a few large ones; the
 // planted leaks go into random files.
 func generate(dir string, size int64, pl map[string][]byte) error {
-	if st, err := os.Stat(filepath.Join(dir, ".complete")); err == nil && st.Size() > 0 {
+	// The tree is reused only if it was made with these very plants.
+	h := sha256.New()
+	fmt.Fprint(h, size)
+	for _, k := range sortedKeys(pl) {
+		h.Write([]byte(k))
+		h.Write(pl[k])
+	}
+	recipe := hex.EncodeToString(h.Sum(nil))
+	if b, err := os.ReadFile(filepath.Join(dir, ".complete")); err == nil && string(b) == recipe {
 		return nil
 	}
 	_ = os.RemoveAll(dir)
@@ -111,11 +115,7 @@ func generate(dir string, size int64, pl map[string][]byte) error {
 	words := strings.Fields("nix store derivation output path lib bin share doc man systemd unit service config json yaml " +
 		"the of and to in is for on with as by at from that this be are")
 	var written int64
-	names := make([]string, 0, len(pl))
-	for k := range pl {
-		names = append(names, k)
-	}
-	sort.Strings(names)
+	names := sortedKeys(pl)
 	plantAt := map[int]string{}
 	for i, n := range names {
 		plantAt[97+i*331] = n
@@ -152,16 +152,39 @@ func generate(dir string, size int64, pl map[string][]byte) error {
 		}
 		written += int64(len(buf))
 	}
-	return os.WriteFile(filepath.Join(dir, ".complete"), []byte(fmt.Sprint(written)), 0o644)
+	return os.WriteFile(filepath.Join(dir, ".complete"), []byte(recipe), 0o644)
+}
+
+func sortedKeys(m map[string][]byte) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
 }
 
 type result struct {
 	tool     string
 	times    []time.Duration
 	rssKB    int64
-	found    int
+	found    []string // planted leaks found
 	bytes    int64
 	skipNote string
+}
+
+// plantFiles maps each planted leak's file to its name (the generator puts
+// leak k of the sorted names into file 97+331k).
+func plantFiles(dir string, pl map[string][]byte) map[string]string {
+	names := sortedKeys(pl)
+	out := map[string]string{}
+	for i, n := range names {
+		idx := 97 + i*331
+		if m, _ := filepath.Glob(filepath.Join(dir, fmt.Sprintf("%02x", idx%256), fmt.Sprintf("*-pkg-%d", idx))); len(m) == 1 {
+			out[m[0]] = n
+		}
+	}
+	return out
 }
 
 func (r result) median() time.Duration {
@@ -209,20 +232,27 @@ func run(dir string, size int64, runs int) error {
 	fmt.Printf("tree: %d files, %.2f GiB; %d needles (%d as lines for rg/grep); %d planted leaks; %d runs each after a warm-up\n\n",
 		files, float64(treeBytes)/(1<<30), len(needles), lineNeedles, len(pl), runs)
 
+	// Peak memory comes from GNU time: wait4's figure would include this
+	// process's own pages at fork time.
+	rssFile := filepath.Join(tmp, "rss")
+	timed := func(args ...string) *exec.Cmd {
+		return exec.Command("/usr/bin/time", append([]string{"-f", "%M", "-o", rssFile}, args...)...)
+	}
 	tools := []struct {
 		name string
 		cmd  func() *exec.Cmd
 		in   []byte
 	}{
-		{"ccci-leakscan", func() *exec.Cmd { return exec.Command(bin, dir) }, needleJSON},
-		{"rg -F -f (ripgrep)", func() *exec.Cmd { return exec.Command("rg", "-uuu", "-a", "-F", "-l", "-f", patFile, dir) }, nil},
-		{"grep -rF -f", func() *exec.Cmd { return exec.Command("grep", "-r", "-a", "-F", "-l", "-f", patFile, dir) }, nil},
+		{"ccci-leakscan", func() *exec.Cmd { return timed(bin, dir) }, needleJSON},
+		{"rg -F -f (ripgrep)", func() *exec.Cmd { return timed("rg", "-uuu", "-a", "-F", "-l", "-f", patFile, dir) }, nil},
+		{"grep -rF -f", func() *exec.Cmd { return timed("grep", "-r", "-a", "-F", "-l", "-f", patFile, dir) }, nil},
 	}
+	where := plantFiles(dir, pl)
 	var results []result
 	for _, tl := range tools {
 		r := result{tool: tl.name, bytes: treeBytes}
-		if _, err := exec.LookPath(tl.cmd().Path); err != nil && !filepath.IsAbs(tl.cmd().Path) {
-			r.skipNote = "not installed (apt-get install ripgrep)"
+		if _, err := exec.LookPath(tl.cmd().Args[5]); err != nil {
+			r.skipNote = "not installed (apt-get install ripgrep time)"
 			results = append(results, r)
 			continue
 		}
@@ -239,11 +269,13 @@ func run(dir string, size int64, runs int) error {
 			if ee, ok := err.(*exec.ExitError); err != nil && !(ok && ee.ExitCode() == 1) {
 				return fmt.Errorf("%s: %v", tl.name, err)
 			}
-			if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-				r.rssKB = max(r.rssKB, ru.Maxrss)
+			if b, err := os.ReadFile(rssFile); err == nil {
+				var kb int64
+				fmt.Sscan(strings.TrimSpace(string(b)), &kb)
+				r.rssKB = max(r.rssKB, kb)
 			}
 			if i == 0 {
-				r.found = countFound(tl.name, out.Bytes())
+				r.found = foundPlants(tl.name, out.Bytes(), where)
 				continue // warm-up: page cache
 			}
 			r.times = append(r.times, d)
@@ -268,25 +300,56 @@ func run(dir string, size int64, runs int) error {
 		if rg > 0 {
 			ratio = fmt.Sprintf("%.2fx", rg.Seconds()/r.median().Seconds())
 		}
-		fmt.Printf("%-22s %8.2f %8.2f %8.2f %10.0f %9s %7dMB %d/%d files\n", r.tool, t[0].Seconds(), r.median().Seconds(),
-			t[len(t)-1].Seconds(), float64(r.bytes)/(1<<20)/r.median().Seconds(), ratio, r.rssKB/1024, r.found, len(pl))
+		fmt.Printf("%-22s %8.2f %8.2f %8.2f %10.0f %9s %7dMB %d/%d\n", r.tool, t[0].Seconds(), r.median().Seconds(),
+			t[len(t)-1].Seconds(), float64(r.bytes)/(1<<20)/r.median().Seconds(), ratio, r.rssKB/1024, len(r.found), len(pl))
+	}
+	fmt.Println()
+	for _, r := range results {
+		if len(r.times) > 0 {
+			fmt.Printf("%-22s missed: %s\n", r.tool, missed(pl, r.found))
+		}
 	}
 	return nil
 }
 
-func countFound(tool string, out []byte) int {
+func foundPlants(tool string, out []byte, where map[string]string) []string {
+	var files []string
 	if strings.HasPrefix(tool, "ccci") {
 		var rep leakscan.Report
-		if json.Unmarshal(out, &rep) != nil {
-			return -1
-		}
-		files := map[string]bool{}
+		_ = json.Unmarshal(out, &rep)
 		for _, f := range rep.Findings {
-			files[f.Where] = true
+			files = append(files, f.Where)
 		}
-		return len(files)
+	} else {
+		files = strings.Fields(string(out))
 	}
-	return len(strings.Fields(string(out)))
+	seen := map[string]bool{}
+	var names []string
+	for _, f := range files {
+		if n := where[f]; n != "" && !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+func missed(pl map[string][]byte, found []string) string {
+	var out []string
+	for name := range pl {
+		hit := false
+		for _, f := range found {
+			hit = hit || f == name
+		}
+		if !hit {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ", ")
 }
 
 func du(dir string) (int64, int) {
