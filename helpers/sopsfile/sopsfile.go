@@ -36,6 +36,7 @@ func init() {
 var (
 	ErrNoMatchingKey = errors.New("no age identity given can decrypt the data key")
 	ErrMACMismatch   = errors.New("MAC mismatch: the file was changed after it was encrypted")
+	ErrTampered      = errors.New("a value does not authenticate: the file was changed after it was encrypted")
 )
 
 func store() *sopsyaml.Store { return sopsyaml.NewStore(&config.YAMLStoreConfig{}) }
@@ -101,7 +102,7 @@ func Decrypt(enc []byte, identities string) (map[string]string, error) {
 	cipher := aes.NewCipher()
 	computed, err := tree.Decrypt(dataKey, cipher)
 	if err != nil {
-		return nil, fmt.Errorf("sops: decrypt values: %w", err)
+		return nil, fmt.Errorf("sops: %w (%v)", ErrTampered, err)
 	}
 	stored, err := cipher.Decrypt(tree.Metadata.MessageAuthenticationCode, dataKey, tree.Metadata.LastModified.Format(time.RFC3339))
 	if err != nil || stored != computed {

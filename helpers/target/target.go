@@ -47,6 +47,9 @@ func LoadAgeKey(path string, r *redact.Redactor) (*AgeKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("age key CCCI_AGE_KEY_FILE=%s: %w", path, err)
 	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("age key CCCI_AGE_KEY_FILE=%s is not a regular file", path)
+	}
 	if st.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("age key CCCI_AGE_KEY_FILE=%s is readable by others (mode %04o): refusing; chmod 600 it", path, st.Mode().Perm())
 	}
@@ -117,6 +120,13 @@ func Secrets(rp *Repos, key *AgeKey, r *redact.Redactor) (map[string]string, err
 	enc, err := os.ReadFile(filepath.Join(rp.Secrets, SecretsDoc))
 	if err != nil {
 		return nil, fmt.Errorf("secrets repo: %w", err)
+	}
+	info, err := sopsfile.Inspect(enc)
+	if err != nil {
+		return nil, fmt.Errorf("secrets repo %s: %w", SecretsDoc, err)
+	}
+	if plain := info.Plaintext(); len(plain) > 0 {
+		return nil, fmt.Errorf("secrets repo %s: values not encrypted: %s", SecretsDoc, strings.Join(plain, ", "))
 	}
 	vals, err := sopsfile.Decrypt(enc, key.Identity)
 	if err != nil {

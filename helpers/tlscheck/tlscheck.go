@@ -73,3 +73,30 @@ func FirstCert(pemBytes []byte) (*x509.Certificate, error) {
 	}
 	return x509.ParseCertificate(b.Bytes)
 }
+
+// CertProblems judges a certificate+key pair from git for a domain: the key
+// matches, the leaf covers *.domain, and it stays valid minDays from now.
+// Each problem is one error naming it; none means the pair is usable.
+func CertProblems(chainPEM, keyPEM []byte, domain string, minDays int, now time.Time) []error {
+	var out []error
+	leaf, err := FirstCert(chainPEM)
+	if err != nil {
+		return []error{fmt.Errorf("tls_fullchain: %w", err)}
+	}
+	if _, err := tls.X509KeyPair(chainPEM, keyPEM); err != nil {
+		out = append(out, fmt.Errorf("tls_privkey does not match the certificate in tls_fullchain: %w", err))
+	}
+	if err := leaf.VerifyHostname("x." + domain); err != nil {
+		out = append(out, fmt.Errorf("the certificate's names %v do not cover *.%s", leaf.DNSNames, domain))
+	}
+	if now.After(leaf.NotAfter) {
+		out = append(out, fmt.Errorf("the certificate expired on %s", leaf.NotAfter.Format(time.RFC3339)))
+	} else if left := leaf.NotAfter.Sub(now); left < time.Duration(minDays)*24*time.Hour {
+		out = append(out, fmt.Errorf("the certificate expires on %s: %.0f days left, fewer than %d",
+			leaf.NotAfter.Format(time.RFC3339), left.Hours()/24, minDays))
+	}
+	if now.Before(leaf.NotBefore) {
+		out = append(out, fmt.Errorf("the certificate is not valid before %s", leaf.NotBefore.Format(time.RFC3339)))
+	}
+	return out
+}

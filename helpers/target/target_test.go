@@ -1,0 +1,103 @@
+package target
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"filippo.io/age"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cc-ci/acceptance/helpers/redact"
+	"github.com/cc-ci/acceptance/helpers/sopsfile"
+)
+
+func keyFile(t *testing.T, mode os.FileMode) (string, *age.X25519Identity) {
+	t.Helper()
+	id, err := age.GenerateX25519Identity()
+	require.NoError(t, err)
+	p := filepath.Join(t.TempDir(), "key.txt")
+	require.NoError(t, os.WriteFile(p, []byte("# bootstrap\n"+id.String()+"\n"), mode))
+	require.NoError(t, os.Chmod(p, mode))
+	return p, id
+}
+
+// Bad age key files are refused before anything happens, naming the file.
+func TestBadAgeKeyFilesAreRefused(t *testing.T) {
+	good, _ := keyFile(t, 0o600)
+	worldReadable, _ := keyFile(t, 0o644)
+	notAKey := filepath.Join(t.TempDir(), "not-a-key.txt")
+	require.NoError(t, os.WriteFile(notAKey, []byte("hello\n"), 0o600))
+	cases := []struct{ name, path, want string }{
+		{"missing", "/nonexistent/key.txt", "CCCI_AGE_KEY_FILE=/nonexistent/key.txt"},
+		{"a directory", t.TempDir(), "is not a regular file"},
+		{"readable by others", worldReadable, "readable by others (mode 0644): refusing"},
+		{"not an age key", notAKey, "want exactly one age identity"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadAgeKey(tc.path, &redact.Redactor{})
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.Contains(t, err.Error(), tc.path)
+		})
+	}
+	r := &redact.Redactor{}
+	k, err := LoadAgeKey(good, r)
+	require.NoError(t, err)
+	assert.NotContains(t, r.Redact("key: "+k.Identity), k.Identity, "the key is registered for redaction")
+}
+
+func secretsRepo(t *testing.T, body []byte) *Repos {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "secrets"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, SecretsDoc), body, 0o644))
+	return &Repos{Secrets: dir}
+}
+
+// Bad secrets files are refused naming the file and the cause.
+func TestBadSecretsFilesAreRefused(t *testing.T) {
+	path, id := keyFile(t, 0o600)
+	key, err := LoadAgeKey(path, &redact.Redactor{})
+	require.NoError(t, err)
+	enc, err := sopsfile.Encrypt([]byte("a: first-secret-value\nb: second-secret-value\n"), []string{id.Recipient().String()})
+	require.NoError(t, err)
+
+	_, err = Secrets(secretsRepo(t, enc), key, &redact.Redactor{})
+	require.NoError(t, err, "the good file decrypts")
+
+	// Swap two ciphertexts: each decrypts, the MAC does not match.
+	lines := strings.Split(string(enc), "\n")
+	lines[0], lines[1] = "a:"+strings.TrimPrefix(lines[1], "b:"), "b:"+strings.TrimPrefix(lines[0], "a:")
+	_, err = Secrets(secretsRepo(t, []byte(strings.Join(lines, "\n"))), key, &redact.Redactor{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), SecretsDoc)
+	assert.Contains(t, err.Error(), "does not authenticate")
+
+	// Change the recorded modification time: the values hold, the MAC does not.
+	altered := regexp.MustCompile(`lastmodified: "\d{4}`).ReplaceAllString(string(enc), `lastmodified: "1999`)
+	require.NotEqual(t, string(enc), altered)
+	_, err = Secrets(secretsRepo(t, []byte(altered)), key, &redact.Redactor{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), SecretsDoc)
+	assert.Contains(t, err.Error(), "MAC mismatch")
+
+	_, err = Secrets(secretsRepo(t, append([]byte("leaked: plain-value\n"), enc...)), key, &redact.Redactor{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), SecretsDoc+": values not encrypted: leaked")
+
+	other, _ := keyFile(t, 0o600)
+	wrong, err := LoadAgeKey(other, &redact.Redactor{})
+	require.NoError(t, err)
+	_, err = Secrets(secretsRepo(t, enc), wrong, &redact.Redactor{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "no age identity given can decrypt")
+
+	_, err = Secrets(secretsRepo(t, []byte("a: 1\n")), key, &redact.Redactor{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not sops-encrypted")
+}

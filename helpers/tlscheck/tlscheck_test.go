@@ -1,0 +1,62 @@
+package tlscheck
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func cert(t *testing.T, names []string, notBefore, notAfter time.Time) (chain, key []byte) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
+		NotBefore: notBefore, NotAfter: notAfter}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	require.NoError(t, err)
+	kd, err := x509.MarshalPKCS8PrivateKey(k)
+	require.NoError(t, err)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE " + "KEY", Bytes: kd})
+}
+
+// Each bad certificate is refused with an error that names what is wrong.
+func TestCertProblemsNameTheCause(t *testing.T) {
+	now := time.Now()
+	good, goodKey := cert(t, []string{"*.ci.lab.test"}, now.Add(-time.Hour), now.AddDate(0, 0, 90))
+	_, otherKey := cert(t, []string{"*.ci.lab.test"}, now.Add(-time.Hour), now.AddDate(0, 0, 90))
+	expired, expiredKey := cert(t, []string{"*.ci.lab.test"}, now.AddDate(0, -4, 0), now.AddDate(0, 0, -1))
+	soon, soonKey := cert(t, []string{"*.ci.lab.test"}, now.Add(-time.Hour), now.AddDate(0, 0, 3))
+	wrongSAN, wrongSANKey := cert(t, []string{"*.example.org"}, now.Add(-time.Hour), now.AddDate(0, 0, 90))
+	future, futureKey := cert(t, []string{"*.ci.lab.test"}, now.AddDate(0, 0, 1), now.AddDate(0, 0, 90))
+
+	assert.Empty(t, CertProblems(good, goodKey, "ci.lab.test", 14, now))
+	cases := []struct {
+		name       string
+		chain, key []byte
+		want       string
+	}{
+		{"key does not match", good, otherKey, "tls_privkey does not match"},
+		{"expired", expired, expiredKey, "expired on"},
+		{"expires too soon", soon, soonKey, "fewer than 14"},
+		{"SAN does not cover the domain", wrongSAN, wrongSANKey, "do not cover *.ci.lab.test"},
+		{"not yet valid", future, futureKey, "not valid before"},
+		{"not a certificate", []byte("garbage"), goodKey, "tls_fullchain: no PEM certificate"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			probs := CertProblems(tc.chain, tc.key, "ci.lab.test", 14, now)
+			require.NotEmpty(t, probs)
+			assert.Contains(t, fmt.Sprint(probs), tc.want)
+		})
+	}
+}
