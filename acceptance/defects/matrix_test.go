@@ -9,6 +9,7 @@ package defects
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -22,7 +23,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cc-ci/acceptance/fixtures"
 	"github.com/cc-ci/acceptance/helpers/labtest"
+	"github.com/cc-ci/acceptance/helpers/leakscan"
 )
 
 // failures maps a C-test to a text its failure output must contain.
@@ -67,6 +70,13 @@ var matrix = map[string]failures{
 	"drift": {
 		"TestC1SecretsRepoSplit": "store path of the rebuilt system vs the running reference",
 	},
+	"unit-hangs": {
+		"TestC1SecretsRepoSplit":            `install step "switch"`,
+		"TestC2CertInGit":                   `install step "switch"`,
+		"TestC3AllSecretsInGitOneException": `install step "switch"`,
+		"TestC4GenuineLiveRebuild":          "cc-ci-dashboard.service: load=loaded active=activating",
+		"TestC5HonestD8":                    `install step "switch"`,
+	},
 	"undocumented-step": {
 		"TestC1SecretsRepoSplit":            "/etc/cc-ci/enabled missing",
 		"TestC2CertInGit":                   "/etc/cc-ci/enabled missing",
@@ -102,12 +112,31 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	for _, d := range fixtures.Defects() {
+		require.Contains(t, matrix, d, "defect %s has no row in the matrix", d)
+	}
+	// Nothing the harness writes may hold a secret, whatever the target did.
+	scanner := leakscan.New(leakscan.Needles(labtest.TargetSecrets(t), 0, nil))
 	var table []string
 	for _, name := range names {
 		want := matrix[name]
 		t.Run(name, func(t *testing.T) {
 			start := time.Now()
-			results := runSuite(t, gitBase+"/"+name)
+			results, wrote := runSuite(t, gitBase+"/"+name)
+			var leaks []string
+			found, err := scanner.Reader("the suite's -json output", bytes.NewReader(wrote.output))
+			require.NoError(t, err)
+			for _, dir := range []string{wrote.reviewDir, wrote.tmpDir} {
+				f, _, err := scanner.DirProven(context.Background(), dir)
+				require.NoError(t, err)
+				found = append(found, f...)
+			}
+			for _, f := range found {
+				leaks = append(leaks, f.String())
+			}
+			assert.Empty(t, leaks, "secret material in what the harness wrote for %s", name)
+			left, _ := os.ReadDir(wrote.tmpDir)
+			assert.Empty(t, left, "temp files the run left behind")
 			for _, test := range cTests {
 				r, ok := results[test]
 				if !assert.True(t, ok, "%s did not run", test) {
@@ -132,17 +161,28 @@ type result struct {
 	output string
 }
 
+// written is what a run of the suite wrote: its -json stream, its evidence
+// directory and its TMPDIR.
+type written struct {
+	output            []byte
+	reviewDir, tmpDir string
+}
+
 // runSuite runs the acceptance suite against one target and collects each
 // top-level test's result and output (its subtests' included).
-func runSuite(t *testing.T, repoBase string) map[string]*result {
+func runSuite(t *testing.T, repoBase string) (map[string]*result, written) {
 	t.Helper()
+	w := written{reviewDir: t.TempDir(), tmpDir: t.TempDir()}
 	cmd := exec.Command("go", "test", "-json", "-count=1", "-timeout", "10m", "./acceptance")
 	cmd.Dir = moduleRoot(t)
-	cmd.Env = append(os.Environ(), "CCCI_ACCEPTANCE=1", "CCCI_REVIEW_FILE="+filepath.Join(t.TempDir(), "REVIEW.md"),
+	// Short waits: a target that hangs must fail in bounded time.
+	cmd.Env = append(os.Environ(), "CCCI_ACCEPTANCE=1", "CCCI_REVIEW_FILE="+filepath.Join(w.reviewDir, "REVIEW.md"), "TMPDIR="+w.tmpDir,
+		"CCCI_STEP_TIMEOUT=40s", "CCCI_CONVERGE_TIMEOUT=15s",
 		"CCCI_BASE_REPO_URL="+repoBase+"/cc-ci.git", "CCCI_SECRETS_REPO_URL="+repoBase+"/cc-ci-secrets.git")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, _ := cmd.Output() // a failing suite exits 1: the events say what happened
+	w.output = append(out, stderr.Bytes()...)
 	results := map[string]*result{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -163,7 +203,7 @@ func runSuite(t *testing.T, repoBase string) map[string]*result {
 		}
 	}
 	require.NotEmpty(t, results, "the suite reported no test; stderr:\n%s", tail(stderr.String()))
-	return results
+	return results, w
 }
 
 func moduleRoot(t *testing.T) string {

@@ -55,10 +55,11 @@ type Run struct {
 	teardownOnce sync.Once
 	teardownErr  error
 
-	rec      record         // evidence of this run
-	key      *target.AgeKey // the bootstrap key, when a target is configured
-	tgt      targetState
-	cleanups []func() // local temp dirs etc., run after teardown
+	rec         record         // evidence of this run
+	key         *target.AgeKey // the bootstrap key, when a target is configured
+	tgt         targetState
+	cleanups    []func() // local temp dirs etc., run after teardown
+	cleanupOnce sync.Once
 }
 
 // Context is cancelled when the run is interrupted.
@@ -103,6 +104,7 @@ func Main(m *testing.M, dst **Run) int {
 		cancel()
 		r.teardown()
 		r.writeEvidence("fail")
+		r.runCleanups()
 		os.Exit(130)
 	}()
 	if d := r.deadline(); !d.IsZero() {
@@ -111,6 +113,7 @@ func Main(m *testing.M, dst **Run) int {
 			r.interrupt("go test's -timeout deadline was near: torn down early")
 			r.teardown()
 			r.writeEvidence("fail")
+			r.runCleanups()
 			os.Exit(1)
 		})
 	}
@@ -123,9 +126,7 @@ func Main(m *testing.M, dst **Run) int {
 	if r.rec.interrupted != "" {
 		code = max(code, 1) // interrupted during teardown, after every test passed
 	}
-	for _, f := range r.cleanups {
-		f()
-	}
+	r.runCleanups()
 	return code
 }
 
@@ -305,6 +306,21 @@ func (r *Run) teardown() error {
 		r.guardian.release("done")
 	})
 	return r.teardownErr
+}
+
+// runCleanups removes the run's local temp files, once, on every exit path
+// the process controls.
+// Concurrent callers (the end of the run and an interrupt) both wait until
+// it is done, so neither exits half way.
+func (r *Run) runCleanups() {
+	r.cleanupOnce.Do(func() {
+		r.mu.Lock()
+		fs := r.cleanups
+		r.mu.Unlock()
+		for _, f := range fs {
+			f()
+		}
+	})
 }
 
 // verifyCleanup is C6's second half: after teardown, no instance of this run

@@ -23,6 +23,7 @@ import (
 	"github.com/cc-ci/acceptance/helpers/evidence"
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/labtest"
+	"github.com/cc-ci/acceptance/helpers/leakscan"
 	"github.com/cc-ci/acceptance/helpers/machine"
 )
 
@@ -52,8 +53,61 @@ func suite(t *testing.T) string {
 
 type child struct {
 	cmd    *exec.Cmd
-	out    *bytes.Buffer
+	out    *syncBuffer
 	review string // where this run's evidence goes (never the repo's REVIEW.md)
+	tmp    string // the child's TMPDIR
+}
+
+var (
+	secretsOnce sync.Once
+	allSecrets  map[string]string
+)
+
+// assertHygiene scans everything the child wrote — its output, its evidence,
+// what it left in its TMPDIR — for every secret of the target: 0 hits.
+// A child that exited by itself leaves its TMPDIR empty.
+func (c *child) assertHygiene(t *testing.T, exitedCleanly bool) {
+	t.Helper()
+	secretsOnce.Do(func() { allSecrets = labtest.TargetSecrets(t) })
+	s := leakscan.New(leakscan.Needles(allSecrets, 0, nil))
+	found, err := s.Reader("the suite's output", strings.NewReader(c.out.String()))
+	require.NoError(t, err)
+	for _, dir := range []string{filepath.Dir(c.review), c.tmp} {
+		f, _, err := s.DirProven(context.Background(), dir)
+		require.NoError(t, err)
+		found = append(found, f...)
+	}
+	assert.Empty(t, found, "secret material in what the harness wrote")
+	if exitedCleanly {
+		left, _ := os.ReadDir(c.tmp)
+		assert.Empty(t, left, "temp files left in the run's TMPDIR")
+	}
+}
+
+// syncBuffer is written by the child's output copier while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// await waits until the child has printed marker, or fails the test.
+func (c *child) await(t *testing.T, marker string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if strings.Contains(c.out.String(), marker) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("the suite never printed %q; output:\n%s", marker, c.out)
 }
 
 // evidence returns the entries the child wrote.
@@ -72,12 +126,13 @@ func startSuite(t *testing.T, env []string, args ...string) *child {
 	bin := suite(t)
 	cmd := exec.Command(bin, append([]string{"-test.v", "-test.count=1"}, args...)...)
 	review := filepath.Join(t.TempDir(), "REVIEW.md")
-	cmd.Env = append(os.Environ(), "CCCI_ACCEPTANCE=1", "CCCI_REVIEW_FILE="+review)
+	tmp := t.TempDir()
+	cmd.Env = append(os.Environ(), "CCCI_ACCEPTANCE=1", "CCCI_REVIEW_FILE="+review, "TMPDIR="+tmp)
 	cmd.Env = append(cmd.Env, env...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	require.NoError(t, cmd.Start())
-	return &child{cmd: cmd, out: &out, review: review}
+	return &child{cmd: cmd, out: out, review: review, tmp: tmp}
 }
 
 // wait returns the exit code; the guardian shares our output pipe, so Wait

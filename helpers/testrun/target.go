@@ -55,7 +55,9 @@ func (r *Run) loadTarget() (*TargetView, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.mu.Lock()
 	r.cleanups = append(r.cleanups, func() { os.RemoveAll(dir) })
+	r.mu.Unlock()
 	ctx, cancel := context.WithTimeout(r.ctx, cfg.StepTimeout)
 	defer cancel()
 	repos, err := target.Fetch(ctx, dir, cfg.BaseRepoURL, cfg.SecretsRepoURL, r.key, r.Redact)
@@ -137,5 +139,15 @@ func (r *Run) Installed(t testing.TB) *Install {
 			logf("install: %v", inst.Err)
 		}
 	})
+	injectFault("panic:after-install")
 	return r.tgt.inst
+}
+
+// injectFault panics at a named point when CCCI_FAULT says so: the harness's
+// own tests use it to prove a panicking check still tears down and leaves
+// evidence. Never set it otherwise.
+func injectFault(point string) {
+	if os.Getenv("CCCI_FAULT") == point {
+		panic("injected fault (CCCI_FAULT=" + point + ")")
+	}
 }

@@ -1,0 +1,204 @@
+package testrun_test
+
+// The fault matrix: each row hurts a real acceptance run and then asks the
+// lab, through the API, what is left. Nothing may be left behind, nothing may
+// silently pass, every error must name its stage, and the decoys — an
+// unlabelled instance in the allowed project and lichen-staging in another —
+// must be untouched.
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cc-ci/acceptance/helpers/config"
+	"github.com/cc-ci/acceptance/helpers/incus"
+	"github.com/cc-ci/acceptance/helpers/labtest"
+	"github.com/cc-ci/acceptance/helpers/machine"
+)
+
+// decoys puts an unlabelled instance in the allowed project and returns a
+// check that it and every instance of the decoy project survived.
+func decoys(t *testing.T, c *incus.Client, cfg *config.Config) func() {
+	t.Helper()
+	ctx := context.Background()
+	name := fmt.Sprintf("decoy-unlabelled-%d", time.Now().UnixNano()%1e9)
+	require.NoError(t, c.CreateInstance(ctx, incus.InstanceSpec{Name: name, Project: cfg.Project, Type: incus.Container,
+		ImageAlias: cfg.Image, Config: map[string]string{"limits.memory": "256MiB"}}))
+	t.Cleanup(func() { _ = c.DeleteInstance(context.Background(), cfg.Project, name) })
+	other, err := c.Instances(ctx, cfg.DecoyProject)
+	require.NoError(t, err)
+	return func() {
+		t.Helper()
+		_, err := c.Instance(ctx, cfg.Project, name)
+		assert.NoError(t, err, "the unlabelled decoy %s/%s must survive", cfg.Project, name)
+		for _, in := range other {
+			now, err := c.Instance(ctx, cfg.DecoyProject, in.Name)
+			if assert.NoError(t, err, "%s/%s must survive", cfg.DecoyProject, in.Name) {
+				assert.Equal(t, in.Status, now.Status, "%s/%s must be left as it was", cfg.DecoyProject, in.Name)
+			}
+		}
+	}
+}
+
+// noneOfTheRunLeft asserts that no labelled instance exists that was not there before.
+func noneOfTheRunLeft(t *testing.T, c *incus.Client, cfg *config.Config, before map[string]bool) {
+	t.Helper()
+	for name := range labelled(t, c, cfg.Project, cfg.LabelPrefix) {
+		assert.True(t, before[name], "instance %s was left behind", name)
+	}
+}
+
+// Interrupts at each stage: the run exits non-zero, tears down, and its
+// evidence says it was interrupted.
+func TestInterruptAtEachStage(t *testing.T) {
+	rows := []struct {
+		name   string
+		sig    syscall.Signal
+		run    string
+		marker string
+	}{
+		{"SIGINT during install", syscall.SIGINT, "TestC4", `install step 2/`},
+		{"SIGTERM during install", syscall.SIGTERM, "TestC4", `install step 4/`},
+		{"SIGINT during checks", syscall.SIGINT, "TestC3", `install step 5/5`},
+		{"SIGTERM during checks", syscall.SIGTERM, "TestC3", `install step 5/5`},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			c, cfg := labtest.Client(t, "https")
+			intact := decoys(t, c, cfg)
+			before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+			ch := startSuite(t, nil, "-test.run", row.run)
+			ch.await(t, row.marker, 2*time.Minute)
+			if strings.Contains(row.name, "checks") {
+				time.Sleep(time.Second) // the install is done; C3 is scanning
+			}
+			require.NoError(t, ch.cmd.Process.Signal(row.sig))
+			assert.NotEqual(t, 0, ch.wait(t), "an interrupted run must not pass")
+			assert.Contains(t, ch.out.String(), "tearing down before exit")
+			noneOfTheRunLeft(t, c, cfg, before)
+			intact()
+			if es := ch.evidence(t); assert.Len(t, es, 1) {
+				assert.Equal(t, "interrupted by "+row.sig.String(), es[0].Interrupted)
+			}
+			ch.assertHygiene(t, true)
+		})
+	}
+}
+
+// A panic inside a check kills the test process: its guardian tears down and
+// writes the evidence.
+func TestPanicInACheckStillTearsDown(t *testing.T) {
+	c, cfg := labtest.Client(t, "https")
+	intact := decoys(t, c, cfg)
+	before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+	ch := startSuite(t, []string{"CCCI_FAULT=panic:after-install"}, "-test.run", "TestC4")
+	assert.NotEqual(t, 0, ch.wait(t))
+	out := ch.out.String()
+	assert.Contains(t, out, "injected fault (CCCI_FAULT=panic:after-install)")
+	assert.Contains(t, out, "ended without teardown: destroying")
+	noneOfTheRunLeft(t, c, cfg, before)
+	intact()
+	if es := ch.evidence(t); assert.Len(t, es, 1) {
+		assert.Contains(t, es[0].Interrupted, "died before its teardown")
+	}
+	ch.assertHygiene(t, false) // a panic skips the run's own cleanup: what is left must hold no secret
+}
+
+// kill -9 of the run AND its guardian leaves an orphan; the next run's reaper
+// removes it (its label has expired) before creating its own machine, and
+// leaves alone the unexpired machine of a concurrent run.
+func TestOrphanOfAKilledRunIsReapedByTheNext(t *testing.T) {
+	c, cfg := labtest.Client(t, "https")
+	intact := decoys(t, c, cfg)
+	ctx := context.Background()
+	// A concurrent run's machine: labelled, not expired (stopped: no RAM used).
+	l := machine.Labels{Prefix: cfg.LabelPrefix}
+	concurrent := fmt.Sprintf("ccci-r-concurrent-%d", time.Now().UnixNano()%1e9)
+	require.NoError(t, c.CreateInstance(ctx, incus.InstanceSpec{Name: concurrent, Project: cfg.Project, Type: incus.Container,
+		ImageAlias: cfg.Image, Config: map[string]string{"limits.memory": "256MiB", l.CreatedBy(): machine.CreatedBy,
+			l.RunID(): "r-concurrent", l.ExpiresAt(): time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}}))
+	t.Cleanup(func() { _ = c.DeleteInstance(context.Background(), cfg.Project, concurrent) })
+
+	before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+	first := startSuite(t, []string{"CCCI_TTL=1s"}, "-test.run", "TestC4")
+	first.await(t, "install step 2/", 2*time.Minute)
+	for _, pid := range append(childPIDs(first.cmd.Process.Pid), first.cmd.Process.Pid) {
+		_ = syscall.Kill(pid, syscall.SIGKILL) // the guardian first: no cleanup is possible
+	}
+	first.wait(t)
+	var orphan string
+	for name := range labelled(t, c, cfg.Project, cfg.LabelPrefix) {
+		if !before[name] {
+			orphan = name
+		}
+	}
+	require.NotEmpty(t, orphan, "killing run and guardian leaves an orphan (output:\n%s)", first.out)
+	t.Cleanup(func() { _ = machine.DestroyLabelled(context.Background(), c, l, cfg.Project, orphan, t.Logf) })
+
+	second := startSuite(t, nil, "-test.run", "TestMachineIsBrandNewAndBlank")
+	assert.Equal(t, 0, second.wait(t), "the next run passes; output:\n%s", second.out)
+	assert.Contains(t, second.out.String(), "reaper removed expired orphans: ["+cfg.Project+"/"+orphan+"]")
+	assertGone(t, c, cfg.Project, orphan)
+	_, err := c.Instance(ctx, cfg.Project, concurrent)
+	assert.NoError(t, err, "the concurrent run's unexpired machine is left alone")
+	intact()
+}
+
+// childPIDs lists the direct children of pid (the guardian).
+func childPIDs(pid int) []int {
+	out, _ := exec.Command("pgrep", "-P", strconv.Itoa(pid)).Output()
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		if n, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, n)
+		}
+	}
+	return pids
+}
+
+// Infrastructure faults fail with a clear error naming the stage, in
+// bounded time, with teardown done.
+func TestInfrastructureFaultsNameTheStage(t *testing.T) {
+	rows := []struct {
+		name  string
+		env   []string
+		want  []string
+		limit time.Duration
+	}{
+		{"the instance cannot be created", []string{"CCCI_IMAGE=no-such-image"},
+			[]string{"provision stage", `image "no-such-image"`}, time.Minute},
+		{"SSH never comes up", []string{"CCCI_SSH_USER=nosuchuser", "CCCI_BOOT_TIMEOUT=15s"},
+			[]string{"provision stage", "SSH stage", "timed out after", "unable to authenticate"}, 2 * time.Minute},
+		{"the git server is unreachable", []string{"CCCI_BASE_REPO_URL=http://10.99.0.1:1/good/cc-ci.git"},
+			[]string{"target: fetch base repo http://10.99.0.1:1/good/cc-ci.git", "Couldn't connect"}, time.Minute},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			c, cfg := labtest.Client(t, "https")
+			intact := decoys(t, c, cfg)
+			before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+			start := time.Now()
+			ch := startSuite(t, row.env, "-test.run", "TestC4")
+			assert.NotEqual(t, 0, ch.wait(t))
+			assert.Less(t, time.Since(start), row.limit, "bounded time")
+			for _, w := range row.want {
+				assert.Contains(t, ch.out.String(), w)
+			}
+			noneOfTheRunLeft(t, c, cfg, before)
+			intact()
+			ch.assertHygiene(t, true)
+			if t.Failed() {
+				t.Logf("suite output:\n%s", ch.out)
+			}
+		})
+	}
+}
