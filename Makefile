@@ -8,7 +8,7 @@ GOTESTSUM := $(OUT)/bin/gotestsum
 GOTEST := $(GO) test -count=1
 LAB := lab/lab.sh
 
-.PHONY: help lab-up lab-down lab-status unit test acceptance acceptance-ci defects bench vet
+.PHONY: help lab-up lab-down lab-status unit test acceptance acceptance-ci defects bench soak vet
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ bench: ## leak scanner vs ripgrep and grep on a generated 1 GiB tree (installs r
 	@command -v rg >/dev/null || { apt-get update -qq && apt-get install -y -qq ripgrep >/dev/null; }
 	$(GO) test -run '^$$' -bench . -benchmem ./helpers/leakscan/
 	$(GO) run ./helpers/leakscan/bench
+
+soak: lab-up ## the good target N times back to back (N=5): passes, min/median/max time, leftovers after each
+	@N=$${N:-5} bash lab/soak.sh
 
 $(GOTESTSUM):
 	GOBIN=$(OUT)/bin $(GO) install gotest.tools/gotestsum@v1.13.0

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# make soak: the acceptance suite on the good target N times back to back.
+# Reports passes, min/median/max wall time, and harness instances left after
+# each run (asked of the Incus API: labelled instances in the allowed project).
+set -euo pipefail
+N=${N:-5}
+cd "$(dirname "$0")/.."
+export PATH=/usr/libexec/incus:$PATH CCCI_ACCEPTANCE=1 GOTOOLCHAIN=local
+out=out/soak; mkdir -p "$out"
+go test -c -o "$out/acceptance.test" ./acceptance
+pass=0; times=()
+for i in $(seq "$N"); do
+  start=$(date +%s.%N)
+  if CCCI_REVIEW_FILE="$PWD/$out/REVIEW.md" "$out/acceptance.test" -test.count=1 >"$out/run-$i.log" 2>&1; then
+    pass=$((pass + 1)); result=PASS
+  else
+    result=FAIL
+  fi
+  secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
+  times+=("$secs")
+  left=$(incus list --all-projects -f csv -c "n,config:user.ccci.created-by" | grep -c ',cc-ci-acceptance$' || true)
+  printf 'soak run %d/%d: %s in %.1fs, %d harness instance(s) left\n' "$i" "$N" "$result" "$secs" "$left"
+done
+sorted=$(printf '%s\n' "${times[@]}" | sort -n)
+printf 'soak: %d/%d passed; wall time min %.1fs, median %.1fs, max %.1fs\n' "$pass" "$N" \
+  "$(echo "$sorted" | head -1)" "$(echo "$sorted" | sed -n "$(( (N + 1) / 2 ))p")" "$(echo "$sorted" | tail -1)"
+[ "$pass" -eq "$N" ]
