@@ -247,6 +247,12 @@ func TestKeptMachineIsReusedAndIsNotBlankAnyMore(t *testing.T) {
 	st, err := os.Stat(stateFile)
 	require.NoError(t, err, "state file written")
 	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	key, err := os.Stat(stateFile + ".d/id_ed25519")
+	require.NoError(t, err, "the kept machine's SSH key is written")
+	assert.Equal(t, os.FileMode(0o600), key.Mode().Perm(), "key file mode")
+	dir, err := os.Stat(stateFile + ".d")
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), dir.Mode().Perm(), "key directory mode")
 	kept := labelled(t, c, cfg.Project, cfg.LabelPrefix)
 	name := nameFromOutput(t, first.out.String())
 	require.True(t, kept[name], "the machine %s is kept", name)
@@ -271,6 +277,8 @@ func TestKeptMachineIsReusedAndIsNotBlankAnyMore(t *testing.T) {
 	assertGone(t, c, cfg.Project, name)
 	_, err = os.Stat(stateFile)
 	assert.True(t, os.IsNotExist(err), "state file removed after the reusing run's teardown")
+	_, err = os.Stat(stateFile + ".d")
+	assert.True(t, os.IsNotExist(err), "the key and its directory removed too")
 }
 
 // An untrusted client certificate or an unreachable API fails the run before

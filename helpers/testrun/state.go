@@ -32,10 +32,19 @@ type state struct {
 	Memory    int64     `json:"memory"`
 }
 
+// keyFile is where the SSH key of a kept machine goes: 0600, in a 0700 directory.
+func keyFile(statePath string) string { return filepath.Join(statePath+".d", "id_ed25519") }
+
 func saveState(path string, mc *machine.Machine) error {
-	keyFile := path + ".key"
+	keyFile := keyFile(path)
 	block, err := ssh.MarshalPrivateKey(mc.Key, "cc-ci harness run "+mc.RunID)
 	if err != nil {
+		return fmt.Errorf("save run state: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
+		return fmt.Errorf("save run state: %w", err)
+	}
+	if err := os.Chmod(filepath.Dir(keyFile), 0o700); err != nil {
 		return fmt.Errorf("save run state: %w", err)
 	}
 	if err := writePrivate(keyFile, pem.EncodeToMemory(block)); err != nil {
@@ -89,10 +98,11 @@ func loadState(path string) (*machine.Machine, error) {
 
 func removeState(path string) {
 	_ = os.Remove(path)
-	_ = os.Remove(path + ".key")
+	_ = os.RemoveAll(filepath.Dir(keyFile(path)))
 }
 
-// writePrivate writes a file only its owner can read, atomically.
+// writePrivate writes a file only its owner can read, atomically. A
+// directory it creates is the owner's only, too.
 func writePrivate(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
