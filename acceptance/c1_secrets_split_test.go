@@ -56,12 +56,7 @@ func TestC1SecretsRepoSplit(t *testing.T) {
 	})
 
 	t.Run("the rebuilt system is byte-identical to the running one", func(t *testing.T) {
-		mc := run.Machine(t)
-		inst := run.Installed(t)
-		require.NoError(t, inst.Err, "install")
-		cl, err := mc.SSH(ctx)
-		require.NoError(t, err)
-		defer cl.Close()
+		mc, cl := installedMachine(t)
 		rebuilt, err := probe.CurrentSystem(ctx, cl)
 		require.NoError(t, err)
 		project, name, _ := strings.Cut(cfg.Reference, "/")

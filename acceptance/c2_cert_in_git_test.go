@@ -38,11 +38,7 @@ func TestC2CertInGit(t *testing.T) {
 	})
 
 	t.Run("the rebuilt machine serves TLS from the cert in git", func(t *testing.T) {
-		mc := run.Machine(t)
-		require.NoError(t, run.Installed(t).Err, "install")
-		cl, err := mc.SSH(run.Context())
-		require.NoError(t, err)
-		defer cl.Close()
+		mc, cl := installedMachine(t)
 		assertCertFilesFromGit(t, cl, view)
 		assertServesGitCert(t, mc.IP, view)
 	})

@@ -53,11 +53,7 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 	})
 
 	t.Run("every file in /run/secrets is a declared secret", func(t *testing.T) {
-		mc := run.Machine(t)
-		require.NoError(t, run.Installed(t).Err, "install")
-		cl, err := mc.SSH(ctx)
-		require.NoError(t, err)
-		defer cl.Close()
+		_, cl := installedMachine(t)
 		assertSecretsDecrypted(t, cl, view)
 	})
 
@@ -78,11 +74,7 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 	})
 
 	t.Run("no plaintext secret in the machine's Nix store", func(t *testing.T) {
-		mc := run.Machine(t)
-		require.NoError(t, run.Installed(t).Err, "install")
-		cl, err := mc.SSH(ctx)
-		require.NoError(t, err)
-		defer cl.Close()
+		mc, cl := installedMachine(t)
 		bin, err := leakscan.BuildBinary(ctx, t.TempDir())
 		require.NoError(t, err)
 		rep, err := leakscan.Remote(ctx, cl, bin, cfg.ScanPaths, needles)

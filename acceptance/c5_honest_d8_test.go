@@ -18,15 +18,9 @@ import (
 // design" wording is gone.
 func TestC5HonestD8(t *testing.T) {
 	view := run.Target(t)
-	mc := run.Machine(t)
+	mc, cl := installedMachine(t) // the live rebuild this evidence records
 	inst := run.Installed(t)
-	ctx := run.Context()
-	require.NoError(t, inst.Err, "the live rebuild this evidence records")
-
-	cl, err := mc.SSH(ctx)
-	require.NoError(t, err)
-	defer cl.Close()
-	rebuilt, err := probe.CurrentSystem(ctx, cl)
+	rebuilt, err := probe.CurrentSystem(run.Context(), cl)
 	require.NoError(t, err)
 
 	entry := fmt.Sprintf("### Live rebuild, run %s\n\n- machine: %s/%s (%s, image %s), created %s by this run\n"+

@@ -23,6 +23,19 @@ import (
 	"github.com/cc-ci/acceptance/helpers/tlscheck"
 )
 
+// installedMachine is the run's machine after a successful install, with an
+// SSH connection closed when the test ends. A failed install fails the test,
+// saying so: there is nothing to check on the machine.
+func installedMachine(t *testing.T) (*machine.Machine, *remote.Client) {
+	t.Helper()
+	mc := run.Machine(t)
+	require.NoError(t, run.Installed(t).Err, "install")
+	cl, err := mc.SSH(run.Context())
+	require.NoError(t, err)
+	t.Cleanup(func() { cl.Close() })
+	return mc, cl
+}
+
 // assertCreatedByThisRun: the machine is this run's own, new, in the right
 // project, with the configured memory.
 func assertCreatedByThisRun(t *testing.T, mc *machine.Machine) {
