@@ -26,6 +26,7 @@ import (
 	"github.com/cc-ci/acceptance/fixtures"
 	"github.com/cc-ci/acceptance/helpers/labtest"
 	"github.com/cc-ci/acceptance/helpers/leakscan"
+	"github.com/cc-ci/acceptance/helpers/machine"
 )
 
 // failures maps a C-test to a text its failure output must contain.
@@ -115,6 +116,7 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 	for _, d := range fixtures.Defects() {
 		require.Contains(t, matrix, d, "defect %s has no row in the matrix", d)
 	}
+	c, _ := labtest.Client(t, "https")
 	// Nothing the harness writes may hold a secret, whatever the target did.
 	scanner := leakscan.New(leakscan.Needles(labtest.TargetSecrets(t), 0, nil))
 	var table []string
@@ -137,6 +139,13 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 			assert.Empty(t, leaks, "secret material in what the harness wrote for %s", name)
 			left, _ := os.ReadDir(wrote.tmpDir)
 			assert.Empty(t, left, "temp files the run left behind")
+			// Asked of the API: no instance of the harness survives the run.
+			ins, err := c.Instances(context.Background(), cfg.Project)
+			require.NoError(t, err)
+			for _, in := range ins {
+				assert.NotEqual(t, machine.CreatedBy, in.Config[machine.Labels{Prefix: cfg.LabelPrefix}.CreatedBy()],
+					"instance %s left behind by the run against %s", in.Name, name)
+			}
 			for _, test := range cTests {
 				r, ok := results[test]
 				if !assert.True(t, ok, "%s did not run", test) {

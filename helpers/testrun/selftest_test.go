@@ -193,6 +193,8 @@ func TestInterruptMidProvisionLeavesNothing(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
 			c, cfg := labtest.Client(t, "https")
+			intact := decoys(t, c, cfg)
+			defer intact()
 			before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
 			ch := startSuite(t, nil, "-test.run", "TestMachineIsBrandNewAndBlank")
 			name := awaitNewInstance(t, c, cfg.Project, cfg.LabelPrefix, before)
@@ -216,6 +218,8 @@ func TestInterruptMidProvisionLeavesNothing(t *testing.T) {
 // kill -9 leaves the test process no chance to clean up: its guardian does.
 func TestKilledRunIsCleanedByItsGuardian(t *testing.T) {
 	c, cfg := labtest.Client(t, "https")
+	intact := decoys(t, c, cfg)
+	defer intact()
 	before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
 	ch := startSuite(t, nil, "-test.run", "TestMachineIsBrandNewAndBlank")
 	name := awaitNewInstance(t, c, cfg.Project, cfg.LabelPrefix, before)
@@ -239,6 +243,8 @@ func TestKilledRunIsCleanedByItsGuardian(t *testing.T) {
 // reusing run then tears the machine down.
 func TestKeptMachineIsReusedAndIsNotBlankAnyMore(t *testing.T) {
 	c, cfg := labtest.Client(t, "https")
+	intact := decoys(t, c, cfg)
+	defer intact()
 	stateFile := filepath.Join(t.TempDir(), "state.json")
 	env := []string{"CCCI_STATE_FILE=" + stateFile}
 
@@ -285,6 +291,8 @@ func TestKeptMachineIsReusedAndIsNotBlankAnyMore(t *testing.T) {
 // anything is created, naming the endpoint and the cause.
 func TestBrokenIncusAccessFailsBeforeAnySideEffect(t *testing.T) {
 	c, cfg := labtest.Client(t, "https")
+	intact := decoys(t, c, cfg)
+	defer intact()
 	dir := t.TempDir()
 	// A fresh, never-trusted client certificate.
 	crt, key := filepath.Join(dir, "c.crt"), filepath.Join(dir, "c.key")
@@ -327,17 +335,26 @@ func nameFromOutput(t *testing.T, out string) string {
 }
 
 // go test's -timeout would kill the process with no cleanup: the run tears
-// down a reserve before it, fails, and says so in its evidence.
+// down a reserve before it, fails, and says so in its evidence. The run is
+// made slow for certain: its target's switch never returns.
 func TestTimeoutDeadlineTearsDownFirst(t *testing.T) {
 	c, cfg := labtest.Client(t, "https")
+	intact := decoys(t, c, cfg)
+	defer intact()
 	before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
-	// 3s: the reserve is a third (1s), so teardown starts at 2s — during the install.
-	ch := startSuite(t, nil, "-test.run", "TestC4", "-test.timeout", "3s")
+	hangs := strings.Replace(cfg.BaseRepoURL, "/good/", "/unit-hangs/", 1)
+	require.NotEqual(t, cfg.BaseRepoURL, hangs, "the lab's targets are served side by side")
+	// 15s: the reserve is a third (5s), so teardown starts at 10s, while the switch hangs.
+	start := time.Now()
+	ch := startSuite(t, []string{"CCCI_BASE_REPO_URL=" + hangs,
+		"CCCI_SECRETS_REPO_URL=" + strings.Replace(cfg.SecretsRepoURL, "/good/", "/unit-hangs/", 1)},
+		"-test.run", "TestC4", "-test.timeout", "15s")
 	code := ch.wait(t)
 	out := ch.out.String()
 	assert.NotEqual(t, 0, code)
 	assert.Contains(t, out, "the -timeout deadline is near")
 	assert.NotContains(t, out, "panic: test timed out", "teardown must come before go test's own timeout")
+	assert.Less(t, time.Since(start), 15*time.Second, "the run ended before go test's deadline")
 	for name := range labelled(t, c, cfg.Project, cfg.LabelPrefix) {
 		assert.True(t, before[name], "instance %s was left behind", name)
 	}
