@@ -71,7 +71,7 @@ func Encrypt(plain []byte, recipients []string) ([]byte, error) {
 	return out, nil
 }
 
-// Decrypt decrypts with the given age identities (AGE-SECRET-KEY-1… lines),
+// Decrypt decrypts with the given age identities (age identity lines, "AGE-SECRET-KEY-…"),
 // verifies the MAC, and returns the leaf values by dotted path ("a.b", "list.0").
 func Decrypt(enc []byte, identities string) (map[string]string, error) {
 	tree, err := store().LoadEncryptedFile(enc)

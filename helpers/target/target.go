@@ -34,7 +34,7 @@ const (
 // AgeKey is the bootstrap key as the operator holds it.
 type AgeKey struct {
 	Path        string
-	Identity    string // AGE-SECRET-KEY-1… (never printed)
+	Identity    string // the age identity string (never printed)
 	Recipient   string
 	File        []byte // the file as the operator would copy it
 	Fingerprint string
@@ -59,7 +59,7 @@ func LoadAgeKey(path string, r *redact.Redactor) (*AgeKey, error) {
 	}
 	ids, err := age.ParseIdentities(bytes.NewReader(b))
 	if err != nil || len(ids) != 1 {
-		return nil, fmt.Errorf("age key CCCI_AGE_KEY_FILE=%s: want exactly one age identity (AGE-SECRET-KEY-1…): %v", path, err)
+		return nil, fmt.Errorf("age key CCCI_AGE_KEY_FILE=%s: want exactly one age identity (AGE-SECRET-KEY-…): %v", path, err)
 	}
 	x, ok := ids[0].(*age.X25519Identity)
 	if !ok {

@@ -25,10 +25,12 @@ import (
 	"github.com/cc-ci/acceptance/helpers/machine"
 )
 
-// decoys puts an unlabelled instance in the allowed project and returns a
-// check that it and every instance of the decoy project survived.
-func decoys(t *testing.T, c *incus.Client, cfg *config.Config) func() {
+// faultLab is the lab client for a fault test, with decoys in place — an
+// unlabelled instance in the allowed project, and whatever runs in the decoy
+// project — checked untouched when the test ends.
+func faultLab(t *testing.T) (*incus.Client, *config.Config) {
 	t.Helper()
+	c, cfg := labtest.Client(t, "https")
 	ctx := context.Background()
 	name := fmt.Sprintf("decoy-unlabelled-%d", time.Now().UnixNano()%1e9)
 	require.NoError(t, c.CreateInstance(ctx, incus.InstanceSpec{Name: name, Project: cfg.Project, Type: incus.Container,
@@ -36,8 +38,7 @@ func decoys(t *testing.T, c *incus.Client, cfg *config.Config) func() {
 	t.Cleanup(func() { _ = c.DeleteInstance(context.Background(), cfg.Project, name) })
 	other, err := c.Instances(ctx, cfg.DecoyProject)
 	require.NoError(t, err)
-	return func() {
-		t.Helper()
+	t.Cleanup(func() { // runs before the deletion above
 		_, err := c.Instance(ctx, cfg.Project, name)
 		assert.NoError(t, err, "the unlabelled decoy %s/%s must survive", cfg.Project, name)
 		for _, in := range other {
@@ -46,7 +47,8 @@ func decoys(t *testing.T, c *incus.Client, cfg *config.Config) func() {
 				assert.Equal(t, in.Status, now.Status, "%s/%s must be left as it was", cfg.DecoyProject, in.Name)
 			}
 		}
-	}
+	})
+	return c, cfg
 }
 
 // noneOfTheRunLeft asserts that no labelled instance exists that was not there before.
@@ -73,8 +75,7 @@ func TestInterruptAtEachStage(t *testing.T) {
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
-			c, cfg := labtest.Client(t, "https")
-			intact := decoys(t, c, cfg)
+			c, cfg := faultLab(t)
 			before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
 			ch := startSuite(t, nil, "-test.run", row.run)
 			ch.await(t, row.marker, 2*time.Minute)
@@ -85,7 +86,6 @@ func TestInterruptAtEachStage(t *testing.T) {
 			assert.NotEqual(t, 0, ch.wait(t), "an interrupted run must not pass")
 			assert.Contains(t, ch.out.String(), "tearing down before exit")
 			noneOfTheRunLeft(t, c, cfg, before)
-			intact()
 			if es := ch.evidence(t); assert.Len(t, es, 1) {
 				assert.Equal(t, "interrupted by "+row.sig.String(), es[0].Interrupted)
 			}
@@ -97,8 +97,7 @@ func TestInterruptAtEachStage(t *testing.T) {
 // A panic inside a check kills the test process: its guardian tears down and
 // writes the evidence.
 func TestPanicInACheckStillTearsDown(t *testing.T) {
-	c, cfg := labtest.Client(t, "https")
-	intact := decoys(t, c, cfg)
+	c, cfg := faultLab(t)
 	before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
 	ch := startSuite(t, []string{"CCCI_FAULT=panic:after-install"}, "-test.run", "TestC4")
 	assert.NotEqual(t, 0, ch.wait(t))
@@ -106,7 +105,6 @@ func TestPanicInACheckStillTearsDown(t *testing.T) {
 	assert.Contains(t, out, "injected fault (CCCI_FAULT=panic:after-install)")
 	assert.Contains(t, out, "ended without teardown: destroying")
 	noneOfTheRunLeft(t, c, cfg, before)
-	intact()
 	if es := ch.evidence(t); assert.Len(t, es, 1) {
 		assert.Contains(t, es[0].Interrupted, "died before its teardown")
 	}
@@ -117,8 +115,7 @@ func TestPanicInACheckStillTearsDown(t *testing.T) {
 // removes it (its label has expired) before creating its own machine, and
 // leaves alone the unexpired machine of a concurrent run.
 func TestOrphanOfAKilledRunIsReapedByTheNext(t *testing.T) {
-	c, cfg := labtest.Client(t, "https")
-	intact := decoys(t, c, cfg)
+	c, cfg := faultLab(t)
 	ctx := context.Background()
 	// A concurrent run's machine: labelled, not expired (stopped: no RAM used).
 	l := machine.Labels{Prefix: cfg.LabelPrefix}
@@ -150,7 +147,6 @@ func TestOrphanOfAKilledRunIsReapedByTheNext(t *testing.T) {
 	assertGone(t, c, cfg.Project, orphan)
 	_, err := c.Instance(ctx, cfg.Project, concurrent)
 	assert.NoError(t, err, "the concurrent run's unexpired machine is left alone")
-	intact()
 }
 
 // childPIDs lists the direct children of pid (the guardian).
@@ -183,8 +179,7 @@ func TestInfrastructureFaultsNameTheStage(t *testing.T) {
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
-			c, cfg := labtest.Client(t, "https")
-			intact := decoys(t, c, cfg)
+			c, cfg := faultLab(t)
 			before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
 			start := time.Now()
 			ch := startSuite(t, row.env, "-test.run", "TestC4")
@@ -194,11 +189,7 @@ func TestInfrastructureFaultsNameTheStage(t *testing.T) {
 				assert.Contains(t, ch.out.String(), w)
 			}
 			noneOfTheRunLeft(t, c, cfg, before)
-			intact()
 			ch.assertHygiene(t, true)
-			if t.Failed() {
-				t.Logf("suite output:\n%s", ch.out)
-			}
 		})
 	}
 }

@@ -132,6 +132,11 @@ func startSuite(t *testing.T, env []string, args ...string) *child {
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("suite output:\n%s", out)
+		}
+	})
 	return &child{cmd: cmd, out: out, review: review, tmp: tmp}
 }
 
@@ -192,9 +197,7 @@ func assertGone(t *testing.T, c *incus.Client, project, name string) {
 func TestInterruptMidProvisionLeavesNothing(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
-			c, cfg := labtest.Client(t, "https")
-			intact := decoys(t, c, cfg)
-			defer intact()
+			c, cfg := faultLab(t)
 			before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
 			ch := startSuite(t, nil, "-test.run", "TestMachineIsBrandNewAndBlank")
 			name := awaitNewInstance(t, c, cfg.Project, cfg.LabelPrefix, before)
@@ -208,18 +211,13 @@ func TestInterruptMidProvisionLeavesNothing(t *testing.T) {
 				assert.Equal(t, "fail", es[0].Outcome)
 				assert.Equal(t, "interrupted by "+sig.String(), es[0].Interrupted)
 			}
-			if t.Failed() {
-				t.Logf("suite output:\n%s", ch.out)
-			}
 		})
 	}
 }
 
 // kill -9 leaves the test process no chance to clean up: its guardian does.
 func TestKilledRunIsCleanedByItsGuardian(t *testing.T) {
-	c, cfg := labtest.Client(t, "https")
-	intact := decoys(t, c, cfg)
-	defer intact()
+	c, cfg := faultLab(t)
 	before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
 	ch := startSuite(t, nil, "-test.run", "TestMachineIsBrandNewAndBlank")
 	name := awaitNewInstance(t, c, cfg.Project, cfg.LabelPrefix, before)
@@ -232,9 +230,6 @@ func TestKilledRunIsCleanedByItsGuardian(t *testing.T) {
 		assert.Contains(t, es[0].Interrupted, "died before its teardown")
 		assert.Contains(t, es[0].Destroy, "destroyed by the guardian")
 	}
-	if t.Failed() {
-		t.Logf("suite output:\n%s", ch.out)
-	}
 }
 
 // SKIP_teardown keeps the machine and writes its state; SKIP_provision reuses
@@ -242,9 +237,7 @@ func TestKilledRunIsCleanedByItsGuardian(t *testing.T) {
 // blank: the blank-machine test must fail on it, naming both causes. The
 // reusing run then tears the machine down.
 func TestKeptMachineIsReusedAndIsNotBlankAnyMore(t *testing.T) {
-	c, cfg := labtest.Client(t, "https")
-	intact := decoys(t, c, cfg)
-	defer intact()
+	c, cfg := faultLab(t)
 	stateFile := filepath.Join(t.TempDir(), "state.json")
 	env := []string{"CCCI_STATE_FILE=" + stateFile}
 
@@ -290,9 +283,7 @@ func TestKeptMachineIsReusedAndIsNotBlankAnyMore(t *testing.T) {
 // An untrusted client certificate or an unreachable API fails the run before
 // anything is created, naming the endpoint and the cause.
 func TestBrokenIncusAccessFailsBeforeAnySideEffect(t *testing.T) {
-	c, cfg := labtest.Client(t, "https")
-	intact := decoys(t, c, cfg)
-	defer intact()
+	c, cfg := faultLab(t)
 	dir := t.TempDir()
 	// A fresh, never-trusted client certificate.
 	crt, key := filepath.Join(dir, "c.crt"), filepath.Join(dir, "c.key")
@@ -338,9 +329,7 @@ func nameFromOutput(t *testing.T, out string) string {
 // down a reserve before it, fails, and says so in its evidence. The run is
 // made slow for certain: its target's switch never returns.
 func TestTimeoutDeadlineTearsDownFirst(t *testing.T) {
-	c, cfg := labtest.Client(t, "https")
-	intact := decoys(t, c, cfg)
-	defer intact()
+	c, cfg := faultLab(t)
 	before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
 	hangs := strings.Replace(cfg.BaseRepoURL, "/good/", "/unit-hangs/", 1)
 	require.NotEqual(t, cfg.BaseRepoURL, hangs, "the lab's targets are served side by side")
