@@ -40,3 +40,9 @@ func TestEntriesChainAndEditsAreDetected(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "chain broken")
 }
+
+// The evidence committed in this repository must still chain: an edited or
+// deleted entry fails the project's tests.
+func TestTheRepositoryEvidenceChainHolds(t *testing.T) {
+	require.NoError(t, Verify("../../REVIEW.jsonl"))
+}
