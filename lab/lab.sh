@@ -64,6 +64,11 @@ start_daemons() {
     systemctl start lxcfs incus.socket incus.service
   else
     if ! pgrep -x lxcfs >/dev/null; then
+      # An lxcfs that was killed leaves its FUSE mount behind, stale.
+      if ! ls /var/lib/lxcfs >/dev/null 2>&1; then
+        umount -l /var/lib/lxcfs 2>/dev/null || true
+        step "lxcfs: removed the stale mount a killed lxcfs left"
+      fi
       mkdir -p /var/lib/lxcfs
       lxcfs /var/lib/lxcfs >/var/log/incus/lxcfs.log 2>&1 &
       echo $! >"$LAB_STATE/pids/lxcfs"
