@@ -176,7 +176,7 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 	}
 	c.Transport = p.oneOf("CCCI_TRANSPORT", defTransport, "https", "unix")
 	c.AllowedProjects = p.list("CCCI_ALLOWED_PROJECTS", "terraform-ci")
-	c.Units = p.list("CCCI_UNITS", "cc-ci-swarm.service,cc-ci-proxy.service,cc-ci-drone.service,cc-ci-bridge.service,cc-ci-dashboard.service")
+	c.Units = p.list("CCCI_UNITS", "cc-ci-activation.service,cc-ci-swarm.service,cc-ci-proxy.service,cc-ci-drone.service,cc-ci-bridge.service,cc-ci-dashboard.service")
 	c.RequiredSecrets = p.list("CCCI_REQUIRED_SECRETS", "tls_fullchain,tls_privkey,drone_oauth_client_id,drone_oauth_client_secret,drone_rpc_secret,webhook_hmac,registry_username,registry_password")
 	c.ScanPaths = p.list("CCCI_SCAN_PATHS", "/nix/store")
 	c.StalePhrases = p.list("CCCI_STALE_PHRASES", "drops the cert,drop the cert,cert file by hand,certificate files by hand,certificate file by hand,operator drops")
