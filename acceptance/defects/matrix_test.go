@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cc-ci/acceptance/fixtures"
+	"github.com/cc-ci/acceptance/helpers/labtarget"
 	"github.com/cc-ci/acceptance/helpers/labtest"
 	"github.com/cc-ci/acceptance/helpers/leakscan"
 	"github.com/cc-ci/acceptance/helpers/machine"
@@ -118,7 +119,7 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 	}
 	c, _ := labtest.Client(t, "https")
 	// Nothing the harness writes may hold a secret, whatever the target did.
-	scanner := leakscan.New(leakscan.Needles(labtest.TargetSecrets(t), 0, nil))
+	scanner := leakscan.New(leakscan.Needles(labtarget.TargetSecrets(t), 0, nil))
 	var table []string
 	for _, name := range names {
 		want := matrix[name]

@@ -11,8 +11,6 @@ import (
 
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/incus"
-	"github.com/cc-ci/acceptance/helpers/redact"
-	"github.com/cc-ci/acceptance/helpers/target"
 )
 
 // Required reports whether the lab must be there (CCCI_REQUIRE_LAB=1).
@@ -35,35 +33,6 @@ func Config(t testing.TB) *config.Config {
 		Unavailable(t, err.Error())
 	}
 	return c
-}
-
-// TargetSecrets fetches the configured target the way the harness does and
-// returns every secret it has (the secrets repo's values, its read token, the
-// bootstrap key) — what nothing the harness writes may contain.
-func TargetSecrets(t testing.TB) map[string]string {
-	t.Helper()
-	c := Config(t)
-	if !c.HasTarget() {
-		Unavailable(t, "no target configured")
-	}
-	r := &redact.Redactor{}
-	key, err := target.LoadAgeKey(c.AgeKeyFile, r)
-	if err != nil {
-		t.Fatalf("target key: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	repos, err := target.Fetch(ctx, t.TempDir(), c.BaseRepoURL, c.SecretsRepoURL, key, r)
-	if err != nil {
-		t.Fatalf("fetch target: %v", err)
-	}
-	secrets, err := target.Secrets(repos, key, r)
-	if err != nil {
-		t.Fatalf("target secrets: %v", err)
-	}
-	secrets["bootstrap-age-key"] = key.Identity
-	secrets["secrets-repo-token"] = repos.AccessToken
-	return secrets
 }
 
 // Client returns a trusted client over one transport ("https" or "unix").

@@ -22,7 +22,7 @@ import (
 
 	"github.com/cc-ci/acceptance/helpers/evidence"
 	"github.com/cc-ci/acceptance/helpers/incus"
-	"github.com/cc-ci/acceptance/helpers/labtest"
+	"github.com/cc-ci/acceptance/helpers/labtarget"
 	"github.com/cc-ci/acceptance/helpers/leakscan"
 	"github.com/cc-ci/acceptance/helpers/machine"
 )
@@ -68,7 +68,7 @@ var (
 // A child that exited by itself leaves its TMPDIR empty.
 func (c *child) assertHygiene(t *testing.T, exitedCleanly bool) {
 	t.Helper()
-	secretsOnce.Do(func() { allSecrets = labtest.TargetSecrets(t) })
+	secretsOnce.Do(func() { allSecrets = labtarget.TargetSecrets(t) })
 	s := leakscan.New(leakscan.Needles(allSecrets, 0, nil))
 	found, err := s.Reader("the suite's output", strings.NewReader(c.out.String()))
 	require.NoError(t, err)
