@@ -304,7 +304,6 @@ CCCI_PROJECT=${LAB_PROJECT}
 CCCI_DECOY_PROJECT=${LAB_DECOY_PROJECT}
 CCCI_IMAGE=${LAB_IMAGE_ALIAS}
 CCCI_INSTANCE_TYPE=container
-CCCI_TARGET_DIR=${LAB_STATE}/targets/good
 CCCI_BASE_REPO_URL=http://${LAB_GIT_LISTEN}/good/cc-ci.git
 CCCI_SECRETS_REPO_URL=http://${LAB_GIT_LISTEN}/good/cc-ci-secrets.git
 CCCI_AGE_KEY_FILE=${LAB_STATE}/targets/good/keys/bootstrap-age-key.txt

@@ -208,8 +208,8 @@ func (p *parser) str(key, def string) string {
 	return v
 }
 
-// switches are read elsewhere (or, CCCI_TARGET_DIR, written by lab.sh for people).
-var switches = map[string]bool{"CCCI_ACCEPTANCE": true, "CCCI_REQUIRE_LAB": true, "CCCI_CONFIG": true, "CCCI_TARGET_DIR": true}
+// switches are CCCI_* variables read elsewhere, not settings.
+var switches = map[string]bool{"CCCI_ACCEPTANCE": true, "CCCI_REQUIRE_LAB": true, "CCCI_CONFIG": true}
 
 func (p *parser) oneOf(key, def string, allowed ...string) string {
 	v, from := p.src.get(key, def)

@@ -48,11 +48,6 @@ type Stats struct {
 	Canary   bool          `json:"canary_found"`
 }
 
-// Throughput in MiB/s.
-func (s Stats) Throughput() float64 {
-	return float64(s.Bytes) / (1 << 20) / s.Duration.Seconds()
-}
-
 // buffers are reused across files: a fresh megabyte per small file would
 // cost more than the scan itself.
 var buffers sync.Pool

@@ -149,6 +149,18 @@ func ProvisionAgeKey(c *incus.Client, project, name, path string, key *AgeKey) i
 	}
 }
 
+// Placeholders are the values install.md may use, by name.
+func Placeholders(baseURL, secretsURL, domain, gateway, machine string) map[string]string {
+	return map[string]string{"BASE_REPO_URL": baseURL, "SECRETS_REPO_URL": secretsURL,
+		"DOMAIN": domain, "GATEWAY": gateway, "MACHINE": machine}
+}
+
+// Operators are the operator steps the harness can do in the operator's
+// place: exactly one, the age key.
+func Operators(c *incus.Client, project, name, keyPath string, key *AgeKey) map[string]installdoc.OperatorAction {
+	return map[string]installdoc.OperatorAction{"provision-age-key": ProvisionAgeKey(c, project, name, keyPath, key)}
+}
+
 // SHA256 is the hex digest of b.
 func SHA256(b []byte) string {
 	s := sha256.Sum256(b)

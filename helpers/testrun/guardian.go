@@ -102,14 +102,20 @@ func runGuardian() int {
 			return 0
 		}
 	}
-	died := "the test process died before its teardown (panic, kill -9, or exit)"
-	if len(tracked) == 0 {
-		if review != "" {
-			_, _ = evidence.Append(evidence.PathsFor(review), evidence.Entry{RunID: runID, Outcome: "fail",
-				Interrupted: died, Destroy: "no machine was created"})
+	entry := evidence.Entry{RunID: runID, Outcome: "fail",
+		Interrupted: "the test process died before its teardown (panic, kill -9, or exit)", Destroy: "no machine was created"}
+	defer func() {
+		if review == "" {
+			return
 		}
+		if _, err := evidence.Append(evidence.PathsFor(review), entry); err != nil {
+			logf("evidence: %v", err)
+		}
+	}()
+	if len(tracked) == 0 {
 		return 0
 	}
+	entry.Machine, entry.Destroy = strings.Join(tracked, ", "), "FAILED: the guardian could not reach Incus"
 	logf("the test process ended without teardown: destroying %s", strings.Join(tracked, ", "))
 	cfg, err := config.Load()
 	if err != nil {
@@ -124,22 +130,14 @@ func runGuardian() int {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	code := 0
-	destroyed := "destroyed by the guardian: " + strings.Join(tracked, ", ")
+	entry.Incus, entry.Destroy = c.Endpoint, "destroyed by the guardian: "+strings.Join(tracked, ", ")
 	labels := machine.Labels{Prefix: cfg.LabelPrefix}
 	for _, id := range tracked {
 		project, name, _ := strings.Cut(id, "/")
 		if err := machine.DestroyLabelled(ctx, c, labels, project, name, logf); err != nil {
 			logf("%v", err)
-			destroyed = "FAILED: " + err.Error()
+			entry.Destroy = "FAILED: " + err.Error()
 			code = 1
-		}
-	}
-	if review != "" {
-		_, err := evidence.Append(evidence.PathsFor(review), evidence.Entry{RunID: runID, Outcome: "fail",
-			Interrupted: died, Incus: c.Endpoint,
-			Machine: strings.Join(tracked, ", "), Destroy: destroyed})
-		if err != nil {
-			logf("evidence: %v", err)
 		}
 	}
 	return code

@@ -347,9 +347,6 @@ func (r *Run) verifyCleanup(ctx context.Context) error {
 	return nil
 }
 
-// Teardown is for tests of the harness: it tears down early.
-func (r *Run) Teardown() error { return r.teardown() }
-
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "[harness %s] %s\n", time.Now().UTC().Format("15:04:05"), fmt.Sprintf(format, args...))
 }

@@ -344,9 +344,7 @@ func TestTimeoutDeadlineTearsDownFirst(t *testing.T) {
 	assert.Contains(t, out, "the -timeout deadline is near")
 	assert.NotContains(t, out, "panic: test timed out", "teardown must come before go test's own timeout")
 	assert.Less(t, time.Since(start), 15*time.Second, "the run ended before go test's deadline")
-	for name := range labelled(t, c, cfg.Project, cfg.LabelPrefix) {
-		assert.True(t, before[name], "instance %s was left behind", name)
-	}
+	noneOfTheRunLeft(t, c, cfg, before)
 	es := ch.evidence(t)
 	if assert.Len(t, es, 1) {
 		assert.Contains(t, es[0].Interrupted, "-timeout deadline")

@@ -97,10 +97,7 @@ func (r *Run) placeholders(machineIP string) map[string]string {
 	if machineIP == "" {
 		machineIP = "MACHINE-ADDRESS"
 	}
-	return map[string]string{
-		"BASE_REPO_URL": r.Config.BaseRepoURL, "SECRETS_REPO_URL": r.Config.SecretsRepoURL,
-		"DOMAIN": r.Config.Domain, "GATEWAY": r.Config.Gateway, "MACHINE": machineIP,
-	}
+	return target.Placeholders(r.Config.BaseRepoURL, r.Config.SecretsRepoURL, r.Config.Domain, r.Config.Gateway, machineIP)
 }
 
 // Installed runs the target's install.md on the run's machine, once, and
@@ -131,9 +128,7 @@ func (r *Run) Installed(t testing.TB) *Install {
 		}
 		defer sh.Close()
 		runner := &installdoc.Runner{Shell: sh, Timeout: r.Config.StepTimeout, Redact: r.Redact, Log: logf,
-			Operators: map[string]installdoc.OperatorAction{
-				"provision-age-key": target.ProvisionAgeKey(r.Incus, mc.Project, mc.Name, r.Config.AgeKeyPath, r.key),
-			}}
+			Operators: target.Operators(r.Incus, mc.Project, mc.Name, r.Config.AgeKeyPath, r.key)}
 		inst.Record, inst.Err = runner.Run(r.ctx, doc)
 		if inst.Err != nil {
 			logf("install: %v", inst.Err)

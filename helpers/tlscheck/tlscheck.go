@@ -18,7 +18,6 @@ import (
 // Served is what a server presented.
 type Served struct {
 	Leaf      *x509.Certificate
-	Chain     []*x509.Certificate
 	VerifyErr error // nil when the chain verifies for the name against the roots
 }
 
@@ -40,7 +39,7 @@ func Fetch(ctx context.Context, addr, name string, roots *x509.CertPool) (*Serve
 	if len(st.PeerCertificates) == 0 {
 		return nil, fmt.Errorf("TLS to %s (SNI %s): no certificate presented", addr, name)
 	}
-	s := &Served{Leaf: st.PeerCertificates[0], Chain: st.PeerCertificates}
+	s := &Served{Leaf: st.PeerCertificates[0]}
 	inter := x509.NewCertPool()
 	for _, c := range st.PeerCertificates[1:] {
 		inter.AddCert(c)
