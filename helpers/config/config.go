@@ -285,7 +285,11 @@ func (p *parser) validate(c *Config) {
 	case "unix":
 		need("CCCI_INCUS_SOCKET", c.IncusSocket)
 	}
-	if !slices.Contains(c.AllowedProjects, c.Project) {
+	if c.Project == "" {
+		// An empty project means "default" to Incus: never let a blank value land there.
+		_, from := p.src.get("CCCI_PROJECT", "")
+		p.fail("CCCI_PROJECT", "", from, "empty: name the project (Incus would read it as \"default\")")
+	} else if !slices.Contains(c.AllowedProjects, c.Project) {
 		_, from := p.src.get("CCCI_PROJECT", "")
 		p.fail("CCCI_PROJECT", c.Project, from, "not in CCCI_ALLOWED_PROJECTS ("+strings.Join(c.AllowedProjects, ",")+")")
 	}

@@ -76,6 +76,12 @@ func TestBadInputNamesTheKeyAndSource(t *testing.T) {
 		{"junk line in file", map[string]string{"CCCI_CONFIG": junkFile}, []string{"junk.env line 2", "expected CCCI_KEY=value"}},
 		{"config file missing", map[string]string{"CCCI_CONFIG": "/nonexistent.env"}, []string{"CCCI_CONFIG", "/nonexistent.env", "cannot open"}},
 		{"unknown key in file", map[string]string{"CCCI_CONFIG": typoFile}, []string{"CCCI_MEMORYY", "typo.env line 2", "unknown setting"}},
+		{"memory Inf", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_MEMORY": "Inf"}, []string{"CCCI_MEMORY", "not a positive size"}},
+		{"memory NaN GiB", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_MEMORY": "NaNGiB"}, []string{"CCCI_MEMORY", "not a positive size"}},
+		{"memory exponent", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_MEMORY": "1e30GiB"}, []string{"CCCI_MEMORY", "not a positive size"}},
+		{"cap overflows int64", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_RAM_CAP": "99999999999TiB"}, []string{"CCCI_RAM_CAP", "too large"}},
+		{"cap negative", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_RAM_CAP": "-12GiB"}, []string{"CCCI_RAM_CAP", "not a positive size"}},
+		{"empty project is not default", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_PROJECT": ""}, []string{"CCCI_PROJECT", "empty"}},
 		{"label prefix", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_LABEL_PREFIX": "Bad.Prefix"}, []string{"CCCI_LABEL_PREFIX"}},
 	}
 	for _, tc := range cases {
@@ -95,6 +101,14 @@ func TestParseAndFormatSize(t *testing.T) {
 		require.NoError(t, err, in)
 		assert.Equal(t, want, got, in)
 	}
+	for _, in := range []string{"Inf", "+Inf", "NaN", "1e30GiB", "0x10GiB", "-1GiB", "0", "0.5B", "8EiB", "9223372036854775808"} {
+		_, err := ParseSize(in)
+		assert.Error(t, err, "%q must be refused", in)
+	}
+	n, err := ParseSize("9223372036854775807")
+	require.NoError(t, err)
+	_, err = AddSizes(n, 1)
+	assert.ErrorContains(t, err, "overflows")
 	assert.Equal(t, "4GiB", FormatSize(4<<30))
 	assert.Equal(t, "12GiB", FormatSize(12<<30))
 	assert.Equal(t, "512MiB", FormatSize(512<<20))

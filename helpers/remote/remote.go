@@ -58,11 +58,24 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("remote: dial %s: %w", cfg.Addr, err)
 	}
+	// ssh.NewClientConn has no deadline of its own: an sshd that accepts TCP
+	// and then says nothing would hold us (and teardown) forever.
+	deadline := time.Now().Add(cfg.Timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = nc.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	c, chans, reqs, err := ssh.NewClientConn(nc, cfg.Addr, sshCfg)
+	stop()
 	if err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("remote: ssh handshake with %s@%s: %w", cfg.User, cfg.Addr, err)
+		if ctx.Err() != nil {
+			err = errors.Join(ctx.Err(), err)
+		}
+		return nil, fmt.Errorf("remote: ssh handshake with %s@%s (deadline %s): %w", cfg.User, cfg.Addr, cfg.Timeout, err)
 	}
+	_ = nc.SetDeadline(time.Time{})
 	return &Client{cfg: cfg, conn: ssh.NewClient(c, chans, reqs)}, nil
 }
 
