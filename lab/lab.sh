@@ -10,7 +10,15 @@
 #
 # State lives in $LAB_STATE (default /var/lib/cc-ci-lab); the image tarball is
 # cached in $LAB_CACHE by a hash of its recipe, so a second `up` does not rebuild it.
+#
+# The lab changes only an Incus it initialised itself: before any change, `up`
+# claims the Incus (ccci-fixtures lab-claim): an empty one is marked as the
+# lab's (server config user.ccci-lab.owner), a marked one is accepted, and
+# any other — a real host's — is refused before anything is changed.
 set -euo pipefail
+# No incus command may read the caller's stdin (a pipe from a CI runner was
+# once taken for a storage pool's YAML).
+exec </dev/null
 
 LAB_STATE=${LAB_STATE:-/var/lib/cc-ci-lab}
 LAB_CACHE=${LAB_CACHE:-/var/cache/cc-ci-lab}
@@ -24,6 +32,10 @@ LAB_LABEL_PREFIX=${LAB_LABEL_PREFIX:-ccci}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 
 export PATH=/usr/libexec/incus:$PATH
+# The Incus this script talks to; the incus CLI and incusd waitready read INCUS_SOCKET too.
+LAB_SOCKET=${INCUS_SOCKET:-/var/lib/incus/unix.socket}
+export INCUS_SOCKET=$LAB_SOCKET
+LAB_BIN=${LAB_BIN:-$LAB_STATE/bin}
 START=$(date +%s)
 step() { printf '[lab %4ds] %s\n' "$(( $(date +%s) - START ))" "$*"; }
 die() { printf '[lab] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -58,8 +70,15 @@ EOF
   step "packages: done"
 }
 
+incus_answers() { incus query /1.0 >/dev/null 2>&1; }
+
 start_daemons() {
   mkdir -p "$LAB_STATE/pids" /var/log/incus
+  if incus_answers; then
+    step "incusd: already answering on $LAB_SOCKET"
+    return
+  fi
+  [ "$LAB_SOCKET" = /var/lib/incus/unix.socket ] || die "nothing answers on INCUS_SOCKET=$LAB_SOCKET; the lab starts only its own daemon"
   if pid1_is_systemd; then
     systemctl start lxcfs incus.socket incus.service
   else
@@ -85,6 +104,20 @@ start_daemons() {
   step "incusd ready"
 }
 
+# fixtures_bin builds the lab's Go tool (cached by go build).
+fixtures_bin() {
+  mkdir -p "$LAB_BIN"
+  (cd "$REPO_ROOT" && GOTOOLCHAIN=local go build -o "$LAB_BIN/ccci-fixtures" ./fixtures/cmd/ccci-fixtures)
+}
+
+# claim_incus: the first word with the Incus, before any change.
+claim_incus() {
+  fixtures_bin
+  "$LAB_BIN/ccci-fixtures" lab-claim -socket "$LAB_SOCKET" -lab-cert "$LAB_STATE/tls/client.crt" ||
+    die "this Incus is not the lab's: nothing was changed (see above)"
+  step "incus: the lab's (marked user.ccci-lab.owner)"
+}
+
 init_incus() {
   # Each piece on its own, so a bring-up interrupted half way completes next time.
   if ! incus storage show lab >/dev/null 2>&1; then
@@ -96,7 +129,14 @@ init_incus() {
     step "init: bridge incusbr0 ($LAB_BRIDGE_CIDR)"
   fi
   ensure_profile_devices default
-  incus config set core.https_address "$LAB_HTTPS"
+  # Never rebind: remote clients of this Incus depend on its address.
+  local addr
+  addr=$(incus config get core.https_address)
+  if [ -z "$addr" ]; then
+    incus config set core.https_address "$LAB_HTTPS"
+  elif [ "$addr" != "$LAB_HTTPS" ]; then
+    die "core.https_address is $addr, not $LAB_HTTPS: the lab never rebinds an address (set LAB_HTTPS=$addr to use it)"
+  fi
   step "init: done"
 }
 
@@ -261,15 +301,14 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # The miniature cc-ci target: generated once with fresh keys, then served by
 # a real git server on the bridge (the machines' gateway address).
 target_and_gitserver() {
-  mkdir -p "$LAB_STATE/bin" "$LAB_STATE/targets"
-  (cd "$REPO_ROOT" && GOTOOLCHAIN=local go build -o "$LAB_STATE/bin/ccci-fixtures" ./fixtures/cmd/ccci-fixtures)
-  "$LAB_STATE/bin/ccci-fixtures" generate -root "$LAB_STATE/targets" -domain "$LAB_DOMAIN" -gateway "${LAB_BRIDGE_CIDR%/*}" \
+  mkdir -p "$LAB_STATE/targets"
+  "$LAB_BIN/ccci-fixtures" generate -root "$LAB_STATE/targets" -domain "$LAB_DOMAIN" -gateway "${LAB_BRIDGE_CIDR%/*}" \
     | sed 's/^/[lab] /'
   if alive "$LAB_STATE/pids/gitserver"; then
     # Restart so a rebuilt binary is the one serving.
     kill "$(cat "$LAB_STATE/pids/gitserver")"; sleep 0.5
   fi
-  setsid "$LAB_STATE/bin/ccci-fixtures" serve -root "$LAB_STATE/targets" -listen "$LAB_GIT_LISTEN" \
+  setsid "$LAB_BIN/ccci-fixtures" serve -root "$LAB_STATE/targets" -listen "$LAB_GIT_LISTEN" \
     </dev/null >>/var/log/incus/ccci-gitserver.log 2>&1 &
   echo $! >"$LAB_STATE/pids/gitserver"
   for _ in $(seq 50); do curl -fs -o /dev/null "http://$LAB_GIT_LISTEN/good/cc-ci.git/info/refs?service=git-upload-pack" 2>/dev/null && break; sleep 0.1; done
@@ -282,12 +321,14 @@ target_and_gitserver() {
 # reference system, switched to the good target) and a decoy lichen-staging
 # in another project. No harness run may touch either.
 long_lived() {
-  "$LAB_STATE/bin/ccci-fixtures" reference -target "$LAB_STATE/targets/good" -project "$LAB_PROJECT" \
+  "$LAB_BIN/ccci-fixtures" reference -target "$LAB_STATE/targets/good" -project "$LAB_PROJECT" \
     -name cc-nix-test -git-url "http://$LAB_GIT_LISTEN/good" | sed 's/^/[lab] /'
   if ! incus info lichen-staging --project "$LAB_DECOY_PROJECT" >/dev/null 2>&1; then
     incus launch "$LAB_IMAGE_ALIAS" lichen-staging --project "$LAB_DECOY_PROJECT" -c limits.memory=4GiB \
       -c user.ccci-lab.role=decoy >/dev/null
   fi
+  [ "$(incus config get lichen-staging user.ccci-lab.role --project "$LAB_DECOY_PROJECT")" = decoy ] ||
+    die "$LAB_DECOY_PROJECT/lichen-staging exists without the lab's label user.ccci-lab.role=decoy: left alone"
   incus start lichen-staging --project "$LAB_DECOY_PROJECT" 2>/dev/null || true
   step "long-lived: $LAB_PROJECT/cc-nix-test (reference) and $LAB_DECOY_PROJECT/lichen-staging (decoy) running"
 }
@@ -318,6 +359,7 @@ up() {
   [ "$(id -u)" = 0 ] || die "lab up needs root"
   install_packages
   start_daemons
+  claim_incus
   init_incus
   trust_client
   build_sops
@@ -331,13 +373,23 @@ up() {
   step "lab is up"
 }
 
+# is_lab_incus: change nothing on an Incus that is not the lab's.
+is_lab_incus() {
+  incus_answers || return 1
+  fixtures_bin
+  "$LAB_BIN/ccci-fixtures" lab-claim -check -socket "$LAB_SOCKET"
+}
+
 delete_labelled() {
-  # Only instances that carry the harness's created-by label; everything else is left alone.
-  incus list --all-projects -f csv -c "e,n,config:user.${LAB_LABEL_PREFIX}.created-by" 2>/dev/null |
-    while IFS=, read -r project name creator; do
-      [ -n "$creator" ] || continue
-      incus delete -f "$name" --project "$project" && step "deleted labelled instance $project/$name"
-    done
+  # Only harness instances (created-by = the harness's value) in the lab's projects.
+  local p
+  for p in "$LAB_PROJECT" "$LAB_DECOY_PROJECT"; do
+    incus list --project "$p" -f csv -c "n,config:user.${LAB_LABEL_PREFIX}.created-by" 2>/dev/null |
+      while IFS=, read -r name creator; do
+        [ "$creator" = cc-ci-acceptance ] || continue
+        incus delete -f "$name" --project "$p" && step "deleted harness instance $p/$name"
+      done
+  done
 }
 
 stop_pid() {
@@ -346,25 +398,34 @@ stop_pid() {
   rm -f "$f"
 }
 
-# Containers outlive incusd: stop the ones lab-up started (they carry a lab role).
+# Containers outlive incusd: stop the ones lab-up started (they carry a lab role), in the lab's projects.
 stop_long_lived() {
-  incus list --all-projects -f csv -c "e,n,s,config:user.ccci-lab.role" 2>/dev/null |
-    while IFS=, read -r project name state role; do
-      [ -n "$role" ] && [ "$state" = RUNNING ] || continue
-      incus stop -f "$name" --project "$project" && step "stopped $project/$name ($role)"
-    done
+  local p
+  for p in "$LAB_PROJECT" "$LAB_DECOY_PROJECT"; do
+    incus list --project "$p" -f csv -c "n,s,config:user.ccci-lab.role" 2>/dev/null |
+      while IFS=, read -r name state role; do
+        [ -n "$role" ] && [ "$state" = RUNNING ] || continue
+        incus stop -f "$name" --project "$p" && step "stopped $p/$name ($role)"
+      done
+  done
 }
 
 down() {
-  if incus info >/dev/null 2>&1; then delete_labelled; stop_long_lived; fi
+  if is_lab_incus; then
+    delete_labelled; stop_long_lived
+  elif incus_answers; then
+    step "incus at $LAB_SOCKET is not the lab's: no instance touched"
+  fi
   if pid1_is_systemd; then
     step "systemd host: leaving incus.service running"
   else
     stop_pid "$LAB_STATE/pids/gitserver"
-    stop_pid "$LAB_STATE/pids/incusd"
-    # incusd leaves its dnsmasq behind on SIGTERM; this version runs it with an
-    # empty --pid-file, so find it by the bridge it serves.
-    pkill -f "^dnsmasq .*--interface=incusbr0( |$)" && step "stopped incusd's dnsmasq" || true
+    if alive "$LAB_STATE/pids/incusd"; then
+      stop_pid "$LAB_STATE/pids/incusd"
+      # incusd leaves its dnsmasq behind on SIGTERM; this version runs it with an
+      # empty --pid-file, so find it by the bridge it serves.
+      pkill -f "^dnsmasq .*--interface=incusbr0( |$)" && step "stopped incusd's dnsmasq" || true
+    fi
     stop_pid "$LAB_STATE/pids/lxcfs"
   fi
   step "lab is down"

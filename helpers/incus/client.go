@@ -241,3 +241,52 @@ func (c *Client) ImageAlias(ctx context.Context, project, alias string) (*ImageA
 	}
 	return &a, nil
 }
+
+// StoragePool is one storage pool (GET /1.0/storage-pools?recursion=1).
+type StoragePool struct {
+	Name   string `json:"name"`
+	Driver string `json:"driver"`
+}
+
+// StoragePools lists the server's storage pools.
+func (c *Client) StoragePools(ctx context.Context) ([]StoragePool, error) {
+	var out []StoragePool
+	_, err := c.do(ctx, http.MethodGet, "/1.0/storage-pools", url.Values{"recursion": {"1"}}, nil, &out)
+	return out, err
+}
+
+// Network is one network (GET /1.0/networks?recursion=1); Managed is false
+// for the host's own interfaces, which Incus lists too.
+type Network struct {
+	Name    string `json:"name"`
+	Managed bool   `json:"managed"`
+}
+
+// Networks lists the networks Incus sees.
+func (c *Client) Networks(ctx context.Context) ([]Network, error) {
+	var out []Network
+	_, err := c.do(ctx, http.MethodGet, "/1.0/networks", url.Values{"recursion": {"1"}}, nil, &out)
+	return out, err
+}
+
+// SetServerConfig sets one server config key (PATCH /1.0 merges it with the rest).
+func (c *Client) SetServerConfig(ctx context.Context, key, value string) error {
+	body := map[string]any{"config": map[string]string{key: value}}
+	if _, err := c.do(ctx, http.MethodPatch, "/1.0", nil, body, nil); err != nil {
+		return fmt.Errorf("set server config %s: %w", key, err)
+	}
+	return nil
+}
+
+// Certificate is one entry of the server's trust store.
+type Certificate struct {
+	Name        string `json:"name"`
+	Fingerprint string `json:"fingerprint"` // sha256 of the DER, hex
+}
+
+// Certificates lists the server's trust store.
+func (c *Client) Certificates(ctx context.Context) ([]Certificate, error) {
+	var out []Certificate
+	_, err := c.do(ctx, http.MethodGet, "/1.0/certificates", url.Values{"recursion": {"1"}}, nil, &out)
+	return out, err
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/incus"
+	"github.com/cc-ci/acceptance/helpers/labclaim"
 )
 
 // Required reports whether the lab must be there (CCCI_REQUIRE_LAB=1).
@@ -49,6 +50,10 @@ func Client(t testing.TB, transport string) (*incus.Client, *config.Config) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := cl.Server(ctx); err != nil {
+		Unavailable(t, err.Error())
+	}
+	// These tests create decoys and reap instances: only ever on the lab.
+	if err := labclaim.Require(ctx, cl); err != nil {
 		Unavailable(t, err.Error())
 	}
 	return cl, c

@@ -31,25 +31,29 @@ func (e *GuardrailError) Error() string {
 }
 
 // RAMReport is the arithmetic behind the RAM guardrail, kept as evidence.
+// Instances of other projects are one sum: the evidence of this harness
+// names no other tenant's instances.
 type RAMReport struct {
-	Terms   []RAMTerm
+	Terms   []RAMTerm // instances in the allowed projects
+	Others  RAMTerm   // every instance of the other projects, added up
 	New     int64
 	Total   int64
 	Cap     int64
 	Fits    bool
-	Partial bool // some projects could not be listed: the sum may be low
+	Partial bool // all-projects listing was refused: only the projects these credentials list are counted
 }
 
-// RAMTerm is one running instance in the sum.
+// RAMTerm is one instance (or one group) in the sum.
 type RAMTerm struct {
-	Instance string // project/name
+	Instance string // project/name, or a description of the group
 	Bytes    int64
 	Assumed  bool // no limits.memory: DefaultInstanceMemory counted
+	Count    int  // instances in the term
 }
 
 // String shows the sum the way a reviewer would check it by hand.
 func (r RAMReport) String() string {
-	parts := make([]string, 0, len(r.Terms)+1)
+	parts := make([]string, 0, len(r.Terms)+2)
 	for _, t := range r.Terms {
 		s := fmt.Sprintf("%s %s", t.Instance, config.FormatSize(t.Bytes))
 		if t.Assumed {
@@ -57,8 +61,14 @@ func (r RAMReport) String() string {
 		}
 		parts = append(parts, s)
 	}
+	if r.Others.Count > 0 {
+		parts = append(parts, fmt.Sprintf("%d instance(s) in other projects %s", r.Others.Count, config.FormatSize(r.Others.Bytes)))
+	}
 	if r.New > 0 {
 		parts = append(parts, "new "+config.FormatSize(r.New))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "nothing running")
 	}
 	op := "≤"
 	if !r.Fits {
@@ -66,29 +76,36 @@ func (r RAMReport) String() string {
 	}
 	s := fmt.Sprintf("%s = %s %s cap %s", strings.Join(parts, " + "), config.FormatSize(r.Total), op, config.FormatSize(r.Cap))
 	if r.Partial {
-		s += " (some projects not visible to these credentials)"
+		s += " (all-projects listing refused: only the projects these credentials list are counted)"
 	}
 	return s
 }
 
-// RAM sums limits.memory of every RUNNING instance the credentials can see,
-// across projects, plus newBytes.
+// usesRAM: only a stopped instance holds no memory. Frozen, starting,
+// stopping, errored or unknown states are counted (fail closed).
+func usesRAM(status string) bool { return status != "Stopped" }
+
+// RAM sums limits.memory of every instance that may hold memory, across
+// every project the credentials can see, plus newBytes. It fails closed: a
+// project whose instances cannot be listed, a limit that cannot be read, or
+// a sum that overflows is an error, never a smaller number.
 func RAM(ctx context.Context, c *incus.Client, g Guardrails, newBytes int64) (RAMReport, error) {
 	r := RAMReport{New: newBytes, Cap: g.RAMCap}
 	all, err := c.Instances(ctx, "")
 	if errors.Is(err, incus.ErrForbidden) {
-		// Restricted credentials cannot list all projects: sum what they can see.
+		// Restricted credentials cannot list all projects: every project they list must be listed.
 		all, err = instancesPerProject(ctx, c)
 		r.Partial = true
 	}
 	if err != nil {
 		return r, fmt.Errorf("RAM guardrail: list instances: %w", err)
 	}
+	r.Total = newBytes
 	for _, in := range all {
-		if in.Status != "Running" {
+		if !usesRAM(in.Status) {
 			continue
 		}
-		t := RAMTerm{Instance: in.Project + "/" + in.Name}
+		t := RAMTerm{Instance: in.Project + "/" + in.Name, Count: 1}
 		if v := in.ExpandedConfig["limits.memory"]; v != "" {
 			n, perr := config.ParseSize(v)
 			if perr != nil {
@@ -98,11 +115,17 @@ func RAM(ctx context.Context, c *incus.Client, g Guardrails, newBytes int64) (RA
 		} else {
 			t.Bytes, t.Assumed = g.DefaultInstanceMemory, true
 		}
-		r.Terms = append(r.Terms, t)
-		r.Total += t.Bytes
+		if r.Total, err = config.AddSizes(r.Total, t.Bytes); err != nil {
+			return r, fmt.Errorf("RAM guardrail: %w", err)
+		}
+		if slices.Contains(g.AllowedProjects, in.Project) {
+			r.Terms = append(r.Terms, t)
+			continue
+		}
+		r.Others.Count++
+		r.Others.Bytes += t.Bytes // cannot overflow: bounded by r.Total
 	}
 	sort.Slice(r.Terms, func(i, j int) bool { return r.Terms[i].Instance < r.Terms[j].Instance })
-	r.Total += newBytes
 	r.Fits = r.Total <= r.Cap
 	return r, nil
 }
@@ -115,19 +138,20 @@ func instancesPerProject(ctx context.Context, c *incus.Client) ([]incus.Instance
 	var out []incus.Instance
 	for _, p := range ps {
 		ins, err := c.Instances(ctx, p.Name)
-		if errors.Is(err, incus.ErrForbidden) {
-			continue
-		}
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("project %s is listed but its instances cannot be: %w", p.Name, err)
 		}
 		out = append(out, ins...)
 	}
 	return out, nil
 }
 
-// checkProject refuses any project outside the allow-list.
+// checkProject refuses any project outside the allow-list, and an empty
+// project name, which Incus would read as "default".
 func (g Guardrails) checkProject(project string) error {
+	if project == "" {
+		return &GuardrailError{Rule: "project allow-list", Detail: "no project given (Incus would use \"default\")"}
+	}
 	if !slices.Contains(g.AllowedProjects, project) {
 		return &GuardrailError{Rule: "project allow-list",
 			Detail: fmt.Sprintf("project %q is not in the allow-list [%s]", project, strings.Join(g.AllowedProjects, ", "))}

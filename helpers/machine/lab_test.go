@@ -131,7 +131,8 @@ func TestGuardrailRefusesProjectOutsideAllowList(t *testing.T) {
 func TestGuardrailRefusesOverRAMCap(t *testing.T) {
 	m, cfg := newManager(t)
 	ctx := context.Background()
-	// A running decoy of 1GiB in another project counts towards the sum too.
+	// A running decoy of 1GiB in another project counts towards the sum too,
+	// as part of one sum: other tenants' instances are not named.
 	decoy := startDecoy(t, m.Client, cfg.DecoyProject, "1GiB", nil)
 	m.Guard.RAMCap = 4 << 30
 	spec := smallSpec(cfg)
@@ -141,7 +142,8 @@ func TestGuardrailRefusesOverRAMCap(t *testing.T) {
 	var ge *machine.GuardrailError
 	require.ErrorAs(t, err, &ge)
 	assert.Equal(t, "RAM cap", ge.Rule)
-	assert.Contains(t, err.Error(), decoy+" 1GiB")
+	assert.Contains(t, err.Error(), "instance(s) in other projects")
+	assert.NotContains(t, err.Error(), decoy, "another project's instance is not named")
 	assert.Contains(t, err.Error(), "new 4GiB")
 	assert.Contains(t, err.Error(), "> cap 4GiB")
 	assert.Equal(t, before, countAll(t, m.Client), "nothing was created")
@@ -176,7 +178,7 @@ func TestReaperOnlyTakesExpiredLabelledInstances(t *testing.T) {
 	unlabelled := startDecoy(t, m.Client, cfg.Project, "256MiB", map[string]string{l.ExpiresAt(): past.UTC().Format(time.RFC3339)})
 	otherProject := startDecoy(t, m.Client, cfg.DecoyProject, "256MiB", labelled(past))
 
-	res, err := machine.Reap(ctx, m.Client, m.Guard, l, time.Now(), "", t.Logf)
+	res, err := machine.Reap(ctx, m.Client, m.Guard, l, time.Now(), t.Logf)
 	require.NoError(t, err)
 	assert.Contains(t, res.Deleted, expired)
 	assert.Contains(t, res.Kept, live)

@@ -5,6 +5,7 @@
 package machine
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -53,12 +54,19 @@ type Manager struct {
 	RunID  string
 	Redact *redact.Redactor
 	Log    func(format string, args ...any)
-	// BeforeCreate, if set, is told each instance before Incus is asked for it
-	// (the run's guardian tracks it); an error aborts the creation.
-	BeforeCreate func(project, name string) error
+	// Tracker, if set, is told each instance before Incus is asked for it and
+	// its uuid once known (the run's guardian); an error aborts the creation.
+	Tracker Tracker
 
 	mu      sync.Mutex
 	created []*Machine // every machine this run asked for, even half-created ones
+	adopted []*Machine // machines of an earlier run, reused after validation (SKIP_provision)
+}
+
+// Tracker follows the instances a run creates, from outside the run's process.
+type Tracker interface {
+	Track(project, name string) error
+	Pin(project, name, uuid string) error
 }
 
 // Machine is one throwaway instance.
@@ -75,8 +83,37 @@ type Machine struct {
 	User      string
 	CreatedAt time.Time
 	Memory    int64
+	UUID      string // volatile.uuid, recorded at creation: every change checks it
 
 	mgr *Manager
+}
+
+// Claim is what proves the machine is the harness's to change.
+func (mc *Machine) Claim() Claim {
+	return Claim{Project: mc.Project, Name: mc.Name, RunID: mc.RunID, UUID: mc.UUID}
+}
+
+// Verify reads the machine from Incus and checks it is still the one this
+// harness created (project, labels, uuid).
+func (mc *Machine) Verify(ctx context.Context) (*incus.Instance, error) {
+	return VerifyOwned(ctx, mc.mgr.Client, mc.mgr.Guard, mc.mgr.Labels, mc.Claim())
+}
+
+// Exec runs argv on the machine through Incus, after checking ownership.
+func (mc *Machine) Exec(ctx context.Context, argv []string) (*incus.ExecResult, error) {
+	if _, err := mc.Verify(ctx); err != nil {
+		return nil, fmt.Errorf("exec on %s: %w", mc.Name, err)
+	}
+	res, err := mc.mgr.Client.Exec(ctx, mc.Project, mc.Name, argv, nil)
+	return res, mc.mgr.Redact.RedactError(err)
+}
+
+// PushFile writes a file on the machine through Incus, after checking ownership.
+func (mc *Machine) PushFile(ctx context.Context, f incus.FileSpec) error {
+	if _, err := mc.Verify(ctx); err != nil {
+		return fmt.Errorf("push %s to %s: %w", f.Path, mc.Name, err)
+	}
+	return mc.mgr.Redact.RedactError(mc.mgr.Client.PushFile(ctx, mc.Project, mc.Name, f))
 }
 
 // NewRunID returns a run id that sorts by time and is unique across runs.
@@ -92,11 +129,18 @@ func (m *Manager) logf(format string, args ...any) {
 	}
 }
 
-// Created returns the machines this manager asked Incus for.
+// Created returns the machines this manager asked Incus for (not the ones it adopted).
 func (m *Manager) Created() []*Machine {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return append([]*Machine(nil), m.created...)
+}
+
+// Adopted returns the machines of earlier runs this manager took over.
+func (m *Manager) Adopted() []*Machine {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]*Machine(nil), m.adopted...)
 }
 
 // Create checks the guardrails, creates and starts a labelled instance, and
@@ -116,7 +160,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Machine, error) {
 	}
 	ram, err := RAM(ctx, m.Client, m.Guard, spec.Memory)
 	if err != nil {
-		return nil, err
+		return nil, &GuardrailError{Rule: "RAM cap", Detail: "cannot add up the running instances, so nothing is created: " + err.Error()}
 	}
 	m.logf("RAM guardrail: %s", ram)
 	if !ram.Fits {
@@ -138,8 +182,8 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Machine, error) {
 	}
 	mc := &Machine{Name: name, Project: spec.Project, Type: spec.Type, Image: spec.Image, RunID: m.RunID,
 		Signer: signer, Key: priv, User: spec.SSHUser, Memory: spec.Memory, mgr: m}
-	if m.BeforeCreate != nil {
-		if err := m.BeforeCreate(spec.Project, name); err != nil {
+	if m.Tracker != nil {
+		if err := m.Tracker.Track(spec.Project, name); err != nil {
 			return nil, fmt.Errorf("create machine: %w", err)
 		}
 	}
@@ -171,11 +215,32 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Machine, error) {
 	if err := ctx.Err(); err != nil {
 		return mc, fmt.Errorf("create machine %s: %w", name, err)
 	}
-	in, err := m.Client.Instance(ctx, spec.Project, name)
+	// Our labels with our random run id, under the name we just created:
+	// record its uuid, which every later change is checked against.
+	in, err := VerifyOwned(ctx, m.Client, m.Guard, m.Labels, mc.Claim())
 	if err != nil {
 		return mc, fmt.Errorf("create machine: %w", err)
 	}
-	mc.CreatedAt = in.CreatedAt
+	if in.Config[UUIDKey] == "" {
+		return mc, fmt.Errorf("create machine %s: Incus reports no %s", name, UUIDKey)
+	}
+	mc.CreatedAt, mc.UUID = in.CreatedAt, in.Config[UUIDKey]
+	if m.Tracker != nil {
+		if err := m.Tracker.Pin(spec.Project, name, mc.UUID); err != nil {
+			return mc, fmt.Errorf("create machine: %w", err)
+		}
+	}
+	// Two runs may have checked the sum at the same moment: check it again
+	// with ours running, and give the room back if it no longer fits.
+	if ram, err := RAM(ctx, m.Client, m.Guard, 0); err != nil || !ram.Fits {
+		detail := "re-checked after creating " + name + ": "
+		if err != nil {
+			detail += err.Error()
+		} else {
+			detail += ram.String() + " (another instance started meanwhile)"
+		}
+		return mc, errors.Join(&GuardrailError{Rule: "RAM cap", Detail: detail + "; the new machine is destroyed"}, mc.Destroy(ctx))
+	}
 	if err := mc.awaitReady(ctx, spec.BootTimeout); err != nil {
 		return mc, err
 	}
@@ -209,16 +274,9 @@ func (mc *Machine) awaitReady(ctx context.Context, timeout time.Duration) error 
 		return fmt.Errorf("boot stage: %w", err)
 	}
 	err = wait.Eventually(ctx, "the SSH host key of "+mc.Name+" (via Incus exec)", time.Until(deadline), func(bool) error {
-		res, err := c.Exec(ctx, mc.Project, mc.Name, []string{"cat", "/etc/ssh/ssh_host_ed25519_key.pub"}, nil)
+		k, err := mc.readHostKey(ctx)
 		if err != nil {
 			return err
-		}
-		if res.ExitCode != 0 {
-			return fmt.Errorf("exit %d: %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
-		}
-		k, _, _, _, err := ssh.ParseAuthorizedKey(res.Stdout)
-		if err != nil {
-			return fmt.Errorf("parse host key: %w", err)
 		}
 		mc.HostKey = k
 		return nil
@@ -241,74 +299,99 @@ func (mc *Machine) awaitReady(ctx context.Context, timeout time.Duration) error 
 	return nil
 }
 
+// readHostKey reads the machine's SSH host key through Incus: the channel
+// that does not depend on the network path the key is meant to protect.
+func (mc *Machine) readHostKey(ctx context.Context) (ssh.PublicKey, error) {
+	res, err := mc.Exec(ctx, []string{"cat", "/etc/ssh/ssh_host_ed25519_key.pub"})
+	if err != nil {
+		var refused *OwnershipError
+		if errors.As(err, &refused) {
+			return nil, wait.Stop(err)
+		}
+		return nil, err
+	}
+	if res.ExitCode != 0 {
+		return nil, fmt.Errorf("exit %d: %s", res.ExitCode, mc.mgr.Redact.Redact(bounded(res.Stderr, 512)))
+	}
+	k, _, _, _, err := ssh.ParseAuthorizedKey(res.Stdout)
+	if err != nil {
+		return nil, fmt.Errorf("parse host key: %w", err)
+	}
+	return k, nil
+}
+
+// bounded is at most n bytes of b, trimmed, for a message.
+func bounded(b []byte, n int) string {
+	if len(b) > n {
+		b = b[:n]
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // SSH opens a connection that accepts only the pinned host key.
 func (mc *Machine) SSH(ctx context.Context) (*remote.Client, error) {
 	return remote.Dial(ctx, remote.Config{Addr: mc.IP + ":22", User: mc.User, Signer: mc.Signer,
 		HostKey: mc.HostKey, Redact: mc.mgr.Redact, Log: mc.mgr.Log})
 }
 
-// Destroy stops and deletes the instance, then proves it is gone.
+// Destroy stops and deletes the machine, checking before each change that it
+// is still ours, then proves it is gone.
 func (mc *Machine) Destroy(ctx context.Context) error {
-	return destroy(ctx, mc.mgr.Client, mc.Project, mc.Name, mc.mgr.logf)
+	return destroyChecked(ctx, mc.mgr.Client, mc.Project, mc.Name, mc.Verify, mc.mgr.logf)
 }
 
-func destroy(ctx context.Context, c *incus.Client, project, name string, logf func(string, ...any)) error {
-	start := time.Now()
-	// Retried: an instance still being created or started refuses to be
-	// deleted ("busy") for a moment; only "not found" ends it.
-	err := wait.Eventually(ctx, "deletion of "+project+"/"+name, 2*time.Minute, func(lastTry bool) error {
-		_, err := c.Instance(ctx, project, name)
-		if errors.Is(err, incus.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := c.SetState(ctx, project, name, "stop", true); err != nil && !errors.Is(err, incus.ErrNotFound) &&
-			!strings.Contains(err.Error(), "already stopped") {
-			return err
-		}
-		if err := c.DeleteInstance(ctx, project, name); err != nil && !errors.Is(err, incus.ErrNotFound) {
-			return err
-		}
-		return errors.New("instance still answers after delete")
-	})
+// DestroyClaimed destroys the instance of a claim (the guardian's job, from
+// another process): only if it is in an allowed project and carries the
+// harness labels, the claim's run id and, when known, its uuid. An absent
+// instance is fine; any other is refused and left alone.
+func DestroyClaimed(ctx context.Context, c *incus.Client, g Guardrails, l Labels, cl Claim, logf func(string, ...any)) error {
+	return destroyChecked(ctx, c, cl.Project, cl.Name, func(ctx context.Context) (*incus.Instance, error) {
+		return VerifyOwned(ctx, c, g, l, cl)
+	}, logf)
+}
+
+// Reuse takes over a machine an earlier run kept (SKIP_teardown), after
+// checking it as strictly as one of our own: allowed project, the harness
+// labels with the kept run's id, the recorded uuid, and the SSH host key read
+// again out of band. Its address is read from Incus, not from the state file.
+// A machine that fails is left alone. A reused machine is adopted, not created.
+func (m *Manager) Reuse(ctx context.Context, kept *Machine) (*Machine, error) {
+	if kept.UUID == "" {
+		return nil, &OwnershipError{Instance: kept.Project + "/" + kept.Name, Why: "the state file records no uuid"}
+	}
+	kept.mgr = m
+	if _, err := kept.Verify(ctx); err != nil {
+		return nil, err
+	}
+	st, err := m.Client.State(ctx, kept.Project, kept.Name)
 	if err != nil {
-		return fmt.Errorf("destroy %s/%s: %w: there may be a dangling instance", project, name, err)
+		return nil, err
 	}
-	logf("destroyed %s/%s in %s (API: not found)", project, name, time.Since(start).Round(time.Millisecond))
-	return nil
-}
-
-// DestroyLabelled destroys project/name only if it carries the harness's
-// created-by label; an absent instance is fine, an unlabelled one is refused.
-func DestroyLabelled(ctx context.Context, c *incus.Client, l Labels, project, name string, logf func(string, ...any)) error {
-	in, err := c.Instance(ctx, project, name)
-	if errors.Is(err, incus.ErrNotFound) {
-		return nil
+	if st.Status != "Running" {
+		return nil, fmt.Errorf("reuse %s/%s: status %s, not Running", kept.Project, kept.Name, st.Status)
 	}
+	if kept.IP = st.IPv4(); kept.IP == "" {
+		return nil, fmt.Errorf("reuse %s/%s: Incus reports no IPv4 address", kept.Project, kept.Name)
+	}
+	hk, err := kept.readHostKey(ctx)
 	if err != nil {
-		return fmt.Errorf("destroy %s/%s: %w", project, name, err)
+		return nil, fmt.Errorf("reuse %s/%s: read the host key again: %w", kept.Project, kept.Name, err)
 	}
-	if in.Config[l.CreatedBy()] != CreatedBy {
-		return fmt.Errorf("destroy %s/%s: refused: it does not carry %s=%s", project, name, l.CreatedBy(), CreatedBy)
+	if kept.HostKey == nil || !bytes.Equal(hk.Marshal(), kept.HostKey.Marshal()) {
+		return nil, &OwnershipError{Instance: kept.Project + "/" + kept.Name,
+			Why: "its SSH host key " + ssh.FingerprintSHA256(hk) + " is not the one the state file pinned"}
 	}
-	return destroy(ctx, c, project, name, logf)
-}
-
-// Adopt makes the manager responsible for a machine created by an earlier run
-// (SKIP_provision): it will be destroyed with the others.
-func (m *Manager) Adopt(mc *Machine) {
-	mc.mgr = m
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.created = append(m.created, mc)
+	m.adopted = append(m.adopted, kept)
+	return kept, nil
 }
 
-// DestroyAll destroys every machine this manager created, collecting every failure.
+// DestroyAll destroys every machine this manager created or adopted,
+// collecting every failure.
 func (m *Manager) DestroyAll(ctx context.Context) error {
 	var errs []error
-	for _, mc := range m.Created() {
+	for _, mc := range append(m.Created(), m.Adopted()...) {
 		errs = append(errs, mc.Destroy(ctx))
 	}
 	return errors.Join(errs...)

@@ -18,9 +18,8 @@ type ReapResult struct {
 // Reap deletes instances in the allowed projects that carry the harness's
 // created-by label and whose expires-at has passed. An instance without the
 // label is never touched, whatever its name; nor is one in another project.
-// onlyRun, when set, restricts it to one run id and ignores expiry (the
-// guardian's job: this run's own machines after its process died).
-func Reap(ctx context.Context, c *incus.Client, g Guardrails, l Labels, now time.Time, onlyRun string, logf func(string, ...any)) (ReapResult, error) {
+// The claim is checked again right before each change.
+func Reap(ctx context.Context, c *incus.Client, g Guardrails, l Labels, now time.Time, logf func(string, ...any)) (ReapResult, error) {
 	var res ReapResult
 	var errs []error
 	for _, project := range g.AllowedProjects {
@@ -34,23 +33,31 @@ func Reap(ctx context.Context, c *incus.Client, g Guardrails, l Labels, now time
 				continue
 			}
 			id := project + "/" + in.Name
-			if onlyRun != "" {
-				if in.Config[l.RunID()] != onlyRun {
-					continue
-				}
-			} else {
-				exp, err := time.Parse(time.RFC3339, in.Config[l.ExpiresAt()])
-				if err != nil {
-					// A labelled instance with a broken expiry is not ours to judge.
-					errs = append(errs, fmt.Errorf("reaper: %s: label %s=%q is not RFC 3339; left alone", id, l.ExpiresAt(), in.Config[l.ExpiresAt()]))
-					continue
-				}
-				if now.Before(exp) {
-					res.Kept = append(res.Kept, id)
-					continue
-				}
+			if done, err := expired(&in, l, now); err != nil {
+				errs = append(errs, fmt.Errorf("reaper: %w", err))
+				continue
+			} else if !done {
+				res.Kept = append(res.Kept, id)
+				continue
 			}
-			if err := destroy(ctx, c, project, in.Name, logf); err != nil {
+			uuid := in.Config[UUIDKey]
+			err := destroyChecked(ctx, c, project, in.Name, func(ctx context.Context) (*incus.Instance, error) {
+				if err := g.checkProject(project); err != nil {
+					return nil, &OwnershipError{Instance: id, Why: err.Error()}
+				}
+				now, err := c.Instance(ctx, project, in.Name)
+				if err != nil {
+					return nil, err
+				}
+				if now.Config[UUIDKey] != uuid {
+					return nil, &OwnershipError{Instance: id, Why: "its uuid changed since it was listed"}
+				}
+				if done, err := expired(now, l, time.Now()); err != nil || !done {
+					return nil, errors.Join(&OwnershipError{Instance: id, Why: "no longer an expired harness instance"}, err)
+				}
+				return now, nil
+			}, logf)
+			if err != nil {
 				errs = append(errs, err)
 				continue
 			}

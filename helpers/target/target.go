@@ -138,11 +138,15 @@ func Secrets(rp *Repos, key *AgeKey, r *redact.Redactor) (map[string]string, err
 	return vals, nil
 }
 
+// PushFunc writes one file on the machine (the machine's own PushFile checks
+// that the machine is the harness's before it writes).
+type PushFunc func(ctx context.Context, f incus.FileSpec) error
+
 // ProvisionAgeKey is the operator's one out-of-band action: copy the
 // bootstrap key to the machine, readable by root only.
-func ProvisionAgeKey(c *incus.Client, project, name, path string, key *AgeKey) installdoc.OperatorAction {
+func ProvisionAgeKey(push PushFunc, path string, key *AgeKey) installdoc.OperatorAction {
 	return func(ctx context.Context) ([]installdoc.Pushed, error) {
-		if err := c.PushFile(ctx, project, name, incus.FileSpec{Path: path, Mode: 0o400, Data: key.File}); err != nil {
+		if err := push(ctx, incus.FileSpec{Path: path, Mode: 0o400, Data: key.File}); err != nil {
 			return nil, err
 		}
 		return []installdoc.Pushed{{Step: "provision-age-key", Path: path, Mode: "0400", Fingerprint: SHA256(key.File)}}, nil
@@ -157,8 +161,8 @@ func Placeholders(baseURL, secretsURL, domain, gateway, machine string) map[stri
 
 // Operators are the operator steps the harness can do in the operator's
 // place: exactly one, the age key.
-func Operators(c *incus.Client, project, name, keyPath string, key *AgeKey) map[string]installdoc.OperatorAction {
-	return map[string]installdoc.OperatorAction{"provision-age-key": ProvisionAgeKey(c, project, name, keyPath, key)}
+func Operators(push PushFunc, keyPath string, key *AgeKey) map[string]installdoc.OperatorAction {
+	return map[string]installdoc.OperatorAction{"provision-age-key": ProvisionAgeKey(push, keyPath, key)}
 }
 
 // SHA256 is the hex digest of b.

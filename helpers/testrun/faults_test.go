@@ -51,6 +51,19 @@ func faultLab(t *testing.T) (*incus.Client, *config.Config) {
 	return c, cfg
 }
 
+// destroyLeftover removes, when a test ends, a harness instance that a failed
+// assertion may have left (its own labels make the claim: test-only).
+func destroyLeftover(t *testing.T, c *incus.Client, cfg *config.Config, name string) {
+	ctx := context.Background()
+	in, err := c.Instance(ctx, cfg.Project, name)
+	if err != nil {
+		return
+	}
+	l := machine.Labels{Prefix: cfg.LabelPrefix}
+	claim := machine.Claim{Project: cfg.Project, Name: name, RunID: in.Config[l.RunID()], UUID: in.Config[machine.UUIDKey]}
+	_ = machine.DestroyClaimed(ctx, c, machine.GuardrailsFrom(cfg), l, claim, t.Logf)
+}
+
 // noneOfTheRunLeft asserts that no labelled instance exists that was not there before.
 func noneOfTheRunLeft(t *testing.T, c *incus.Client, cfg *config.Config, before map[string]bool) {
 	t.Helper()
@@ -139,7 +152,7 @@ func TestOrphanOfAKilledRunIsReapedByTheNext(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, orphan, "killing run and guardian leaves an orphan (output:\n%s)", first.out)
-	t.Cleanup(func() { _ = machine.DestroyLabelled(context.Background(), c, l, cfg.Project, orphan, t.Logf) })
+	t.Cleanup(func() { destroyLeftover(t, c, cfg, orphan) })
 
 	second := startSuite(t, nil, "-test.run", "TestMachineIsBrandNewAndBlank")
 	assert.Equal(t, 0, second.wait(t), "the next run passes; output:\n%s", second.out)

@@ -27,7 +27,14 @@ import (
 // teardown — it destroys every tracked instance that still carries the
 // harness label. It ignores SIGINT/SIGTERM so a Ctrl-C to the process group
 // cannot stop it before it has done its job.
-const guardianEnv = "CCCI_GUARDIAN"
+//
+// The role is given on the command line, never through the environment: a
+// variable inherited from the caller would turn the whole suite into a
+// guardian that exits 0 without running a test.
+const guardianArg = "-ccci.guardian-process"
+
+// isGuardian reports whether this process was started as a run's guardian.
+func isGuardian(args []string) bool { return len(args) == 2 && args[1] == guardianArg }
 
 type guardian struct {
 	mu  sync.Mutex
@@ -40,8 +47,7 @@ func startGuardian() (*guardian, error) {
 	if err != nil {
 		return nil, fmt.Errorf("guardian: find own executable: %w", err)
 	}
-	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), guardianEnv+"=1")
+	cmd := exec.Command(self, guardianArg)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	w, err := cmd.StdinPipe()
@@ -64,7 +70,14 @@ func (g *guardian) send(line string) error {
 	return err
 }
 
-func (g *guardian) track(project, name string) error { return g.send("track " + project + "/" + name) }
+// Track tells the guardian an instance before Incus is asked for it.
+func (g *guardian) Track(project, name string) error { return g.send("track " + project + "/" + name) }
+
+// Pin tells the guardian the uuid of an instance once Incus has created it:
+// it will destroy only that instance, not another under the same name.
+func (g *guardian) Pin(project, name, uuid string) error {
+	return g.send("pin " + project + "/" + name + " " + uuid)
+}
 
 // release ends the guardian with "done" or "keep" and waits for it.
 func (g *guardian) release(word string) {
@@ -89,6 +102,7 @@ func runGuardian() int {
 		fmt.Fprintf(os.Stderr, "[guardian %s] "+format+"\n", append([]any{time.Now().UTC().Format("15:04:05")}, args...)...)
 	}
 	var tracked []string
+	uuids := map[string]string{}
 	var runID, review string
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
@@ -98,6 +112,9 @@ func runGuardian() int {
 			runID, review, _ = strings.Cut(arg, " ")
 		case "track":
 			tracked = append(tracked, arg)
+		case "pin":
+			id, uuid, _ := strings.Cut(arg, " ")
+			uuids[id] = uuid
 		case "done", "keep":
 			return 0
 		}
@@ -134,7 +151,8 @@ func runGuardian() int {
 	labels := machine.Labels{Prefix: cfg.LabelPrefix}
 	for _, id := range tracked {
 		project, name, _ := strings.Cut(id, "/")
-		if err := machine.DestroyLabelled(ctx, c, labels, project, name, logf); err != nil {
+		claim := machine.Claim{Project: project, Name: name, RunID: runID, UUID: uuids[id]}
+		if err := machine.DestroyClaimed(ctx, c, machine.GuardrailsFrom(cfg), labels, claim, logf); err != nil {
 			logf("%v", err)
 			entry.Destroy = "FAILED: " + err.Error()
 			code = 1

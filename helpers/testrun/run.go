@@ -68,7 +68,7 @@ func (r *Run) Context() context.Context { return r.ctx }
 // Main is TestMain's body: it returns the exit code. *dst is set before any
 // test runs; it stays nil when acceptance tests are not enabled.
 func Main(m *testing.M, dst **Run) int {
-	if os.Getenv(guardianEnv) == "1" {
+	if isGuardian(os.Args) {
 		return runGuardian()
 	}
 	flag.Parse()
@@ -156,7 +156,7 @@ func (r *Run) start() error {
 	g := machine.GuardrailsFrom(cfg)
 	labels := machine.Labels{Prefix: cfg.LabelPrefix}
 	// Orphans of earlier runs that died unclean: only expired, only labelled.
-	if res, err := machine.Reap(ctx, c, g, labels, time.Now(), "", logf); err != nil {
+	if res, err := machine.Reap(ctx, c, g, labels, time.Now(), logf); err != nil {
 		logf("reaper: %v", err)
 	} else if len(res.Deleted) > 0 {
 		logf("reaper removed expired orphans: %v", res.Deleted)
@@ -168,7 +168,7 @@ func (r *Run) start() error {
 		return err
 	}
 	r.Manager = &machine.Manager{Client: c, Guard: g, Labels: labels, RunID: r.ID, Redact: r.Redact, Log: logf,
-		BeforeCreate: r.guardian.track}
+		Tracker: r.guardian}
 	logf("run %s: Incus %s, project %s, image %s (%s), teardown reserve %s",
 		r.ID, c.Endpoint, cfg.Project, cfg.Image, cfg.InstanceType, cfg.TeardownReserve)
 	return nil
@@ -247,13 +247,20 @@ func (r *Run) observeBlank(mc *machine.Machine) {
 
 func (r *Run) provision() (*machine.Machine, error) {
 	if os.Getenv("SKIP_provision") == "1" {
-		mc, err := loadState(r.Config.StateFile)
+		kept, err := loadState(r.Config.StateFile)
 		if err != nil {
 			return nil, err
 		}
-		r.Manager.Adopt(mc)
+		// The state file is input like any other: it is believed only as far
+		// as Incus confirms it (project, labels, uuid, host key).
+		ctx, cancel := context.WithTimeout(r.ctx, time.Minute)
+		defer cancel()
+		mc, err := r.Manager.Reuse(ctx, kept)
+		if err != nil {
+			return nil, fmt.Errorf("SKIP_provision: the machine in %s cannot be reused: %w", r.Config.StateFile, err)
+		}
 		r.reused = true
-		if err := r.guardian.track(mc.Project, mc.Name); err != nil {
+		if err := errors.Join(r.guardian.Track(mc.Project, mc.Name), r.guardian.Pin(mc.Project, mc.Name, mc.UUID)); err != nil {
 			return nil, err
 		}
 		logf("SKIP_provision: reusing %s/%s at %s from %s", mc.Project, mc.Name, mc.IP, r.Config.StateFile)
@@ -324,9 +331,14 @@ func (r *Run) runCleanups() {
 }
 
 // verifyCleanup is C6's second half: after teardown, no instance of this run
-// is left in any allowed project (asked of the API, not assumed).
+// (or of the run whose machine it reused) is left in any allowed project
+// (asked of the API, not assumed).
 func (r *Run) verifyCleanup(ctx context.Context) error {
 	labels := machine.Labels{Prefix: r.Config.LabelPrefix}
+	runs := map[string]bool{r.ID: true}
+	for _, mc := range r.Manager.Adopted() {
+		runs[mc.RunID] = true
+	}
 	var left []string
 	for _, p := range r.Config.AllowedProjects {
 		ins, err := r.Incus.Instances(ctx, p)
@@ -334,7 +346,7 @@ func (r *Run) verifyCleanup(ctx context.Context) error {
 			return fmt.Errorf("C6 cleanup: list %s: %w", p, err)
 		}
 		for _, in := range ins {
-			if in.Config[labels.RunID()] == r.ID {
+			if runs[in.Config[labels.RunID()]] {
 				left = append(left, p+"/"+in.Name)
 			}
 		}
@@ -343,7 +355,7 @@ func (r *Run) verifyCleanup(ctx context.Context) error {
 		logf("C6 cleanup: FAIL: %v still present after teardown", left)
 		return fmt.Errorf("C6 cleanup: instances of run %s still present after teardown: %v", r.ID, left)
 	}
-	logf("C6 cleanup: PASS: no instance of run %s remains (%d created)", r.ID, len(r.Manager.Created()))
+	logf("C6 cleanup: PASS: no instance of run %s remains (%d created, %d reused)", r.ID, len(r.Manager.Created()), len(r.Manager.Adopted()))
 	return nil
 }
 

@@ -256,7 +256,7 @@ func TestKeptMachineIsReusedAndIsNotBlankAnyMore(t *testing.T) {
 	name := nameFromOutput(t, first.out.String())
 	require.True(t, kept[name], "the machine %s is kept", name)
 	t.Cleanup(func() { // only if an assertion below stopped the test before the second run's teardown
-		_ = machine.DestroyLabelled(context.Background(), c, machine.Labels{Prefix: cfg.LabelPrefix}, cfg.Project, name, t.Logf)
+		destroyLeftover(t, c, cfg, name)
 	})
 
 	// Leave an age key on the kept machine, as a botched earlier attempt would.

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -30,6 +32,7 @@ type state struct {
 	KeyFile   string    `json:"key_file"`
 	CreatedAt time.Time `json:"created_at"`
 	Memory    int64     `json:"memory"`
+	UUID      string    `json:"uuid"` // volatile.uuid: reuse checks it against Incus
 }
 
 // keyFile is where the SSH key of a kept machine goes: 0600, in a 0700 directory.
@@ -52,7 +55,7 @@ func saveState(path string, mc *machine.Machine) error {
 	}
 	st := state{RunID: mc.RunID, Project: mc.Project, Name: mc.Name, Type: mc.Type, Image: mc.Image, IP: mc.IP,
 		User: mc.User, HostKey: string(ssh.MarshalAuthorizedKey(mc.HostKey)), KeyFile: keyFile,
-		CreatedAt: mc.CreatedAt, Memory: mc.Memory}
+		CreatedAt: mc.CreatedAt, Memory: mc.Memory, UUID: mc.UUID}
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
@@ -61,7 +64,7 @@ func saveState(path string, mc *machine.Machine) error {
 }
 
 func loadState(path string) (*machine.Machine, error) {
-	b, err := os.ReadFile(path)
+	b, err := readBounded(path, 64<<10)
 	if err != nil {
 		return nil, fmt.Errorf("SKIP_provision: read run state %s (written by a run with SKIP_teardown=1): %w", path, err)
 	}
@@ -69,14 +72,22 @@ func loadState(path string) (*machine.Machine, error) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, fmt.Errorf("SKIP_provision: run state %s: %w", path, err)
 	}
-	if st.Name == "" || st.IP == "" || st.HostKey == "" || st.KeyFile == "" {
-		return nil, fmt.Errorf("SKIP_provision: run state %s: name, ip, host_key and key_file are required", path)
+	for field, v := range map[string]string{"run_id": st.RunID, "project": st.Project, "name": st.Name,
+		"host_key": st.HostKey, "key_file": st.KeyFile, "uuid": st.UUID} {
+		if v == "" {
+			return nil, fmt.Errorf("SKIP_provision: run state %s: field %s is required", path, field)
+		}
 	}
 	hk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(st.HostKey))
 	if err != nil {
 		return nil, fmt.Errorf("SKIP_provision: run state %s: field host_key: %w", path, err)
 	}
-	kb, err := os.ReadFile(st.KeyFile)
+	if st.KeyFile != keyFile(path) {
+		// The key lives beside the state file; a state file does not get to
+		// make the harness read some other file.
+		return nil, fmt.Errorf("SKIP_provision: run state %s: field key_file %q is not %s", path, st.KeyFile, keyFile(path))
+	}
+	kb, err := readBounded(st.KeyFile, 16<<10)
 	if err != nil {
 		return nil, fmt.Errorf("SKIP_provision: run state %s: field key_file: %w", path, err)
 	}
@@ -93,7 +104,31 @@ func loadState(path string) (*machine.Machine, error) {
 		return nil, err
 	}
 	return &machine.Machine{Name: st.Name, Project: st.Project, Type: st.Type, Image: st.Image, RunID: st.RunID,
-		IP: st.IP, HostKey: hk, Signer: signer, Key: *key, User: st.User, CreatedAt: st.CreatedAt, Memory: st.Memory}, nil
+		HostKey: hk, Signer: signer, Key: *key, User: st.User, CreatedAt: st.CreatedAt, Memory: st.Memory, UUID: st.UUID}, nil
+}
+
+// readBounded reads a regular file (not a symlink) of at most max bytes.
+func readBounded(path string, max int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
+	}
+	return b, nil
 }
 
 func removeState(path string) {

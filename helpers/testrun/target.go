@@ -128,7 +128,7 @@ func (r *Run) Installed(t testing.TB) *Install {
 		}
 		defer sh.Close()
 		runner := &installdoc.Runner{Shell: sh, Timeout: r.Config.StepTimeout, Redact: r.Redact, Log: logf,
-			Operators: target.Operators(r.Incus, mc.Project, mc.Name, r.Config.AgeKeyPath, r.key)}
+			Operators: target.Operators(mc.PushFile, r.Config.AgeKeyPath, r.key)}
 		inst.Record, inst.Err = runner.Run(r.ctx, doc)
 		if inst.Err != nil {
 			logf("install: %v", inst.Err)

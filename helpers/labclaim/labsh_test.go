@@ -1,0 +1,58 @@
+package labclaim_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/cc-ci/acceptance/helpers/labtest"
+)
+
+// labSh runs the real lab/lab.sh against the fake Incus, with its own state
+// directory (so it can stop no daemon of the real lab) and a file on stdin.
+func labSh(t *testing.T, f *fakeIncus, verb string) (string, error) {
+	t.Helper()
+	if _, err := exec.LookPath("incus"); err != nil || os.Geteuid() != 0 {
+		labtest.Unavailable(t, "lab.sh needs root and the incus CLI (make lab-up installs it)")
+	}
+	_, here, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(here), "..", "..", "lab", "lab.sh")
+	stdin, err := os.Open(here) // anything but a terminal: lab.sh must not read it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	state := t.TempDir()
+	cmd := exec.Command("bash", script, verb)
+	cmd.Stdin = stdin
+	cmd.Env = append(os.Environ(), "INCUS_SOCKET="+f.Socket, "LAB_STATE="+state, "LAB_CACHE="+filepath.Join(state, "cache"),
+		"LAB_BIN="+filepath.Join(state, "bin"), "INCUS_CONF="+filepath.Join(state, "incus-conf"))
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// `lab.sh up` pointed at a real host's Incus (the production reference by
+// name, another address, other projects) refuses before changing anything.
+func TestLabUpRefusesAnIncusThatIsNotTheLabs(t *testing.T) {
+	f := aRealHost(t)
+	out, err := labSh(t, f, "up")
+	assert.Error(t, err, "lab up must fail; output:\n%s", out)
+	assert.Contains(t, out, "is not the lab's")
+	assert.Contains(t, out, "instance terraform-ci/cc-nix-test")
+	assert.Contains(t, out, "nothing was changed")
+	assert.Empty(t, f.changes(), "lab up sent no change to this Incus (address, pools, projects, instances untouched)")
+	assert.Equal(t, "[::]:8443", f.config["core.https_address"], "address not rebound")
+}
+
+// `lab.sh down` on it deletes and stops nothing.
+func TestLabDownLeavesAnIncusThatIsNotTheLabsAlone(t *testing.T) {
+	f := aRealHost(t)
+	out, err := labSh(t, f, "down")
+	assert.NoError(t, err, "output:\n%s", out)
+	assert.Contains(t, out, "not the lab's: no instance touched")
+	assert.Empty(t, f.changes(), "lab down sent no change to this Incus")
+}
