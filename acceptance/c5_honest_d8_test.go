@@ -2,7 +2,6 @@ package acceptance
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,30 +12,34 @@ import (
 	"github.com/cc-ci/acceptance/helpers/target"
 )
 
-// C5 — Honest D8. The D8 evidence has a static part (byte-identical closure)
-// and a live part recording THIS run's throwaway rebuild; the "infeasible by
-// design" wording is gone.
+// C5 — Honest D8. The D8 evidence, as committed in the base repo, has a
+// static part (byte-identical closure) and a live part (the throwaway
+// rebuild); the "infeasible by design" wording is gone. The harness judges
+// only what the target committed; this run's own live record goes under
+// CCCI_OUT_DIR for the reviewer to commit, never into the target's clone.
 func TestC5HonestD8(t *testing.T) {
 	view := run.Target(t)
-	mc, cl := installedMachine(t) // the live rebuild this evidence records
+	doc, err := target.ReadBase(view.Repos, target.D8Doc)
+	require.NoError(t, err, "the base has %s", target.D8Doc)
+	static, live := target.D8Parts(doc)
+
+	assert.True(t, target.ContainsPhrase(static, "byte-identical"),
+		"%s has a static part (a \"## Static\" section) that states the byte-identical closure", target.D8Doc)
+	assert.NotEmpty(t, live, "%s has a live part (a \"## Live\" section)", target.D8Doc)
+	for _, phrase := range run.Config.ForbiddenPhrases {
+		assert.False(t, target.ContainsPhrase(doc, phrase), "%s must not say %q", target.D8Doc, phrase)
+	}
+
+	mc, cl := installedMachine(t) // the live rebuild this run performed
 	inst := run.Installed(t)
 	rebuilt, err := probe.CurrentSystem(run.Context(), cl)
 	require.NoError(t, err)
-
-	entry := fmt.Sprintf("### Live rebuild, run %s\n\n- machine: %s/%s (%s, image %s), created %s by this run\n"+
+	record := fmt.Sprintf("### Live rebuild, run %s\n\n- machine: %s/%s (%s, image %s), created %s by this run\n"+
 		"- base %s, secrets %s; install manifest %s (%d steps, all exit 0)\n- rebuilt system: %s\n- recorded %s\n",
 		run.ID, mc.Project, mc.Name, mc.Type, mc.Image, mc.CreatedAt.UTC().Format(time.RFC3339),
 		view.Repos.BaseCommit[:12], view.Repos.SecretsCommit[:12], inst.Record.Manifest[:16], len(inst.Record.Steps),
 		rebuilt, time.Now().UTC().Format(time.RFC3339))
-	doc, err := target.AppendD8Live(view.Repos, entry)
-	require.NoError(t, err, "write the live evidence into %s", target.D8Doc)
-
-	static, live, ok := strings.Cut(doc, "## Live")
-	require.True(t, ok, "%s has a live part (## Live …)", target.D8Doc)
-	assert.Contains(t, strings.ToLower(static), "byte-identical", "%s has a static part: the byte-identical closure", target.D8Doc)
-	assert.Contains(t, live, run.ID, "the live part names this run")
-	assert.Contains(t, live, mc.Name, "the live part names this run's machine")
-	for _, phrase := range run.Config.ForbiddenPhrases {
-		assert.NotContains(t, strings.ToLower(doc), strings.ToLower(phrase), "%s must not say %q", target.D8Doc, phrase)
-	}
+	p, err := run.WriteLiveRecord(record)
+	require.NoError(t, err)
+	t.Logf("this run's live record, for the reviewer to commit under %s's live part: %s", target.D8Doc, p)
 }

@@ -51,6 +51,7 @@ type Config struct {
 	SSHUser    string
 	StateFile  string // run state written with SKIP_teardown, read with SKIP_provision
 	ReviewFile string // evidence: Markdown here, JSONL beside it
+	OutDir     string // the harness's own records for the reviewer (live D8 record …); never in a target clone
 	// The target.
 	BaseRepoURL      string        // the base repo, as the machine clones it
 	SecretsRepoURL   string        // the private secrets repo
@@ -156,6 +157,7 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 		StateFile:             p.str("CCCI_STATE_FILE", ".run-state.json"),
 		DecoyProject:          p.str("CCCI_DECOY_PROJECT", "lichen"),
 		ReviewFile:            p.str("CCCI_REVIEW_FILE", defaultReviewFile()),
+		OutDir:                p.str("CCCI_OUT_DIR", filepath.Join(filepath.Dir(defaultReviewFile()), "out")),
 		AgeKeyPath:            p.str("CCCI_AGE_KEY_PATH", "/var/lib/sops-nix/key.txt"),
 		BaseRepoURL:           p.str("CCCI_BASE_REPO_URL", ""),
 		SecretsRepoURL:        p.str("CCCI_SECRETS_REPO_URL", ""),

@@ -296,12 +296,18 @@ func sortFindings(fs []Finding) {
 
 // Git scans every object in a repo's object database — all history,
 // unreachable objects, merge-only content, binaries — in one stream from
-// `git cat-file --batch-all-objects --batch`. A canary blob is written into
-// the object store first (harmless: an unreachable object in a local clone).
+// `git cat-file --batch-all-objects --batch`. The canary blob lives in an
+// object store of its own, attached as an alternate for this one command:
+// nothing is written into the repo, which may be a target's clone.
 func (s *Scanner) Git(ctx context.Context, repo string) ([]Finding, Stats, error) {
 	start := time.Now()
 	c := canaryNeedle()
-	id, err := gitHashObject(ctx, repo, []byte("canary "+string(c.Bytes)+"\n"))
+	canaryStore, err := os.MkdirTemp("", "ccci-canary-")
+	if err != nil {
+		return nil, Stats{}, err
+	}
+	defer os.RemoveAll(canaryStore)
+	id, err := gitHashObject(ctx, canaryStore, []byte("canary "+string(c.Bytes)+"\n"))
 	if err != nil {
 		return nil, Stats{}, err
 	}
@@ -311,6 +317,7 @@ func (s *Scanner) Git(ctx context.Context, repo string) ([]Finding, Stats, error
 		return nil, Stats{}, err
 	}
 	cmd := exec.CommandContext(ctx, "git", "-C", repo, "cat-file", "--batch-all-objects", "--batch", "--unordered")
+	cmd.Env = append(os.Environ(), "GIT_ALTERNATE_OBJECT_DIRECTORIES="+filepath.Join(canaryStore, "objects"))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, Stats{}, err
@@ -361,7 +368,7 @@ func (s *Scanner) Git(ctx context.Context, repo string) ([]Finding, Stats, error
 	st.Duration = time.Since(start)
 	out, st.Canary = withoutCanary(out)
 	if !st.Canary {
-		return out, st, fmt.Errorf("leakscan: the canary object %s planted in %s was not found: the scan cannot be trusted", id, repo)
+		return out, st, fmt.Errorf("leakscan: the canary object %s attached to %s was not found: the scan cannot be trusted", id, repo)
 	}
 	sortFindings(out)
 	return out, st, nil
@@ -387,12 +394,16 @@ func canaryNeedle() Needle {
 	return Needle{Secret: canaryName, Variant: "raw", Bytes: []byte("ccci-canary-" + hex.EncodeToString(b))}
 }
 
-func gitHashObject(ctx context.Context, repo string, data []byte) (string, error) {
-	cmd := exec.CommandContext(ctx, "git", "-C", repo, "hash-object", "-w", "--stdin")
+// gitHashObject writes data as a blob into a new bare object store at dir.
+func gitHashObject(ctx context.Context, dir string, data []byte) (string, error) {
+	if out, err := exec.CommandContext(ctx, "git", "init", "-q", "--bare", dir).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("leakscan: canary store: %w: %s", err, out)
+	}
+	cmd := exec.CommandContext(ctx, "git", "-C", dir, "hash-object", "-w", "--stdin")
 	cmd.Stdin = bytes.NewReader(data)
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("leakscan: plant the canary object in %s: %w", repo, err)
+		return "", fmt.Errorf("leakscan: plant the canary object in %s: %w", dir, err)
 	}
 	return strings.TrimSpace(string(out)), nil
 }

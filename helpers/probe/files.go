@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -56,6 +57,19 @@ func CurrentSystem(ctx context.Context, cl *remote.Client) (string, error) {
 	if p == "/run/current-system" {
 		return "", nil
 	}
+	return storePath(p)
+}
+
+// nixStorePath is what a store path looks like: the hash part in Nix's
+// base32 alphabet, then a name of Nix's allowed characters.
+var nixStorePath = regexp.MustCompile(`^/nix/store/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\-._?=]{1,211}$`)
+
+// storePath validates what the machine printed before it reaches a
+// comparison, a log or the evidence.
+func storePath(p string) (string, error) {
+	if !nixStorePath.MatchString(p) {
+		return "", fmt.Errorf("/run/current-system points at %.80q, which is not a Nix store path", p)
+	}
 	return p, nil
 }
 
@@ -73,5 +87,5 @@ func CurrentSystemVia(ctx context.Context, c *incus.Client, project, name string
 	if p == "/run/current-system" {
 		return "", fmt.Errorf("%s/%s has no /run/current-system", project, name)
 	}
-	return p, nil
+	return storePath(p)
 }

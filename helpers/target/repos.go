@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -29,7 +27,7 @@ var allowedPlain = map[string]bool{".sops.yaml": true, "README": true, "README.m
 // default branch: each file must be .sops.yaml, a README, or a sops file whose
 // every value is encrypted. Code or plaintext in any commit is a problem.
 func SecretsTreeProblems(ctx context.Context, rp *Repos) ([]TreeProblem, error) {
-	commits, err := gitOut(ctx, rp.Secrets, "rev-list", "HEAD")
+	commits, err := gitOut(ctx, rp.Secrets, "rev-list", rp.SecretsCommit)
 	if err != nil {
 		return nil, err
 	}
@@ -46,6 +44,13 @@ func SecretsTreeProblems(ctx context.Context, rp *Repos) ([]TreeProblem, error) 
 				continue
 			}
 			f := strings.Fields(meta) // mode type id
+			if len(f) != 3 {
+				return nil, fmt.Errorf("secrets repo: unexpected ls-tree entry %q", line)
+			}
+			if f[0] == "120000" || f[0] == "160000" {
+				problems = append(problems, TreeProblem{c, path, "a symlink or submodule: the secrets repo holds only encrypted files"})
+				continue
+			}
 			if allowedPlain[path] {
 				continue
 			}
@@ -57,11 +62,12 @@ func SecretsTreeProblems(ctx context.Context, rp *Repos) ([]TreeProblem, error) 
 				continue
 			}
 			checked[f[2]] = true
-			blob, err := gitOut(ctx, rp.Secrets, "cat-file", "blob", f[2])
+			blob, err := readCommitted(ctx, rp.Secrets, c, path)
 			if err != nil {
-				return nil, err
+				problems = append(problems, TreeProblem{c, path, err.Error()})
+				continue
 			}
-			info, err := sopsfile.Inspect([]byte(blob))
+			info, err := sopsfile.Inspect(blob)
 			if err != nil {
 				problems = append(problems, TreeProblem{c, path, "not a sops-encrypted file (" + err.Error() + ")"})
 				continue
@@ -79,7 +85,7 @@ func SecretsTreeProblems(ctx context.Context, rp *Repos) ([]TreeProblem, error) 
 
 // SopsRecipients reads the age recipients .sops.yaml names, sorted.
 func SopsRecipients(rp *Repos) ([]string, error) {
-	b, err := os.ReadFile(filepath.Join(rp.Secrets, ".sops.yaml"))
+	b, err := rp.readSecrets(context.Background(), ".sops.yaml")
 	if err != nil {
 		return nil, fmt.Errorf("secrets repo: %w", err)
 	}
@@ -96,7 +102,7 @@ func ageRecipients(s string) []string {
 
 // FileRecipients reads the recipients of a sops file in the secrets repo.
 func FileRecipients(rp *Repos, path string) ([]string, error) {
-	b, err := os.ReadFile(filepath.Join(rp.Secrets, path))
+	b, err := rp.readSecrets(context.Background(), path)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +120,7 @@ type LockedInput struct {
 
 // FlakeLock reads flake.lock's entry for the named input.
 func FlakeLock(rp *Repos, input string) (*LockedInput, error) {
-	b, err := os.ReadFile(filepath.Join(rp.Base, "flake.lock"))
+	b, err := rp.readBase(context.Background(), "flake.lock")
 	if err != nil {
 		return nil, fmt.Errorf("base repo: %w", err)
 	}
@@ -138,7 +144,7 @@ var flakeInput = regexp.MustCompile(`inputs\.secrets(\.url\s*=|\s*=\s*\{[^}]*url
 
 // FlakeSecretsInput returns the URL of the `secrets` input in flake.nix, or "".
 func FlakeSecretsInput(rp *Repos) (string, error) {
-	b, err := os.ReadFile(filepath.Join(rp.Base, "flake.nix"))
+	b, err := rp.readBase(context.Background(), "flake.nix")
 	if err != nil {
 		return "", fmt.Errorf("base repo: %w", err)
 	}
@@ -149,9 +155,9 @@ func FlakeSecretsInput(rp *Repos) (string, error) {
 	return m[2], nil
 }
 
-// ReadBase reads a file of the base repo.
+// ReadBase reads a file of the base repo as committed.
 func ReadBase(rp *Repos, path string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(rp.Base, path))
+	b, err := rp.readBase(context.Background(), path)
 	return string(b), err
 }
 
@@ -180,23 +186,7 @@ func DeclaredSecrets(rp *Repos) ([]string, error) {
 // D8Doc is the target's D8 evidence document.
 const D8Doc = "docs/d8-evidence.md"
 
-// AppendD8Live writes this run's live-rebuild record under the document's
-// "## Live runs" heading in the local clone, and returns the new text. The
-// reviewer commits it; the harness checks what it wrote.
-func AppendD8Live(rp *Repos, entry string) (string, error) {
-	p := filepath.Join(rp.Base, D8Doc)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return "", fmt.Errorf("base repo: %w", err)
-	}
-	text := strings.TrimRight(string(b), "\n") + "\n\n" + strings.TrimSpace(entry) + "\n"
-	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-		return "", err
-	}
-	return text, nil
-}
-
 // ReadSecretsFile reads the encrypted secrets file as committed.
 func ReadSecretsFile(rp *Repos) ([]byte, error) {
-	return os.ReadFile(filepath.Join(rp.Secrets, SecretsDoc))
+	return rp.readSecrets(context.Background(), SecretsDoc)
 }

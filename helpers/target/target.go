@@ -70,9 +70,10 @@ func LoadAgeKey(path string, r *redact.Redactor) (*AgeKey, error) {
 		Fingerprint: redact.Fingerprint([]byte(x.String()))}, nil
 }
 
-// Repos are local clones of the target's two repos.
+// Repos are local bare clones of the target's two repos, and the commits
+// the machine will install.
 type Repos struct {
-	Base, Secrets             string // work trees
+	Base, Secrets             string // git directories (bare: no work tree)
 	BaseCommit, SecretsCommit string
 	AccessToken               string // the secrets repo's read token (a secret: registered for redaction)
 }
@@ -80,11 +81,15 @@ type Repos struct {
 // Fetch clones both repos into dir the way install.md does: the base
 // publicly, the secrets repo with the read token decrypted from the base.
 func Fetch(ctx context.Context, dir, baseURL, secretsURL string, key *AgeKey, r *redact.Redactor) (*Repos, error) {
-	rp := &Repos{Base: filepath.Join(dir, "cc-ci"), Secrets: filepath.Join(dir, "cc-ci-secrets")}
-	if err := git(ctx, nil, "", "clone", "-q", baseURL, rp.Base); err != nil {
+	rp := &Repos{Base: filepath.Join(dir, "cc-ci.git"), Secrets: filepath.Join(dir, "cc-ci-secrets.git")}
+	if err := clone(ctx, nil, baseURL, rp.Base); err != nil {
 		return nil, fmt.Errorf("fetch base repo %s: %w", baseURL, err)
 	}
-	access, err := os.ReadFile(filepath.Join(rp.Base, AccessFile))
+	var err error
+	if rp.BaseCommit, err = gitOut(ctx, rp.Base, "rev-parse", "--verify", "HEAD^{commit}"); err != nil {
+		return nil, fmt.Errorf("base repo %s: %w", baseURL, err)
+	}
+	access, err := rp.readBase(ctx, AccessFile)
 	if err != nil {
 		return nil, fmt.Errorf("base repo: %w", err)
 	}
@@ -102,22 +107,40 @@ func Fetch(ctx context.Context, dir, baseURL, secretsURL string, key *AgeKey, r 
 	r.Add("secrets-repo-auth", []byte(auth))
 	// The header goes through the environment, not the command line.
 	env := []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader", "GIT_CONFIG_VALUE_0=Authorization: Basic " + auth}
-	if err := git(ctx, env, "", "clone", "-q", secretsURL, rp.Secrets); err != nil {
+	if err := clone(ctx, env, secretsURL, rp.Secrets); err != nil {
 		return nil, fmt.Errorf("fetch secrets repo %s: %w", secretsURL, r.RedactError(err))
 	}
-	if rp.BaseCommit, err = gitOut(ctx, rp.Base, "rev-parse", "HEAD"); err != nil {
-		return nil, err
-	}
-	if rp.SecretsCommit, err = gitOut(ctx, rp.Secrets, "rev-parse", "HEAD"); err != nil {
-		return nil, err
+	if rp.SecretsCommit, err = gitOut(ctx, rp.Secrets, "rev-parse", "--verify", "HEAD^{commit}"); err != nil {
+		return nil, fmt.Errorf("secrets repo %s: %w", secretsURL, err)
 	}
 	return rp, nil
+}
+
+// clone makes a bare clone: no work tree, no checkout, nothing to follow.
+func clone(ctx context.Context, env []string, url, dir string) error {
+	cmd := exec.CommandContext(ctx, "git", "clone", "--bare", "-q", "--", url, dir)
+	cmd.Env = append(gitEnv(), env...)
+	stderr := &boundedBuffer{max: 4096}
+	cmd.Stderr = stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("git clone: %w: %s", err, strings.TrimSpace(stderr.buf.String()))
+	}
+	return nil
+}
+
+// readBase and readSecrets read a file as committed at the installed commit.
+func (rp *Repos) readBase(ctx context.Context, path string) ([]byte, error) {
+	return readCommitted(ctx, rp.Base, rp.BaseCommit, path)
+}
+
+func (rp *Repos) readSecrets(ctx context.Context, path string) ([]byte, error) {
+	return readCommitted(ctx, rp.Secrets, rp.SecretsCommit, path)
 }
 
 // Secrets decrypts the secrets repo's file in memory and registers every
 // value with the redactor before returning it.
 func Secrets(rp *Repos, key *AgeKey, r *redact.Redactor) (map[string]string, error) {
-	enc, err := os.ReadFile(filepath.Join(rp.Secrets, SecretsDoc))
+	enc, err := rp.readSecrets(context.Background(), SecretsDoc)
 	if err != nil {
 		return nil, fmt.Errorf("secrets repo: %w", err)
 	}
@@ -169,25 +192,6 @@ func Operators(push PushFunc, keyPath string, key *AgeKey) map[string]installdoc
 func SHA256(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
-}
-
-func git(ctx context.Context, env []string, dir string, args ...string) error {
-	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(append(os.Environ(), "GIT_TERMINAL_PROMPT=0"), env...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
-func gitOut(ctx context.Context, dir string, args ...string) (string, error) {
-	out, err := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...).Output()
-	if err != nil {
-		return "", fmt.Errorf("git %s in %s: %w", strings.Join(args, " "), dir, err)
-	}
-	return strings.TrimSpace(string(out)), nil
 }
 
 // ErrNoTarget says the configuration does not name a target.

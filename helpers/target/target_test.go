@@ -1,7 +1,9 @@
 package target
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -51,12 +53,59 @@ func TestBadAgeKeyFilesAreRefused(t *testing.T) {
 	assert.NotContains(t, r.Redact("key: "+k.Identity), k.Identity, "the key is registered for redaction")
 }
 
-func secretsRepo(t *testing.T, body []byte) *Repos {
+// committed makes a git repo with one commit holding files (path → content)
+// and symlinks (path → link target), and returns it as both of a target's repos.
+func committed(t *testing.T, files, symlinks map[string]string) *Repos {
 	t.Helper()
 	dir := t.TempDir()
-	require.NoError(t, os.MkdirAll(filepath.Join(dir, "secrets"), 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, SecretsDoc), body, 0o644))
-	return &Repos{Secrets: dir}
+	for p, body := range files {
+		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, p), []byte(body), 0o644))
+	}
+	for p, to := range symlinks {
+		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755))
+		require.NoError(t, os.Symlink(to, filepath.Join(dir, p)))
+	}
+	for _, args := range [][]string{{"init", "-q"}, {"add", "-A"},
+		{"-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c"}} {
+		out, err := exec.Command("git", append([]string{"-C", dir}, args...)...).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+	}
+	head, err := gitOut(context.Background(), dir, "rev-parse", "HEAD")
+	require.NoError(t, err)
+	return &Repos{Base: dir, Secrets: dir, BaseCommit: head, SecretsCommit: head}
+}
+
+func secretsRepo(t *testing.T, body []byte) *Repos {
+	t.Helper()
+	return committed(t, map[string]string{SecretsDoc: string(body)}, nil)
+}
+
+// The target's files are read as committed: a symlink (to a host file, or
+// to anywhere) is refused, naming the repo, commit and path; a file too
+// large is refused; nothing outside the repo is ever read.
+func TestCommittedFilesAreReadFromGitObjectsOnly(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "host-secret")
+	require.NoError(t, os.WriteFile(secret, []byte("host-only-content"), 0o600))
+	rp := committed(t, map[string]string{"instance.nix": "{ domain = \"x\"; }\n", "big": strings.Repeat("x", MaxFileSize+1)},
+		map[string]string{D8Doc: secret, "docs/install.md": "../instance.nix"})
+
+	text, err := ReadBase(rp, "instance.nix")
+	require.NoError(t, err)
+	assert.Contains(t, text, "domain")
+	for _, p := range []string{D8Doc, "docs/install.md"} {
+		text, err := ReadBase(rp, p)
+		var ce *CommittedFileError
+		require.ErrorAs(t, err, &ce, p)
+		assert.Contains(t, err.Error(), p+": a symlink")
+		assert.NotContains(t, text, "host-only-content")
+	}
+	_, err = ReadBase(rp, "big")
+	assert.ErrorContains(t, err, "larger than")
+	_, err = ReadBase(rp, "missing.md")
+	assert.ErrorContains(t, err, "not committed")
+	_, err = ReadBase(rp, "../outside")
+	assert.ErrorContains(t, err, "not a path inside the repo")
 }
 
 // Bad secrets files are refused naming the file and the cause.

@@ -5,13 +5,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cc-ci/acceptance/helpers/evidence"
+	"github.com/cc-ci/acceptance/helpers/target"
 )
 
 // record is what the run will write as evidence.
@@ -108,8 +108,8 @@ func (r *Run) appendEvidence(outcome string) {
 	}
 	if v := r.tgt.view; v != nil {
 		e.BaseCommit, e.SecretsCommit, e.InstallDoc = v.Repos.BaseCommit, v.Repos.SecretsCommit, v.Doc.Manifest
-		if b, err := os.ReadFile(filepath.Join(v.Repos.Base, "flake.lock")); err == nil {
-			s := sha256.Sum256(b)
+		if b, err := target.ReadBase(v.Repos, "flake.lock"); err == nil {
+			s := sha256.Sum256([]byte(b))
 			e.FlakeLock = hex.EncodeToString(s[:])
 		}
 	}

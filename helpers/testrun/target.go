@@ -2,9 +2,11 @@ package testrun
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/cc-ci/acceptance/helpers/installdoc"
@@ -68,10 +70,11 @@ func (r *Run) loadTarget() (*TargetView, error) {
 	if err != nil {
 		return nil, err
 	}
-	src, err := os.ReadFile(filepath.Join(repos.Base, target.InstallDoc))
+	text, err := target.ReadBase(repos, target.InstallDoc)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("base repo: %w", err)
 	}
+	src := []byte(text)
 	doc, err := installdoc.Parse(target.InstallDoc, src, r.placeholders(""))
 	if err != nil {
 		return nil, err
@@ -145,4 +148,23 @@ func injectFault(point string) {
 	if os.Getenv("CCCI_FAULT") == point {
 		panic("injected fault (CCCI_FAULT=" + point + ")")
 	}
+}
+
+// WriteLiveRecord writes this run's live-rebuild record for the reviewer to
+// commit into the target's D8 evidence: under CCCI_OUT_DIR, never into a
+// clone of the target. An existing file or a symlink in its place is refused.
+func (r *Run) WriteLiveRecord(text string) (string, error) {
+	if err := os.MkdirAll(r.Config.OutDir, 0o755); err != nil {
+		return "", fmt.Errorf("live record: %w", err)
+	}
+	p := filepath.Join(r.Config.OutDir, "d8-live-"+r.ID+".md")
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return "", fmt.Errorf("live record: %w", err)
+	}
+	if _, err := f.WriteString(r.Redact.Redact(text)); err != nil {
+		f.Close()
+		return "", fmt.Errorf("live record: %w", err)
+	}
+	return p, f.Close()
 }

@@ -1,0 +1,127 @@
+package target
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The target's repos are hostile input. They are cloned bare — there is no
+// work tree, so nothing in them is ever followed, executed or written to —
+// and every file is read from git's objects as committed: a regular file
+// (never a symlink, a submodule or a tree), of bounded size.
+
+// MaxFileSize bounds any one committed file the harness reads.
+const MaxFileSize = 8 << 20
+
+// maxGitOutput bounds the output of any other git command on a target repo.
+const maxGitOutput = 64 << 20
+
+// gitTimeout bounds one git command on a local clone.
+const gitTimeout = time.Minute
+
+// CommittedFileError says why a committed path cannot be read as a file.
+type CommittedFileError struct {
+	Repo, Commit, Path, Why string
+}
+
+func (e *CommittedFileError) Error() string {
+	return fmt.Sprintf("%s %s:%s: %s", e.Repo, short(e.Commit), e.Path, e.Why)
+}
+
+func short(commit string) string { return commit[:min(12, len(commit))] }
+
+// readCommitted reads path as committed at commit in the bare repo gitDir.
+func readCommitted(ctx context.Context, gitDir, commit, path string) ([]byte, error) {
+	fail := func(why string) error { return &CommittedFileError{Repo: repoName(gitDir), Commit: commit, Path: path, Why: why} }
+	if path == "" || strings.HasPrefix(path, "/") || strings.Contains(path, "..") {
+		return nil, fail("not a path inside the repo")
+	}
+	ls, err := gitOut(ctx, gitDir, "ls-tree", "-z", "--full-tree", commit, "--", path)
+	if err != nil {
+		return nil, err
+	}
+	meta, name, ok := strings.Cut(strings.TrimSuffix(ls, "\x00"), "\t")
+	if !ok || name != path {
+		return nil, fail("not committed: " + os.ErrNotExist.Error())
+	}
+	f := strings.Fields(meta) // mode type id
+	switch {
+	case len(f) != 3:
+		return nil, fail(fmt.Sprintf("unexpected ls-tree entry %q", meta))
+	case f[0] == "120000":
+		return nil, fail("a symlink: the harness reads only regular files as committed")
+	case f[0] == "160000":
+		return nil, fail("a submodule, not a file")
+	case f[1] != "blob":
+		return nil, fail("a " + f[1] + ", not a file")
+	}
+	size, err := gitOut(ctx, gitDir, "cat-file", "-s", f[2])
+	if err != nil {
+		return nil, err
+	}
+	if n, err := strconv.ParseInt(size, 10, 64); err != nil || n > MaxFileSize {
+		return nil, fail(fmt.Sprintf("%s bytes: larger than the %d-byte bound", size, MaxFileSize))
+	}
+	return gitBytes(ctx, gitDir, "cat-file", "blob", f[2])
+}
+
+func repoName(gitDir string) string {
+	base := gitDir[strings.LastIndex(gitDir, "/")+1:]
+	return strings.TrimSuffix(base, ".git")
+}
+
+// gitOut runs git in a repo and returns its trimmed output.
+func gitOut(ctx context.Context, dir string, args ...string) (string, error) {
+	b, err := gitBytes(ctx, dir, args...)
+	return strings.TrimSpace(string(b)), err
+}
+
+// gitBytes runs git in a repo (never reading the caller's config or a
+// terminal) and returns at most maxGitOutput bytes of its output.
+func gitBytes(ctx context.Context, dir string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, gitTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...)
+	cmd.Env = gitEnv()
+	out, stderr := &boundedBuffer{max: maxGitOutput}, &boundedBuffer{max: 4096}
+	cmd.Stdout, cmd.Stderr = out, stderr
+	if err := cmd.Run(); err != nil {
+		if errors.Is(out.err, errTooLarge) {
+			err = out.err
+		}
+		return nil, fmt.Errorf("git %s in %s: %w: %s", strings.Join(args, " "), repoName(dir), err,
+			strings.TrimSpace(stderr.buf.String()))
+	}
+	return out.buf.Bytes(), nil
+}
+
+// gitEnv is the environment for git on target repos: no system or global
+// config, no prompts.
+func gitEnv() []string {
+	return append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null")
+}
+
+var errTooLarge = errors.New("output larger than its bound")
+
+// boundedBuffer keeps at most max bytes and then fails the write (stderr: a
+// message is cut, not failed, by the caller's choice of max).
+type boundedBuffer struct {
+	max int
+	buf bytes.Buffer
+	err error
+}
+
+func (b *boundedBuffer) Write(p []byte) (int, error) {
+	if b.buf.Len()+len(p) > b.max {
+		b.err = errTooLarge
+		return 0, b.err
+	}
+	return b.buf.Write(p)
+}
