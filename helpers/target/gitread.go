@@ -39,7 +39,9 @@ func short(commit string) string { return commit[:min(12, len(commit))] }
 
 // readCommitted reads path as committed at commit in the bare repo gitDir.
 func readCommitted(ctx context.Context, gitDir, commit, path string) ([]byte, error) {
-	fail := func(why string) error { return &CommittedFileError{Repo: repoName(gitDir), Commit: commit, Path: path, Why: why} }
+	fail := func(why string) error {
+		return &CommittedFileError{Repo: repoName(gitDir), Commit: commit, Path: path, Why: why}
+	}
 	if path == "" || strings.HasPrefix(path, "/") || strings.Contains(path, "..") {
 		return nil, fail("not a path inside the repo")
 	}
