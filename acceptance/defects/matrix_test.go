@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -92,6 +93,20 @@ var matrix = map[string]failures{
 	"secrets-repo-has-code": {
 		"TestC1SecretsRepoSplit": "decrypt.sh: executable file: the secrets repo holds no code",
 	},
+	// The harness reads nothing through the symlink (the key file it points
+	// at is checked unchanged below) and writes nothing into the clone.
+	"symlinked-docs": {
+		"TestC5HonestD8": "docs/d8-evidence.md: a symlink",
+	},
+	// The journal tail in C4's message is redacted (the run's output is
+	// scanned for every secret below).
+	"unit-leaks-secret": {
+		"TestC1SecretsRepoSplit":            "the following units failed: cc-ci-drone.service",
+		"TestC2CertInGit":                   "the following units failed: cc-ci-drone.service",
+		"TestC3AllSecretsInGitOneException": "the following units failed: cc-ci-drone.service",
+		"TestC4GenuineLiveRebuild":          "[REDACTED drone_rpc_secret",
+		"TestC5HonestD8":                    "the following units failed: cc-ci-drone.service",
+	},
 }
 
 // The tests every target is judged by; one not listed for a defect must pass.
@@ -125,7 +140,10 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 		want := matrix[name]
 		t.Run(name, func(t *testing.T) {
 			start := time.Now()
+			keysBefore := digests(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), name, "keys"))
 			results, wrote := runSuite(t, gitBase+"/"+name)
+			assert.Equal(t, keysBefore, digests(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), name, "keys")),
+				"the target's key files on this host are unchanged (nothing written through a symlink)")
 			var leaks []string
 			found, err := scanner.Reader("the suite's -json output", bytes.NewReader(wrote.output))
 			require.NoError(t, err)
@@ -187,6 +205,7 @@ func runSuite(t *testing.T, repoBase string) (map[string]*result, written) {
 	cmd.Dir = moduleRoot(t)
 	// Short waits: a target that hangs must fail in bounded time.
 	cmd.Env = append(os.Environ(), "CCCI_ACCEPTANCE=1", "CCCI_REVIEW_FILE="+filepath.Join(w.reviewDir, "REVIEW.md"), "TMPDIR="+w.tmpDir,
+		"CCCI_OUT_DIR="+filepath.Join(w.reviewDir, "out"),
 		"CCCI_STEP_TIMEOUT=40s", "CCCI_CONVERGE_TIMEOUT=15s",
 		"CCCI_BASE_REPO_URL="+repoBase+"/cc-ci.git", "CCCI_SECRETS_REPO_URL="+repoBase+"/cc-ci-secrets.git")
 	var stderr bytes.Buffer
@@ -214,6 +233,23 @@ func runSuite(t *testing.T, repoBase string) (map[string]*result, written) {
 	}
 	require.NotEmpty(t, results, "the suite reported no test; stderr:\n%s", tail(stderr.String()))
 	return results, w
+}
+
+// targetsRoot is the lab's directory of targets, from the good target's key file.
+func targetsRoot(goodKey string) string { return filepath.Dir(filepath.Dir(filepath.Dir(goodKey))) }
+
+// digests maps each file of dir to its sha256.
+func digests(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	es, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range es {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		require.NoError(t, err)
+		out[e.Name()] = fmt.Sprintf("%x", sha256.Sum256(b))
+	}
+	return out
 }
 
 func moduleRoot(t *testing.T) string {

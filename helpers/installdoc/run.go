@@ -123,7 +123,7 @@ func (r *Runner) Run(ctx context.Context, doc *Doc) (*Record, error) {
 			out, err = r.Shell.Exec(ctx, b.Body, r.Timeout)
 			if out != nil {
 				res.ExitCode = out.ExitCode
-				res.OutputTail = r.Redact.Redact(remote.Tail(append(out.Stdout, out.Stderr...), 1024))
+				res.OutputTail = remote.Tail(r.Redact, append(out.Stdout, out.Stderr...), 1024)
 			}
 		}
 		res.Duration = time.Since(start)

@@ -90,7 +90,7 @@ func Units(ctx context.Context, cl *remote.Client, names []string) ([]UnitState,
 // AwaitConverged waits until every unit has converged. A unit in failed
 // state ends the wait at once; a timeout reports, from its last try, the
 // units that did not converge, `systemctl --failed`, the job queue and each
-// such unit's journal tail (redacted by the client).
+// such unit's journal tail (redacted, then cut).
 func AwaitConverged(ctx context.Context, cl *remote.Client, names []string, timeout time.Duration) ([]UnitState, error) {
 	var last []UnitState
 	err := wait.Eventually(ctx, "units "+strings.Join(names, ", ")+" to converge", timeout, func(lastTry bool) error {
@@ -139,7 +139,7 @@ func diagnostics(ctx context.Context, cl *remote.Client, bad []UnitState) string
 			fmt.Fprintf(&b, "(%v)", err)
 			return
 		}
-		b.WriteString(strings.TrimSpace(remote.Tail(res.Stdout, 2048)))
+		b.WriteString(strings.TrimSpace(cl.Tail(res.Stdout, 2048)))
 	}
 	run("systemctl --failed", "systemctl --failed --no-pager --no-legend || true")
 	run("systemctl list-jobs", "systemctl list-jobs --no-pager --no-legend || true")

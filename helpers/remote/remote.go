@@ -119,7 +119,7 @@ func (c *Client) RunInput(ctx context.Context, command string, stdin []byte, tim
 		return nil, fmt.Errorf("remote: new session on %s: %w", c.cfg.Addr, err)
 	}
 	defer sess.Close()
-	var out, errb bytes.Buffer
+	var out, errb lockedBuffer
 	sess.Stdout, sess.Stderr = &out, &errb
 	if stdin != nil {
 		sess.Stdin = bytes.NewReader(stdin)
@@ -144,7 +144,7 @@ func (c *Client) RunInput(ctx context.Context, command string, stdin []byte, tim
 	}
 	c.logf("ssh %s: %s → exit %d in %s", c.cfg.Addr, firstLine(c.redact(command)), res.ExitCode, res.Duration.Round(time.Millisecond))
 	if res.ExitCode != 0 {
-		return res, &CommandError{Command: c.redact(command), ExitCode: res.ExitCode, Stderr: c.redact(Tail(res.Stderr, 2048))}
+		return res, &CommandError{Command: c.redact(command), ExitCode: res.ExitCode, Stderr: c.Tail(res.Stderr, 2048)}
 	}
 	return res, nil
 }
@@ -160,10 +160,17 @@ func (c *Client) logf(format string, args ...any) {
 // ShellQuote quotes s for a POSIX shell.
 func ShellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-// Tail returns at most n trailing bytes of b as text, marked when cut.
-func Tail(b []byte, n int) string {
-	if len(b) <= n {
-		return string(b)
+// Tail redacts b, then returns at most n trailing bytes of it as text,
+// marked when cut. Redaction comes first: a secret cut at the edge would
+// otherwise no longer match, and its tail would leak.
+func Tail(r *redact.Redactor, b []byte, n int) string {
+	s := r.Redact(string(b))
+	if len(s) <= n {
+		return s
 	}
-	return "…" + string(b[len(b)-n:])
+	return "…" + s[len(s)-n:]
 }
+
+// Tail is the package Tail with the client's redactor: for output of the
+// machine that goes into a message.
+func (c *Client) Tail(b []byte, n int) string { return Tail(c.cfg.Redact, b, n) }

@@ -109,14 +109,14 @@ func (s *Shell) Exec(ctx context.Context, block string, timeout time.Duration) (
 	}
 	s.c.logf("ssh %s shell: block %s → exit %d in %s", s.c.cfg.Addr, firstLine(s.c.redact(block)), res.ExitCode, res.Duration.Round(time.Millisecond))
 	if res.ExitCode != 0 {
-		return res, &CommandError{Command: firstLine(s.c.redact(block)), ExitCode: res.ExitCode, Stderr: s.c.redact(Tail(res.Stderr, 2048))}
+		return res, &CommandError{Command: firstLine(s.c.redact(block)), ExitCode: res.ExitCode, Stderr: s.c.Tail(res.Stderr, 2048)}
 	}
 	return res, nil
 }
 
-// readUntilMarker collects stdout up to the marker line and parses the exit code.
+// readUntilMarker collects stdout (bounded) up to the marker line and parses the exit code.
 func (s *Shell) readUntilMarker() ([]byte, int, error) {
-	var out bytes.Buffer
+	var out lockedBuffer
 	for {
 		line, err := s.stdout.ReadString('\n')
 		if strings.HasPrefix(line, s.marker+" ") {
@@ -127,7 +127,7 @@ func (s *Shell) readUntilMarker() ([]byte, int, error) {
 			// Drop the newline we printed in front of the marker.
 			return bytes.TrimSuffix(out.Bytes(), []byte("\n")), code, nil
 		}
-		out.WriteString(line)
+		_, _ = out.Write([]byte(line))
 		if err != nil {
 			return out.Bytes(), 0, err
 		}
@@ -168,26 +168,44 @@ func firstLine(s string) string {
 	return strconv.Quote(s)
 }
 
-// lockedBuffer is a bytes.Buffer written by the SSH library's goroutine.
+// MaxOutput bounds what the harness keeps of one command's stdout or
+// stderr: the machine is not trusted to print a reasonable amount.
+const MaxOutput = 16 << 20
+
+// lockedBuffer is a bytes.Buffer written by the SSH library's goroutine. It
+// keeps at most MaxOutput bytes and drops the rest, counting them.
 type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	dropped int64
 }
 
 func (l *lockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.b.Write(p)
+	n := len(p)
+	if room := MaxOutput - l.b.Len(); room < n {
+		l.dropped += int64(n - room)
+		p = p[:room]
+	}
+	l.b.Write(p)
+	return n, nil // what is dropped is consumed, so the command is never blocked
 }
 
+// Bytes returns what was kept, marked when output was dropped.
 func (l *lockedBuffer) Bytes() []byte {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]byte(nil), l.b.Bytes()...)
+	out := append([]byte(nil), l.b.Bytes()...)
+	if l.dropped > 0 {
+		out = fmt.Appendf(out, "\n…[%d more bytes dropped: output is kept up to %d bytes]", l.dropped, MaxOutput)
+	}
+	return out
 }
 
 func (l *lockedBuffer) Reset() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.b.Reset()
+	l.dropped = 0
 }
