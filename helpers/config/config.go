@@ -299,9 +299,16 @@ func (p *parser) validate(c *Config) {
 		_, from := p.src.get("CCCI_MEMORY", "")
 		p.fail("CCCI_MEMORY", FormatSize(c.Memory), from, "larger than CCCI_RAM_CAP "+FormatSize(c.RAMCap))
 	}
-	if c.Reference != "" && !strings.Contains(c.Reference, "/") {
+	if c.Reference != "" {
 		_, from := p.src.get("CCCI_REFERENCE", "")
-		p.fail("CCCI_REFERENCE", c.Reference, from, "want project/name")
+		project, name, ok := strings.Cut(c.Reference, "/")
+		switch {
+		case !ok || project == "" || name == "":
+			p.fail("CCCI_REFERENCE", c.Reference, from, "want project/name")
+		case !slices.Contains(c.AllowedProjects, project):
+			// It is only read (Incus exec of readlink), but never outside the allow-list.
+			p.fail("CCCI_REFERENCE", c.Reference, from, "project "+project+" is not in CCCI_ALLOWED_PROJECTS ("+strings.Join(c.AllowedProjects, ",")+")")
+		}
 	}
 	if !validLabelPrefix(c.LabelPrefix) {
 		_, from := p.src.get("CCCI_LABEL_PREFIX", "")

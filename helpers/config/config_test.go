@@ -82,6 +82,8 @@ func TestBadInputNamesTheKeyAndSource(t *testing.T) {
 		{"cap overflows int64", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_RAM_CAP": "99999999999TiB"}, []string{"CCCI_RAM_CAP", "too large"}},
 		{"cap negative", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_RAM_CAP": "-12GiB"}, []string{"CCCI_RAM_CAP", "not a positive size"}},
 		{"empty project is not default", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_PROJECT": ""}, []string{"CCCI_PROJECT", "empty"}},
+		{"reference outside the allow-list", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_REFERENCE": "lichen/lichen-staging"}, []string{"CCCI_REFERENCE", "not in CCCI_ALLOWED_PROJECTS"}},
+		{"reference without project", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_REFERENCE": "/cc-nix-test"}, []string{"CCCI_REFERENCE", "want project/name"}},
 		{"label prefix", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_LABEL_PREFIX": "Bad.Prefix"}, []string{"CCCI_LABEL_PREFIX"}},
 	}
 	for _, tc := range cases {

@@ -149,6 +149,43 @@ func TestGuardrailRefusesOverRAMCap(t *testing.T) {
 	assert.Equal(t, before, countAll(t, m.Client), "nothing was created")
 }
 
+// Two runs may check the RAM sum at the same moment. The sum is checked again
+// once our machine exists; if another instance started meanwhile and the
+// total no longer fits, our own machine is destroyed and creation fails.
+func TestRAMIsCheckedAgainAfterCreating(t *testing.T) {
+	m, cfg := newManager(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	before, err := machine.RAM(ctx, m.Client, m.Guard, 0)
+	require.NoError(t, err)
+	spec := smallSpec(cfg)
+	// Room for exactly our machine, then a concurrent 1GiB instance starts.
+	m.Guard.RAMCap = before.Total + spec.Memory
+	m.Tracker = &concurrentStart{t: t, c: m.Client, project: cfg.DecoyProject}
+	mc, err := m.Create(ctx, spec)
+	var ge *machine.GuardrailError
+	require.ErrorAs(t, err, &ge)
+	assert.Equal(t, "RAM cap", ge.Rule)
+	assert.Contains(t, err.Error(), "re-checked after creating "+mc.Name)
+	assert.Contains(t, err.Error(), "the new machine is destroyed")
+	_, err = m.Client.Instance(ctx, mc.Project, mc.Name)
+	assert.ErrorIs(t, err, incus.ErrNotFound, "our machine was given back")
+}
+
+// concurrentStart stands in for another run: when our machine's uuid is
+// pinned (after creation, before the re-check), it starts an instance.
+type concurrentStart struct {
+	t       *testing.T
+	c       *incus.Client
+	project string
+}
+
+func (s *concurrentStart) Track(string, string) error { return nil }
+func (s *concurrentStart) Pin(string, string, string) error {
+	startDecoy(s.t, s.c, s.project, "1GiB", nil)
+	return nil
+}
+
 func TestGuardrailMachinesPerRun(t *testing.T) {
 	m, cfg := newManager(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -8,8 +8,14 @@ package testrun_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +24,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/incus"
@@ -205,4 +212,101 @@ func TestInfrastructureFaultsNameTheStage(t *testing.T) {
 			ch.assertHygiene(t, true)
 		})
 	}
+}
+
+// A state file is input: one that names an instance the harness did not
+// create — unlabelled, in another project, or labelled by another run — is
+// refused before anything touches it. The instance is asked of the API
+// afterwards: same uuid, same status.
+func TestStateFileNamingAnotherInstanceIsRefused(t *testing.T) {
+	c, cfg := faultLab(t)
+	ctx := context.Background()
+	l := machine.Labels{Prefix: cfg.LabelPrefix}
+	unlabelled := startedInstance(t, c, cfg, nil)
+	otherRun := startedInstance(t, c, cfg, map[string]string{l.CreatedBy(): machine.CreatedBy, l.RunID(): "r-another-run",
+		l.ExpiresAt(): time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
+	decoys, err := c.Instances(ctx, cfg.DecoyProject)
+	require.NoError(t, err)
+	require.NotEmpty(t, decoys, "the lab runs an instance in %s", cfg.DecoyProject)
+
+	rows := []struct {
+		name          string
+		project, inst string
+		runID, uuid   string // uuid "": the instance's real one
+		want          string
+	}{
+		{"unlabelled instance in the allowed project", cfg.Project, unlabelled, "r-whatever", "", "does not carry the label " + l.CreatedBy()},
+		{"instance in another project", cfg.DecoyProject, decoys[0].Name, "r-whatever", "", "not in the allow-list"},
+		{"another run's machine, a wrong run id", cfg.Project, otherRun, "r-mine", "", `"r-another-run" is not run r-mine`},
+		{"another run's machine, a wrong uuid", cfg.Project, otherRun, "r-another-run", "00000000-0000-4000-8000-000000000000",
+			"a different instance under the same name"},
+		{"another run's machine, all labels right", cfg.Project, otherRun, "r-another-run", "", "is not the one the state file pinned"},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			before, err := c.Instance(ctx, row.project, row.inst)
+			require.NoError(t, err)
+			stateFile := forgedState(t, row.project, row.inst, row.runID, row.uuid)
+			ch := startSuite(t, []string{"SKIP_provision=1", "CCCI_STATE_FILE=" + stateFile}, "-test.run", "TestMachineIsBrandNewAndBlank")
+			assert.NotEqual(t, 0, ch.wait(t))
+			out := ch.out.String()
+			assert.Contains(t, out, "cannot be reused")
+			assert.Contains(t, out, row.want)
+			assert.NotContains(t, out, "destroyed "+row.project+"/"+row.inst)
+			assert.Contains(t, out, "(0 created, 0 reused)", "nothing counted as this run's")
+			after, err := c.Instance(ctx, row.project, row.inst)
+			if assert.NoError(t, err, "%s/%s must survive", row.project, row.inst) {
+				assert.Equal(t, before.Config[machine.UUIDKey], after.Config[machine.UUIDKey], "same instance (uuid)")
+				assert.Equal(t, before.Status, after.Status, "left as it was")
+			}
+		})
+	}
+}
+
+// startedInstance starts a small instance in the allowed project, removed when the test ends.
+func startedInstance(t *testing.T, c *incus.Client, cfg *config.Config, labels map[string]string) string {
+	t.Helper()
+	ctx := context.Background()
+	name := fmt.Sprintf("decoy-state-%d", time.Now().UnixNano()%1e9)
+	conf := map[string]string{"limits.memory": "256MiB"}
+	for k, v := range labels {
+		conf[k] = v
+	}
+	require.NoError(t, c.CreateInstance(ctx, incus.InstanceSpec{Name: name, Project: cfg.Project, Type: incus.Container,
+		ImageAlias: cfg.Image, Config: conf}))
+	t.Cleanup(func() {
+		_ = c.SetState(context.Background(), cfg.Project, name, "stop", true)
+		_ = c.DeleteInstance(context.Background(), cfg.Project, name)
+	})
+	require.NoError(t, c.SetState(ctx, cfg.Project, name, "start", false))
+	return name
+}
+
+// forgedState writes a well-formed state file (and its SSH key) naming
+// project/name, with that instance's real uuid unless one is given.
+func forgedState(t *testing.T, project, name, runID, uuid string) string {
+	t.Helper()
+	c, _ := labtest.Client(t, "https")
+	in, err := c.Instance(context.Background(), project, name)
+	require.NoError(t, err)
+	if uuid == "" {
+		uuid = in.Config[machine.UUIDKey]
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	block, err := ssh.MarshalPrivateKey(priv, "forged")
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(path+".d", 0o700))
+	require.NoError(t, os.WriteFile(path+".d/id_ed25519", pem.EncodeToMemory(block), 0o600))
+	hk, err := ssh.NewPublicKey(pub)
+	require.NoError(t, err)
+	st := map[string]any{"run_id": runID, "project": project, "name": name, "type": "container", "image": "ccci-blank",
+		"ip": "10.99.0.250", "user": "root", "host_key": string(ssh.MarshalAuthorizedKey(hk)), "key_file": path + ".d/id_ed25519",
+		"uuid": uuid}
+	b, err := json.Marshal(st)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, b, 0o600))
+	return path
 }
