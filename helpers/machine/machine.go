@@ -370,9 +370,7 @@ func (m *Manager) Reuse(ctx context.Context, kept *Machine) (*Machine, error) {
 	if st.Status != "Running" {
 		return nil, fmt.Errorf("reuse %s/%s: status %s, not Running", kept.Project, kept.Name, st.Status)
 	}
-	if kept.IP = st.IPv4(); kept.IP == "" {
-		return nil, fmt.Errorf("reuse %s/%s: Incus reports no IPv4 address", kept.Project, kept.Name)
-	}
+	// Identity before address: the host key, read again out of band.
 	hk, err := kept.readHostKey(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reuse %s/%s: read the host key again: %w", kept.Project, kept.Name, err)
@@ -380,6 +378,9 @@ func (m *Manager) Reuse(ctx context.Context, kept *Machine) (*Machine, error) {
 	if kept.HostKey == nil || !bytes.Equal(hk.Marshal(), kept.HostKey.Marshal()) {
 		return nil, &OwnershipError{Instance: kept.Project + "/" + kept.Name,
 			Why: "its SSH host key " + ssh.FingerprintSHA256(hk) + " is not the one the state file pinned"}
+	}
+	if kept.IP = st.IPv4(); kept.IP == "" {
+		return nil, fmt.Errorf("reuse %s/%s: Incus reports no IPv4 address", kept.Project, kept.Name)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

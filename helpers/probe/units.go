@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -57,11 +58,28 @@ func Units(ctx context.Context, cl *remote.Client, names []string) ([]UnitState,
 	if err != nil {
 		return nil, fmt.Errorf("probe units: %w", err)
 	}
+	return ParseUnits(string(res.Stdout), len(names))
+}
+
+// unitValue is what a systemd unit name or state looks like; anything else
+// the machine printed is refused before it reaches a message or evidence.
+var unitValue = regexp.MustCompile(`^[A-Za-z0-9@._:\\-]{0,256}$`)
+
+// ParseUnits reads `systemctl show -p Id,Type,…` output: one block of
+// KEY=VALUE lines per unit, blocks separated by an empty line. want is the
+// number of units asked for.
+func ParseUnits(stdout string, want int) ([]UnitState, error) {
 	var out []UnitState
-	for _, block := range strings.Split(strings.TrimSpace(string(res.Stdout)), "\n\n") {
+	for _, block := range strings.Split(strings.TrimSpace(stdout), "\n\n") {
 		u := UnitState{}
 		for _, line := range strings.Split(block, "\n") {
-			k, v, _ := strings.Cut(line, "=")
+			k, v, ok := strings.Cut(line, "=")
+			if !ok {
+				return nil, fmt.Errorf("probe units: systemctl printed %.60q, not KEY=VALUE", line)
+			}
+			if !unitValue.MatchString(v) {
+				return nil, fmt.Errorf("probe units: systemctl printed an unexpected %s value %.60q", k, v)
+			}
 			switch k {
 			case "Id":
 				u.Name = v
@@ -76,13 +94,20 @@ func Units(ctx context.Context, cl *remote.Client, names []string) ([]UnitState,
 			case "Result":
 				u.Result = v
 			case "ExecMainStatus":
-				u.ExecMainStatus, _ = strconv.Atoi(v)
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					return nil, fmt.Errorf("probe units: ExecMainStatus %.20q is not a number", v)
+				}
+				u.ExecMainStatus = n
 			}
+		}
+		if u.Name == "" {
+			return nil, fmt.Errorf("probe units: a block without Id: %.80q", block)
 		}
 		out = append(out, u)
 	}
-	if len(out) != len(names) {
-		return nil, fmt.Errorf("probe units: asked for %d units, systemd described %d", len(names), len(out))
+	if len(out) != want {
+		return nil, fmt.Errorf("probe units: asked for %d units, systemd described %d", want, len(out))
 	}
 	return out, nil
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/labtest"
 	"github.com/cc-ci/acceptance/helpers/machine"
+	"github.com/cc-ci/acceptance/helpers/wait"
 )
 
 // faultLab is the lab client for a fault test, with decoys in place — an
@@ -279,6 +280,14 @@ func startedInstance(t *testing.T, c *incus.Client, cfg *config.Config, labels m
 		_ = c.DeleteInstance(context.Background(), cfg.Project, name)
 	})
 	require.NoError(t, c.SetState(ctx, cfg.Project, name, "start", false))
+	// Booted far enough to have its SSH host key, as a kept machine would.
+	require.NoError(t, wait.Eventually(ctx, "the host key of "+name, time.Minute, func(bool) error {
+		res, err := c.Exec(ctx, cfg.Project, name, []string{"test", "-s", "/etc/ssh/ssh_host_ed25519_key.pub"}, nil)
+		if err == nil && res.ExitCode != 0 {
+			err = fmt.Errorf("exit %d", res.ExitCode)
+		}
+		return err
+	}))
 	return name
 }
 

@@ -350,3 +350,13 @@ func TestTimeoutDeadlineTearsDownFirst(t *testing.T) {
 		assert.Contains(t, es[0].Interrupted, "-timeout deadline")
 	}
 }
+
+// A variable inherited from the caller cannot turn the suite into a no-op:
+// the guardian's role comes from its command line only, so a CCCI_GUARDIAN
+// in the environment (the old switch) still runs the tests.
+func TestInheritedGuardianVariableDoesNotSkipTheSuite(t *testing.T) {
+	faultLab(t)
+	ch := startSuite(t, []string{"CCCI_GUARDIAN=1"}, "-test.run", "TestC7Docs")
+	assert.Equal(t, 0, ch.wait(t))
+	assert.Contains(t, ch.out.String(), "--- PASS: TestC7Docs", "the test ran")
+}
