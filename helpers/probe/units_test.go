@@ -40,7 +40,7 @@ func TestParseUnitsRefusesMalformedOutput(t *testing.T) {
 		out  string
 		want string
 	}{
-		"fewer units than asked": {recorded[:len(recorded)/2], "asked for 2 units, systemd described 1"},
+		"fewer units than asked":       {recorded[:len(recorded)/2], "asked for 2 units, systemd described 1"},
 		"a line that is not KEY=VALUE": {"Id=a.service\nnonsense\n\nId=b.service", "not KEY=VALUE"},
 		"terminal escapes in a state":  {"Id=a.service\nActiveState=active\x1b[2J\n\nId=b.service", "unexpected ActiveState value"},
 		"a newline-free injection":     {"Id=a.service\nResult=success; rm -rf /\n\nId=b.service", "unexpected Result value"},
