@@ -8,7 +8,7 @@ GOTESTSUM := $(OUT)/bin/gotestsum
 GOTEST := $(GO) test -count=1
 LAB := lab/lab.sh
 
-.PHONY: help lab-up lab-down lab-status unit test acceptance acceptance-ci defects bench soak vet
+.PHONY: help lab-up lab-down lab-status unit test acceptance acceptance-ci defects bench soak vet lint-install
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -21,6 +21,10 @@ lab-down: ## stop what lab-up started; delete harness-labelled instances
 
 lab-status: ## show lab daemons and instances
 	@bash $(LAB) status
+
+lint-install: ## check a target's install.md without a lab: make lint-install DOC=path/to/docs/install.md
+	@test -n "$(DOC)" || { echo "usage: make lint-install DOC=path/to/docs/install.md" >&2; exit 2; }
+	$(GO) run ./cmd/ccci lint-install "$(DOC)"
 
 vet: ## go vet
 	$(GO) vet ./...

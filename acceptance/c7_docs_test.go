@@ -26,24 +26,11 @@ func TestC7Docs(t *testing.T) {
 
 	// install.md parsed (every shell block tagged, placeholders known) when
 	// the target was loaded; here: its steps are the new model's.
-	var cloneBase, cloneSecrets, ageKey, switches []string
-	for _, b := range view.Doc.Blocks {
-		switch {
-		case b.Runs == installdoc.Operator && strings.Contains(b.Raw, cfg.AgeKeyPath):
-			ageKey = append(ageKey, b.Step)
-		case strings.Contains(b.Raw, "${SECRETS_REPO_URL}"):
-			cloneSecrets = append(cloneSecrets, b.Step)
-		case strings.Contains(b.Raw, "${BASE_REPO_URL}"):
-			cloneBase = append(cloneBase, b.Step)
-		}
-		if switchCmd(b.Raw) {
-			switches = append(switches, b.Step)
-		}
-	}
-	assert.Len(t, cloneBase, 1, "one step clones the base repo")
-	assert.Len(t, cloneSecrets, 1, "one step clones the secrets repo")
-	assert.Len(t, ageKey, 1, "one operator step provisions the age key to %s", cfg.AgeKeyPath)
-	assert.Len(t, switches, 1, "exactly one switch: %v", switches)
+	m := installdoc.ReadModel(view.Doc, cfg.AgeKeyPath)
+	assert.Len(t, m.CloneBase, 1, "one step clones the base repo")
+	assert.Len(t, m.CloneSecrets, 1, "one step clones the secrets repo")
+	assert.Len(t, m.AgeKey, 1, "one operator step provisions the age key to %s", cfg.AgeKeyPath)
+	assert.Len(t, m.Switches, 1, "exactly one switch: %v", m.Switches)
 
 	install := strings.ToLower(docs[target.InstallDoc])
 	assert.Contains(t, install, "dns", "install.md states the DNS precondition")
@@ -54,8 +41,4 @@ func TestC7Docs(t *testing.T) {
 			assert.False(t, target.ContainsPhrase(text, phrase), "%s still describes the operator-dropped certificate (%q)", path, phrase)
 		}
 	}
-}
-
-func switchCmd(body string) bool {
-	return strings.Contains(body, "nixos-rebuild switch") || strings.Contains(body, "bin/switch")
 }

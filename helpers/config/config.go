@@ -18,6 +18,9 @@ import (
 	"github.com/cc-ci/acceptance/helpers/incus"
 )
 
+// DefaultAgeKeyPath is where install.md provisions the bootstrap key (sops-nix's default).
+const DefaultAgeKeyPath = "/var/lib/sops-nix/key.txt"
+
 // LabSettings is where `lab/lab.sh up` writes the settings that point at the lab.
 const LabSettings = "/var/lib/cc-ci-lab/lab.env"
 
@@ -158,7 +161,7 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 		DecoyProject:          p.str("CCCI_DECOY_PROJECT", "lichen"),
 		ReviewFile:            p.str("CCCI_REVIEW_FILE", defaultReviewFile()),
 		OutDir:                p.str("CCCI_OUT_DIR", filepath.Join(filepath.Dir(defaultReviewFile()), "out")),
-		AgeKeyPath:            p.str("CCCI_AGE_KEY_PATH", "/var/lib/sops-nix/key.txt"),
+		AgeKeyPath:            p.str("CCCI_AGE_KEY_PATH", DefaultAgeKeyPath),
 		BaseRepoURL:           p.str("CCCI_BASE_REPO_URL", ""),
 		SecretsRepoURL:        p.str("CCCI_SECRETS_REPO_URL", ""),
 		AgeKeyFile:            p.str("CCCI_AGE_KEY_FILE", ""),

@@ -2,6 +2,7 @@ package installdoc
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -43,30 +44,21 @@ func TestManifestChangesWithAnyBlock(t *testing.T) {
 }
 
 // Every malformed document is refused before anything runs, naming the line.
+// The table is testdata/malformed: NAME.md is read as install.md, NAME.want
+// holds what the error must say (cmd/ccci's lint-install reads the same table).
 func TestMalformedDocumentsNameTheLine(t *testing.T) {
-	cases := []struct {
-		name, src string
-		want      []string
-	}{
-		{"untagged shell block", "# x\n\n```sh\nrm -rf /\n```\n", []string{"install.md:3:", "without a tag"}},
-		{"untagged bash block", "```bash\necho\n```\n", []string{"install.md:1:", "without a tag"}},
-		{"unknown placeholder", "```sh {step=a}\necho ${NOPE}\n```\n", []string{"install.md:1:", "unknown placeholder ${NOPE}"}},
-		{"duplicate step", "```sh {step=a}\ntrue\n```\n\n```sh {step=a}\ntrue\n```\n", []string{"install.md:5:", `duplicate step "a" (first at line 1)`}},
-		{"unterminated fence", "```sh {step=a}\ntrue\n\nmore text\n", []string{"install.md:1:", "unterminated code fence"}},
-		{"malformed tag", "```sh {step=a\ntrue\n```\n", []string{"install.md:1:", "malformed fence tag"}},
-		{"bad key=value", "```sh {step}\ntrue\n```\n", []string{"install.md:1:", `"step" is not key=value`}},
-		{"bad runs", "```sh {step=a runs=robot}\ntrue\n```\n", []string{"install.md:1:", "want machine or operator"}},
-		{"unknown attribute", "```sh {step=a when=now}\ntrue\n```\n", []string{"install.md:1:", `unknown attribute "when"`}},
-		{"bad step name", "```sh {step=Clone_Base}\ntrue\n```\n", []string{"install.md:1:", "lower-case"}},
-		{"empty step", "```sh {step=a}\n```\n", []string{"install.md:1:", "empty"}},
-		{"run=yes", "```sh {run=yes}\ntrue\n```\n", []string{"run= only takes no"}},
-		{"nothing runnable", "# Only prose\n\n```sh {run=no}\nls\n```\n", []string{"no runnable"}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := Parse("install.md", []byte(tc.src), values)
+	cases, err := filepath.Glob("testdata/malformed/*.md")
+	require.NoError(t, err)
+	require.NotEmpty(t, cases)
+	for _, path := range cases {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			src, err := os.ReadFile(path)
+			require.NoError(t, err)
+			want, err := os.ReadFile(strings.TrimSuffix(path, ".md") + ".want")
+			require.NoError(t, err)
+			_, err = Parse("install.md", src, values)
 			require.Error(t, err)
-			for _, w := range tc.want {
+			for _, w := range strings.Split(strings.TrimSpace(string(want)), "\n") {
 				assert.Contains(t, err.Error(), w)
 			}
 		})

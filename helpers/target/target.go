@@ -172,7 +172,7 @@ func ProvisionAgeKey(push PushFunc, path string, key *AgeKey) installdoc.Operato
 		if err := push(ctx, incus.FileSpec{Path: path, Mode: 0o400, Data: key.File}); err != nil {
 			return nil, err
 		}
-		return []installdoc.Pushed{{Step: "provision-age-key", Path: path, Mode: "0400", Fingerprint: SHA256(key.File)}}, nil
+		return []installdoc.Pushed{{Step: installdoc.AgeKeyStep, Path: path, Mode: "0400", Fingerprint: SHA256(key.File)}}, nil
 	}
 }
 
@@ -185,7 +185,7 @@ func Placeholders(baseURL, secretsURL, domain, gateway, machine string) map[stri
 // Operators are the operator steps the harness can do in the operator's
 // place: exactly one, the age key.
 func Operators(push PushFunc, keyPath string, key *AgeKey) map[string]installdoc.OperatorAction {
-	return map[string]installdoc.OperatorAction{"provision-age-key": ProvisionAgeKey(push, keyPath, key)}
+	return map[string]installdoc.OperatorAction{installdoc.AgeKeyStep: ProvisionAgeKey(push, keyPath, key)}
 }
 
 // SHA256 is the hex digest of b.

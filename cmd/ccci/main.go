@@ -1,0 +1,78 @@
+// Command ccci holds the harness's tools that need no lab.
+//
+//	ccci lint-install PATH   check a target's docs/install.md as a run would; print its steps
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+
+	"github.com/cc-ci/acceptance/helpers/config"
+	"github.com/cc-ci/acceptance/helpers/installdoc"
+)
+
+func main() {
+	if len(os.Args) != 3 || os.Args[1] != "lint-install" {
+		fmt.Fprintln(os.Stderr, "usage: ccci lint-install PATH   (docs/writing-install-md.md)")
+		os.Exit(2)
+	}
+	os.Exit(lintInstall(os.Args[2], os.Stdout, os.Stderr))
+}
+
+// lintInstall returns 0 when the document is fine, 1 when it is not (the
+// problems on stderr, each naming the line), 2 when it cannot be read.
+func lintInstall(path string, stdout, stderr io.Writer) int {
+	src, err := readDoc(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "lint-install: %v\n", err)
+		return 2
+	}
+	values, ageKeyPath := placeholders(stderr)
+	steps, err := installdoc.Lint(path, src, values, ageKeyPath)
+	fmt.Fprint(stdout, steps)
+	if err != nil {
+		fmt.Fprintf(stderr, "%v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// readDoc reads a regular file (not through a symlink) of bounded size.
+func readDoc(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil, errors.Join(fmt.Errorf("%s is not a regular file", path), err)
+	}
+	const max = 4 << 20
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && len(b) > max {
+		err = fmt.Errorf("%s is larger than %d bytes", path, max)
+	}
+	return b, err
+}
+
+// placeholders are the values a run would fill in, from the configuration
+// (CCCI_CONFIG or the lab's settings); without one, they are shown as
+// ${NAME}. The machine's address is only known during a run.
+func placeholders(stderr io.Writer) (map[string]string, string) {
+	cfg, err := config.Load()
+	if err != nil {
+		fmt.Fprintf(stderr, "lint-install: no usable configuration, placeholders shown unresolved (%v)\n", err)
+		cfg = &config.Config{AgeKeyPath: config.DefaultAgeKeyPath}
+	}
+	v := map[string]string{"BASE_REPO_URL": cfg.BaseRepoURL, "SECRETS_REPO_URL": cfg.SecretsRepoURL,
+		"DOMAIN": cfg.Domain, "GATEWAY": cfg.Gateway, "MACHINE": ""}
+	for k, val := range v {
+		if val == "" {
+			v[k] = "${" + k + "}"
+		}
+	}
+	return v, cfg.AgeKeyPath
+}

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func lint(t *testing.T, path string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = lintInstall(path, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestLintInstallPassesTheFixturesDocument(t *testing.T) {
+	code, out, errs := lint(t, "../../fixtures/target/docs/install.md")
+	require.Equal(t, 0, code, "stderr: %s", errs)
+	assert.Contains(t, out, "5 steps a run takes")
+	assert.Contains(t, out, "3. provision-age-key (../../fixtures/target/docs/install.md:33) by the operator")
+}
+
+// The parser's bad-input table (helpers/installdoc/testdata/malformed): each
+// document fails lint, naming its line.
+func TestLintInstallFailsEachMalformedDocument(t *testing.T) {
+	cases, err := filepath.Glob("../../helpers/installdoc/testdata/malformed/*.md")
+	require.NoError(t, err)
+	require.NotEmpty(t, cases)
+	for _, path := range cases {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			code, _, errs := lint(t, path)
+			assert.Equal(t, 1, code)
+			want, err := os.ReadFile(strings.TrimSuffix(path, ".md") + ".want")
+			require.NoError(t, err)
+			for _, w := range strings.Split(strings.TrimSpace(string(want)), "\n") {
+				assert.Contains(t, errs, strings.Replace(w, "install.md:", filepath.Base(path)+":", 1))
+			}
+		})
+	}
+}
+
+// The guide's example is a document lint-install passes.
+func TestTheGuidesExamplePasses(t *testing.T) {
+	guide, err := os.ReadFile("../../docs/writing-install-md.md")
+	require.NoError(t, err)
+	m := regexp.MustCompile("(?s)\n````markdown\n(.*?)\n````\n").FindSubmatch(guide)
+	require.NotNil(t, m, "the guide has a ````markdown example")
+	path := filepath.Join(t.TempDir(), "install.md")
+	require.NoError(t, os.WriteFile(path, m[1], 0o644))
+	code, out, errs := lint(t, path)
+	require.Equal(t, 0, code, "stderr: %s", errs)
+	assert.Contains(t, out, "5 steps a run takes")
+	assert.Contains(t, out, "nixos-rebuild switch --flake")
+}
+
+func TestLintInstallRefusesASymlinkAndAMissingFile(t *testing.T) {
+	dir := t.TempDir()
+	link := filepath.Join(dir, "install.md")
+	require.NoError(t, os.Symlink("/etc/hostname", link))
+	code, _, errs := lint(t, link)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errs, "install.md")
+	code, _, errs = lint(t, filepath.Join(dir, "missing.md"))
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errs, "missing.md")
+}
