@@ -2,6 +2,7 @@ package acceptance
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -32,8 +33,12 @@ func TestC4GenuineLiveRebuild(t *testing.T) {
 	require.NoError(t, err)
 	defer cl.Close()
 
-	// Read even when the switch failed: the unit states say why.
+	// Read even when the switch failed: the unit states say why. The wait
+	// ends as soon as systemd's state decides; the timeout is the backstop.
+	start := time.Now()
 	units, err := probe.AwaitConverged(ctx, cl, run.Config.Units, run.Config.ConvergeTimeout)
+	t.Logf("units verdict in %.1fs after the first probe (the switch ended %.1fs before it)",
+		time.Since(start).Seconds(), start.Sub(inst.Ended).Seconds())
 	require.NoError(t, err, "the reconcile units converge")
 	for _, u := range units {
 		t.Logf("converged: %s", u)

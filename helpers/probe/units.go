@@ -22,6 +22,10 @@ type UnitState struct {
 	Result         string // success, exit-code, …
 	ExecMainStatus int
 	LoadState      string // loaded, not-found
+	Job            string // the id of a queued job for the unit, "" when none
+	TriggeredBy    string // units (timers, sockets, paths) that may start it
+	StartTimeout   time.Duration // TimeoutStartUSec; 0 = infinity (oneshots' default)
+	ActivatingFor  time.Duration // since it left "inactive", when activating
 }
 
 // Converged is the expectation: a oneshot that exited successfully and
@@ -41,12 +45,32 @@ func (u UnitState) Failed() bool {
 	return u.ActiveState == "failed" || u.LoadState == "not-found" || (u.Result != "" && u.Result != "success")
 }
 
+// Hopeless says, from systemd's own state once the switch has returned,
+// whether waiting can no longer make the unit converge, and why. jobsQueued
+// is the number of jobs in systemd's queue (any unit): a queued job may yet
+// pull in a dependency, so an inactive unit is judged only when it is zero.
+func (u UnitState) Hopeless(jobsQueued int) (bool, string) {
+	switch {
+	case u.Converged():
+		return false, ""
+	case u.Failed():
+		return true, "it failed"
+	case u.LoadState != "loaded":
+		return true, "its unit file is " + u.LoadState
+	case u.ActiveState == "inactive" && u.Job == "" && u.TriggeredBy == "" && jobsQueued == 0:
+		return true, "it is inactive with no job queued and nothing to trigger it: it will not start by itself"
+	case u.ActiveState == "activating" && u.SubState != "auto-restart" && u.StartTimeout > 0 && u.ActivatingFor > u.StartTimeout:
+		return true, fmt.Sprintf("it has been activating for %s, past its own start timeout of %s", u.ActivatingFor.Round(time.Second), u.StartTimeout)
+	}
+	return false, ""
+}
+
 func (u UnitState) String() string {
 	return fmt.Sprintf("%s: load=%s active=%s sub=%s result=%s status=%d type=%s",
 		u.Name, u.LoadState, u.ActiveState, u.SubState, u.Result, u.ExecMainStatus, u.Type)
 }
 
-const unitProps = "Id,Type,LoadState,ActiveState,SubState,Result,ExecMainStatus"
+const unitProps = "Id,Type,LoadState,ActiveState,SubState,Result,ExecMainStatus,Job,TriggeredBy,TimeoutStartUSec,InactiveExitTimestamp"
 
 // Units reads the state of each unit.
 func Units(ctx context.Context, cl *remote.Client, names []string) ([]UnitState, error) {
@@ -54,21 +78,38 @@ func Units(ctx context.Context, cl *remote.Client, names []string) ([]UnitState,
 	for i, n := range names {
 		quoted[i] = remote.ShellQuote(n)
 	}
-	res, err := cl.Run(ctx, "systemctl show --no-pager -p "+unitProps+" "+strings.Join(quoted, " "), 20*time.Second)
+	// The machine's clock in the same breath, for how long a unit has been activating.
+	res, err := cl.Run(ctx, "date +@%s; systemctl show --no-pager --timestamp=unix -p "+unitProps+" "+strings.Join(quoted, " "), 20*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("probe units: %w", err)
 	}
-	return ParseUnits(string(res.Stdout), len(names))
+	now, rest, _ := strings.Cut(string(res.Stdout), "\n")
+	return ParseUnits(rest, len(names), now)
+}
+
+// JobsQueued is the number of jobs in systemd's queue.
+func JobsQueued(ctx context.Context, cl *remote.Client) (int, error) {
+	res, err := cl.Run(ctx, "systemctl list-jobs --no-pager --no-legend | wc -l", 20*time.Second)
+	if err != nil {
+		return 0, fmt.Errorf("probe jobs: %w", err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(res.Stdout)))
+	if err != nil {
+		return 0, fmt.Errorf("probe jobs: %.20q is not a count", res.Stdout)
+	}
+	return n, nil
 }
 
 // unitValue is what a systemd unit name or state looks like; anything else
 // the machine printed is refused before it reaches a message or evidence.
-var unitValue = regexp.MustCompile(`^[A-Za-z0-9@._:\\-]{0,256}$`)
+var unitValue = regexp.MustCompile(`^[A-Za-z0-9@._: -]{0,256}$`)
 
-// ParseUnits reads `systemctl show -p Id,Type,…` output: one block of
-// KEY=VALUE lines per unit, blocks separated by an empty line. want is the
-// number of units asked for.
-func ParseUnits(stdout string, want int) ([]UnitState, error) {
+// ParseUnits reads `systemctl show --timestamp=unix -p Id,Type,…` output:
+// one block of KEY=VALUE lines per unit, blocks separated by an empty line.
+// want is the number of units asked for; now is the machine's clock as
+// `date +@%s` printed it ("" if unknown).
+func ParseUnits(stdout string, want int, now string) ([]UnitState, error) {
+	clock, clockErr := unixTime(strings.TrimSpace(now))
 	var out []UnitState
 	for _, block := range strings.Split(strings.TrimSpace(stdout), "\n\n") {
 		u := UnitState{}
@@ -99,10 +140,27 @@ func ParseUnits(stdout string, want int) ([]UnitState, error) {
 					return nil, fmt.Errorf("probe units: ExecMainStatus %.20q is not a number", v)
 				}
 				u.ExecMainStatus = n
+			case "Job":
+				u.Job = v
+			case "TriggeredBy":
+				u.TriggeredBy = v
+			case "TimeoutStartUSec":
+				d, err := systemdSpan(v)
+				if err != nil {
+					return nil, fmt.Errorf("probe units: TimeoutStartUSec: %w", err)
+				}
+				u.StartTimeout = d
+			case "InactiveExitTimestamp":
+				if t, err := unixTime(v); err == nil && clockErr == nil && !t.IsZero() {
+					u.ActivatingFor = clock.Sub(t)
+				}
 			}
 		}
 		if u.Name == "" {
 			return nil, fmt.Errorf("probe units: a block without Id: %.80q", block)
+		}
+		if u.ActiveState != "activating" {
+			u.ActivatingFor = 0
 		}
 		out = append(out, u)
 	}
@@ -125,26 +183,50 @@ func AwaitConverged(ctx context.Context, cl *remote.Client, names []string, time
 		}
 		last = units
 		var bad []UnitState
-		failed := false
 		for _, u := range units {
 			if !u.Converged() {
 				bad = append(bad, u)
-				failed = failed || u.Failed()
 			}
 		}
 		if len(bad) == 0 {
 			return nil
 		}
 		msg := describe(bad)
-		if failed || lastTry {
-			msg += diagnostics(ctx, cl, bad)
+		why := hopeless(ctx, cl, bad)
+		if why != "" || lastTry {
+			msg += why + diagnostics(ctx, cl, bad)
 		}
-		if failed {
+		if why != "" {
 			return wait.Stop(errors.New(msg))
 		}
 		return errors.New(msg)
 	})
 	return last, err
+}
+
+// hopeless returns, for the units that systemd's state says cannot converge
+// by waiting, why ("" when waiting may still help). The job queue is read
+// only when a unit is inactive; if it cannot be read, inactive units are
+// left to the timeout.
+func hopeless(ctx context.Context, cl *remote.Client, bad []UnitState) string {
+	jobs := -1 // not read yet
+	var why []string
+	for _, u := range bad {
+		if u.ActiveState == "inactive" && jobs < 0 {
+			n, err := JobsQueued(ctx, cl)
+			if err != nil {
+				n = 1 // unknown: as if a job might still start it
+			}
+			jobs = n
+		}
+		if ok, reason := u.Hopeless(max(jobs, 0)); ok {
+			why = append(why, u.Name+": "+reason)
+		}
+	}
+	if len(why) == 0 {
+		return ""
+	}
+	return "\n--- cannot converge by waiting (systemd's state)\n" + strings.Join(why, "\n")
 }
 
 func describe(units []UnitState) string {
@@ -172,4 +254,45 @@ func diagnostics(ctx context.Context, cl *remote.Client, bad []UnitState) string
 		run("journal of "+u.Name, "journalctl --no-pager -n 20 -u "+remote.ShellQuote(u.Name)+" || true")
 	}
 	return b.String()
+}
+
+// unixTime reads "@1732833600" (systemd's --timestamp=unix, date +@%s); ""
+// is the zero time (systemd prints nothing for "never").
+func unixTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	n, err := strconv.ParseInt(strings.TrimPrefix(s, "@"), 10, 64)
+	if err != nil || !strings.HasPrefix(s, "@") {
+		return time.Time{}, fmt.Errorf("%.30q is not @SECONDS", s)
+	}
+	return time.Unix(n, 0), nil
+}
+
+// systemdSpan reads a time span as systemctl show prints it: "infinity"
+// (returned as 0), "1min 30s", "500ms", "2h", "1d 2h 3min 4s 5ms 6us".
+func systemdSpan(s string) (time.Duration, error) {
+	if s == "infinity" {
+		return 0, nil
+	}
+	units := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second,
+		"min": time.Minute, "h": time.Hour, "d": 24 * time.Hour, "w": 7 * 24 * time.Hour}
+	var total time.Duration
+	fields := strings.Fields(s)
+	if len(fields) == 0 {
+		return 0, fmt.Errorf("empty time span")
+	}
+	for _, f := range fields {
+		i := strings.IndexFunc(f, func(r rune) bool { return r < '0' || r > '9' })
+		if i <= 0 {
+			return 0, fmt.Errorf("time span %.30q: %q has no number and unit", s, f)
+		}
+		n, err := strconv.Atoi(f[:i])
+		u, ok := units[f[i:]]
+		if err != nil || !ok {
+			return 0, fmt.Errorf("time span %.30q: %q is not a number and a unit", s, f)
+		}
+		total += time.Duration(n) * u
+	}
+	return total, nil
 }

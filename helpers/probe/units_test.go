@@ -2,12 +2,14 @@ package probe
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// Recorded from the lab (systemd 252): a converged oneshot and a running service.
+// Recorded from the lab (systemd 252, --timestamp=unix): a converged oneshot
+// and a running service.
 const recorded = `Id=cc-ci-swarm.service
 Type=oneshot
 LoadState=loaded
@@ -15,6 +17,10 @@ ActiveState=active
 SubState=exited
 Result=success
 ExecMainStatus=0
+Job=
+TriggeredBy=
+TimeoutStartUSec=infinity
+InactiveExitTimestamp=@1764369001
 
 Id=cc-ci-proxy.service
 Type=simple
@@ -23,10 +29,14 @@ ActiveState=active
 SubState=running
 Result=success
 ExecMainStatus=0
+Job=
+TriggeredBy=
+TimeoutStartUSec=1min 30s
+InactiveExitTimestamp=@1764369002
 `
 
 func TestParseUnitsRecordedOutput(t *testing.T) {
-	us, err := ParseUnits(recorded, 2)
+	us, err := ParseUnits(recorded, 2, "@1764369010")
 	require.NoError(t, err)
 	assert.True(t, us[0].Converged())
 	assert.True(t, us[1].Converged())
@@ -45,15 +55,84 @@ func TestParseUnitsRefusesMalformedOutput(t *testing.T) {
 		"terminal escapes in a state":  {"Id=a.service\nActiveState=active\x1b[2J\n\nId=b.service", "unexpected ActiveState value"},
 		"a newline-free injection":     {"Id=a.service\nResult=success; rm -rf /\n\nId=b.service", "unexpected Result value"},
 		"status not a number":          {"Id=a.service\nExecMainStatus=zero\n\nId=b.service", "ExecMainStatus"},
+		"a timeout that is not a span": {"Id=a.service\nTimeoutStartUSec=soon\n\nId=b.service", "TimeoutStartUSec"},
 		"a block without Id":           {"Type=oneshot\n\nId=b.service", "without Id"},
 		"nothing at all":               {"", "not KEY=VALUE"},
 	}
 	for name, row := range rows {
 		t.Run(name, func(t *testing.T) {
-			_, err := ParseUnits(row.out, 2)
+			_, err := ParseUnits(row.out, 2, "@1764369010")
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), row.want)
 			assert.NotContains(t, err.Error(), "\x1b", "no raw escape reaches the message")
 		})
 	}
+}
+
+func TestSystemdSpans(t *testing.T) {
+	for in, want := range map[string]time.Duration{"infinity": 0, "1min 30s": 90 * time.Second, "500ms": 500 * time.Millisecond,
+		"2h": 2 * time.Hour, "1d 2h 3min 4s 5ms 6us": 26*time.Hour + 3*time.Minute + 4*time.Second + 5*time.Millisecond + 6*time.Microsecond} {
+		got, err := systemdSpan(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, bad := range []string{"", "soon", "5", "5 parsecs", "min"} {
+		_, err := systemdSpan(bad)
+		assert.Error(t, err, "%q", bad)
+	}
+}
+
+// Once the switch has returned, systemd's state says when waiting is
+// pointless; every other state is left to the timeout.
+func TestHopelessIsDecidedBySystemdsState(t *testing.T) {
+	oneshot := func(active, sub string) UnitState {
+		return UnitState{Name: "u.service", Type: "oneshot", LoadState: "loaded", ActiveState: active, SubState: sub, Result: "success"}
+	}
+	rows := []struct {
+		name string
+		u    UnitState
+		jobs int
+		want string // "" = not decided
+	}{
+		{"converged", oneshot("active", "exited"), 0, ""},
+		{"failed", func() UnitState { u := oneshot("failed", "failed"); u.Result = "exit-code"; return u }(), 0, "it failed"},
+		{"masked", func() UnitState { u := oneshot("inactive", "dead"); u.LoadState = "masked"; return u }(), 3, "masked"},
+		{"never started, nothing queued", oneshot("inactive", "dead"), 0, "will not start by itself"},
+		{"inactive, its own job queued", func() UnitState { u := oneshot("inactive", "dead"); u.Job = "42"; return u }(), 1, ""},
+		{"inactive, other jobs queued", oneshot("inactive", "dead"), 2, ""},
+		{"inactive, a timer may start it", func() UnitState { u := oneshot("inactive", "dead"); u.TriggeredBy = "u.timer"; return u }(), 0, ""},
+		{"activating, no start timeout (oneshot)", func() UnitState { u := oneshot("activating", "start"); u.ActivatingFor = time.Hour; return u }(), 1, ""},
+		{"activating past its start timeout", func() UnitState {
+			u := oneshot("activating", "start")
+			u.StartTimeout, u.ActivatingFor = 90*time.Second, 2*time.Minute
+			return u
+		}(), 1, "past its own start timeout of 1m30s"},
+		{"activating within its start timeout", func() UnitState {
+			u := oneshot("activating", "start")
+			u.StartTimeout, u.ActivatingFor = 90*time.Second, 10*time.Second
+			return u
+		}(), 1, ""},
+		{"waiting to restart", func() UnitState {
+			u := oneshot("activating", "auto-restart")
+			u.StartTimeout, u.ActivatingFor = time.Second, time.Minute
+			return u
+		}(), 0, ""},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			ok, why := row.u.Hopeless(row.jobs)
+			assert.Equal(t, row.want != "", ok, why)
+			assert.Contains(t, why, row.want)
+		})
+	}
+}
+
+func TestActivatingForIsMeasuredOnTheMachinesClock(t *testing.T) {
+	out := "Id=a.service\nType=oneshot\nLoadState=loaded\nActiveState=activating\nSubState=start\nInactiveExitTimestamp=@1000\nTimeoutStartUSec=30s"
+	us, err := ParseUnits(out, 1, "@1100")
+	require.NoError(t, err)
+	assert.Equal(t, 100*time.Second, us[0].ActivatingFor)
+	assert.Equal(t, 30*time.Second, us[0].StartTimeout)
+	ok, _ := us[0].Hopeless(1)
+	assert.True(t, ok)
 }

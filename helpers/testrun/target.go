@@ -8,6 +8,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cc-ci/acceptance/helpers/installdoc"
 	"github.com/cc-ci/acceptance/helpers/target"
@@ -26,7 +27,8 @@ type TargetView struct {
 // Install is the one install of this run on the run's machine.
 type Install struct {
 	Record *installdoc.Record
-	Err    error // nil when every block ran and exited 0
+	Err    error     // nil when every block ran and exited 0
+	Ended  time.Time // when the last block returned (the switch, on success)
 }
 
 type targetState struct {
@@ -133,6 +135,7 @@ func (r *Run) Installed(t testing.TB) *Install {
 		runner := &installdoc.Runner{Shell: sh, Timeout: r.Config.StepTimeout, Redact: r.Redact, Log: logf,
 			Operators: target.Operators(mc.PushFile, r.Config.AgeKeyPath, r.key)}
 		inst.Record, inst.Err = runner.Run(r.ctx, doc)
+		inst.Ended = time.Now()
 		if inst.Err != nil {
 			logf("install: %v", inst.Err)
 		}
