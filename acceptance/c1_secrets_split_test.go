@@ -27,6 +27,13 @@ func TestC1SecretsRepoSplit(t *testing.T) {
 		assert.Empty(t, problems, "every file of every commit is .sops.yaml or an encrypted sops file")
 	})
 
+	t.Run("the secrets repo is private: an anonymous read is refused", func(t *testing.T) {
+		refused, answer, err := target.AnonymousRead(ctx, cfg.SecretsRepoURL)
+		require.NoError(t, err)
+		assert.True(t, refused, "%s must refuse a client without credentials; the server answered: %s", cfg.SecretsRepoURL, answer)
+		run.Note("secrets repo private", "anonymous read of %s refused: %s", cfg.SecretsRepoURL, firstLine(answer))
+	})
+
 	t.Run("recipients match .sops.yaml and the base's parameters", func(t *testing.T) {
 		fromRules, err := target.SopsRecipients(view.Repos)
 		require.NoError(t, err)
@@ -67,3 +74,5 @@ func TestC1SecretsRepoSplit(t *testing.T) {
 		t.Logf("running %s = rebuilt %s: %s", cfg.Reference, mc.Name, rebuilt)
 	})
 }
+
+func firstLine(s string) string { first, _, _ := strings.Cut(s, "\n"); return first }

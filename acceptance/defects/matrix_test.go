@@ -102,6 +102,9 @@ var matrix = map[string]failures{
 	},
 	// The harness reads nothing through the symlink (the key file it points
 	// at is checked unchanged below) and writes nothing into the clone.
+	"secrets-repo-public": {
+		"TestC1SecretsRepoSplit": "must refuse a client without credentials",
+	},
 	"symlinked-docs": {
 		"TestC5HonestD8": "docs/d8-evidence.md: a symlink",
 	},

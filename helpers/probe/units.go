@@ -21,9 +21,9 @@ type UnitState struct {
 	SubState       string // exited, running, dead, failed
 	Result         string // success, exit-code, …
 	ExecMainStatus int
-	LoadState      string // loaded, not-found
-	Job            string // the id of a queued job for the unit, "" when none
-	TriggeredBy    string // units (timers, sockets, paths) that may start it
+	LoadState      string        // loaded, not-found
+	Job            string        // the id of a queued job for the unit, "" when none
+	TriggeredBy    string        // units (timers, sockets, paths) that may start it
 	StartTimeout   time.Duration // TimeoutStartUSec; 0 = infinity (oneshots' default)
 	ActivatingFor  time.Duration // since it left "inactive", when activating
 }

@@ -127,3 +127,29 @@ func (b *boundedBuffer) Write(p []byte) (int, error) {
 	}
 	return b.buf.Write(p)
 }
+
+// AnonymousRead asks the server for the repo's refs with no credentials at
+// all (no token, no credential helper, no prompt) and reports whether it was
+// refused, with what the server answered. A server that cannot be reached
+// is an error: privacy cannot be judged.
+func AnonymousRead(ctx context.Context, url string) (refused bool, answer string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, gitTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "git", "-c", "credential.helper=", "ls-remote", "--", url)
+	cmd.Env = append(gitEnv(), "GIT_ASKPASS=/bin/false", "SSH_ASKPASS=/bin/false")
+	out, stderr := &boundedBuffer{max: 1 << 20}, &boundedBuffer{max: 4096}
+	cmd.Stdout, cmd.Stderr = out, stderr
+	runErr := cmd.Run()
+	answer = strings.TrimSpace(stderr.buf.String())
+	if runErr == nil {
+		refs := strings.Count(out.buf.String(), "\n")
+		return false, fmt.Sprintf("listed %d refs to an anonymous client", refs), nil
+	}
+	for _, denied := range []string{"Authentication failed", "could not read Username", "401", "403", "terminal prompts disabled",
+		"Permission denied", "Repository not found"} {
+		if strings.Contains(answer, denied) {
+			return true, answer, nil
+		}
+	}
+	return false, answer, fmt.Errorf("anonymous read of %s: neither served nor refused: %w: %s", url, runErr, answer)
+}
