@@ -48,4 +48,10 @@ func TestC4GenuineLiveRebuild(t *testing.T) {
 	assertSecretsDecrypted(t, cl, view)
 	assertCertFilesFromGit(t, cl, view)
 	assertServesGitCert(t, mc.IP, view)
+
+	t.Run("converged means stays converged", func(t *testing.T) {
+		_, err := probe.StillConverged(ctx, cl, units, run.Config.Settle)
+		require.NoError(t, err, "every unit still converged, same main PID, no restart")
+		assertServesGitCert(t, mc.IP, view)
+	})
 }

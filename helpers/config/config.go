@@ -67,6 +67,7 @@ type Config struct {
 	Units            []string      // the oneshots/services that must converge
 	StepTimeout      time.Duration // per install.md block
 	ConvergeTimeout  time.Duration // units after the switch
+	Settle           time.Duration // how long converged units must stay converged (C4)
 	Reference        string        // project/name of the running reference system (cc-nix-test)
 	ReferenceMemory  int64         // its expected limits.memory
 	RequiredSecrets  []string      // names that must be in git, encrypted
@@ -171,6 +172,7 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 		TLSCA:                 p.str("CCCI_TLS_CA", ""),
 		StepTimeout:           p.duration("CCCI_STEP_TIMEOUT", "10m"),
 		ConvergeTimeout:       p.duration("CCCI_CONVERGE_TIMEOUT", "3m"),
+		Settle:                p.duration("CCCI_SETTLE", "5s"),
 		Reference:             p.str("CCCI_REFERENCE", "terraform-ci/cc-nix-test"),
 		ReferenceMemory:       p.size("CCCI_REFERENCE_MEMORY", "4GiB"),
 		CertMinDays:           p.positiveInt("CCCI_CERT_MIN_DAYS", "14"),

@@ -26,6 +26,8 @@ type UnitState struct {
 	TriggeredBy    string        // units (timers, sockets, paths) that may start it
 	StartTimeout   time.Duration // TimeoutStartUSec; 0 = infinity (oneshots' default)
 	ActivatingFor  time.Duration // since it left "inactive", when activating
+	MainPID        int           // 0 for an exited oneshot
+	NRestarts      int           // restarts systemd has made (Restart=)
 }
 
 // Converged is the expectation: a oneshot that exited successfully and
@@ -70,7 +72,7 @@ func (u UnitState) String() string {
 		u.Name, u.LoadState, u.ActiveState, u.SubState, u.Result, u.ExecMainStatus, u.Type)
 }
 
-const unitProps = "Id,Type,LoadState,ActiveState,SubState,Result,ExecMainStatus,Job,TriggeredBy,TimeoutStartUSec,InactiveExitTimestamp"
+const unitProps = "Id,Type,LoadState,ActiveState,SubState,Result,ExecMainStatus,Job,TriggeredBy,TimeoutStartUSec,InactiveExitTimestamp,MainPID,NRestarts"
 
 // Units reads the state of each unit.
 func Units(ctx context.Context, cl *remote.Client, names []string) ([]UnitState, error) {
@@ -140,6 +142,16 @@ func ParseUnits(stdout string, want int, now string) ([]UnitState, error) {
 					return nil, fmt.Errorf("probe units: ExecMainStatus %.20q is not a number", v)
 				}
 				u.ExecMainStatus = n
+			case "MainPID", "NRestarts":
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					return nil, fmt.Errorf("probe units: %s %.20q is not a number", k, v)
+				}
+				if k == "MainPID" {
+					u.MainPID = n
+				} else {
+					u.NRestarts = n
+				}
 			case "Job":
 				u.Job = v
 			case "TriggeredBy":
@@ -227,6 +239,46 @@ func hopeless(ctx context.Context, cl *remote.Client, bad []UnitState) string {
 		return ""
 	}
 	return "\n--- cannot converge by waiting (systemd's state)\n" + strings.Join(why, "\n")
+}
+
+// StillConverged re-reads the units after a settle window and reports every
+// one that fell over or was restarted since before (converged states): no
+// longer converged, another main PID, a higher restart count — each with its
+// journal tail (redacted).
+func StillConverged(ctx context.Context, cl *remote.Client, before []UnitState, settle time.Duration) ([]UnitState, error) {
+	select {
+	case <-time.After(settle):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	names := make([]string, len(before))
+	for i, u := range before {
+		names[i] = u.Name
+	}
+	now, err := Units(ctx, cl, names)
+	if err != nil {
+		return nil, err
+	}
+	var fell []UnitState
+	var why []string
+	for i, u := range now {
+		b := before[i]
+		switch {
+		case !u.Converged():
+			why = append(why, fmt.Sprintf("%s: no longer converged (%s)", u.Name, u))
+		case u.MainPID != b.MainPID:
+			why = append(why, fmt.Sprintf("%s: main PID %d → %d: it was restarted", u.Name, b.MainPID, u.MainPID))
+		case u.NRestarts != b.NRestarts:
+			why = append(why, fmt.Sprintf("%s: restarted %d times in %s", u.Name, u.NRestarts-b.NRestarts, settle))
+		default:
+			continue
+		}
+		fell = append(fell, u)
+	}
+	if len(fell) > 0 {
+		return now, fmt.Errorf("after %s, %s%s", settle, strings.Join(why, "; "), diagnostics(ctx, cl, fell))
+	}
+	return now, nil
 }
 
 func describe(units []UnitState) string {
