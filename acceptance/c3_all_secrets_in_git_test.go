@@ -9,6 +9,7 @@ import (
 
 	"github.com/cc-ci/acceptance/helpers/installdoc"
 	"github.com/cc-ci/acceptance/helpers/leakscan"
+	"github.com/cc-ci/acceptance/helpers/probe"
 	"github.com/cc-ci/acceptance/helpers/sopsfile"
 	"github.com/cc-ci/acceptance/helpers/target"
 )
@@ -45,6 +46,23 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		assert.Equal(t, cfg.AgeKeyPath, p.Path, "the documented path of the age key")
 		assert.Equal(t, target.SHA256(view.Key.File), p.Fingerprint, "the pushed file is the bootstrap key")
 		require.NoError(t, inst.Err, "with only the age key, the install succeeds (the secrets repo credential came from git)")
+	})
+
+	t.Run("the age key and every decrypted secret are readable by root only", func(t *testing.T) {
+		_, cl := installedMachine(t)
+		names, err := probe.ListDir(ctx, cl, "/run/secrets")
+		require.NoError(t, err)
+		paths := []string{cfg.AgeKeyPath, "/var/lib/ci-certs/live/privkey.pem"}
+		for _, n := range names {
+			paths = append(paths, "/run/secrets/"+n)
+		}
+		files, err := probe.Files(ctx, cl, paths)
+		require.NoError(t, err)
+		for _, f := range files {
+			if assert.NotEmpty(t, f.SHA256, "%s exists", f.Path) {
+				assert.True(t, f.Private(), "%s must be root's and unreadable by group and others: owner %s, mode %s", f.Path, f.Owner, f.Mode)
+			}
+		}
 	})
 
 	t.Run("every file in /run/secrets is a declared secret", func(t *testing.T) {

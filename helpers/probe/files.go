@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +18,13 @@ type FileInfo struct {
 	Path   string
 	SHA256 string // "" when the file does not exist
 	Mode   string // octal, e.g. 400
+	Owner  string // user name, e.g. root
+}
+
+// Private says whether only its owner, root, can read the file.
+func (f FileInfo) Private() bool {
+	m, err := strconv.ParseUint(f.Mode, 8, 32)
+	return err == nil && f.Owner == "root" && m&0o077 == 0
 }
 
 // Files reads the SHA-256 and mode of each path.
@@ -24,14 +32,15 @@ func Files(ctx context.Context, cl *remote.Client, paths []string) ([]FileInfo, 
 	out := make([]FileInfo, 0, len(paths))
 	for _, p := range paths {
 		q := remote.ShellQuote(p)
-		res, err := cl.Run(ctx, "if [ -f "+q+" ]; then sha256sum "+q+" | cut -d' ' -f1; stat -c %a "+q+"; fi", 20*time.Second)
+		// -f follows no symlink question away: stat -L reports what a reader gets.
+		res, err := cl.Run(ctx, "if [ -f "+q+" ]; then sha256sum "+q+" | cut -d' ' -f1; stat -L -c '%a %U' "+q+"; fi", 20*time.Second)
 		if err != nil {
 			return nil, fmt.Errorf("probe file %s: %w", p, err)
 		}
 		f := strings.Fields(string(res.Stdout))
 		fi := FileInfo{Path: p}
-		if len(f) == 2 {
-			fi.SHA256, fi.Mode = f[0], f[1]
+		if len(f) == 3 {
+			fi.SHA256, fi.Mode, fi.Owner = f[0], f[1], f[2]
 		}
 		out = append(out, fi)
 	}
