@@ -21,20 +21,20 @@ func TestC1SecretsRepoSplit(t *testing.T) {
 	ctx := run.Context()
 	cfg := run.Config
 
-	t.Run("secrets repo holds only sops files, in every commit", func(t *testing.T) {
+	run.Sentence(t, "secrets repo holds only sops files, in every commit", func(t *testing.T) {
 		problems, err := target.SecretsTreeProblems(ctx, view.Repos)
 		require.NoError(t, err)
 		assert.Empty(t, problems, "every file of every commit is .sops.yaml or an encrypted sops file")
 	})
 
-	t.Run("the secrets repo is private: an anonymous read is refused", func(t *testing.T) {
+	run.Sentence(t, "the secrets repo is private: an anonymous read is refused", func(t *testing.T) {
 		refused, answer, err := target.AnonymousRead(ctx, cfg.SecretsRepoURL)
 		require.NoError(t, err)
 		assert.True(t, refused, "%s must refuse a client without credentials; the server answered: %s", cfg.SecretsRepoURL, answer)
 		run.Note("secrets repo private", "anonymous read of %s refused: %s", cfg.SecretsRepoURL, firstLine(answer))
 	})
 
-	t.Run("recipients match .sops.yaml and the base's parameters", func(t *testing.T) {
+	run.Sentence(t, "recipients match .sops.yaml and the base's parameters", func(t *testing.T) {
 		fromRules, err := target.SopsRecipients(view.Repos)
 		require.NoError(t, err)
 		inFile, err := target.FileRecipients(view.Repos, target.SecretsDoc)
@@ -52,7 +52,7 @@ func TestC1SecretsRepoSplit(t *testing.T) {
 		}
 	})
 
-	t.Run("the base consumes the secrets repo as a pinned flake input", func(t *testing.T) {
+	run.Sentence(t, "the base consumes the secrets repo as a pinned flake input", func(t *testing.T) {
 		url, err := target.FlakeSecretsInput(view.Repos)
 		require.NoError(t, err)
 		assert.NotEmpty(t, url, "flake.nix declares inputs.secrets")
@@ -62,7 +62,7 @@ func TestC1SecretsRepoSplit(t *testing.T) {
 		assert.True(t, strings.HasPrefix(lock.NarHash, "sha256-"), "flake.lock pins the content (narHash %q)", lock.NarHash)
 	})
 
-	t.Run("the rebuilt system is byte-identical to the running one", func(t *testing.T) {
+	run.Sentence(t, "the rebuilt system is byte-identical to the running one", func(t *testing.T) {
 		mc, cl := installedMachine(t)
 		rebuilt, err := probe.CurrentSystem(ctx, cl)
 		require.NoError(t, err)

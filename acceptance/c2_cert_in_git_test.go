@@ -19,7 +19,7 @@ func TestC2CertInGit(t *testing.T) {
 	view := run.Target(t)
 	cfg := run.Config
 
-	t.Run("the certificate in git is usable for the domain", func(t *testing.T) {
+	run.Sentence(t, "the certificate in git is usable for the domain", func(t *testing.T) {
 		chain, key := view.Secrets["tls_fullchain"], view.Secrets["tls_privkey"]
 		require.NotEmpty(t, chain, "tls_fullchain is in the secrets repo")
 		require.NotEmpty(t, key, "tls_privkey is in the secrets repo")
@@ -27,7 +27,7 @@ func TestC2CertInGit(t *testing.T) {
 			"the cert+key in git: matching, covering *.%s, valid at least %d more days", cfg.Domain, cfg.CertMinDays)
 	})
 
-	t.Run("no install step brings a certificate from outside git", func(t *testing.T) {
+	run.Sentence(t, "no install step brings a certificate from outside git", func(t *testing.T) {
 		for _, b := range view.Doc.Blocks {
 			if touchesCert.MatchString(b.Raw) {
 				assert.NotEqual(t, installdoc.Operator, b.Runs, "operator step %q (%s:%d) handles certificate files", b.Step, view.Doc.Path, b.Line)
@@ -37,7 +37,7 @@ func TestC2CertInGit(t *testing.T) {
 		}
 	})
 
-	t.Run("the rebuilt machine serves TLS from the cert in git", func(t *testing.T) {
+	run.Sentence(t, "the rebuilt machine serves TLS from the cert in git", func(t *testing.T) {
 		mc, cl := installedMachine(t)
 		assertCertFilesFromGit(t, cl, view)
 		assertServesGitCert(t, mc.IP, view)

@@ -22,7 +22,7 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 	cfg := run.Config
 	ctx := run.Context()
 
-	t.Run("every required secret is in git, encrypted", func(t *testing.T) {
+	run.Sentence(t, "every required secret is in git, encrypted", func(t *testing.T) {
 		for _, name := range cfg.RequiredSecrets {
 			assert.NotEmpty(t, view.Secrets[name], "secret %s is in %s (decrypted with the bootstrap key)", name, target.SecretsDoc)
 		}
@@ -33,12 +33,12 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		assert.Empty(t, info.Plaintext(), "no value of %s is plaintext", target.SecretsDoc)
 	})
 
-	t.Run("the age key is the only thing the operator provides", func(t *testing.T) {
+	run.Sentence(t, "the age key is the only thing the operator provides", func(t *testing.T) {
 		m := installdoc.ReadModel(view.Doc, cfg.AgeKeyPath)
 		assert.Equal(t, []string{installdoc.AgeKeyStep}, m.Operator, "operator (out-of-band) steps in %s", view.Doc.Path)
 	})
 
-	t.Run("the install pushed exactly one file: the age key", func(t *testing.T) {
+	run.Sentence(t, "the install pushed exactly one file: the age key", func(t *testing.T) {
 		inst := run.Installed(t)
 		require.NotNil(t, inst.Record, "install record")
 		require.Len(t, inst.Record.Pushed, 1, "files the harness pushed to the machine out of band: %v", inst.Record.Pushed)
@@ -48,7 +48,7 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		require.NoError(t, inst.Err, "with only the age key, the install succeeds (the secrets repo credential came from git)")
 	})
 
-	t.Run("the age key and every decrypted secret are readable by root only", func(t *testing.T) {
+	run.Sentence(t, "the age key and every decrypted secret are readable by root only", func(t *testing.T) {
 		_, cl := installedMachine(t)
 		names, err := probe.ListDir(ctx, cl, "/run/secrets")
 		require.NoError(t, err)
@@ -65,7 +65,7 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		}
 	})
 
-	t.Run("every file in /run/secrets is a declared secret", func(t *testing.T) {
+	run.Sentence(t, "every file in /run/secrets is a declared secret", func(t *testing.T) {
 		_, cl := installedMachine(t)
 		assertSecretsDecrypted(t, cl, view)
 	})
@@ -73,7 +73,7 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 	needles := leakscan.Needles(view.AllSecrets(), 0, t.Logf)
 	scanner := leakscan.New(needles)
 
-	t.Run("no plaintext secret in the repos' history", func(t *testing.T) {
+	run.Sentence(t, "no plaintext secret in the repos' history", func(t *testing.T) {
 		total, objects := 0, int64(0)
 		var took time.Duration
 		for _, repo := range []string{view.Repos.Base, view.Repos.Secrets} {
@@ -86,7 +86,7 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 			len(needles), objects, took.Round(time.Millisecond), total)
 	})
 
-	t.Run("no plaintext secret in the machine's Nix store", func(t *testing.T) {
+	run.Sentence(t, "no plaintext secret in the machine's Nix store", func(t *testing.T) {
 		mc, cl := installedMachine(t)
 		bin, err := leakscan.BuildBinary(ctx, t.TempDir())
 		require.NoError(t, err)

@@ -49,7 +49,7 @@ func TestC4GenuineLiveRebuild(t *testing.T) {
 	assertCertFilesFromGit(t, cl, view)
 	assertServesGitCert(t, mc.IP, view)
 
-	t.Run("converged means stays converged", func(t *testing.T) {
+	run.Sentence(t, "converged means stays converged", func(t *testing.T) {
 		_, err := probe.StillConverged(ctx, cl, units, run.Config.Settle)
 		require.NoError(t, err, "every unit still converged, same main PID, no restart")
 		assertServesGitCert(t, mc.IP, view)

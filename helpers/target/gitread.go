@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -129,27 +131,52 @@ func (b *boundedBuffer) Write(p []byte) (int, error) {
 }
 
 // AnonymousRead asks the server for the repo's refs with no credentials at
-// all (no token, no credential helper, no prompt) and reports whether it was
-// refused, with what the server answered. A server that cannot be reached
-// is an error: privacy cannot be judged.
+// all and reports whether it was refused, with what the server answered.
+// Over HTTP(S) it is git's smart-HTTP discovery request (what `git clone`
+// sends first), so the answer is the server's own status; other URLs go
+// through `git ls-remote` with no credential helper and no prompt. A server
+// that cannot be reached is an error: privacy cannot be judged.
 func AnonymousRead(ctx context.Context, url string) (refused bool, answer string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, gitTimeout)
 	defer cancel()
+	if strings.HasPrefix(url, "http://") || strings.HasPrefix(url, "https://") {
+		return anonymousHTTP(ctx, url)
+	}
 	cmd := exec.CommandContext(ctx, "git", "-c", "credential.helper=", "ls-remote", "--", url)
-	cmd.Env = append(gitEnv(), "GIT_ASKPASS=/bin/false", "SSH_ASKPASS=/bin/false")
+	cmd.Env = append(gitEnv(), "GIT_ASKPASS=", "SSH_ASKPASS=", "GIT_SSH_COMMAND=ssh -o BatchMode=yes")
 	out, stderr := &boundedBuffer{max: 1 << 20}, &boundedBuffer{max: 4096}
 	cmd.Stdout, cmd.Stderr = out, stderr
 	runErr := cmd.Run()
 	answer = strings.TrimSpace(stderr.buf.String())
 	if runErr == nil {
-		refs := strings.Count(out.buf.String(), "\n")
-		return false, fmt.Sprintf("listed %d refs to an anonymous client", refs), nil
+		return false, fmt.Sprintf("listed %d refs to an anonymous client", strings.Count(out.buf.String(), "\n")), nil
 	}
-	for _, denied := range []string{"Authentication failed", "could not read Username", "401", "403", "terminal prompts disabled",
-		"Permission denied", "Repository not found"} {
+	for _, denied := range []string{"Authentication failed", "could not read Username", "Permission denied", "Repository not found"} {
 		if strings.Contains(answer, denied) {
 			return true, answer, nil
 		}
 	}
 	return false, answer, fmt.Errorf("anonymous read of %s: neither served nor refused: %w: %s", url, runErr, answer)
+}
+
+func anonymousHTTP(ctx context.Context, url string) (bool, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(url, "/")+"/info/refs?service=git-upload-pack", nil)
+	if err != nil {
+		return false, "", fmt.Errorf("anonymous read of %s: %w", url, err)
+	}
+	req.Header.Set("Git-Protocol", "version=2")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false, "", fmt.Errorf("anonymous read of %s: the server cannot be reached: %w", url, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	answer := "HTTP " + resp.Status
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusNotFound:
+		return true, answer, nil
+	case resp.StatusCode == http.StatusOK:
+		return false, answer + ": the refs are served to an anonymous client", nil
+	}
+	return false, answer, fmt.Errorf("anonymous read of %s: neither served nor refused: %s", url, answer)
 }

@@ -2,6 +2,9 @@ package target
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -149,4 +152,27 @@ func TestBadSecretsFilesAreRefused(t *testing.T) {
 	_, err = Secrets(secretsRepo(t, []byte("a: 1\n")), key, &redact.Redactor{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "not sops-encrypted")
+}
+
+// What a server answers an anonymous client decides privacy; a server that
+// cannot be reached decides nothing.
+func TestAnonymousReadJudgesTheServersAnswer(t *testing.T) {
+	for status, refused := range map[int]bool{401: true, 403: true, 404: true, 200: false} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			assert.Empty(t, r.Header.Get("Authorization"), "no credentials are sent")
+			assert.Equal(t, "/s.git/info/refs", r.URL.Path)
+			w.WriteHeader(status)
+		}))
+		got, answer, err := AnonymousRead(context.Background(), srv.URL+"/s.git")
+		srv.Close()
+		require.NoError(t, err, "status %d", status)
+		assert.Equal(t, refused, got, "status %d", status)
+		assert.Contains(t, answer, fmt.Sprint(status))
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(502) }))
+	_, _, err := AnonymousRead(context.Background(), srv.URL+"/s.git")
+	srv.Close()
+	assert.ErrorContains(t, err, "neither served nor refused: HTTP 502")
+	_, _, err = AnonymousRead(context.Background(), "http://127.0.0.1:1/s.git")
+	assert.ErrorContains(t, err, "cannot be reached")
 }

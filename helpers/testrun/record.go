@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,12 +31,20 @@ func (r *Run) interrupt(why string) {
 	}
 }
 
-// track records a top-level test's outcome when it ends.
+// Sentence runs one sentence of the definition of done as a subtest and
+// records its outcome in the evidence, like a top-level test's.
+func (r *Run) Sentence(t *testing.T, name string, check func(t *testing.T)) bool {
+	return t.Run(name, func(t *testing.T) {
+		if r != nil {
+			r.track(t)
+		}
+		check(t)
+	})
+}
+
+// track records a test's (or a sentence's) outcome when it ends.
 func (r *Run) track(t testing.TB) {
 	name := t.Name()
-	if strings.Contains(name, "/") {
-		return // subtests are part of their test's outcome
-	}
 	r.rec.mu.Lock()
 	defer r.rec.mu.Unlock()
 	if r.rec.tests == nil {
