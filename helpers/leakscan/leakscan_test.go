@@ -240,3 +240,30 @@ func TestNoFalsePositivesOnALargeCleanTree(t *testing.T) {
 	assert.Empty(t, got)
 	assert.GreaterOrEqual(t, st.Bytes, int64(200*64<<10))
 }
+
+// Inside a sops file only its ciphertext and its metadata are exempt: a value
+// sops left unencrypted, or one pasted beside the ciphertext, is a leak.
+func TestOnlyCiphertextAndMetadataOfASopsFileAreExempt(t *testing.T) {
+	s := scanner(t, map[string]string{"webhook_hmac": secret})
+	enc := "ENC[AES256_GCM,data:" + secret + ",iv:abc,tag:def,type:str]"
+	meta := "sops:\n    age:\n        - recipient: age1xyz\n          enc: " + secret + "\n    mac: " + enc + "\n    version: 3.13.3\n"
+	rows := map[string]struct {
+		content string
+		leaks   int
+	}{
+		"secret only inside ENC[...] and the sops block": {"token: " + enc + "\n" + meta, 0},
+		"an unencrypted value beside the ciphertext":     {"token: " + enc + "\nhmac_unencrypted: " + secret + "\n" + meta, 1},
+		"a comment quoting the secret":                   {"# was " + secret + "\ntoken: " + enc + "\n" + meta, 1},
+		"text after the sops block":                      {"token: " + enc + "\n" + meta + "debug: " + secret + "\n", 1},
+		"not a sops file at all":                         {"token: " + secret + "\n", 1},
+	}
+	for name, row := range rows {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte(row.content), 0o644))
+			got, _, err := s.DirProven(context.Background(), dir)
+			require.NoError(t, err)
+			assert.Len(t, got, row.leaks, "findings: %v", got)
+		})
+	}
+}

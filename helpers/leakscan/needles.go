@@ -24,6 +24,7 @@ type Finding struct {
 	Variant string `json:"variant"`
 	Where   string `json:"where"` // a file, or "git object <id> (<path>)"
 	Offset  int64  `json:"offset"`
+	Length  int64  `json:"length"` // of the matched bytes
 }
 
 func (f Finding) String() string {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -43,7 +44,7 @@ func New(needles []Needle) *Scanner {
 type Stats struct {
 	Files    int64         `json:"files"`
 	Bytes    int64         `json:"bytes"`
-	Allowed  int64         `json:"allowed_sops_files"` // findings dropped: the file is sops-encrypted
+	Allowed  int64         `json:"allowed_in_sops"` // findings dropped: wholly inside a sops file's ENC[…] values or its sops metadata
 	Duration time.Duration `json:"duration_ns"`
 	Canary   bool          `json:"canary_found"`
 }
@@ -93,7 +94,7 @@ func (s *Scanner) Reader(where string, r io.Reader) ([]Finding, error) {
 	var out []Finding
 	err := scanReader(r, s.m, s.Chunk, func(x Match) {
 		n := s.needles[x.Needle]
-		out = append(out, Finding{Secret: n.Secret, Variant: n.Variant, Where: where, Offset: int64(x.At)})
+		out = append(out, Finding{Secret: n.Secret, Variant: n.Variant, Where: where, Offset: int64(x.At), Length: int64(len(n.Bytes))})
 	})
 	return out, err
 }
@@ -155,9 +156,10 @@ func (s *Scanner) Dir(ctx context.Context, root string) ([]Finding, Stats, error
 				if err != nil && firstErr == nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
 					firstErr = err
 				}
-				if len(found) > 0 && isSops(p) {
-					st.Allowed++
-					found = nil
+				if len(found) > 0 {
+					kept := outsideSops(found, readSmall(p))
+					st.Allowed += int64(len(found) - len(kept))
+					found = kept
 				}
 				out = append(out, found...)
 				mu.Unlock()
@@ -243,18 +245,84 @@ func (c *countingReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// isSops recognises a sops-encrypted file by its content, never by its name.
-func isSops(p string) bool {
-	b, err := os.ReadFile(p)
+// readSmall reads a file of at most 1 MiB (nil otherwise): sops files are
+// small, and a larger one is simply never exempt.
+func readSmall(p string) []byte {
+	f, err := os.Open(p)
 	if err != nil {
-		return false
+		return nil
 	}
-	return looksSops(b)
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20+1))
+	if err != nil || len(b) > 1<<20 {
+		return nil
+	}
+	return b
+}
+
+// encValue is one sops-encrypted value.
+var encValue = regexp.MustCompile(`ENC\[AES256_GCM,[^\]\s]*\]`)
+
+// sopsSpans are the byte ranges of a sops file (recognised by its content,
+// never its name) that are ciphertext or sops's own metadata: its ENC[…]
+// values and its top-level `sops:` block. Everything else — keys, comments,
+// values sops left unencrypted, text pasted beside them — is scanned.
+func sopsSpans(b []byte) [][2]int64 {
+	if !looksSops(b) {
+		return nil
+	}
+	var spans [][2]int64
+	for _, m := range encValue.FindAllIndex(b, -1) {
+		spans = append(spans, [2]int64{int64(m[0]), int64(m[1])})
+	}
+	if i := bytes.Index(b, []byte("\nsops:\n")); i >= 0 {
+		// YAML: the block runs while lines are indented (or empty).
+		end := len(b)
+		for j := i + len("\nsops:\n"); j < len(b); {
+			nl := bytes.IndexByte(b[j:], '\n')
+			line := b[j:]
+			if nl >= 0 {
+				line = b[j : j+nl]
+			}
+			if len(line) > 0 && line[0] != ' ' && line[0] != '\t' {
+				end = j
+				break
+			}
+			if nl < 0 {
+				break
+			}
+			j += nl + 1
+		}
+		spans = append(spans, [2]int64{int64(i), int64(end)})
+	}
+	return spans
 }
 
 func looksSops(b []byte) bool {
 	return bytes.Contains(b, []byte("ENC[AES256_GCM,")) &&
 		(bytes.Contains(b, []byte("\nsops:\n")) || bytes.Contains(b, []byte(`"sops": {`)))
+}
+
+// outsideSops keeps the findings that are not wholly inside a sops span of content.
+func outsideSops(found []Finding, content []byte) []Finding {
+	spans := sopsSpans(content)
+	if len(spans) == 0 {
+		return found
+	}
+	var kept []Finding
+	for _, f := range found {
+		inside := false
+		for _, sp := range spans {
+			if f.Offset >= sp[0] && f.Offset+f.Length <= sp[1] {
+				inside = true
+				break
+			}
+		}
+		if !inside {
+			kept = append(kept, f)
+		}
+	}
+	return kept
 }
 
 const canaryName = "leakscan-canary"
@@ -356,9 +424,10 @@ func (s *Scanner) Git(ctx context.Context, repo string) ([]Finding, Stats, error
 		}
 		st.Files++
 		st.Bytes += size
-		if len(found) > 0 && looksSops(raw.Bytes()) {
-			st.Allowed++
-			found = nil
+		if len(found) > 0 && int64(raw.Len()) == size { // an object larger than the probe is never exempt
+			kept := outsideSops(found, raw.Bytes())
+			st.Allowed += int64(len(found) - len(kept))
+			found = kept
 		}
 		out = append(out, found...)
 	}
