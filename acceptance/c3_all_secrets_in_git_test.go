@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cc-ci/acceptance/helpers/egress"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
 	"github.com/cc-ci/acceptance/helpers/leakscan"
 	"github.com/cc-ci/acceptance/helpers/probe"
@@ -36,6 +37,22 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 	run.Sentence(t, "the age key is the only thing the operator provides", func(t *testing.T) {
 		m := installdoc.ReadModel(view.Doc, cfg.AgeKeyPath)
 		assert.Equal(t, []string{installdoc.AgeKeyStep}, m.Operator, "operator (out-of-band) steps in %s", view.Doc.Path)
+	})
+
+	run.Sentence(t, "during the install the machine reached nothing but the two repos", func(t *testing.T) {
+		inst := run.Installed(t)
+		if cfg.Egress == "off" {
+			t.Skip("the machine's connections are not observed (CCCI_EGRESS=off): on the real host the gateway is not the harness's")
+		}
+		require.NoError(t, inst.EgressErr, "observe the machine's connections (nftables on the host it talks through)")
+		allowed, err := egress.AllowedFor(ctx, []string{cfg.BaseRepoURL, cfg.SecretsRepoURL}, cfg.EgressAllow)
+		require.NoError(t, err)
+		var seen []string
+		for _, c := range inst.Contacts {
+			seen = append(seen, c.Step+"→"+c.Dest.String())
+			assert.True(t, allowed[c.Dest], "install step %q connected to %s: neither of the two repos nor CCCI_EGRESS_ALLOW", c.Step, c.Dest)
+		}
+		run.Note("egress", "connections during the install (step→destination): %v", seen)
 	})
 
 	run.Sentence(t, "the install pushed exactly one file: the age key", func(t *testing.T) {

@@ -47,7 +47,7 @@ install_packages() {
   local need=()
   for c in incus:incus btrfs:btrfs-progs debootstrap:debootstrap nix-build:nix-bin \
            busybox:busybox-static openssl:openssl git:git curl:curl age:age \
-           dnsmasq:dnsmasq-base; do
+           dnsmasq:dnsmasq-base nft:nftables; do
     command -v "${c%%:*}" >/dev/null 2>&1 || need+=("${c#*:}")
   done
   [ ${#need[@]} -eq 0 ] && { step "packages: all present"; return; }
@@ -351,6 +351,9 @@ CCCI_AGE_KEY_FILE=${LAB_STATE}/targets/good/keys/bootstrap-age-key.txt
 CCCI_TLS_CA=${LAB_STATE}/targets/good/keys/ca.pem
 CCCI_DOMAIN=${LAB_DOMAIN}
 CCCI_GATEWAY=${LAB_BRIDGE_CIDR%/*}
+# The lab's bridge is the lab's: the machine's connections are observed there.
+CCCI_EGRESS=nft
+CCCI_EGRESS_ALLOW=${LAB_BRIDGE_CIDR%/*}:53
 EOF
   step "settings: $LAB_STATE/lab.env"
 }
@@ -410,7 +413,15 @@ stop_long_lived() {
   done
 }
 
+# Egress tables a killed run left behind (only the harness's own: ccci_egress_*).
+sweep_egress_tables() {
+  command -v nft >/dev/null || return 0
+  nft list tables 2>/dev/null | awk '$1 == "table" && $2 == "inet" && $3 ~ /^ccci_egress_/ {print $3}' |
+    while read -r t; do nft delete table inet "$t" && step "deleted leftover egress table $t"; done
+}
+
 down() {
+  sweep_egress_tables
   if is_lab_incus; then
     delete_labelled; stop_long_lived
   elif incus_answers; then

@@ -109,6 +109,10 @@ var matrix = map[string]failures{
 		"TestC4GenuineLiveRebuild":          "/etc/cc-ci/enabled missing",
 		"TestC5HonestD8":                    "/etc/cc-ci/enabled missing",
 	},
+	// Observed on the machine's traffic (nftables on the lab's bridge), not read in the document.
+	"install-downloads": {
+		"TestC3AllSecretsInGitOneException": `install step "switch" connected to 10.99.0.1:8420`,
+	},
 	"stale-docs": {
 		"TestC7Docs": "still describes the operator-dropped certificate",
 	},

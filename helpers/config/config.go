@@ -68,6 +68,8 @@ type Config struct {
 	StepTimeout      time.Duration // per install.md block
 	ConvergeTimeout  time.Duration // units after the switch
 	Settle           time.Duration // how long converged units must stay converged (C4)
+	Egress           string        // "nft": observe the machine's connections during the install (lab); "off"
+	EgressAllow      []string      // host:port the machine may reach besides the two repos
 	Reference        string        // project/name of the running reference system (cc-nix-test)
 	ReferenceMemory  int64         // its expected limits.memory
 	RequiredSecrets  []string      // names that must be in git, encrypted
@@ -186,6 +188,8 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 	c.Units = p.list("CCCI_UNITS", "cc-ci-activation.service,cc-ci-swarm.service,cc-ci-proxy.service,cc-ci-drone.service,cc-ci-bridge.service,cc-ci-dashboard.service")
 	c.RequiredSecrets = p.list("CCCI_REQUIRED_SECRETS", "tls_fullchain,tls_privkey,drone_oauth_client_id,drone_oauth_client_secret,drone_rpc_secret,webhook_hmac,registry_username,registry_password")
 	c.ScanPaths = p.list("CCCI_SCAN_PATHS", "/nix/store")
+	c.Egress = p.oneOf("CCCI_EGRESS", "off", "off", "nft")
+	c.EgressAllow = p.optionalList("CCCI_EGRESS_ALLOW")
 	c.StalePhrases = p.list("CCCI_STALE_PHRASES", "drops the cert,drop the cert,cert file by hand,certificate files by hand,certificate file by hand,operator drops")
 	c.ForbiddenPhrases = p.list("CCCI_FORBIDDEN_PHRASES", "infeasible by design")
 	c.BlankAbsent = p.list("CCCI_BLANK_ABSENT", "/var/lib/sops-nix,/var/lib/ci-certs,/run/secrets,/root/cc-ci,/root/cc-ci-secrets")
@@ -263,6 +267,18 @@ func (p *parser) list(key, def string) []string {
 	}
 	if len(out) == 0 {
 		p.fail(key, v, from, "must name at least one item (comma-separated)")
+	}
+	return out
+}
+
+// optionalList is a comma-separated list that may be empty.
+func (p *parser) optionalList(key string) []string {
+	v, _ := p.src.get(key, "")
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
 	}
 	return out
 }

@@ -37,6 +37,7 @@ type Runner struct {
 	Shell     Executor                  // machine blocks run here, one after another
 	Operators map[string]OperatorAction // by step name
 	Timeout   time.Duration             // per block
+	AfterStep func(b Block)             // if set, called after each block, whatever its outcome
 	Redact    *redact.Redactor
 	Log       func(format string, args ...any)
 }
@@ -128,6 +129,9 @@ func (r *Runner) Run(ctx context.Context, doc *Doc) (*Record, error) {
 		}
 		res.Duration = time.Since(start)
 		rec.Steps = append(rec.Steps, res)
+		if r.AfterStep != nil {
+			r.AfterStep(b)
+		}
 		if err != nil {
 			se := &StepError{Doc: doc.Path, Step: b.Step, Line: b.Line, ExitCode: res.ExitCode, Tail: res.OutputTail, Err: err}
 			var ce *remote.CommandError

@@ -2,6 +2,7 @@ package testrun
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cc-ci/acceptance/helpers/egress"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
 	"github.com/cc-ci/acceptance/helpers/target"
 )
@@ -29,6 +31,16 @@ type Install struct {
 	Record *installdoc.Record
 	Err    error     // nil when every block ran and exited 0
 	Ended  time.Time // when the last block returned (the switch, on success)
+	// What the machine connected to during the install, by step
+	// (CCCI_EGRESS=nft); EgressErr says why it could not be observed.
+	Contacts  []Contact
+	EgressErr error
+}
+
+// Contact is one destination the machine opened a connection to during a step.
+type Contact struct {
+	Step string
+	Dest egress.Dest
 }
 
 type targetState struct {
@@ -134,6 +146,21 @@ func (r *Run) Installed(t testing.TB) *Install {
 		defer sh.Close()
 		runner := &installdoc.Runner{Shell: sh, Timeout: r.Config.StepTimeout, Redact: r.Redact, Log: logf,
 			Operators: target.Operators(mc.PushFile, r.Config.AgeKeyPath, r.key)}
+		if r.Config.Egress == "nft" {
+			obs, err := egress.Start(r.ctx, mc.IP, r.ID)
+			if err != nil {
+				inst.EgressErr = err
+			} else {
+				defer func() { inst.EgressErr = errors.Join(inst.EgressErr, obs.Close()) }()
+				runner.AfterStep = func(b installdoc.Block) {
+					fresh, err := obs.New(r.ctx)
+					inst.EgressErr = errors.Join(inst.EgressErr, err)
+					for _, d := range fresh {
+						inst.Contacts = append(inst.Contacts, Contact{Step: b.Step, Dest: d})
+					}
+				}
+			}
+		}
 		inst.Record, inst.Err = runner.Run(r.ctx, doc)
 		inst.Ended = time.Now()
 		if inst.Err != nil {
