@@ -113,17 +113,46 @@ var matrix = map[string]failures{
 	"install-downloads": {
 		"TestC3AllSecretsInGitOneException": `install step "switch" connected to 10.99.0.1:8420`,
 	},
+	"flake-lock-stale": {
+		"TestC1SecretsRepoSplit": "flake.lock pins the secrets repo's current commit",
+	},
+	"recipients-mismatch": {
+		"TestC1SecretsRepoSplit": "is encrypted to the recipients .sops.yaml names",
+	},
+	"cert-for-another-domain": {
+		"TestC1SecretsRepoSplit":   "store path of the rebuilt system vs the running reference",
+		"TestC2CertInGit":          "do not cover *.ci.lab.test",
+		"TestC4GenuineLiveRebuild": "the served chain verifies for dashboard.ci.lab.test",
+	},
+	"secret-missing": {
+		"TestC1SecretsRepoSplit":            `install step "switch"`,
+		"TestC2CertInGit":                   `install step "switch"`,
+		"TestC3AllSecretsInGitOneException": "secret registry_password is in secrets/secrets.yaml",
+		"TestC4GenuineLiveRebuild":          `install step "switch"`,
+		"TestC5HonestD8":                    `install step "switch"`,
+	},
+	"undeclared-secret-file": {
+		"TestC1SecretsRepoSplit":            "store path of the rebuilt system vs the running reference",
+		"TestC3AllSecretsInGitOneException": "/run/secrets holds exactly the declared secrets",
+		"TestC4GenuineLiveRebuild":          "/run/secrets holds exactly the declared secrets",
+	},
+	"d8-no-live-part": {
+		"TestC5HonestD8": `has a live part (a "## Live" section)`,
+	},
+	"d8-still-infeasible": {
+		"TestC5HonestD8": `must not say "infeasible by design"`,
+	},
 	"stale-docs": {
 		"TestC7Docs": "still describes the operator-dropped certificate",
 	},
 	"secrets-repo-has-code": {
 		"TestC1SecretsRepoSplit": "decrypt.sh: executable file: the secrets repo holds no code",
 	},
-	// The harness reads nothing through the symlink (the key file it points
-	// at is checked unchanged below) and writes nothing into the clone.
 	"secrets-repo-public": {
 		"TestC1SecretsRepoSplit": "must refuse a client without credentials",
 	},
+	// The harness reads nothing through the symlink (the key file it points
+	// at is checked unchanged below) and writes nothing into the clone.
 	"symlinked-docs": {
 		"TestC5HonestD8": "docs/d8-evidence.md: a symlink",
 	},
@@ -165,12 +194,27 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 	// Nothing the harness writes may hold a secret, whatever the target did.
 	scanner := leakscan.New(leakscan.Needles(labtarget.TargetSecrets(t), 0, nil))
 	var table []string
+	failedBy := map[string][]string{} // sentence → defects that fail it
+	var good map[string]*result
 	for _, name := range names {
 		want := matrix[name]
 		t.Run(name, func(t *testing.T) {
 			start := time.Now()
 			keysBefore := digests(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), name, "keys"))
 			results, wrote := runSuite(t, gitBase+"/"+name)
+			if name == "good" {
+				good = results
+			}
+			for test, r := range results {
+				if r.action == "fail" {
+					failedBy[test] = append(failedBy[test], name)
+				}
+				for sub, action := range r.subs {
+					if action == "fail" {
+						failedBy[sub] = append(failedBy[sub], name)
+					}
+				}
+			}
 			assert.Equal(t, keysBefore, digests(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), name, "keys")),
 				"the target's key files on this host are unchanged (nothing written through a symlink)")
 			var leaks []string
@@ -212,11 +256,56 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 		})
 	}
 	t.Logf("defect matrix:\n%s", strings.Join(table, "\n"))
+	if len(table) == len(matrix) && good != nil {
+		checkCoverage(t, good, failedBy)
+	}
+}
+
+// notYetFailable are the sentences no broken target makes fail yet, each
+// with the reason. The list is checked both ways: a sentence missing from
+// it that no defect fails is an error, and so is one listed here that a
+// defect now fails (remove it). Empty is the goal.
+var notYetFailable = map[string]string{
+	"TestC6ResourceFitAndCleanup":   "judged on the host, not the target: the guardrail and cleanup are failed by helpers/machine and helpers/testrun",
+	"TestMachineIsBrandNewAndBlank": "judged on the machine the run creates, not the target: failed by helpers/testrun (a reused machine)",
+}
+
+// checkCoverage is the mutation-coverage table: every test and sentence of
+// the suite, as the good target ran it, with the defects that make it fail.
+func checkCoverage(t *testing.T, good map[string]*result, failedBy map[string][]string) {
+	t.Helper()
+	var all []string
+	for test, r := range good {
+		all = append(all, test)
+		for sub := range r.subs {
+			all = append(all, sub)
+		}
+	}
+	sort.Strings(all)
+	var rows []string
+	for _, s := range all {
+		by := failedBy[s]
+		sort.Strings(by)
+		reason, listed := notYetFailable[s]
+		switch {
+		case len(by) == 0 && !listed:
+			t.Errorf("no defect target makes %q fail: a check that cannot fail is a defect (add a broken target, or list it in notYetFailable with why)", s)
+		case len(by) > 0 && listed:
+			t.Errorf("%q is failed by %v now: remove it from notYetFailable", s, by)
+		}
+		cell := strings.Join(by, ", ")
+		if len(by) == 0 {
+			cell = "none yet: " + reason
+		}
+		rows = append(rows, fmt.Sprintf("| %s | %s |", strings.ReplaceAll(s, "_", " "), cell))
+	}
+	t.Logf("mutation coverage (fixtures/README.md):\n| sentence | made to fail by |\n|---|---|\n%s", strings.Join(rows, "\n"))
 }
 
 type result struct {
 	action string // pass, fail, skip
 	output string
+	subs   map[string]string // each sentence (subtest) of the test → pass, fail, skip
 }
 
 // written is what a run of the suite wrote: its -json stream, its evidence
@@ -257,8 +346,15 @@ func runSuite(t *testing.T, repoBase string) (map[string]*result, written) {
 			results[top] = r
 		}
 		r.output += ev.Output
-		if ev.Test == top && (ev.Action == "pass" || ev.Action == "fail" || ev.Action == "skip") {
-			r.action = ev.Action
+		if ev.Action == "pass" || ev.Action == "fail" || ev.Action == "skip" {
+			if ev.Test == top {
+				r.action = ev.Action
+			} else {
+				if r.subs == nil {
+					r.subs = map[string]string{}
+				}
+				r.subs[ev.Test] = ev.Action
+			}
 		}
 	}
 	require.NotEmpty(t, results, "the suite reported no test; stderr:\n%s", tail(stderr.String()))
