@@ -21,6 +21,7 @@ import (
 	"github.com/cc-ci/acceptance/helpers/target"
 	"github.com/cc-ci/acceptance/helpers/testrun"
 	"github.com/cc-ci/acceptance/helpers/tlscheck"
+	"github.com/cc-ci/acceptance/helpers/wait"
 )
 
 // installedMachine is the run's machine after a successful install, with an
@@ -115,7 +116,13 @@ func assertServesGitCert(t *testing.T, machineIP string, view *testrun.TargetVie
 		addr = net.JoinHostPort(machineIP, "443")
 	}
 	sni := "dashboard." + cfg.Domain
-	served, err := tlscheck.Fetch(run.Context(), addr, sni, roots)
+	// A moment without a listener (a restart) is retried briefly: whether the
+	// proxy stays up is C4's settle look, not one lucky connection.
+	var served *tlscheck.Served
+	err = wait.Eventually(run.Context(), "TLS on "+addr, 3*time.Second, func(bool) error {
+		served, err = tlscheck.Fetch(run.Context(), addr, sni, roots)
+		return err
+	})
 	require.NoError(t, err, "TLS answers on %s for %s", addr, sni)
 	assert.True(t, bytes.Equal(gitLeaf.Raw, served.Leaf.Raw),
 		"served leaf is the certificate from git: want %s, found %s (subject %q)",

@@ -89,7 +89,7 @@ var matrix = map[string]failures{
 	// after the settle window shows it restarting.
 	"proxy-keeps-dying": {
 		"TestC1SecretsRepoSplit":   "store path of the rebuilt system vs the running reference",
-		"TestC4GenuineLiveRebuild": "cc-ci-proxy.service: main PID",
+		"TestC4GenuineLiveRebuild": "after 3s, cc-ci-proxy.service: ", // "main PID a → b" or "no longer converged", as caught
 	},
 	"age-key-world-readable": {
 		"TestC1SecretsRepoSplit":            "store path of the rebuilt system vs the running reference",
