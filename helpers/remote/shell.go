@@ -102,7 +102,9 @@ func (s *Shell) Exec(ctx context.Context, block string, timeout time.Duration) (
 		if werr != nil {
 			return nil, s.end(fmt.Errorf("remote: shell on %s: %w", s.c.cfg.Addr, werr))
 		}
-		res.ExitCode = code
+		// Read stderr again: only after Wait is all of it copied (its last
+		// lines — often the reason — may arrive after stdout's end).
+		res.ExitCode, res.Stderr = code, s.stderr.Bytes()
 		s.end(ErrShellEnded)
 	} else {
 		res.ExitCode = r.code
