@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -34,6 +35,8 @@ func (d Dest) String() string { return net.JoinHostPort(d.IP, strconv.Itoa(d.Por
 type Observer struct {
 	table string
 	seen  map[Dest]bool
+	once  sync.Once
+	err   error
 }
 
 // tableName is the run's own table: ccci_egress_<run id>.
@@ -45,9 +48,9 @@ func Start(ctx context.Context, machineIP, runID string) (*Observer, error) {
 	if ip == nil {
 		return nil, fmt.Errorf("egress: %q is not an IPv4 address", machineIP)
 	}
-	table := "ccci_egress_" + strings.NewReplacer("-", "_").Replace(strings.ToLower(runID))
-	if !tableName.MatchString(table) {
-		return nil, fmt.Errorf("egress: run id %q makes no valid table name", runID)
+	table, err := tableFor(runID)
+	if err != nil {
+		return nil, err
 	}
 	rule := fmt.Sprintf("ip saddr %s ct state new update @seen { ip daddr . th dport }", ip)
 	script := "table inet " + table + " {\n" +
@@ -82,14 +85,52 @@ func (o *Observer) New(ctx context.Context) ([]Dest, error) {
 	return fresh, nil
 }
 
-// Close deletes the run's table (and only it).
+// Close deletes the run's table (and only it), once; later calls return
+// the first call's result.
 func (o *Observer) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := nft(ctx, "", "delete", "table", "inet", o.table); err != nil {
-		return fmt.Errorf("egress: delete table %s: %w", o.table, err)
+	o.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := nft(ctx, "", "delete", "table", "inet", o.table); err != nil {
+			o.err = fmt.Errorf("egress: delete table %s: %w", o.table, err)
+		}
+	})
+	return o.err
+}
+
+// Drop deletes the table of a run whose process died before it could (the
+// guardian's job); a table that is not there is fine.
+func Drop(ctx context.Context, runID string) error {
+	table, err := tableFor(runID)
+	if err != nil {
+		return err
+	}
+	if _, err := nft(ctx, "", "list", "table", "inet", table); err != nil {
+		return nil
+	}
+	if _, err := nft(ctx, "", "delete", "table", "inet", table); err != nil {
+		return fmt.Errorf("egress: delete table %s: %w", table, err)
 	}
 	return nil
+}
+
+// Exists reports whether the run's table is there (for the harness's own tests).
+func Exists(ctx context.Context, runID string) bool {
+	table, err := tableFor(runID)
+	if err != nil {
+		return false
+	}
+	_, err = nft(ctx, "", "list", "table", "inet", table)
+	return err == nil
+}
+
+// tableFor is the run's own table: ccci_egress_<run id>.
+func tableFor(runID string) (string, error) {
+	table := "ccci_egress_" + strings.NewReplacer("-", "_").Replace(strings.ToLower(runID))
+	if !tableName.MatchString(table) {
+		return "", fmt.Errorf("egress: run id %q makes no valid table name", runID)
+	}
+	return table, nil
 }
 
 // parseSet reads `nft -j list set`: elements are {"concat": [ip, port]}.

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/cc-ci/acceptance/helpers/config"
+	"github.com/cc-ci/acceptance/helpers/egress"
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/labtest"
 	"github.com/cc-ci/acceptance/helpers/machine"
@@ -72,6 +73,12 @@ func destroyLeftover(t *testing.T, c *incus.Client, cfg *config.Config, name str
 	_ = machine.DestroyClaimed(ctx, c, machine.GuardrailsFrom(cfg), l, claim, t.Logf)
 }
 
+// assertNoEgressTable: the run's nftables table is gone too.
+func assertNoEgressTable(t *testing.T, runID string) {
+	t.Helper()
+	assert.False(t, egress.Exists(context.Background(), runID), "the egress table of run %s was left behind", runID)
+}
+
 // noneOfTheRunLeft asserts that no labelled instance exists that was not there before.
 func noneOfTheRunLeft(t *testing.T, c *incus.Client, cfg *config.Config, before map[string]bool) {
 	t.Helper()
@@ -109,6 +116,7 @@ func TestInterruptAtEachStage(t *testing.T) {
 			noneOfTheRunLeft(t, c, cfg, before)
 			if es := ch.evidence(t); assert.Len(t, es, 1) {
 				assert.Equal(t, "interrupted by "+row.sig.String(), es[0].Interrupted)
+				assertNoEgressTable(t, es[0].RunID)
 			}
 			ch.assertHygiene(t, true)
 		})
@@ -160,7 +168,10 @@ func TestOrphanOfAKilledRunIsReapedByTheNext(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, orphan, "killing run and guardian leaves an orphan (output:\n%s)", first.out)
-	t.Cleanup(func() { destroyLeftover(t, c, cfg, orphan) })
+	t.Cleanup(func() {
+		destroyLeftover(t, c, cfg, orphan)
+		_ = egress.Drop(context.Background(), strings.TrimPrefix(orphan, "ccci-")) // nothing was left to drop it
+	})
 
 	second := startSuite(t, nil, "-test.run", "TestMachineIsBrandNewAndBlank")
 	assert.Equal(t, 0, second.wait(t), "the next run passes; output:\n%s", second.out)

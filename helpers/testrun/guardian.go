@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cc-ci/acceptance/helpers/config"
+	"github.com/cc-ci/acceptance/helpers/egress"
 	"github.com/cc-ci/acceptance/helpers/evidence"
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/machine"
@@ -148,6 +149,11 @@ func runGuardian() int {
 	defer cancel()
 	code := 0
 	entry.Incus, entry.Destroy = c.Endpoint, "destroyed by the guardian: "+strings.Join(tracked, ", ")
+	if cfg.Egress == "nft" {
+		if err := egress.Drop(ctx, runID); err != nil {
+			logf("%v", err)
+		}
+	}
 	labels := machine.Labels{Prefix: cfg.LabelPrefix}
 	for _, id := range tracked {
 		project, name, _ := strings.Cut(id, "/")

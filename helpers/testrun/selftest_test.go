@@ -348,6 +348,7 @@ func TestTimeoutDeadlineTearsDownFirst(t *testing.T) {
 	es := ch.evidence(t)
 	if assert.Len(t, es, 1) {
 		assert.Contains(t, es[0].Interrupted, "-timeout deadline")
+		assertNoEgressTable(t, es[0].RunID)
 	}
 }
 

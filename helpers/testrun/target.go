@@ -151,6 +151,11 @@ func (r *Run) Installed(t testing.TB) *Install {
 			if err != nil {
 				inst.EgressErr = err
 			} else {
+				// Closed after the install, and by the run's cleanups on every
+				// exit path the process controls (interrupt, -timeout deadline).
+				r.mu.Lock()
+				r.cleanups = append(r.cleanups, func() { _ = obs.Close() })
+				r.mu.Unlock()
 				defer func() { inst.EgressErr = errors.Join(inst.EgressErr, obs.Close()) }()
 				runner.AfterStep = func(b installdoc.Block) {
 					fresh, err := obs.New(r.ctx)
