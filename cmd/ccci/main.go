@@ -4,14 +4,13 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"syscall"
 
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
+	"github.com/cc-ci/acceptance/helpers/localfile"
 )
 
 func main() {
@@ -25,7 +24,7 @@ func main() {
 // lintInstall returns 0 when the document is fine, 1 when it is not (the
 // problems on stderr, each naming the line), 2 when it cannot be read.
 func lintInstall(path string, stdout, stderr io.Writer) int {
-	src, err := readDoc(path)
+	src, err := localfile.Read(path, 4<<20)
 	if err != nil {
 		fmt.Fprintf(stderr, "lint-install: %v\n", err)
 		return 2
@@ -38,24 +37,6 @@ func lintInstall(path string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// readDoc reads a regular file (not through a symlink) of bounded size.
-func readDoc(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		return nil, errors.Join(fmt.Errorf("%s is not a regular file", path), err)
-	}
-	const max = 4 << 20
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err == nil && len(b) > max {
-		err = fmt.Errorf("%s is larger than %d bytes", path, max)
-	}
-	return b, err
 }
 
 // placeholders are the values a run would fill in, from the configuration

@@ -189,7 +189,7 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 	c.RequiredSecrets = p.list("CCCI_REQUIRED_SECRETS", "tls_fullchain,tls_privkey,drone_oauth_client_id,drone_oauth_client_secret,drone_rpc_secret,webhook_hmac,registry_username,registry_password")
 	c.ScanPaths = p.list("CCCI_SCAN_PATHS", "/nix/store")
 	c.Egress = p.oneOf("CCCI_EGRESS", "off", "off", "nft")
-	c.EgressAllow = p.optionalList("CCCI_EGRESS_ALLOW")
+	c.EgressAllow = p.optionalList("CCCI_EGRESS_ALLOW", "")
 	c.StalePhrases = p.list("CCCI_STALE_PHRASES", "drops the cert,drop the cert,cert file by hand,certificate files by hand,certificate file by hand,operator drops")
 	c.ForbiddenPhrases = p.list("CCCI_FORBIDDEN_PHRASES", "infeasible by design")
 	c.BlankAbsent = p.list("CCCI_BLANK_ABSENT", "/var/lib/sops-nix,/var/lib/ci-certs,/run/secrets,/root/cc-ci,/root/cc-ci-secrets")
@@ -258,22 +258,17 @@ func (p *parser) positiveInt(key, def string) int {
 }
 
 func (p *parser) list(key, def string) []string {
-	v, from := p.src.get(key, def)
-	var out []string
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
+	out := p.optionalList(key, def)
 	if len(out) == 0 {
+		v, from := p.src.get(key, def)
 		p.fail(key, v, from, "must name at least one item (comma-separated)")
 	}
 	return out
 }
 
 // optionalList is a comma-separated list that may be empty.
-func (p *parser) optionalList(key string) []string {
-	v, _ := p.src.get(key, "")
+func (p *parser) optionalList(key, def string) []string {
+	v, _ := p.src.get(key, def)
 	var out []string
 	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {

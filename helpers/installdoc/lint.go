@@ -2,7 +2,6 @@ package installdoc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 )
@@ -48,10 +47,4 @@ func Lint(path string, src []byte, values map[string]string, ageKeyPath string) 
 		return b.String(), &LintError{Problems: problems}
 	}
 	return b.String(), nil
-}
-
-// IsLintError reports whether err is the document's fault (not the tool's).
-func IsLintError(err error) bool {
-	var le *LintError
-	return errors.As(err, &le)
 }

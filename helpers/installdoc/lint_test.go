@@ -51,7 +51,8 @@ func TestLintReportsWhatTheCTestsWillObjectTo(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			_, err := Lint("install.md", row.src, values, keyPath)
 			require.Error(t, err)
-			assert.True(t, IsLintError(err))
+			var le *LintError
+			assert.ErrorAs(t, err, &le, "the document's fault, not the tool's")
 			assert.Contains(t, err.Error(), row.want)
 		})
 	}

@@ -21,6 +21,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cc-ci/acceptance/helpers/localfile"
 )
 
 // Scanner searches for a fixed set of needles.
@@ -248,13 +250,8 @@ func (c *countingReader) Read(b []byte) (int, error) {
 // readSmall reads a file of at most 1 MiB (nil otherwise): sops files are
 // small, and a larger one is simply never exempt.
 func readSmall(p string) []byte {
-	f, err := os.Open(p)
+	b, err := localfile.Read(p, 1<<20)
 	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, 1<<20+1))
-	if err != nil || len(b) > 1<<20 {
 		return nil
 	}
 	return b

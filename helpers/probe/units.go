@@ -89,8 +89,8 @@ func Units(ctx context.Context, cl *remote.Client, names []string) ([]UnitState,
 	return ParseUnits(rest, len(names), now)
 }
 
-// JobsQueued is the number of jobs in systemd's queue.
-func JobsQueued(ctx context.Context, cl *remote.Client) (int, error) {
+// jobsQueued is the number of jobs in systemd's queue.
+func jobsQueued(ctx context.Context, cl *remote.Client) (int, error) {
 	res, err := cl.Run(ctx, "systemctl list-jobs --no-pager --no-legend | wc -l", 20*time.Second)
 	if err != nil {
 		return 0, fmt.Errorf("probe jobs: %w", err)
@@ -136,20 +136,17 @@ func ParseUnits(stdout string, want int, now string) ([]UnitState, error) {
 				u.SubState = v
 			case "Result":
 				u.Result = v
-			case "ExecMainStatus":
-				n, err := strconv.Atoi(v)
-				if err != nil {
-					return nil, fmt.Errorf("probe units: ExecMainStatus %.20q is not a number", v)
-				}
-				u.ExecMainStatus = n
-			case "MainPID", "NRestarts":
+			case "ExecMainStatus", "MainPID", "NRestarts":
 				n, err := strconv.Atoi(v)
 				if err != nil {
 					return nil, fmt.Errorf("probe units: %s %.20q is not a number", k, v)
 				}
-				if k == "MainPID" {
+				switch k {
+				case "ExecMainStatus":
+					u.ExecMainStatus = n
+				case "MainPID":
 					u.MainPID = n
-				} else {
+				default:
 					u.NRestarts = n
 				}
 			case "Job":
@@ -225,7 +222,7 @@ func hopeless(ctx context.Context, cl *remote.Client, bad []UnitState) string {
 	var why []string
 	for _, u := range bad {
 		if u.ActiveState == "inactive" && jobs < 0 {
-			n, err := JobsQueued(ctx, cl)
+			n, err := jobsQueued(ctx, cl)
 			if err != nil {
 				n = 1 // unknown: as if a job might still start it
 			}

@@ -87,23 +87,30 @@ func gitOut(ctx context.Context, dir string, args ...string) (string, error) {
 	return strings.TrimSpace(string(b)), err
 }
 
-// gitBytes runs git in a repo (never reading the caller's config or a
-// terminal) and returns at most maxGitOutput bytes of its output.
+// gitBytes runs git in a repo and returns its output (at most maxGitOutput bytes).
 func gitBytes(ctx context.Context, dir string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, gitTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...)
-	cmd.Env = gitEnv()
-	out, stderr := &boundedBuffer{max: maxGitOutput}, &boundedBuffer{max: 4096}
-	cmd.Stdout, cmd.Stderr = out, stderr
-	if err := cmd.Run(); err != nil {
-		if errors.Is(out.err, errTooLarge) {
-			err = out.err
-		}
-		return nil, fmt.Errorf("git %s in %s: %w: %s", strings.Join(args, " "), repoName(dir), err,
-			strings.TrimSpace(stderr.buf.String()))
+	out, stderr, err := runGit(ctx, nil, append([]string{"-C", dir}, args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("git %s in %s: %w: %s", strings.Join(args, " "), repoName(dir), err, stderr)
 	}
-	return out.buf.Bytes(), nil
+	return out, nil
+}
+
+// runGit is the one way the harness runs git on a target's repos: never
+// reading the caller's config or a terminal (gitEnv, plus env), stdout
+// bounded by maxGitOutput, stderr kept to its first 4 KiB for messages.
+func runGit(ctx context.Context, env []string, args ...string) (stdout []byte, stderr string, err error) {
+	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd.Env = append(gitEnv(), env...)
+	out, errb := &boundedBuffer{max: maxGitOutput}, &boundedBuffer{max: 4096}
+	cmd.Stdout, cmd.Stderr = out, errb
+	err = cmd.Run()
+	if err != nil && errors.Is(out.err, errTooLarge) {
+		err = out.err
+	}
+	return out.buf.Bytes(), strings.TrimSpace(errb.buf.String()), err
 }
 
 // gitEnv is the environment for git on target repos: no system or global
@@ -142,14 +149,10 @@ func AnonymousRead(ctx context.Context, url string) (refused bool, answer string
 	if strings.HasPrefix(url, "http://") || strings.HasPrefix(url, "https://") {
 		return anonymousHTTP(ctx, url)
 	}
-	cmd := exec.CommandContext(ctx, "git", "-c", "credential.helper=", "ls-remote", "--", url)
-	cmd.Env = append(gitEnv(), "GIT_ASKPASS=", "SSH_ASKPASS=", "GIT_SSH_COMMAND=ssh -o BatchMode=yes")
-	out, stderr := &boundedBuffer{max: 1 << 20}, &boundedBuffer{max: 4096}
-	cmd.Stdout, cmd.Stderr = out, stderr
-	runErr := cmd.Run()
-	answer = strings.TrimSpace(stderr.buf.String())
+	out, answer, runErr := runGit(ctx, []string{"GIT_ASKPASS=", "SSH_ASKPASS=", "GIT_SSH_COMMAND=ssh -o BatchMode=yes"},
+		"-c", "credential.helper=", "ls-remote", "--", url)
 	if runErr == nil {
-		return false, fmt.Sprintf("listed %d refs to an anonymous client", strings.Count(out.buf.String(), "\n")), nil
+		return false, fmt.Sprintf("listed %d refs to an anonymous client", strings.Count(string(out), "\n")), nil
 	}
 	for _, denied := range []string{"Authentication failed", "could not read Username", "Permission denied", "Repository not found"} {
 		if strings.Contains(answer, denied) {

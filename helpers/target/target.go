@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -118,12 +117,8 @@ func Fetch(ctx context.Context, dir, baseURL, secretsURL string, key *AgeKey, r 
 
 // clone makes a bare clone: no work tree, no checkout, nothing to follow.
 func clone(ctx context.Context, env []string, url, dir string) error {
-	cmd := exec.CommandContext(ctx, "git", "clone", "--bare", "-q", "--", url, dir)
-	cmd.Env = append(gitEnv(), env...)
-	stderr := &boundedBuffer{max: 4096}
-	cmd.Stderr = stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("git clone: %w: %s", err, strings.TrimSpace(stderr.buf.String()))
+	if _, stderr, err := runGit(ctx, env, "clone", "--bare", "-q", "--", url, dir); err != nil {
+		return fmt.Errorf("git clone: %w: %s", err, stderr)
 	}
 	return nil
 }

@@ -5,14 +5,13 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/cc-ci/acceptance/helpers/localfile"
 	"github.com/cc-ci/acceptance/helpers/machine"
 )
 
@@ -64,7 +63,7 @@ func saveState(path string, mc *machine.Machine) error {
 }
 
 func loadState(path string) (*machine.Machine, error) {
-	b, err := readBounded(path, 64<<10)
+	b, err := localfile.Read(path, 64<<10)
 	if err != nil {
 		return nil, fmt.Errorf("SKIP_provision: read run state %s (written by a run with SKIP_teardown=1): %w", path, err)
 	}
@@ -87,7 +86,7 @@ func loadState(path string) (*machine.Machine, error) {
 		// make the harness read some other file.
 		return nil, fmt.Errorf("SKIP_provision: run state %s: field key_file %q is not %s", path, st.KeyFile, keyFile(path))
 	}
-	kb, err := readBounded(st.KeyFile, 16<<10)
+	kb, err := localfile.Read(st.KeyFile, 16<<10)
 	if err != nil {
 		return nil, fmt.Errorf("SKIP_provision: run state %s: field key_file: %w", path, err)
 	}
@@ -105,30 +104,6 @@ func loadState(path string) (*machine.Machine, error) {
 	}
 	return &machine.Machine{Name: st.Name, Project: st.Project, Type: st.Type, Image: st.Image, RunID: st.RunID,
 		HostKey: hk, Signer: signer, Key: *key, User: st.User, CreatedAt: st.CreatedAt, Memory: st.Memory, UUID: st.UUID}, nil
-}
-
-// readBounded reads a regular file (not a symlink) of at most max bytes.
-func readBounded(path string, max int64) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
-	}
-	return b, nil
 }
 
 func removeState(path string) {
