@@ -55,14 +55,13 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		run.Note("egress", "connections during the install (step→destination): %v", seen)
 	})
 
-	run.Sentence(t, "the install pushed exactly one file: the age key", func(t *testing.T) {
-		inst := run.Installed(t)
-		require.NotNil(t, inst.Record, "install record")
+	run.Sentence(t, "with only the age key pushed, the install succeeds", func(t *testing.T) {
+		// An operator step besides the age key fails here; any other install failure is C4's.
+		inst := run.RequireInstalled(t)
 		require.Len(t, inst.Record.Pushed, 1, "files the harness pushed to the machine out of band: %v", inst.Record.Pushed)
 		p := inst.Record.Pushed[0]
 		assert.Equal(t, cfg.AgeKeyPath, p.Path, "the documented path of the age key")
 		assert.Equal(t, target.SHA256(view.Key.File), p.Fingerprint, "the pushed file is the bootstrap key")
-		require.NoError(t, inst.Err, "with only the age key, the install succeeds (the secrets repo credential came from git)")
 	})
 
 	run.Sentence(t, "the age key and every decrypted secret are readable by root only", func(t *testing.T) {

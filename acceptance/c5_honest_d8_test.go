@@ -1,45 +1,60 @@
 package acceptance
 
 import (
-	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cc-ci/acceptance/helpers/probe"
+	"github.com/cc-ci/acceptance/helpers/evidence"
 	"github.com/cc-ci/acceptance/helpers/target"
 )
 
 // C5 — Honest D8. The D8 evidence, as committed in the base repo, has a
 // static part (byte-identical closure) and a live part (the throwaway
-// rebuild); the "infeasible by design" wording is gone. The harness judges
-// only what the target committed; this run's own live record goes under
-// CCCI_OUT_DIR for the reviewer to commit, never into the target's clone.
+// rebuild) citing a run of this harness that passed C4 on a machine it
+// created, re-verified within CCCI_D8_MAX_AGE; the "infeasible by design"
+// wording is gone. The harness judges only what the target committed, and
+// the run it cites as the evidence chain (CCCI_D8_CHAIN) recorded it; its own
+// live record goes under CCCI_OUT_DIR (C4), never into the target's clone.
 func TestC5HonestD8(t *testing.T) {
 	view := run.Target(t)
+	cfg := run.Config
 	doc, err := target.ReadBase(view.Repos, target.D8Doc)
 	require.NoError(t, err, "the base has %s", target.D8Doc)
 	static, live := target.D8Parts(doc)
 
-	assert.True(t, target.ContainsPhrase(static, "byte-identical"),
-		"%s has a static part (a \"## Static\" section) that states the byte-identical closure", target.D8Doc)
-	assert.NotEmpty(t, live, "%s has a live part (a \"## Live\" section)", target.D8Doc)
-	for _, phrase := range run.Config.ForbiddenPhrases {
-		assert.False(t, target.ContainsPhrase(doc, phrase), "%s must not say %q", target.D8Doc, phrase)
-	}
+	run.Sentence(t, "the static part states the byte-identical closure", func(t *testing.T) {
+		assert.True(t, target.ContainsPhrase(static, "byte-identical"),
+			"%s has a static part (a \"## Static\" section) that states the byte-identical closure", target.D8Doc)
+	})
 
-	mc, cl := installedMachine(t) // the live rebuild this run performed
-	inst := run.Installed(t)
-	rebuilt, err := probe.CurrentSystem(run.Context(), cl)
-	require.NoError(t, err)
-	record := fmt.Sprintf("### Live rebuild, run %s\n\n- machine: %s/%s (%s, image %s), created %s by this run\n"+
-		"- base %s, secrets %s; install manifest %s (%d steps, all exit 0)\n- rebuilt system: %s\n- recorded %s\n",
-		run.ID, mc.Project, mc.Name, mc.Type, mc.Image, mc.CreatedAt.UTC().Format(time.RFC3339),
-		view.Repos.BaseCommit[:12], view.Repos.SecretsCommit[:12], inst.Record.Manifest[:16], len(inst.Record.Steps),
-		rebuilt, time.Now().UTC().Format(time.RFC3339))
-	p, err := run.WriteLiveRecord(record)
-	require.NoError(t, err)
-	t.Logf("this run's live record, for the reviewer to commit under %s's live part: %s", target.D8Doc, p)
+	run.Sentence(t, "the live part cites a recent cold run that passed C4", func(t *testing.T) {
+		require.NotEmpty(t, live, "%s has a live part (a \"## Live\" section)", target.D8Doc)
+		cited := evidence.CitedRuns(live)
+		require.NotEmpty(t, cited, "%s's live part cites a run of the harness (its id, r<date>t<time>-<hex>)", target.D8Doc)
+		chain, err := evidence.Chain(cfg.D8Chain)
+		require.NoError(t, err, "the evidence chain CCCI_D8_CHAIN")
+		var why []string
+		for _, id := range cited {
+			e, err := evidence.ProvesLiveRebuild(chain, id, time.Now(), cfg.D8MaxAge)
+			if err == nil {
+				run.Note("D8 live run", "%s cites run %s of %s: C4 passed on %s (base %.12s), recorded %s",
+					target.D8Doc, id, cfg.D8Chain, e.Machine, e.BaseCommit, e.Time)
+				return
+			}
+			why = append(why, err.Error())
+		}
+		assert.Fail(t, "no run the live part cites proves a live rebuild",
+			"%s cites %d run(s), none a pass of C4 on a machine it created within %s in %s: %s",
+			target.D8Doc, len(cited), cfg.D8MaxAge, cfg.D8Chain, strings.Join(why, "; "))
+	})
+
+	run.Sentence(t, "the infeasible wording is gone", func(t *testing.T) {
+		for _, phrase := range cfg.ForbiddenPhrases {
+			assert.False(t, target.ContainsPhrase(doc, phrase), "%s must not say %q", target.D8Doc, phrase)
+		}
+	})
 }

@@ -296,6 +296,8 @@ ensure_project() {
 
 LAB_GIT_LISTEN=${LAB_GIT_LISTEN:-${LAB_BRIDGE_CIDR%/*}:8418}
 LAB_DOMAIN=${LAB_DOMAIN:-ci.lab.test}
+LAB_NOT_BLANK_IMAGE=ccci-not-blank
+LAB_OVERSIZED_REFERENCE=cc-nix-oversized
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # The miniature cc-ci target: generated once with fresh keys, then served by
@@ -333,6 +335,50 @@ long_lived() {
   step "long-lived: $LAB_PROJECT/cc-nix-test (reference) and $LAB_DECOY_PROJECT/lichen-staging (decoy) running"
 }
 
+# The targets' D8 evidence must cite a live rebuild by this harness no older
+# than a day (C5, CCCI_D8_MAX_AGE). When the good target's citation is older
+# than 12h, a run of C4 against it makes a new one, and its record is
+# committed into every target, as cc-ci's maintainers would after a run.
+seed_d8() {
+  local ev="$LAB_STATE/evidence"
+  mkdir -p "$ev"
+  if "$LAB_BIN/ccci-fixtures" cite -check -root "$LAB_STATE/targets" -chain "$ev/REVIEW.jsonl" >/dev/null 2>&1; then
+    step "D8: the targets cite a live run of the last 12h"
+    return
+  fi
+  step "D8: a live rebuild of the good target to cite (C4 only, about 30 s)"
+  (cd "$REPO_ROOT" && CCCI_CONFIG="$LAB_STATE/lab.env" CCCI_ACCEPTANCE=1 CCCI_REVIEW_FILE="$ev/REVIEW.md" \
+    CCCI_OUT_DIR="$ev/out" CCCI_STATE_FILE="$ev/.run-state.json" GOTOOLCHAIN=local \
+    go test -count=1 -timeout 15m -run '^TestC4GenuineLiveRebuild$' ./acceptance) >"$ev/seed.log" 2>&1 ||
+    { tail -30 "$ev/seed.log" >&2; die "the D8 seed run failed (log: $ev/seed.log)"; }
+  "$LAB_BIN/ccci-fixtures" cite -root "$LAB_STATE/targets" -chain "$ev/REVIEW.jsonl" -out "$ev/out" | sed 's/^/[lab] /'
+}
+
+# Defects of the host rather than the target, for the defect matrix: an image
+# that is not blank (a certificate directory of an earlier deployment baked
+# in) and a reference instance of the wrong size (stopped: it costs no RAM).
+host_defects() {
+  local want have work
+  want="$(image_recipe_hash)-not-blank"
+  have=$(incus image get-property "$LAB_NOT_BLANK_IMAGE" ccci.recipe --project "$LAB_PROJECT" 2>/dev/null || true)
+  if [ "$have" != "$want" ]; then
+    work=$(mktemp -d)
+    cp "$TARBALL" "$work/image.tar"
+    install -d -m 0755 "$work/rootfs/var/lib/ci-certs/live"
+    echo "# left by an earlier deployment" >"$work/rootfs/var/lib/ci-certs/live/fullchain.pem"
+    tar --append -f "$work/image.tar" -C "$work" --owner=0 --group=0 rootfs/var/lib/ci-certs
+    incus image delete "$LAB_NOT_BLANK_IMAGE" --project "$LAB_PROJECT" 2>/dev/null || true
+    incus image import "$work/image.tar" --alias "$LAB_NOT_BLANK_IMAGE" --project "$LAB_PROJECT" >/dev/null
+    incus image set-property "$LAB_NOT_BLANK_IMAGE" ccci.recipe "$want" --project "$LAB_PROJECT"
+    rm -rf "$work"
+  fi
+  if ! incus info "$LAB_OVERSIZED_REFERENCE" --project "$LAB_PROJECT" >/dev/null 2>&1; then
+    incus init "$LAB_IMAGE_ALIAS" "$LAB_OVERSIZED_REFERENCE" --project "$LAB_PROJECT" -c limits.memory=6GiB \
+      -c user.ccci-lab.role=host-defect >/dev/null
+  fi
+  step "host defects: image $LAB_NOT_BLANK_IMAGE, stopped reference $LAB_PROJECT/$LAB_OVERSIZED_REFERENCE (6GiB)"
+}
+
 write_env() {
   cat >"$LAB_STATE/lab.env" <<EOF
 # Written by lab/lab.sh up: the harness settings that point at this lab.
@@ -354,6 +400,8 @@ CCCI_GATEWAY=${LAB_BRIDGE_CIDR%/*}
 # The lab's bridge is the lab's: the machine's connections are observed there.
 CCCI_EGRESS=nft
 CCCI_EGRESS_ALLOW=${LAB_BRIDGE_CIDR%/*}:53
+# The chain of the lab's own runs that the targets' D8 evidence cites (seed_d8).
+CCCI_D8_CHAIN=${LAB_STATE}/evidence/REVIEW.jsonl
 EOF
   step "settings: $LAB_STATE/lab.env"
 }
@@ -371,8 +419,10 @@ up() {
   ensure_project "$LAB_PROJECT"
   ensure_project "$LAB_DECOY_PROJECT"
   target_and_gitserver
-  long_lived
   write_env
+  seed_d8
+  long_lived
+  host_defects
   step "lab is up"
 }
 

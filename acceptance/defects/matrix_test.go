@@ -32,25 +32,32 @@ import (
 	"github.com/cc-ci/acceptance/helpers/machine"
 )
 
-// failures maps a C-test to a text its failure output must contain.
+// failures maps a C-test to a text its failure output must contain, or,
+// made with skipped, to the cause it must name when it says it could not
+// judge (skips, itself or in a sentence) because another test fails on it.
 type failures map[string]string
+
+const skipMark = "skip: "
+
+func skipped(cause string) string { return skipMark + cause }
 
 var matrix = map[string]failures{
 	"good": {},
+	// One defect, one failure per sentence it breaks: the install cannot
+	// start (C3 owns "with only the age key, the install succeeds"); the
+	// checks that need the installed machine say they could not judge.
 	"cert-dropped-by-hand": {
-		"TestC1SecretsRepoSplit":            `operator step "drop-cert"`,
+		"TestC1SecretsRepoSplit":            skipped(`operator step "drop-cert"`),
 		"TestC2CertInGit":                   `step "drop-cert"`,
 		"TestC3AllSecretsInGitOneException": "drop-cert",
-		"TestC4GenuineLiveRebuild":          `operator step "drop-cert"`,
-		"TestC5HonestD8":                    `operator step "drop-cert"`,
+		"TestC4GenuineLiveRebuild":          skipped(`operator step "drop-cert"`),
 		"TestC7Docs":                        "operator drops",
 	},
 	"second-out-of-band-secret": {
-		"TestC1SecretsRepoSplit":            `operator step "provision-registry-token"`,
-		"TestC2CertInGit":                   `operator step "provision-registry-token"`,
-		"TestC3AllSecretsInGitOneException": "provision-registry-token",
-		"TestC4GenuineLiveRebuild":          `operator step "provision-registry-token"`,
-		"TestC5HonestD8":                    `operator step "provision-registry-token"`,
+		"TestC1SecretsRepoSplit":            skipped(`operator step "provision-registry-token"`),
+		"TestC2CertInGit":                   skipped(`operator step "provision-registry-token"`),
+		"TestC3AllSecretsInGitOneException": `operator step "provision-registry-token" asks for something done out of band`,
+		"TestC4GenuineLiveRebuild":          skipped(`operator step "provision-registry-token"`),
 	},
 	"plaintext-in-base": {
 		"TestC3AllSecretsInGitOneException": "drone_rpc_secret (raw) in git object",
@@ -65,11 +72,10 @@ var matrix = map[string]failures{
 		"TestC3AllSecretsInGitOneException": "drone_rpc_secret (raw) in /nix/store/",
 	},
 	"unit-fails": {
-		"TestC1SecretsRepoSplit":            "the following units failed: cc-ci-drone.service",
-		"TestC2CertInGit":                   "the following units failed: cc-ci-drone.service",
-		"TestC3AllSecretsInGitOneException": "the following units failed: cc-ci-drone.service",
+		"TestC1SecretsRepoSplit":            skipped("the following units failed: cc-ci-drone.service"),
+		"TestC2CertInGit":                   skipped("the following units failed: cc-ci-drone.service"),
+		"TestC3AllSecretsInGitOneException": skipped("the following units failed: cc-ci-drone.service"),
 		"TestC4GenuineLiveRebuild":          "cc-ci-drone.service: load=loaded active=failed",
-		"TestC5HonestD8":                    "the following units failed: cc-ci-drone.service",
 	},
 	"wrong-cert-served": {
 		"TestC1SecretsRepoSplit":   "store path of the rebuilt system vs the running reference",
@@ -96,18 +102,16 @@ var matrix = map[string]failures{
 		"TestC3AllSecretsInGitOneException": "/var/lib/sops-nix/key.txt must be root's and unreadable by group and others: owner root, mode 644",
 	},
 	"unit-hangs": {
-		"TestC1SecretsRepoSplit":            `install step "switch"`,
-		"TestC2CertInGit":                   `install step "switch"`,
-		"TestC3AllSecretsInGitOneException": `install step "switch"`,
+		"TestC1SecretsRepoSplit":            skipped(`install step "switch"`),
+		"TestC2CertInGit":                   skipped(`install step "switch"`),
+		"TestC3AllSecretsInGitOneException": skipped(`install step "switch"`),
 		"TestC4GenuineLiveRebuild":          "cc-ci-dashboard.service: load=loaded active=activating",
-		"TestC5HonestD8":                    `install step "switch"`,
 	},
 	"undocumented-step": {
-		"TestC1SecretsRepoSplit":            "/etc/cc-ci/enabled missing",
-		"TestC2CertInGit":                   "/etc/cc-ci/enabled missing",
-		"TestC3AllSecretsInGitOneException": "/etc/cc-ci/enabled missing",
+		"TestC1SecretsRepoSplit":            skipped("/etc/cc-ci/enabled missing"),
+		"TestC2CertInGit":                   skipped("/etc/cc-ci/enabled missing"),
+		"TestC3AllSecretsInGitOneException": skipped("/etc/cc-ci/enabled missing"),
 		"TestC4GenuineLiveRebuild":          "/etc/cc-ci/enabled missing",
-		"TestC5HonestD8":                    "/etc/cc-ci/enabled missing",
 	},
 	// Observed on the machine's traffic (nftables on the lab's bridge), not read in the document.
 	"install-downloads": {
@@ -125,11 +129,10 @@ var matrix = map[string]failures{
 		"TestC4GenuineLiveRebuild": "the served chain verifies for dashboard.ci.lab.test",
 	},
 	"secret-missing": {
-		"TestC1SecretsRepoSplit":            `install step "switch"`,
-		"TestC2CertInGit":                   `install step "switch"`,
+		"TestC1SecretsRepoSplit":            skipped(`install step "switch"`),
+		"TestC2CertInGit":                   skipped(`install step "switch"`),
 		"TestC3AllSecretsInGitOneException": "secret registry_password is in secrets/secrets.yaml",
 		"TestC4GenuineLiveRebuild":          `install step "switch"`,
-		"TestC5HonestD8":                    `install step "switch"`,
 	},
 	"undeclared-secret-file": {
 		"TestC1SecretsRepoSplit":            "store path of the rebuilt system vs the running reference",
@@ -141,6 +144,14 @@ var matrix = map[string]failures{
 	},
 	"d8-still-infeasible": {
 		"TestC5HonestD8": `must not say "infeasible by design"`,
+	},
+	"d8-no-static-part": {
+		"TestC5HonestD8": "states the byte-identical closure",
+	},
+	// The cited run must be in the evidence chain (CCCI_D8_CHAIN) as a pass
+	// of C4 on a machine it created, within CCCI_D8_MAX_AGE.
+	"d8-cites-unknown-run": {
+		"TestC5HonestD8": "run r20000101t000000-000000: not in the evidence chain",
 	},
 	"stale-docs": {
 		"TestC7Docs": "still describes the operator-dropped certificate",
@@ -158,13 +169,48 @@ var matrix = map[string]failures{
 	},
 	// The journal tail in C4's message is redacted (the run's output is
 	// scanned for every secret below).
-	"unit-leaks-secret": {
-		"TestC1SecretsRepoSplit":            "the following units failed: cc-ci-drone.service",
-		"TestC2CertInGit":                   "the following units failed: cc-ci-drone.service",
-		"TestC3AllSecretsInGitOneException": "the following units failed: cc-ci-drone.service",
-		"TestC4GenuineLiveRebuild":          "[REDACTED drone_rpc_secret",
-		"TestC5HonestD8":                    "the following units failed: cc-ci-drone.service",
+	// A machine that is not blank when handed over: nothing the target
+	// does is wrong, and only the test that looks before the install fails.
+	"image-not-blank": {
+		"TestMachineIsBrandNewAndBlank": "/var/lib/ci-certs",
 	},
+	// The reference is sized 6GiB, not 4GiB (and, stopped, runs no system).
+	"reference-oversized": {
+		"TestC1SecretsRepoSplit":      "read the running reference system terraform-ci/cc-nix-oversized",
+		"TestC6ResourceFitAndCleanup": "terraform-ci/cc-nix-oversized limits.memory",
+	},
+	"unit-leaks-secret": {
+		"TestC1SecretsRepoSplit":            skipped("the following units failed: cc-ci-drone.service"),
+		"TestC2CertInGit":                   skipped("the following units failed: cc-ci-drone.service"),
+		"TestC3AllSecretsInGitOneException": skipped("the following units failed: cc-ci-drone.service"),
+		"TestC4GenuineLiveRebuild":          "[REDACTED drone_rpc_secret",
+	},
+	// A target that does not load fails the sentence it breaks (C3: every
+	// secret in git, encrypted); every other test says it could not judge.
+	"secrets-mac-tampered": {
+		"TestC1SecretsRepoSplit":            skipped("MAC mismatch"),
+		"TestC2CertInGit":                   skipped("MAC mismatch"),
+		"TestC3AllSecretsInGitOneException": "secrets/secrets.yaml: MAC mismatch",
+		"TestC4GenuineLiveRebuild":          skipped("MAC mismatch"),
+		"TestC5HonestD8":                    skipped("MAC mismatch"),
+		"TestC7Docs":                        skipped("MAC mismatch"),
+	},
+	"plaintext-in-secrets-file": {
+		"TestC1SecretsRepoSplit":            skipped("values not encrypted: registry_mirror_token"),
+		"TestC2CertInGit":                   skipped("values not encrypted: registry_mirror_token"),
+		"TestC3AllSecretsInGitOneException": "secrets/secrets.yaml: values not encrypted: registry_mirror_token",
+		"TestC4GenuineLiveRebuild":          skipped("values not encrypted: registry_mirror_token"),
+		"TestC5HonestD8":                    skipped("values not encrypted: registry_mirror_token"),
+		"TestC7Docs":                        skipped("values not encrypted: registry_mirror_token"),
+	},
+}
+
+// onHost are rows whose defect is in the host, not the target: the good
+// target, run with the settings that point at the lab's broken part
+// (lab/lab.sh host_defects). C6 and the blank-machine test judge the host.
+var onHost = map[string][]string{
+	"image-not-blank":     {"CCCI_IMAGE=ccci-not-blank"},
+	"reference-oversized": {"CCCI_REFERENCE=terraform-ci/cc-nix-oversized"},
 }
 
 // The tests every target is judged by; one not listed for a defect must pass.
@@ -200,8 +246,12 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 		want := matrix[name]
 		t.Run(name, func(t *testing.T) {
 			start := time.Now()
-			keysBefore := digests(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), name, "keys"))
-			results, wrote := runSuite(t, gitBase+"/"+name)
+			tgt, env := name, onHost[name]
+			if env != nil {
+				tgt = "good"
+			}
+			keysBefore := digests(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), tgt, "keys"))
+			results, wrote := runSuite(t, gitBase+"/"+tgt, env...)
 			if name == "good" {
 				good = results
 			}
@@ -215,7 +265,7 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 					}
 				}
 			}
-			assert.Equal(t, keysBefore, digests(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), name, "keys")),
+			assert.Equal(t, keysBefore, digests(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), tgt, "keys")),
 				"the target's key files on this host are unchanged (nothing written through a symlink)")
 			var leaks []string
 			found, err := scanner.Reader("the suite's -json output", bytes.NewReader(wrote.output))
@@ -243,15 +293,23 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 				if !assert.True(t, ok, "%s did not run", test) {
 					continue
 				}
-				if cause, expectFail := want[test]; expectFail {
+				cause, listed := want[test]
+				switch skipCause, skips := strings.CutPrefix(cause, skipMark); {
+				case listed && skips:
+					assert.NotEqual(t, "fail", r.action, "%s must not fail on %s (another test owns the cause): it skips", test, name)
+					assert.True(t, r.skippedSomething(), "%s must say it could not judge on %s", test, name)
+					assert.Contains(t, r.output, "cannot judge: ", "%s's skip must say why", test)
+					assert.Contains(t, r.output, skipCause, "%s's skip must name the cause", test)
+				case listed:
 					if assert.Equal(t, "fail", r.action, "%s must FAIL on %s", test, name) {
 						assert.Contains(t, r.output, cause, "%s's failure must name the cause", test)
 					}
-				} else {
+				default:
 					assert.Equal(t, "pass", r.action, "%s must PASS on %s; output:\n%s", test, name, tail(r.output))
+					assert.False(t, r.skippedSomething(), "%s must judge every sentence on %s, none skipped; output:\n%s", test, name, tail(r.output))
 				}
 			}
-			table = append(table, fmt.Sprintf("%-26s fails %-20s %6s   units verdict %s", name, shortNames(want),
+			table = append(table, fmt.Sprintf("%-26s fails %-32s %6s   units verdict %s", name, shortNames(want),
 				time.Since(start).Round(time.Second), verdictLatency(results["TestC4GenuineLiveRebuild"])))
 		})
 	}
@@ -265,10 +323,7 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 // with the reason. The list is checked both ways: a sentence missing from
 // it that no defect fails is an error, and so is one listed here that a
 // defect now fails (remove it). Empty is the goal.
-var notYetFailable = map[string]string{
-	"TestC6ResourceFitAndCleanup":   "judged on the host, not the target: the guardrail and cleanup are failed by helpers/machine and helpers/testrun",
-	"TestMachineIsBrandNewAndBlank": "judged on the machine the run creates, not the target: failed by helpers/testrun (a reused machine)",
-}
+var notYetFailable = map[string]string{}
 
 // checkCoverage is the mutation-coverage table: every test and sentence of
 // the suite, as the good target ran it, with the defects that make it fail.
@@ -308,6 +363,19 @@ type result struct {
 	subs   map[string]string // each sentence (subtest) of the test → pass, fail, skip
 }
 
+// skippedSomething: the test, or one of its sentences, skipped.
+func (r *result) skippedSomething() bool {
+	if r.action == "skip" {
+		return true
+	}
+	for _, a := range r.subs {
+		if a == "skip" {
+			return true
+		}
+	}
+	return false
+}
+
 // written is what a run of the suite wrote: its -json stream, its evidence
 // directory and its TMPDIR.
 type written struct {
@@ -317,7 +385,7 @@ type written struct {
 
 // runSuite runs the acceptance suite against one target and collects each
 // top-level test's result and output (its subtests' included).
-func runSuite(t *testing.T, repoBase string) (map[string]*result, written) {
+func runSuite(t *testing.T, repoBase string, env ...string) (map[string]*result, written) {
 	t.Helper()
 	w := written{reviewDir: t.TempDir(), tmpDir: t.TempDir()}
 	cmd := exec.Command("go", "test", "-json", "-count=1", "-timeout", "10m", "./acceptance")
@@ -327,6 +395,7 @@ func runSuite(t *testing.T, repoBase string) (map[string]*result, written) {
 		"CCCI_OUT_DIR="+filepath.Join(w.reviewDir, "out"),
 		"CCCI_STEP_TIMEOUT=40s", "CCCI_CONVERGE_TIMEOUT=15s", "CCCI_SETTLE=3s",
 		"CCCI_BASE_REPO_URL="+repoBase+"/cc-ci.git", "CCCI_SECRETS_REPO_URL="+repoBase+"/cc-ci-secrets.git")
+	cmd.Env = append(cmd.Env, env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, _ := cmd.Output() // a failing suite exits 1: the events say what happened
@@ -397,16 +466,27 @@ func moduleRoot(t *testing.T) string {
 	return dir
 }
 
+// shortNames is "C3" for the tests a defect fails, "C3 (skip C1,C2)" when
+// others say they could not judge.
 func shortNames(f failures) string {
-	var s []string
-	for k := range f {
-		s = append(s, strings.TrimPrefix(k, "Test")[:2])
+	var fail, skip []string
+	for k, cause := range f {
+		if strings.HasPrefix(cause, skipMark) {
+			skip = append(skip, strings.TrimPrefix(k, "Test")[:2])
+		} else {
+			fail = append(fail, strings.TrimPrefix(k, "Test")[:2])
+		}
 	}
-	sort.Strings(s)
-	if len(s) == 0 {
-		return "nothing"
+	sort.Strings(fail)
+	sort.Strings(skip)
+	out := strings.Join(fail, ",")
+	if len(fail) == 0 {
+		out = "nothing"
 	}
-	return strings.Join(s, ",")
+	if len(skip) > 0 {
+		out += " (skip " + strings.Join(skip, ",") + ")"
+	}
+	return out
 }
 
 func tail(s string) string {

@@ -52,9 +52,11 @@ type Config struct {
 	TeardownReserve time.Duration // kept before go test's -timeout for teardown
 	// Access and state.
 	SSHUser    string
-	StateFile  string // run state written with SKIP_teardown, read with SKIP_provision
-	ReviewFile string // evidence: Markdown here, JSONL beside it
-	OutDir     string // the harness's own records for the reviewer (live D8 record …); never in a target clone
+	StateFile  string        // run state written with SKIP_teardown, read with SKIP_provision
+	ReviewFile string        // evidence: Markdown here, JSONL beside it
+	OutDir     string        // the harness's own records for the reviewer (live D8 record …); never in a target clone
+	D8Chain    string        // the evidence chain (REVIEW.jsonl) the D8 live part's cited run must be in
+	D8MaxAge   time.Duration // how recent that run must be (the plan: re-verified within 24h)
 	// The target.
 	BaseRepoURL      string        // the base repo, as the machine clones it
 	SecretsRepoURL   string        // the private secrets repo
@@ -164,6 +166,7 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 		DecoyProject:          p.str("CCCI_DECOY_PROJECT", "lichen"),
 		ReviewFile:            p.str("CCCI_REVIEW_FILE", defaultReviewFile()),
 		OutDir:                p.str("CCCI_OUT_DIR", filepath.Join(filepath.Dir(defaultReviewFile()), "out")),
+		D8MaxAge:              p.duration("CCCI_D8_MAX_AGE", "24h"),
 		AgeKeyPath:            p.str("CCCI_AGE_KEY_PATH", DefaultAgeKeyPath),
 		BaseRepoURL:           p.str("CCCI_BASE_REPO_URL", ""),
 		SecretsRepoURL:        p.str("CCCI_SECRETS_REPO_URL", ""),
@@ -179,6 +182,7 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 		ReferenceMemory:       p.size("CCCI_REFERENCE_MEMORY", "4GiB"),
 		CertMinDays:           p.positiveInt("CCCI_CERT_MIN_DAYS", "14"),
 	}
+	c.D8Chain = p.str("CCCI_D8_CHAIN", strings.TrimSuffix(c.ReviewFile, filepath.Ext(c.ReviewFile))+".jsonl")
 	defTransport := "unix"
 	if c.IncusURL != "" {
 		defTransport = "https"

@@ -5,7 +5,6 @@
 package evidence
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -17,6 +16,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/cc-ci/acceptance/helpers/localfile"
 )
 
 // Test is one C-test's outcome.
@@ -96,49 +97,57 @@ func lastHash(path string) (string, error) {
 	return entries[len(entries)-1].Hash, nil
 }
 
-// Read returns every entry of a JSONL file (none if it does not exist).
+// maxChain bounds what is read of a chain file (it may be handed to us).
+const maxChain = 64 << 20
+
+// Read returns every entry of a JSONL file (none if it does not exist). The
+// file must be a regular file, not a symlink, and at most 64 MiB.
 func Read(path string) ([]Entry, error) {
-	f, err := os.Open(path)
+	b, err := localfile.Read(path, maxChain)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("evidence: %w", err)
 	}
-	defer f.Close()
 	var out []Entry
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<22)
-	for n := 1; sc.Scan(); n++ {
-		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+	for n, line := range bytes.Split(b, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
 		var e Entry
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			return nil, fmt.Errorf("evidence: %s line %d: %w", path, n, err)
+		if err := json.Unmarshal(line, &e); err != nil {
+			return nil, fmt.Errorf("evidence: %s line %d: %w", path, n+1, err)
 		}
 		out = append(out, e)
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
-// Verify checks every entry's hash and its link to the one before.
-func Verify(path string) error {
+// Chain reads a JSONL file and checks every entry's hash and its link to the
+// one before: an edited, deleted or reordered entry is an error naming it.
+func Chain(path string) ([]Entry, error) {
 	entries, err := Read(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	prev := ""
 	for i, e := range entries {
 		if e.Prev != prev {
-			return fmt.Errorf("evidence: %s entry %d (run %s): chain broken: prev %.12s, expected %.12s", path, i+1, e.RunID, e.Prev, prev)
+			return nil, fmt.Errorf("evidence: %s entry %d (run %s): chain broken: prev %.12s, expected %.12s", path, i+1, e.RunID, e.Prev, prev)
 		}
 		if h := hashOf(e); h != e.Hash {
-			return fmt.Errorf("evidence: %s entry %d (run %s): content changed after it was written (hash %.12s, recorded %.12s)", path, i+1, e.RunID, h, e.Hash)
+			return nil, fmt.Errorf("evidence: %s entry %d (run %s): content changed after it was written (hash %.12s, recorded %.12s)", path, i+1, e.RunID, h, e.Hash)
 		}
 		prev = e.Hash
 	}
-	return nil
+	return entries, nil
+}
+
+// Verify checks the chain of a JSONL file (see Chain).
+func Verify(path string) error {
+	_, err := Chain(path)
+	return err
 }
 
 // Markdown renders an entry for REVIEW.md.

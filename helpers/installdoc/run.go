@@ -82,6 +82,10 @@ func (e *StepError) Error() string {
 
 func (e *StepError) Unwrap() error { return e.Err }
 
+// OutOfBandError is an operator step the harness does not provide: the
+// install needs something besides the two repos and the age key.
+type OutOfBandError struct{ ParseError }
+
 // Check verifies, before anything runs, that the harness can do every
 // operator step the document asks for.
 func (r *Runner) Check(doc *Doc) error {
@@ -92,9 +96,9 @@ func (r *Runner) Check(doc *Doc) error {
 	sort.Strings(known)
 	for _, b := range doc.Blocks {
 		if b.Runs == Operator && r.Operators[b.Step] == nil {
-			return &ParseError{Path: doc.Path, Line: b.Line, Msg: fmt.Sprintf(
+			return &OutOfBandError{ParseError{Path: doc.Path, Line: b.Line, Msg: fmt.Sprintf(
 				"operator step %q asks for something done out of band that the harness does not do (it does: %s)",
-				b.Step, strings.Join(known, ", "))}
+				b.Step, strings.Join(known, ", "))}}
 		}
 	}
 	return nil

@@ -1,0 +1,51 @@
+package evidence
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestCitedRunsAreRunIDsInOrderOnce(t *testing.T) {
+	text := "### Live rebuild, run r20261129t001234-abcdef\n- see run r20261129t001234-abcdef and r20261128t230000-0f0f0f;" +
+		" not an id: r2026-1, rx20261129t001234-abcdef, r20261129t001234-abcdefg"
+	assert.Equal(t, []string{"r20261129t001234-abcdef", "r20261128t230000-0f0f0f"}, CitedRuns(text))
+	assert.Empty(t, CitedRuns("## Live runs\n\n(none yet)"))
+}
+
+// Each way a cited run can fail to prove a live rebuild is named.
+func TestACitedRunMustBeARecentColdPassOfC4(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	good := Entry{RunID: "r20261129t100000-aaaaaa", Time: "2026-11-29T10:00:00Z", Outcome: "pass", Machine: "terraform-ci/ccci-x",
+		Tests: []Test{{Name: LiveRebuildTest, Result: "pass"}, {Name: "TestC1SecretsRepoSplit", Result: "fail"}}}
+	with := func(f func(*Entry)) []Entry { e := good; e.Tests = append([]Test(nil), good.Tests...); f(&e); return []Entry{e} }
+
+	e, err := ProvesLiveRebuild([]Entry{good}, good.RunID, now, 24*time.Hour)
+	require.NoError(t, err, "a C4 pass on a created machine, 2h old (other tests' results do not matter)")
+	assert.Equal(t, good.Machine, e.Machine)
+
+	for _, c := range []struct {
+		name  string
+		chain []Entry
+		want  string
+	}{
+		{"absent", nil, "not in the evidence chain"},
+		{"reused machine", with(func(e *Entry) { e.Machine = "" }), "created no machine"},
+		{"C4 failed", with(func(e *Entry) { e.Tests[0].Result = "fail" }), `TestC4GenuineLiveRebuild did not pass (recorded "fail")`},
+		{"C4 not run", with(func(e *Entry) { e.Tests = e.Tests[1:] }), "did not pass (recorded \"\")"},
+		{"interrupted", with(func(e *Entry) { e.Interrupted = "interrupted by SIGINT" }), "was interrupted (interrupted by SIGINT)"},
+		{"too old", with(func(e *Entry) { e.Time = "2026-11-28T10:00:00Z" }), "recorded 26h0m0s ago, more than 24h0m0s"},
+		{"future", with(func(e *Entry) { e.Time = "2026-11-30T10:00:00Z" }), "in the future"},
+		{"bad time", with(func(e *Entry) { e.Time = "yesterday" }), `its time "yesterday" is not RFC 3339`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ProvesLiveRebuild(c.chain, good.RunID, now, 24*time.Hour)
+			var ce *CitationError
+			require.ErrorAs(t, err, &ce)
+			assert.Equal(t, good.RunID, ce.RunID)
+			assert.Contains(t, err.Error(), c.want)
+		})
+	}
+}
