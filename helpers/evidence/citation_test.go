@@ -20,7 +20,12 @@ func TestACitedRunMustBeARecentColdPassOfC4(t *testing.T) {
 	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	good := Entry{RunID: "r20261129t100000-aaaaaa", Time: "2026-11-29T10:00:00Z", Outcome: "pass", Machine: "terraform-ci/ccci-x",
 		Tests: []Test{{Name: LiveRebuildTest, Result: "pass"}, {Name: "TestC1SecretsRepoSplit", Result: "fail"}}}
-	with := func(f func(*Entry)) []Entry { e := good; e.Tests = append([]Test(nil), good.Tests...); f(&e); return []Entry{e} }
+	with := func(f func(*Entry)) []Entry {
+		e := good
+		e.Tests = append([]Test(nil), good.Tests...)
+		f(&e)
+		return []Entry{e}
+	}
 
 	e, err := ProvesLiveRebuild([]Entry{good}, good.RunID, now, 24*time.Hour)
 	require.NoError(t, err, "a C4 pass on a created machine, 2h old (other tests' results do not matter)")
