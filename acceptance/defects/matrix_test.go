@@ -470,11 +470,17 @@ func moduleRoot(t *testing.T) string {
 // others say they could not judge.
 func shortNames(f failures) string {
 	var fail, skip []string
+	short := func(test string) string {
+		if strings.HasPrefix(test, "TestC") {
+			return test[4:6]
+		}
+		return strings.TrimPrefix(test, "Test")
+	}
 	for k, cause := range f {
 		if strings.HasPrefix(cause, skipMark) {
-			skip = append(skip, strings.TrimPrefix(k, "Test")[:2])
+			skip = append(skip, short(k))
 		} else {
-			fail = append(fail, strings.TrimPrefix(k, "Test")[:2])
+			fail = append(fail, short(k))
 		}
 	}
 	sort.Strings(fail)

@@ -1,0 +1,215 @@
+// Package cijob runs the CI job of .drone.yml as Drone's exec runner would —
+// its commands, in order, in one `bash -e` script, in a fresh workspace (a
+// copy of this repository), with the step's environment and its secrets —
+// against the lab: the lab's values stand in for the real host's settings
+// and for the Drone secrets. The job must pass on the good target, fail on a
+// broken one, leave no secret file behind and print no secret.
+package cijob
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/cc-ci/acceptance/helpers/config"
+	"github.com/cc-ci/acceptance/helpers/labtarget"
+	"github.com/cc-ci/acceptance/helpers/labtest"
+	"github.com/cc-ci/acceptance/helpers/leakscan"
+	"github.com/cc-ci/acceptance/helpers/remote"
+)
+
+// step is the part of a Drone exec pipeline step the runner uses.
+type step struct {
+	Name        string
+	Environment map[string]yaml.Node
+	Commands    []string
+}
+
+func TestTheDroneJobPassesOnTheGoodTargetAndFailsOnABrokenOne(t *testing.T) {
+	if os.Getenv("CCCI_ACCEPTANCE") != "1" {
+		t.Skip("runs the acceptance suite: set CCCI_ACCEPTANCE=1 (make test does)")
+	}
+	cfg := labtest.Config(t)
+	if !cfg.HasTarget() || !strings.Contains(cfg.BaseRepoURL, "/good/") {
+		labtest.Unavailable(t, "the lab's good target is not configured (make lab-up)")
+	}
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	job := readJob(t, filepath.Join(root, ".drone.yml"))
+	settings, secrets := split(t, job)
+	scanner := leakscan.New(leakscan.Needles(allSecrets(t, cfg), 0, nil))
+
+	for _, c := range []struct {
+		target string
+		pass   bool
+	}{{"good", true}, {"d8-cites-unknown-run", false}} {
+		t.Run(c.target, func(t *testing.T) {
+			repo := func(u string) string { return strings.Replace(u, "/good/", "/"+c.target+"/", 1) }
+			env := map[string]string{}
+			for k := range settings {
+				env[k] = settings[k] // the real host's value, replaced below where the lab has one
+			}
+			for k, v := range labSettings(t) {
+				env[k] = v
+			}
+			env["CCCI_BASE_REPO_URL"] = repo(cfg.BaseRepoURL)
+			delete(env, "CCCI_SECRETS_REPO_URL") // from the Drone secret, as on the runner
+			for _, k := range []string{"CCCI_INCUS_CLIENT_CERT", "CCCI_INCUS_CLIENT_KEY", "CCCI_INCUS_SERVER_CERT", "CCCI_AGE_KEY_FILE"} {
+				delete(env, k) // the job writes these files from its secrets
+			}
+			env["INCUS_CLIENT_CERT"] = fileText(t, cfg.IncusClientCert)
+			env["INCUS_CLIENT_KEY"] = fileText(t, cfg.IncusClientKey)
+			env["INCUS_SERVER_CERT"] = fileText(t, cfg.IncusServerCert)
+			env["BOOTSTRAP_AGE_KEY"] = fileText(t, cfg.AgeKeyFile)
+			env["SECRETS_REPO_URL"] = repo(cfg.SecretsRepoURL)
+			for k := range secrets {
+				require.Contains(t, env, k, "the job's secret %s has a lab value", k)
+			}
+
+			out, tmp, err := runJob(t, root, job.Commands, env)
+			if c.pass {
+				require.NoError(t, err, "the CI job must pass on the good target; its output:\n%s", tail(out))
+				assert.Contains(t, string(out), "| TestC4GenuineLiveRebuild | PASS", "the job prints the run's evidence")
+			} else {
+				require.Error(t, err, "the CI job must fail on %s", c.target)
+				assert.Contains(t, string(out), "TestC5HonestD8", "the failing test is in the job's output")
+			}
+			left, _ := os.ReadDir(tmp)
+			var names []string
+			for _, e := range left {
+				names = append(names, e.Name())
+			}
+			assert.Empty(t, names, "files the job left in its TMPDIR (the secrets directory must be removed)")
+			found, err := scanner.Reader("the job's output", bytes.NewReader(out))
+			require.NoError(t, err)
+			assert.Empty(t, found, "secret material in the job's output")
+		})
+	}
+}
+
+func readJob(t *testing.T, path string) step {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var pipeline struct {
+		Type  string
+		Steps []step
+	}
+	require.NoError(t, yaml.Unmarshal(b, &pipeline), ".drone.yml")
+	require.Equal(t, "exec", pipeline.Type, ".drone.yml: an exec pipeline")
+	require.Len(t, pipeline.Steps, 1, ".drone.yml: one step")
+	require.NotEmpty(t, pipeline.Steps[0].Commands, ".drone.yml: the step's commands")
+	return pipeline.Steps[0]
+}
+
+// split separates the step's plain settings from its Drone secrets (from_secret).
+func split(t *testing.T, s step) (settings map[string]string, secrets map[string]string) {
+	t.Helper()
+	settings, secrets = map[string]string{}, map[string]string{}
+	for k, n := range s.Environment {
+		var ref struct {
+			FromSecret string `yaml:"from_secret"`
+		}
+		if n.Kind == yaml.MappingNode {
+			require.NoError(t, n.Decode(&ref))
+			require.NotEmpty(t, ref.FromSecret, ".drone.yml: %s is a mapping without from_secret", k)
+			secrets[k] = ref.FromSecret
+			continue
+		}
+		settings[k] = n.Value
+	}
+	return settings, secrets
+}
+
+// labSettings are the lab's harness settings (lab.env).
+func labSettings(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(config.LabSettings)
+	require.NoError(t, err)
+	out := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && strings.HasPrefix(k, "CCCI_") {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// runJob runs the commands as the exec runner does: one script under
+// `bash -e`, each command traced before it runs, in a fresh workspace with a
+// fresh TMPDIR and only the step's environment (plus what a shell needs).
+func runJob(t *testing.T, root string, commands []string, env map[string]string) (out []byte, tmp string, err error) {
+	t.Helper()
+	ws := workspace(t, root)
+	tmp = t.TempDir()
+	var script strings.Builder
+	for _, c := range commands {
+		fmt.Fprintf(&script, "echo %s\n%s\n", remote.ShellQuote("+ "+c), c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-e", "-c", script.String())
+	cmd.Dir = ws
+	cmd.Env = []string{"TMPDIR=" + tmp, "HOME=" + os.Getenv("HOME"), "PATH=" + os.Getenv("PATH"), "DRONE=true", "CI=true"}
+	for _, k := range []string{"GOCACHE", "GOMODCACHE", "GOPATH", "GOFLAGS", "GOPROXY", "GOTOOLCHAIN"} {
+		if v, ok := os.LookupEnv(k); ok {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+	}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	out, err = cmd.CombinedOutput()
+	return out, tmp, err
+}
+
+// workspace is a copy of the repository's files (tracked and untracked, not
+// ignored), as the runner's clone would be, without touching this checkout.
+func workspace(t *testing.T, root string) string {
+	t.Helper()
+	ws := t.TempDir()
+	files, err := exec.Command("git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard").Output()
+	require.NoError(t, err)
+	for _, f := range strings.Split(strings.TrimRight(string(files), "\x00"), "\x00") {
+		src := filepath.Join(root, f)
+		st, err := os.Lstat(src)
+		if err != nil || !st.Mode().IsRegular() {
+			continue // deleted in the work tree, or not a regular file
+		}
+		b, err := os.ReadFile(src)
+		require.NoError(t, err)
+		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(ws, f)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(ws, f), b, st.Mode().Perm()))
+	}
+	return ws
+}
+
+func allSecrets(t *testing.T, cfg *config.Config) map[string]string {
+	all := labtarget.TargetSecrets(t)
+	all["incus-client-key"] = fileText(t, cfg.IncusClientKey)
+	return all
+}
+
+func fileText(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return strings.TrimRight(string(b), "\n")
+}
+
+func tail(b []byte) string {
+	if len(b) > 4000 {
+		return "…" + string(b[len(b)-4000:])
+	}
+	return string(b)
+}
