@@ -52,6 +52,8 @@ type Config struct {
 	TeardownReserve time.Duration // kept before go test's -timeout for teardown
 	// Access and state.
 	SSHUser    string
+	SSHKeyVia  string        // file (Incus file API, after the agent answers) | template (user.ssh_authorized_keys) | cloud-init
+	SecureBoot string        // security.secureboot of a VM: "false" (NixOS images are unsigned), "true", or "profile" (leave it)
 	StateFile  string        // run state written with SKIP_teardown, read with SKIP_provision
 	ReviewFile string        // evidence: Markdown here, JSONL beside it
 	OutDir     string        // the harness's own records for the reviewer (live D8 record …); never in a target clone
@@ -162,6 +164,8 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 		BootTimeout:           p.duration("CCCI_BOOT_TIMEOUT", "5m"),
 		TeardownReserve:       p.duration("CCCI_TEARDOWN_RESERVE", "90s"),
 		SSHUser:               p.str("CCCI_SSH_USER", "root"),
+		SSHKeyVia:             p.oneOf("CCCI_SSH_KEY_VIA", "file", "file", "template", "cloud-init"),
+		SecureBoot:            p.oneOf("CCCI_VM_SECUREBOOT", "false", "false", "true", "profile"),
 		StateFile:             p.str("CCCI_STATE_FILE", ".run-state.json"),
 		DecoyProject:          p.str("CCCI_DECOY_PROJECT", "lichen"),
 		ReviewFile:            p.str("CCCI_REVIEW_FILE", defaultReviewFile()),
@@ -306,6 +310,10 @@ func (p *parser) validate(c *Config) {
 		need("CCCI_INCUS_SERVER_CERT", c.IncusServerCert)
 	case "unix":
 		need("CCCI_INCUS_SOCKET", c.IncusSocket)
+	}
+	if c.SSHKeyVia == "file" && c.SSHUser != "root" {
+		_, from := p.src.get("CCCI_SSH_KEY_VIA", "")
+		p.fail("CCCI_SSH_KEY_VIA", c.SSHKeyVia, from, "writes /root/.ssh/authorized_keys, so CCCI_SSH_USER must be root (use template or cloud-init for "+c.SSHUser+")")
 	}
 	if c.Project == "" {
 		// An empty project means "default" to Incus: never let a blank value land there.

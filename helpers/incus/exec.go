@@ -85,13 +85,14 @@ func (c *Client) raw(ctx context.Context, method, path string, q url.Values) ([]
 	return b, nil
 }
 
-// FileSpec is a file to write into an instance.
+// FileSpec is a file (or, with Dir, a directory) to write into an instance.
 type FileSpec struct {
 	Path string
 	Mode int // e.g. 0o600
 	UID  int
 	GID  int
 	Data []byte
+	Dir  bool // create a directory (X-Incus-type: directory); Data is ignored
 }
 
 // PushFile writes one file into the instance (POST /1.0/instances/<name>/files).
@@ -103,7 +104,7 @@ func (c *Client) PushFile(ctx context.Context, project, name string, f FileSpec)
 		return err
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set("X-Incus-type", "file")
+	req.Header.Set("X-Incus-type", map[bool]string{false: "file", true: "directory"}[f.Dir])
 	req.Header.Set("X-Incus-write", "overwrite")
 	req.Header.Set("X-Incus-mode", fmt.Sprintf("%04o", f.Mode))
 	req.Header.Set("X-Incus-uid", strconv.Itoa(f.UID))

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
+	"sort"
+	"strings"
 	"time"
 )
 
@@ -127,11 +130,14 @@ type InstanceState struct {
 	Memory  MemoryState             `json:"memory"`
 }
 
-// NetworkState is one interface of InstanceState.
+// NetworkState is one interface of InstanceState. A container's are named
+// by its kernel (eth0); a VM's by its guest agent (enp5s0), or, before the
+// agent answers, after the Incus device — so interfaces are matched by MAC.
 type NetworkState struct {
 	Addresses []Address `json:"addresses"`
 	State     string    `json:"state"`
 	Type      string    `json:"type"`
+	Hwaddr    string    `json:"hwaddr"`
 }
 
 // Address is one address of an interface.
@@ -159,10 +165,19 @@ func (c *Client) State(ctx context.Context, project, name string) (*InstanceStat
 	return &st, nil
 }
 
-// IPv4 returns the first global IPv4 address of any interface but lo, or "".
-func (s *InstanceState) IPv4() string {
-	for ifname, n := range s.Network {
-		if ifname == "lo" {
+// IPv4 returns the global IPv4 address of the instance's own NIC: the
+// interface whose MAC is one of macs (the instance's volatile.*.hwaddr),
+// else, without macs, the first interface by name that is not lo. A guest's
+// other interfaces (docker0, bridges) are never chosen over its NIC.
+func (s *InstanceState) IPv4(macs ...string) string {
+	names := make([]string, 0, len(s.Network))
+	for n := range s.Network {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, ifname := range names {
+		n := s.Network[ifname]
+		if ifname == "lo" || (len(macs) > 0 && !slices.Contains(macs, strings.ToLower(n.Hwaddr))) {
 			continue
 		}
 		for _, a := range n.Addresses {
@@ -172,6 +187,18 @@ func (s *InstanceState) IPv4() string {
 		}
 	}
 	return ""
+}
+
+// NICMACs are the MAC addresses Incus gave the instance's NICs (volatile.<dev>.hwaddr).
+func (in *Instance) NICMACs() []string {
+	var out []string
+	for k, v := range in.Config {
+		if strings.HasPrefix(k, "volatile.") && strings.HasSuffix(k, ".hwaddr") && v != "" {
+			out = append(out, strings.ToLower(v))
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func instancePath(name string) string { return "/1.0/instances/" + url.PathEscape(name) }

@@ -168,5 +168,5 @@ func GuardrailsFrom(c *config.Config) Guardrails {
 // SpecFrom takes the machine spec from the configuration.
 func SpecFrom(c *config.Config) Spec {
 	return Spec{Project: c.Project, Image: c.Image, Type: c.InstanceType, Memory: c.Memory,
-		TTL: c.TTL, BootTimeout: c.BootTimeout, SSHUser: c.SSHUser}
+		TTL: c.TTL, BootTimeout: c.BootTimeout, SSHUser: c.SSHUser, SSHKeyVia: c.SSHKeyVia, SecureBoot: c.SecureBoot}
 }

@@ -12,6 +12,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -44,7 +46,22 @@ type Spec struct {
 	TTL         time.Duration
 	BootTimeout time.Duration // create → SSH ready
 	SSHUser     string
+	// How the run's SSH key reaches the machine: "file" (the Incus file API,
+	// once the agent answers — needs nothing of the image but sshd and the
+	// agent), "template" (user.ssh_authorized_keys, if the image's templates
+	// honour it) or "cloud-init" (cloud-init.user-data, if it runs cloud-init).
+	SSHKeyVia string
+	// SecureBoot is a VM's security.secureboot: "false" or "true"; "profile"
+	// or "" leaves it to the profile. Ignored for containers.
+	SecureBoot string
 }
+
+// SSH key ways (Spec.SSHKeyVia).
+const (
+	KeyViaFile      = "file"
+	KeyViaTemplate  = "template"
+	KeyViaCloudInit = "cloud-init"
+)
 
 // Manager creates machines for one test run and remembers them for teardown.
 type Manager struct {
@@ -57,6 +74,9 @@ type Manager struct {
 	// Tracker, if set, is told each instance before Incus is asked for it and
 	// its uuid once known (the run's guardian); an error aborts the creation.
 	Tracker Tracker
+	// SSHPort is where machines' sshd listens (0: 22). Tests against a fake
+	// Incus point it at their own SSH server.
+	SSHPort int
 
 	mu      sync.Mutex
 	created []*Machine // every machine this run asked for, even half-created ones
@@ -191,12 +211,9 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Machine, error) {
 	m.created = append(m.created, mc)
 	m.mu.Unlock()
 
-	cfg := map[string]string{
-		"limits.memory":            config.FormatSize(spec.Memory),
-		m.Labels.RunID():           m.RunID,
-		m.Labels.CreatedBy():       CreatedBy,
-		m.Labels.ExpiresAt():       now.Add(spec.TTL).Format(time.RFC3339),
-		"user.ssh_authorized_keys": string(ssh.MarshalAuthorizedKey(signer.PublicKey())),
+	cfg, err := instanceConfig(spec, m.Labels, m.RunID, now, signer.PublicKey())
+	if err != nil {
+		return mc, err
 	}
 	start := time.Now()
 	m.logf("creating %s/%s from image %q (%s, %s)", spec.Project, name, spec.Image, spec.Type, config.FormatSize(spec.Memory))
@@ -241,7 +258,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Machine, error) {
 		}
 		return mc, errors.Join(&GuardrailError{Rule: "RAM cap", Detail: detail + "; the new machine is destroyed"}, mc.Destroy(ctx))
 	}
-	if err := mc.awaitReady(ctx, spec.BootTimeout); err != nil {
+	if err := mc.awaitReady(ctx, spec.BootTimeout, spec.SSHKeyVia); err != nil {
 		return mc, err
 	}
 	m.logf("machine %s ready at %s in %s (host key %s)", name, mc.IP, time.Since(start).Round(time.Millisecond),
@@ -249,9 +266,39 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Machine, error) {
 	return mc, nil
 }
 
-// awaitReady waits for an IPv4 address, reads the SSH host key through Incus
-// (the out-of-band channel), then waits until SSH answers with that key.
-func (mc *Machine) awaitReady(ctx context.Context, timeout time.Duration) error {
+// instanceConfig is the new instance's config: its size, the harness's
+// labels, the SSH key if the image is to install it, and a VM's secure boot.
+func instanceConfig(spec Spec, l Labels, runID string, now time.Time, key ssh.PublicKey) (map[string]string, error) {
+	cfg := map[string]string{
+		"limits.memory": config.FormatSize(spec.Memory),
+		l.RunID():       runID,
+		l.CreatedBy():   CreatedBy,
+		l.ExpiresAt():   now.Add(spec.TTL).Format(time.RFC3339),
+	}
+	authorized := string(ssh.MarshalAuthorizedKey(key))
+	switch spec.SSHKeyVia {
+	case KeyViaFile, "":
+	case KeyViaTemplate:
+		cfg["user.ssh_authorized_keys"] = authorized
+	case KeyViaCloudInit:
+		cfg["cloud-init.user-data"] = "#cloud-config\ndisable_root: false\nusers:\n  - name: " + spec.SSHUser +
+			"\n    ssh_authorized_keys:\n      - " + strings.TrimSpace(authorized) + "\n"
+	default:
+		return nil, fmt.Errorf("create machine: SSH key way %q (want file, template or cloud-init)", spec.SSHKeyVia)
+	}
+	if spec.Type == incus.VirtualMachine && (spec.SecureBoot == "true" || spec.SecureBoot == "false") {
+		cfg["security.secureboot"] = spec.SecureBoot
+	}
+	return cfg, nil
+}
+
+// awaitReady waits for the stages a machine passes through — an IPv4
+// address on its own NIC; the SSH host key, read through Incus (the
+// out-of-band channel, which for a VM works only once its agent answers:
+// until then Incus says "VM agent isn't currently running" and we wait);
+// the run's SSH key pushed through the Incus file API (KeyViaFile); SSH
+// answering with the pinned host key — each error naming its stage.
+func (mc *Machine) awaitReady(ctx context.Context, timeout time.Duration, keyVia string) error {
 	deadline := time.Now().Add(timeout)
 	c := mc.mgr.Client
 	err := wait.Eventually(ctx, "an IPv4 address on "+mc.Name, time.Until(deadline), func(bool) error {
@@ -265,8 +312,12 @@ func (mc *Machine) awaitReady(ctx context.Context, timeout time.Duration) error 
 		if st.Status != "Running" {
 			return fmt.Errorf("status %s", st.Status)
 		}
-		if mc.IP = st.IPv4(); mc.IP == "" {
-			return errors.New("no global IPv4 address yet")
+		in, err := mc.Verify(ctx)
+		if err != nil {
+			return wait.Stop(err)
+		}
+		if mc.IP = st.IPv4(in.NICMACs()...); mc.IP == "" {
+			return errors.New("no global IPv4 address on its NIC yet")
 		}
 		return nil
 	})
@@ -284,7 +335,15 @@ func (mc *Machine) awaitReady(ctx context.Context, timeout time.Duration) error 
 	if err != nil {
 		return fmt.Errorf("host key stage: %w", err)
 	}
-	err = wait.Eventually(ctx, "SSH on "+mc.Name+" ("+mc.IP+":22)", time.Until(deadline), func(bool) error {
+	if keyVia == KeyViaFile || keyVia == "" {
+		err = wait.Eventually(ctx, "the run's SSH key on "+mc.Name+" (via the Incus file API)", time.Until(deadline), func(bool) error {
+			return mc.pushAuthorizedKey(ctx)
+		})
+		if err != nil {
+			return fmt.Errorf("SSH key stage: %w", err)
+		}
+	}
+	err = wait.Eventually(ctx, "SSH on "+mc.Name+" ("+mc.sshAddr()+")", time.Until(deadline), func(bool) error {
 		cl, err := mc.SSH(ctx)
 		if err != nil {
 			return err
@@ -328,9 +387,33 @@ func bounded(b []byte, n int) string {
 	return strings.TrimSpace(string(b))
 }
 
+// pushAuthorizedKey writes the run's public key as root's only authorized
+// key, through Incus (after checking ownership): /root/.ssh 0700, the file 0600.
+func (mc *Machine) pushAuthorizedKey(ctx context.Context) error {
+	for _, f := range []incus.FileSpec{{Path: "/root/.ssh", Mode: 0o700, Dir: true},
+		{Path: "/root/.ssh/authorized_keys", Mode: 0o600, Data: ssh.MarshalAuthorizedKey(mc.Signer.PublicKey())}} {
+		if err := mc.PushFile(ctx, f); err != nil {
+			var refused *OwnershipError
+			if errors.As(err, &refused) {
+				return wait.Stop(err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (mc *Machine) sshAddr() string {
+	port := 22
+	if mc.mgr != nil && mc.mgr.SSHPort != 0 {
+		port = mc.mgr.SSHPort
+	}
+	return net.JoinHostPort(mc.IP, strconv.Itoa(port))
+}
+
 // SSH opens a connection that accepts only the pinned host key.
 func (mc *Machine) SSH(ctx context.Context) (*remote.Client, error) {
-	return remote.Dial(ctx, remote.Config{Addr: mc.IP + ":22", User: mc.User, Signer: mc.Signer,
+	return remote.Dial(ctx, remote.Config{Addr: mc.sshAddr(), User: mc.User, Signer: mc.Signer,
 		HostKey: mc.HostKey, Redact: mc.mgr.Redact, Log: mc.mgr.Log})
 }
 
@@ -360,7 +443,8 @@ func (m *Manager) Reuse(ctx context.Context, kept *Machine) (*Machine, error) {
 		return nil, &OwnershipError{Instance: kept.Project + "/" + kept.Name, Why: "the state file records no uuid"}
 	}
 	kept.mgr = m
-	if _, err := kept.Verify(ctx); err != nil {
+	in, err := kept.Verify(ctx)
+	if err != nil {
 		return nil, err
 	}
 	st, err := m.Client.State(ctx, kept.Project, kept.Name)
@@ -379,7 +463,7 @@ func (m *Manager) Reuse(ctx context.Context, kept *Machine) (*Machine, error) {
 		return nil, &OwnershipError{Instance: kept.Project + "/" + kept.Name,
 			Why: "its SSH host key " + ssh.FingerprintSHA256(hk) + " is not the one the state file pinned"}
 	}
-	if kept.IP = st.IPv4(); kept.IP == "" {
+	if kept.IP = st.IPv4(in.NICMACs()...); kept.IP == "" {
 		return nil, fmt.Errorf("reuse %s/%s: Incus reports no IPv4 address", kept.Project, kept.Name)
 	}
 	m.mu.Lock()

@@ -35,6 +35,7 @@ import (
 	"sync"
 	"time"
 
+	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -45,6 +46,9 @@ type Image struct {
 	HonoursSSHKeyTemplate bool
 	// NeedsSecureBootOff: a VM from it boots only with security.secureboot=false.
 	NeedsSecureBootOff bool
+	// RunsCloudInit: the image runs cloud-init, which installs the keys of
+	// cloud-init.user-data's users (only root's are simulated).
+	RunsCloudInit bool
 }
 
 // Server is the fake Incus. Set its fields before the first request.
@@ -381,9 +385,29 @@ func (s *Server) boot(in *instance) {
 	for _, d := range []string{"/", "/etc/", "/etc/ssh/", "/root/"} {
 		in.files[d] = file{Mode: 0o755}
 	}
-	if k := in.Config["user.ssh_authorized_keys"]; k != "" && s.Images[in.Config["image.alias"]].HonoursSSHKeyTemplate {
+	img := s.Images[in.Config["image.alias"]]
+	keys := ""
+	if k := in.Config["user.ssh_authorized_keys"]; k != "" && img.HonoursSSHKeyTemplate {
+		keys = k
+	}
+	if ud := in.Config["cloud-init.user-data"]; ud != "" && img.RunsCloudInit {
+		var doc struct {
+			Users []struct {
+				Name string
+				Keys []string `yaml:"ssh_authorized_keys"`
+			}
+		}
+		if yaml.Unmarshal([]byte(ud), &doc) == nil {
+			for _, u := range doc.Users {
+				if u.Name == "root" {
+					keys += strings.Join(u.Keys, "\n") + "\n"
+				}
+			}
+		}
+	}
+	if keys != "" {
 		in.files["/root/.ssh/"] = file{Mode: 0o700}
-		in.files["/root/.ssh/authorized_keys"] = file{Data: []byte(k), Mode: 0o600}
+		in.files["/root/.ssh/authorized_keys"] = file{Data: []byte(keys), Mode: 0o600}
 	}
 }
 
