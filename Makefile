@@ -8,7 +8,9 @@ GOTESTSUM := $(OUT)/bin/gotestsum
 GOTEST := $(GO) test -count=1
 LAB := lab/lab.sh
 
-.PHONY: help lab-up lab-down lab-status unit test acceptance acceptance-ci defects bench soak vet lint-install
+.PHONY: help lab-up lab-down lab-status unit test acceptance acceptance-ci defects bench soak vet lint-install dist
+DIST ?= $(CURDIR)/dist
+STATIC := CGO_ENABLED=0 $(GO)
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -47,6 +49,13 @@ defects: lab-up ## run the acceptance suite against every broken target (the def
 
 test: lab-up vet ## everything: unit, integration against the lab, self-tests, defect matrix, acceptance (what .ci/run runs)
 	CCCI_REQUIRE_LAB=1 CCCI_ACCEPTANCE=1 CCCI_REVIEW_FILE=$(OUT)/review/REVIEW.md $(GOTEST) -p 1 -timeout 60m ./...
+
+dist: ## the reviewer's kit in DIST (dist/): a self-contained acceptance test binary (leak scanner embedded), ccci, SHA256SUMS — docs/reviewing.md
+	@mkdir -p $(DIST) helpers/leakscan/dist
+	$(STATIC) build -trimpath -ldflags='-s -w' -o helpers/leakscan/dist/ccci-leakscan ./helpers/leakscan/cmd/ccci-leakscan
+	$(STATIC) test -c -trimpath -tags ccci_dist -ldflags='-s -w' -o $(DIST)/ccci-acceptance ./acceptance
+	$(STATIC) build -trimpath -ldflags='-s -w' -o $(DIST)/ccci ./cmd/ccci
+	cd $(DIST) && sha256sum ccci-acceptance ccci > SHA256SUMS && cat SHA256SUMS
 
 bench: ## leak scanner vs ripgrep and grep on a generated 1 GiB tree (installs ripgrep), plus go benchmarks
 	@command -v rg >/dev/null || { apt-get update -qq && apt-get install -y -qq ripgrep >/dev/null; }

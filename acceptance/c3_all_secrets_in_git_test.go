@@ -104,8 +104,9 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 
 	run.Sentence(t, "no plaintext secret in the machine's Nix store", func(t *testing.T) {
 		mc, cl := installedMachine(t)
-		bin, err := leakscan.BuildBinary(ctx, t.TempDir())
+		bin, how, err := leakscan.Binary(ctx, t.TempDir())
 		require.NoError(t, err)
+		t.Logf("leak scanner: %s", how)
 		rep, err := leakscan.Remote(ctx, cl, bin, cfg.ScanPaths, needles)
 		require.NoError(t, err, "scan %v on %s", cfg.ScanPaths, mc.Name)
 		var files, bytes int64

@@ -47,7 +47,7 @@ install_packages() {
   local need=()
   for c in incus:incus btrfs:btrfs-progs debootstrap:debootstrap nix-build:nix-bin \
            busybox:busybox-static openssl:openssl git:git curl:curl age:age \
-           dnsmasq:dnsmasq-base nft:nftables; do
+           dnsmasq:dnsmasq-base nft:nftables ssh-keygen:openssh-client; do
     command -v "${c%%:*}" >/dev/null 2>&1 || need+=("${c#*:}")
   done
   [ ${#need[@]} -eq 0 ] && { step "packages: all present"; return; }
@@ -335,6 +335,17 @@ long_lived() {
   step "long-lived: $LAB_PROJECT/cc-nix-test (reference) and $LAB_DECOY_PROJECT/lichen-staging (decoy) running"
 }
 
+# The lab runner's evidence signing key (CCCI_SIGNING_KEY) and the
+# allowed_signers file a reviewer checks the lab's chains with (ccci verify,
+# ssh-keygen -Y verify).
+signing_key() {
+  local d="$LAB_STATE/signing"
+  install -d -m 0700 "$d"
+  [ -f "$d/review_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "cc-ci lab runner" -f "$d/review_ed25519"
+  printf 'lab-runner@cc-ci namespaces="ccci-review@cc-ci" %s\n' "$(cat "$d/review_ed25519.pub")" >"$d/allowed_signers"
+  step "evidence signing key: $(ssh-keygen -lf "$d/review_ed25519.pub" | cut -d' ' -f2) (allowed signers: $d/allowed_signers)"
+}
+
 # The targets' D8 evidence must cite a live rebuild by this harness no older
 # than a day (C5, CCCI_D8_MAX_AGE). When the good target's citation is older
 # than 12h, a run of C4 against it makes a new one, and its record is
@@ -400,6 +411,8 @@ CCCI_GATEWAY=${LAB_BRIDGE_CIDR%/*}
 # The lab's bridge is the lab's: the machine's connections are observed there.
 CCCI_EGRESS=nft
 CCCI_EGRESS_ALLOW=${LAB_BRIDGE_CIDR%/*}:53
+# Each run's evidence entry is signed with the lab runner's key (signing_key).
+CCCI_SIGNING_KEY=${LAB_STATE}/signing/review_ed25519
 # The chain of the lab's own runs that the targets' D8 evidence cites (seed_d8).
 CCCI_D8_CHAIN=${LAB_STATE}/evidence/REVIEW.jsonl
 EOF
@@ -419,6 +432,7 @@ up() {
   ensure_project "$LAB_PROJECT"
   ensure_project "$LAB_DECOY_PROJECT"
   target_and_gitserver
+  signing_key
   write_env
   seed_d8
   long_lived

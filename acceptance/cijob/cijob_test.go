@@ -64,7 +64,7 @@ func TestTheDroneJobPassesOnTheGoodTargetAndFailsOnABrokenOne(t *testing.T) {
 			}
 			env["CCCI_BASE_REPO_URL"] = repo(cfg.BaseRepoURL)
 			delete(env, "CCCI_SECRETS_REPO_URL") // from the Drone secret, as on the runner
-			for _, k := range []string{"CCCI_INCUS_CLIENT_CERT", "CCCI_INCUS_CLIENT_KEY", "CCCI_INCUS_SERVER_CERT", "CCCI_AGE_KEY_FILE"} {
+			for _, k := range []string{"CCCI_INCUS_CLIENT_CERT", "CCCI_INCUS_CLIENT_KEY", "CCCI_INCUS_SERVER_CERT", "CCCI_AGE_KEY_FILE", "CCCI_SIGNING_KEY"} {
 				delete(env, k) // the job writes these files from its secrets
 			}
 			env["INCUS_CLIENT_CERT"] = fileText(t, cfg.IncusClientCert)
@@ -72,6 +72,7 @@ func TestTheDroneJobPassesOnTheGoodTargetAndFailsOnABrokenOne(t *testing.T) {
 			env["INCUS_SERVER_CERT"] = fileText(t, cfg.IncusServerCert)
 			env["BOOTSTRAP_AGE_KEY"] = fileText(t, cfg.AgeKeyFile)
 			env["SECRETS_REPO_URL"] = repo(cfg.SecretsRepoURL)
+			env["REVIEW_SIGNING_KEY"] = fileText(t, cfg.SigningKey)
 			for k := range secrets {
 				require.Contains(t, env, k, "the job's secret %s has a lab value", k)
 			}
@@ -80,6 +81,7 @@ func TestTheDroneJobPassesOnTheGoodTargetAndFailsOnABrokenOne(t *testing.T) {
 			if c.pass {
 				require.NoError(t, err, "the CI job must pass on the good target; its output:\n%s", tail(out))
 				assert.Contains(t, string(out), "| TestC4GenuineLiveRebuild | PASS", "the job prints the run's evidence")
+				assert.Contains(t, string(out), "signed by `SHA256:", "the entry is signed with the key from the Drone secret")
 			} else {
 				require.Error(t, err, "the CI job must fail on %s", c.target)
 				assert.Contains(t, string(out), "not in the evidence chain", "the job's output names the cause (C5)")
@@ -197,6 +199,7 @@ func workspace(t *testing.T, root string) string {
 func allSecrets(t *testing.T, cfg *config.Config) map[string]string {
 	all := labtarget.TargetSecrets(t)
 	all["incus-client-key"] = fileText(t, cfg.IncusClientKey)
+	all["review-signing-key"] = fileText(t, cfg.SigningKey)
 	return all
 }
 

@@ -1,6 +1,7 @@
 // Command ccci holds the harness's tools that need no lab.
 //
-//	ccci lint-install PATH   check a target's docs/install.md as a run would; print its steps
+//	ccci lint-install PATH                                  check a target's docs/install.md as a run would; print its steps
+//	ccci verify [-since RUN] ALLOWED_SIGNERS [REVIEW.jsonl] check the evidence chain and each entry's signature
 package main
 
 import (
@@ -14,11 +15,15 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 3 || os.Args[1] != "lint-install" {
-		fmt.Fprintln(os.Stderr, "usage: ccci lint-install PATH   (docs/writing-install-md.md)")
-		os.Exit(2)
+	switch {
+	case len(os.Args) == 3 && os.Args[1] == "lint-install":
+		os.Exit(lintInstall(os.Args[2], os.Stdout, os.Stderr))
+	case len(os.Args) >= 2 && os.Args[1] == "verify":
+		os.Exit(verify(os.Args[2:], os.Stdout, os.Stderr))
 	}
-	os.Exit(lintInstall(os.Args[2], os.Stdout, os.Stderr))
+	fmt.Fprintln(os.Stderr, "usage: ccci lint-install PATH   (docs/writing-install-md.md)\n"+
+		"       ccci verify [-since RUN] ALLOWED_SIGNERS [REVIEW.jsonl]   (docs/reviewing.md)")
+	os.Exit(2)
 }
 
 // lintInstall returns 0 when the document is fine, 1 when it is not (the

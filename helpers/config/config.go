@@ -57,6 +57,7 @@ type Config struct {
 	StateFile  string        // run state written with SKIP_teardown, read with SKIP_provision
 	ReviewFile string        // evidence: Markdown here, JSONL beside it
 	OutDir     string        // the harness's own records for the reviewer (live D8 record …); never in a target clone
+	SigningKey string        // the runner's ed25519 SSH key: each evidence entry is signed with it ("" = unsigned)
 	D8Chain    string        // the evidence chain (REVIEW.jsonl) the D8 live part's cited run must be in
 	D8MaxAge   time.Duration // how recent that run must be (the plan: re-verified within 24h)
 	// The target.
@@ -171,6 +172,7 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 		ReviewFile:            p.str("CCCI_REVIEW_FILE", defaultReviewFile()),
 		OutDir:                p.str("CCCI_OUT_DIR", filepath.Join(filepath.Dir(defaultReviewFile()), "out")),
 		D8MaxAge:              p.duration("CCCI_D8_MAX_AGE", "24h"),
+		SigningKey:            p.str("CCCI_SIGNING_KEY", ""),
 		AgeKeyPath:            p.str("CCCI_AGE_KEY_PATH", DefaultAgeKeyPath),
 		BaseRepoURL:           p.str("CCCI_BASE_REPO_URL", ""),
 		SecretsRepoURL:        p.str("CCCI_SECRETS_REPO_URL", ""),

@@ -17,7 +17,10 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/cc-ci/acceptance/helpers/localfile"
+	"github.com/cc-ci/acceptance/helpers/sshsig"
 )
 
 // Test is one C-test's outcome.
@@ -45,7 +48,15 @@ type Entry struct {
 	Destroy       string            `json:"destroy"`
 	Prev          string            `json:"prev"`
 	Hash          string            `json:"hash"`
+	// Signer is the SHA256 fingerprint of the key that signed Hash (part of
+	// what Hash covers); Sig its SSH signature (namespace Namespace), base64.
+	Signer string `json:"signer,omitempty"`
+	Sig    string `json:"sig,omitempty"`
 }
+
+// Namespace is the SSH signature namespace of evidence entries: what a
+// reviewer passes to `ssh-keygen -Y verify -n`.
+const Namespace = "ccci-review@cc-ci"
 
 // Paths is where the evidence goes.
 type Paths struct{ Markdown, JSONL string }
@@ -55,19 +66,29 @@ func PathsFor(md string) Paths {
 	return Paths{Markdown: md, JSONL: strings.TrimSuffix(md, filepath.Ext(md)) + ".jsonl"}
 }
 
-// Append chains e to the last entry and writes it to both files.
-func Append(p Paths, e Entry) (Entry, error) {
+// Append chains e to the last entry, signs it when signer is not nil (the
+// runner's key), and writes it to both files.
+func Append(p Paths, e Entry, signer ssh.Signer) (Entry, error) {
 	prev, err := lastHash(p.JSONL)
 	if err != nil {
 		return e, err
 	}
-	e.Prev = prev
-	e.Hash = ""
+	e.Prev, e.Hash, e.Signer, e.Sig = prev, "", "", ""
 	if e.Time == "" {
 		e.Time = time.Now().UTC().Format(time.RFC3339)
 	}
 	sort.Slice(e.Tests, func(i, j int) bool { return e.Tests[i].Name < e.Tests[j].Name })
+	if signer != nil {
+		e.Signer = ssh.FingerprintSHA256(signer.PublicKey())
+	}
 	e.Hash = hashOf(e)
+	if signer != nil {
+		sig, err := sshsig.Sign(signer, Namespace, []byte(e.Hash))
+		if err != nil {
+			return e, err
+		}
+		e.Sig = sshsig.Compact(sig)
+	}
 	line, err := json.Marshal(e)
 	if err != nil {
 		return e, err
@@ -81,9 +102,9 @@ func Append(p Paths, e Entry) (Entry, error) {
 	return e, appendFile(p.Markdown, []byte(Markdown(e)))
 }
 
-// hashOf is the SHA-256 of the entry's JSON with Hash empty.
+// hashOf is the SHA-256 of the entry's JSON with Hash and Sig empty.
 func hashOf(e Entry) string {
-	e.Hash = ""
+	e.Hash, e.Sig = "", ""
 	b, _ := json.Marshal(e)
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
@@ -184,7 +205,11 @@ func Markdown(e Entry) string {
 			fmt.Fprintf(&b, "| %s | %s | %.1f |\n", t.Name, strings.ToUpper(t.Result), t.Seconds)
 		}
 	}
-	fmt.Fprintf(&b, "\nchain: prev `%.16s` → this `%.16s`\n", e.Prev, e.Hash)
+	fmt.Fprintf(&b, "\nchain: prev `%.16s` → this `%.16s`", e.Prev, e.Hash)
+	if e.Signer != "" {
+		fmt.Fprintf(&b, "; signed by `%s`", e.Signer)
+	}
+	b.WriteString("\n")
 	return b.String()
 }
 
@@ -198,4 +223,69 @@ func appendFile(path string, b []byte) error {
 		return err
 	}
 	return f.Close()
+}
+
+// Verdict is what Check says of one entry.
+type Verdict struct {
+	N         int // 1-based position in the chain
+	Entry     Entry
+	Principal string // from allowed_signers
+	Err       error  // nil: chained, untampered, signed by an allowed key
+}
+
+// Check verifies a chain file entry by entry: its link to the one before,
+// its hash, and its signature by a key allowed_signers lists for Namespace.
+// Entries before the run id since (if not empty) need not be signed. Every
+// entry gets a verdict; a broken link or hash also breaks every later one.
+func Check(path string, allowed []sshsig.Signer, since string) ([]Verdict, error) {
+	entries, err := Read(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []Verdict
+	prev, broken, signedFrom := "", false, since == ""
+	for i, e := range entries {
+		v := Verdict{N: i + 1, Entry: e}
+		signedFrom = signedFrom || e.RunID == since
+		switch {
+		case broken:
+			v.Err = errors.New("after a broken link: cannot be trusted")
+		case e.Prev != prev:
+			v.Err, broken = fmt.Errorf("chain broken: prev %.12s, expected %.12s (reordered, or an entry removed before it)", e.Prev, prev), true
+		case hashOf(e) != e.Hash:
+			v.Err, broken = fmt.Errorf("content changed after it was written (hash %.12s, recorded %.12s)", hashOf(e), e.Hash), true
+		case !signedFrom && e.Sig == "":
+			v.Principal = "(unsigned, before " + since + ")"
+		default:
+			v.Principal, v.Err = checkSignature(e, allowed)
+		}
+		prev = e.Hash
+		out = append(out, v)
+	}
+	if since != "" && !signedFrom {
+		return out, fmt.Errorf("evidence: %s has no run %s", path, since)
+	}
+	return out, nil
+}
+
+func checkSignature(e Entry, allowed []sshsig.Signer) (string, error) {
+	if e.Sig == "" {
+		return "", errors.New("unsigned")
+	}
+	armoured, err := sshsig.Armour(e.Sig)
+	if err != nil {
+		return "", err
+	}
+	key, err := sshsig.Verify(armoured, Namespace, []byte(e.Hash))
+	if err != nil {
+		return "", err
+	}
+	if fp := ssh.FingerprintSHA256(key); fp != e.Signer {
+		return "", fmt.Errorf("signed by %s, but the entry names %s", fp, e.Signer)
+	}
+	p, ok := sshsig.Allowed(allowed, key, Namespace)
+	if !ok {
+		return "", fmt.Errorf("signed by %s, which allowed_signers does not list for %s", ssh.FingerprintSHA256(key), Namespace)
+	}
+	return p, nil
 }

@@ -12,9 +12,9 @@ import (
 
 func TestEntriesChainAndEditsAreDetected(t *testing.T) {
 	p := PathsFor(filepath.Join(t.TempDir(), "REVIEW.md"))
-	a, err := Append(p, Entry{RunID: "r1", Outcome: "pass", Tests: []Test{{Name: "TestC4", Result: "pass", Seconds: 1.5}}})
+	a, err := Append(p, Entry{RunID: "r1", Outcome: "pass", Tests: []Test{{Name: "TestC4", Result: "pass", Seconds: 1.5}}}, nil)
 	require.NoError(t, err)
-	b, err := Append(p, Entry{RunID: "r2", Outcome: "fail", Tests: []Test{{Name: "TestC2", Result: "fail"}}})
+	b, err := Append(p, Entry{RunID: "r2", Outcome: "fail", Tests: []Test{{Name: "TestC2", Result: "fail"}}}, nil)
 	require.NoError(t, err)
 	assert.Equal(t, "", a.Prev)
 	assert.Equal(t, a.Hash, b.Prev)

@@ -32,6 +32,22 @@ type Report struct {
 // BinaryPackage is the scanner run on machines.
 const BinaryPackage = "github.com/cc-ci/acceptance/helpers/leakscan/cmd/ccci-leakscan"
 
+// Binary puts the static scanner binary into dir: the one embedded in this
+// binary (`make dist`), or else one built with `go build`. how says which,
+// for the run's evidence.
+func Binary(ctx context.Context, dir string) (path, how string, err error) {
+	if len(embedded) > 0 {
+		path = filepath.Join(dir, "ccci-leakscan")
+		if err := os.WriteFile(path, embedded, 0o700); err != nil {
+			return "", "", fmt.Errorf("leakscan: %w", err)
+		}
+		return path, fmt.Sprintf("embedded in this binary (%d bytes), no build", len(embedded)), nil
+	}
+	start := time.Now()
+	path, err = BuildBinary(ctx, dir)
+	return path, "built with go build in " + time.Since(start).Round(time.Millisecond).String(), err
+}
+
 // BuildBinary builds the static scanner binary into dir.
 func BuildBinary(ctx context.Context, dir string) (string, error) {
 	out := filepath.Join(dir, "ccci-leakscan")

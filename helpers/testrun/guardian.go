@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/egress"
 	"github.com/cc-ci/acceptance/helpers/evidence"
@@ -122,11 +124,20 @@ func runGuardian() int {
 	}
 	entry := evidence.Entry{RunID: runID, Outcome: "fail",
 		Interrupted: "the test process died before its teardown (panic, kill -9, or exit)", Destroy: "no machine was created"}
+	cfg, cfgErr := config.Load()
 	defer func() {
 		if review == "" {
 			return
 		}
-		if _, err := evidence.Append(evidence.PathsFor(review), entry); err != nil {
+		var signer ssh.Signer
+		if cfgErr == nil && cfg.SigningKey != "" {
+			if s, err := evidence.LoadSigner(cfg.SigningKey); err == nil {
+				signer = s
+			} else {
+				logf("evidence: unsigned: %v", err)
+			}
+		}
+		if _, err := evidence.Append(evidence.PathsFor(review), entry, signer); err != nil {
 			logf("evidence: %v", err)
 		}
 	}()
@@ -135,9 +146,8 @@ func runGuardian() int {
 	}
 	entry.Machine, entry.Destroy = strings.Join(tracked, ", "), "FAILED: the guardian could not reach Incus"
 	logf("the test process ended without teardown: destroying %s", strings.Join(tracked, ", "))
-	cfg, err := config.Load()
-	if err != nil {
-		logf("cannot load config, instances may be left: %v", err)
+	if cfgErr != nil {
+		logf("cannot load config, instances may be left: %v", cfgErr)
 		return 1
 	}
 	c, err := incus.New(cfg.Incus(cfg.Transport))

@@ -131,10 +131,14 @@ func (r *Run) appendEvidence(outcome string) {
 		e.Destroy = "destroyed; API answers not found; no instance of this run remains (C6 cleanup PASS)"
 	}
 	paths := evidence.PathsFor(r.Config.ReviewFile)
-	written, err := evidence.Append(paths, e)
+	written, err := evidence.Append(paths, e, r.signer)
 	if err != nil {
 		logf("evidence: could not write %s: %v", paths.Markdown, err)
 		return
 	}
-	logf("evidence: run %s appended to %s and %s (hash %.16s)", r.ID, paths.Markdown, paths.JSONL, written.Hash)
+	signed := "unsigned: CCCI_SIGNING_KEY is not set"
+	if written.Signer != "" {
+		signed = "signed by " + written.Signer
+	}
+	logf("evidence: run %s appended to %s and %s (hash %.16s, %s)", r.ID, paths.Markdown, paths.JSONL, written.Hash, signed)
 }

@@ -22,7 +22,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/cc-ci/acceptance/helpers/config"
+	"github.com/cc-ci/acceptance/helpers/evidence"
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/machine"
 	"github.com/cc-ci/acceptance/helpers/probe"
@@ -56,6 +59,7 @@ type Run struct {
 	teardownErr  error
 
 	rec         record         // evidence of this run
+	signer      ssh.Signer     // signs the evidence entry (CCCI_SIGNING_KEY), or nil
 	key         *target.AgeKey // the bootstrap key, when a target is configured
 	tgt         targetState
 	cleanups    []func() // local temp dirs etc., run after teardown
@@ -153,6 +157,11 @@ func (r *Run) start() error {
 		return fmt.Errorf("Incus API at %s: %w", c.Endpoint, err)
 	}
 	r.Incus = c
+	if cfg.SigningKey != "" {
+		if r.signer, err = evidence.LoadSigner(cfg.SigningKey); err != nil {
+			return err
+		}
+	}
 	if cfg.HasTarget() {
 		// Checked before anything is created: a bad key is bad input.
 		if r.key, err = target.LoadAgeKey(cfg.AgeKeyFile, r.Redact); err != nil {
