@@ -36,13 +36,7 @@ type step struct {
 }
 
 func TestTheDroneJobPassesOnTheGoodTargetAndFailsOnABrokenOne(t *testing.T) {
-	if os.Getenv("CCCI_ACCEPTANCE") != "1" {
-		t.Skip("runs the acceptance suite: set CCCI_ACCEPTANCE=1 (make test does)")
-	}
-	cfg := labtest.Config(t)
-	if !cfg.HasTarget() || !strings.Contains(cfg.BaseRepoURL, "/good/") {
-		labtest.Unavailable(t, "the lab's good target is not configured (make lab-up)")
-	}
+	cfg := labtest.GoodTarget(t)
 	root, err := filepath.Abs("../..")
 	require.NoError(t, err)
 	job := readJob(t, filepath.Join(root, ".drone.yml"))
@@ -54,7 +48,7 @@ func TestTheDroneJobPassesOnTheGoodTargetAndFailsOnABrokenOne(t *testing.T) {
 		pass   bool
 	}{{"good", true}, {"d8-cites-unknown-run", false}} {
 		t.Run(c.target, func(t *testing.T) {
-			repo := func(u string) string { return strings.Replace(u, "/good/", "/"+c.target+"/", 1) }
+			repo := func(u string) string { return labtest.Target(u, c.target) }
 			env := map[string]string{}
 			for k := range settings {
 				env[k] = settings[k] // the real host's value, replaced below where the lab has one
@@ -79,7 +73,7 @@ func TestTheDroneJobPassesOnTheGoodTargetAndFailsOnABrokenOne(t *testing.T) {
 
 			out, tmp, err := runJob(t, root, job.Commands, env)
 			if c.pass {
-				require.NoError(t, err, "the CI job must pass on the good target; its output:\n%s", tail(out))
+				require.NoError(t, err, "the CI job must pass on the good target; its output:\n%s", labtest.Tail(string(out)))
 				assert.Contains(t, string(out), "| TestC4GenuineLiveRebuild | PASS", "the job prints the run's evidence")
 				assert.Contains(t, string(out), "signed by `SHA256:", "the entry is signed with the key from the Drone secret")
 			} else {
@@ -208,11 +202,4 @@ func fileText(t *testing.T, path string) string {
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
 	return strings.TrimRight(string(b), "\n")
-}
-
-func tail(b []byte) string {
-	if len(b) > 4000 {
-		return "…" + string(b[len(b)-4000:])
-	}
-	return string(b)
 }

@@ -305,8 +305,8 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 						assert.Contains(t, r.output, cause, "%s's failure must name the cause", test)
 					}
 				default:
-					assert.Equal(t, "pass", r.action, "%s must PASS on %s; output:\n%s", test, name, tail(r.output))
-					assert.False(t, r.skippedSomething(), "%s must judge every sentence on %s, none skipped; output:\n%s", test, name, tail(r.output))
+					assert.Equal(t, "pass", r.action, "%s must PASS on %s; output:\n%s", test, name, labtest.Tail(r.output))
+					assert.False(t, r.skippedSomething(), "%s must judge every sentence on %s, none skipped; output:\n%s", test, name, labtest.Tail(r.output))
 				}
 			}
 			table = append(table, fmt.Sprintf("%-26s fails %-32s %6s   units verdict %s", name, shortNames(want),
@@ -426,7 +426,7 @@ func runSuite(t *testing.T, repoBase string, env ...string) (map[string]*result,
 			}
 		}
 	}
-	require.NotEmpty(t, results, "the suite reported no test; stderr:\n%s", tail(stderr.String()))
+	require.NotEmpty(t, results, "the suite reported no test; stderr:\n%s", labtest.Tail(stderr.String()))
 	return results, w
 }
 
@@ -493,11 +493,4 @@ func shortNames(f failures) string {
 		out += " (skip " + strings.Join(skip, ",") + ")"
 	}
 	return out
-}
-
-func tail(s string) string {
-	if len(s) > 3000 {
-		return "…" + s[len(s)-3000:]
-	}
-	return s
 }

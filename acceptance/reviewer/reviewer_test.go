@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -25,13 +24,7 @@ import (
 const noGoPATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 func TestTheReviewersKitReverifiesWithoutGo(t *testing.T) {
-	if os.Getenv("CCCI_ACCEPTANCE") != "1" {
-		t.Skip("runs the acceptance suite: set CCCI_ACCEPTANCE=1 (make test does)")
-	}
-	cfg := labtest.Config(t)
-	if !cfg.HasTarget() || !strings.Contains(cfg.BaseRepoURL, "/good/") {
-		labtest.Unavailable(t, "the lab's good target is not configured (make lab-up)")
-	}
+	cfg := labtest.GoodTarget(t)
 	root, err := filepath.Abs("../..")
 	require.NoError(t, err)
 	kit := t.TempDir()
@@ -59,8 +52,8 @@ func TestTheReviewersKitReverifiesWithoutGo(t *testing.T) {
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "ccci.env"), settings, 0o600))
 			env := []string{"CCCI_ACCEPTANCE=1", "CCCI_CONFIG=" + filepath.Join(dir, "ccci.env")}
 			if c.target != "good" {
-				env = append(env, "CCCI_BASE_REPO_URL="+strings.Replace(cfg.BaseRepoURL, "/good/", "/"+c.target+"/", 1),
-					"CCCI_SECRETS_REPO_URL="+strings.Replace(cfg.SecretsRepoURL, "/good/", "/"+c.target+"/", 1))
+				env = append(env, "CCCI_BASE_REPO_URL="+labtest.Target(cfg.BaseRepoURL, c.target),
+					"CCCI_SECRETS_REPO_URL="+labtest.Target(cfg.SecretsRepoURL, c.target))
 			}
 			start := time.Now()
 			out, err := run(t, dir, env, filepath.Join(kit, "ccci-acceptance"), "-test.count=1", "-test.v", "-test.timeout=20m")
@@ -71,7 +64,7 @@ func TestTheReviewersKitReverifiesWithoutGo(t *testing.T) {
 				assert.Contains(t, string(out), c.cause)
 				return
 			}
-			require.NoError(t, err, "the kit must pass on the good target:\n%s", tail(out))
+			require.NoError(t, err, "the kit must pass on the good target:\n%s", labtest.Tail(string(out)))
 			// The reviewer checks the run's evidence with the kit's own tool.
 			signers := filepath.Join(filepath.Dir(cfg.SigningKey), "allowed_signers")
 			out, err = run(t, dir, nil, filepath.Join(kit, "ccci"), "verify", signers, filepath.Join(dir, "REVIEW.jsonl"))
@@ -93,11 +86,4 @@ func run(t *testing.T, dir string, env []string, name string, args ...string) ([
 	cmd.Stdout, cmd.Stderr = &b, &b
 	err := cmd.Run()
 	return b.Bytes(), err
-}
-
-func tail(b []byte) string {
-	if len(b) > 4000 {
-		return "…" + string(b[len(b)-4000:])
-	}
-	return string(b)
 }

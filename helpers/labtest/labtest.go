@@ -6,6 +6,7 @@ package labtest
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,4 +58,31 @@ func Client(t testing.TB, transport string) (*incus.Client, *config.Config) {
 		Unavailable(t, err.Error())
 	}
 	return cl, c
+}
+
+// GoodTarget is the lab's configuration for a test that runs the whole
+// acceptance suite against the lab's targets: it skips unless
+// CCCI_ACCEPTANCE=1 (make test sets it), and needs the lab's good target.
+func GoodTarget(t testing.TB) *config.Config {
+	t.Helper()
+	if os.Getenv("CCCI_ACCEPTANCE") != "1" {
+		t.Skip("runs the acceptance suite: set CCCI_ACCEPTANCE=1 (make test does)")
+	}
+	c := Config(t)
+	if !c.HasTarget() || !strings.Contains(c.BaseRepoURL, "/good/") {
+		Unavailable(t, "the lab's good target is not configured (make lab-up)")
+	}
+	return c
+}
+
+// Target is the URL of one of the lab's targets (fixtures/README.md): a
+// URL of the good target with its name replaced.
+func Target(goodURL, name string) string { return strings.Replace(goodURL, "/good/", "/"+name+"/", 1) }
+
+// Tail is the end of a long output, for a failure message.
+func Tail(s string) string {
+	if len(s) > 4000 {
+		return "…" + s[len(s)-4000:]
+	}
+	return s
 }

@@ -280,6 +280,20 @@ func (s *Server) agentUp(in *instance) bool {
 	return in.calls > s.AgentDelay
 }
 
+// guestAnswers is whether an exec or file call reaches the guest; if not,
+// it has answered as Incus does (not running; a VM without its agent).
+func (s *Server) guestAnswers(w http.ResponseWriter, in *instance) bool {
+	switch {
+	case in.Status != "Running":
+		fail(w, 400, "Instance is not running")
+	case !s.agentUp(in):
+		fail(w, 500, agentOffline)
+	default:
+		return true
+	}
+	return false
+}
+
 func (s *Server) instanceCall(w http.ResponseWriter, r *http.Request, project, rest string) {
 	name, sub, _ := strings.Cut(rest, "/")
 	in, ok := s.instances[project+"/"+name]
@@ -319,12 +333,7 @@ func (s *Server) instanceCall(w http.ResponseWriter, r *http.Request, project, r
 	case sub == "state" && r.Method == http.MethodGet: // GET /1.0/instances/{name}/state
 		reply(w, map[string]any{"status": in.Status, "network": s.network(in)})
 	case sub == "exec" && r.Method == http.MethodPost: // POST /1.0/instances/{name}/exec (record-output)
-		if !running {
-			fail(w, 400, "Instance is not running")
-			return
-		}
-		if !s.agentUp(in) {
-			fail(w, 500, agentOffline)
+		if !s.guestAnswers(w, in) {
 			return
 		}
 		var req struct{ Command []string }
@@ -347,12 +356,7 @@ func (s *Server) instanceCall(w http.ResponseWriter, r *http.Request, project, r
 		}
 		_, _ = w.Write(b)
 	case sub == "files" && r.Method == http.MethodPost: // POST /1.0/instances/{name}/files
-		if !running {
-			fail(w, 400, "Instance is not running")
-			return
-		}
-		if !s.agentUp(in) {
-			fail(w, 500, agentOffline)
+		if !s.guestAnswers(w, in) {
 			return
 		}
 		mode, _ := strconv.ParseInt(r.Header.Get("X-Incus-mode"), 8, 32)
