@@ -53,6 +53,8 @@ func ProvesLiveRebuild(chain []Entry, id string, now time.Time, maxAge time.Dura
 		return fail("not in the evidence chain")
 	case e.Interrupted != "":
 		return fail("was interrupted (%s)", e.Interrupted)
+	case e.NotEvidence != "":
+		return fail("is not evidence (%s)", e.NotEvidence)
 	case e.Machine == "":
 		return fail("created no machine (a reused machine is not a cold rebuild)")
 	}

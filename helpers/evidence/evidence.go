@@ -36,6 +36,7 @@ type Entry struct {
 	Time          string            `json:"time"` // UTC, RFC 3339
 	Outcome       string            `json:"outcome"`
 	Interrupted   string            `json:"interrupted,omitempty"`
+	NotEvidence   string            `json:"not_evidence,omitempty"` // a debugging run (a reused machine): why it proves nothing
 	Incus         string            `json:"incus"`
 	Machine       string            `json:"machine,omitempty"` // project/name
 	Image         string            `json:"image,omitempty"`
@@ -177,6 +178,9 @@ func Markdown(e Entry) string {
 	fmt.Fprintf(&b, "\n## Run %s — %s — %s\n\n", e.RunID, e.Time, strings.ToUpper(e.Outcome))
 	if e.Interrupted != "" {
 		fmt.Fprintf(&b, "- **interrupted**: %s\n", e.Interrupted)
+	}
+	if e.NotEvidence != "" {
+		fmt.Fprintf(&b, "- **%s**\n", e.NotEvidence)
 	}
 	row := func(k, v string) {
 		if v != "" {

@@ -97,7 +97,7 @@ func (r *Run) appendEvidence(outcome string) {
 		return
 	}
 	r.rec.mu.Lock()
-	e := evidence.Entry{RunID: r.ID, Outcome: outcome, Interrupted: r.rec.interrupted, Facts: r.rec.facts}
+	e := evidence.Entry{RunID: r.ID, Outcome: outcome, Interrupted: r.rec.interrupted, Facts: r.rec.facts, NotEvidence: r.NotCold()}
 	if e.Interrupted != "" {
 		e.Outcome = "fail"
 	}

@@ -48,12 +48,13 @@ type Run struct {
 	ctx      context.Context // cancelled on SIGINT/SIGTERM
 	guardian *guardian
 
-	mu      sync.Mutex // held while provisioning, so teardown waits for a creation in flight
-	machine *machine.Machine
-	blank   BlankReport // what the machine held when it was handed to the tests
-	mErr    error
-	reused  bool  // SKIP_provision: the state file is ours to remove after teardown
-	setup   error // why the run could not start; every test fails with it
+	mu          sync.Mutex // held while provisioning, so teardown waits for a creation in flight
+	machine     *machine.Machine
+	blank       BlankReport // what the machine held when it was handed to the tests
+	mErr        error
+	reused      bool         // SKIP_provision: the state file is ours to remove after teardown
+	keptInstall *keptInstall // the install the kept machine had (SKIP_install)
+	setup       error        // why the run could not start; every test fails with it
 
 	teardownOnce sync.Once
 	teardownErr  error
@@ -216,6 +217,21 @@ func (r *Run) Require(t testing.TB) {
 	}
 }
 
+// NotCold says why this run is not a cold run — the machine was reused
+// (SKIP_provision=1), and perhaps not installed by it (SKIP_install=1) — or
+// "" for a cold run. Such a run's checks are for debugging: its evidence
+// says it is not evidence, and no D8 citation accepts it.
+func (r *Run) NotCold() string {
+	if !r.reused {
+		return ""
+	}
+	why := "the machine was reused (SKIP_provision=1)"
+	if skipInstall() {
+		why += " and install.md not run again (SKIP_install=1)"
+	}
+	return why + ": not a cold run — not evidence"
+}
+
 // Machine returns the run's throwaway machine, creating it on first use
 // (so `-run TestC7` does not boot one). A creation failure fails every test
 // that needs the machine with the same error.
@@ -262,10 +278,11 @@ func (r *Run) observeBlank(mc *machine.Machine) {
 
 func (r *Run) provision() (*machine.Machine, error) {
 	if os.Getenv("SKIP_provision") == "1" {
-		kept, err := loadState(r.Config.StateFile)
+		kept, inst, err := loadState(r.Config.StateFile)
 		if err != nil {
 			return nil, err
 		}
+		r.keptInstall = inst
 		// The state file is input like any other: it is believed only as far
 		// as Incus confirms it (project, labels, uuid, host key).
 		ctx, cancel := context.WithTimeout(r.ctx, time.Minute)
@@ -302,7 +319,7 @@ func (r *Run) teardown() error {
 		defer r.mu.Unlock()
 		if os.Getenv("SKIP_teardown") == "1" {
 			if mc := r.machine; mc != nil {
-				if err := saveState(r.Config.StateFile, mc); err != nil {
+				if err := saveState(r.Config.StateFile, mc, r.installToKeep()); err != nil {
 					r.teardownErr = err
 					logf("SKIP_teardown: %v (the machine %s/%s is kept, but cannot be reused)", err, mc.Project, mc.Name)
 				} else {

@@ -236,7 +236,7 @@ func TestKilledRunIsCleanedByItsGuardian(t *testing.T) {
 // it. A reused machine is not brand new, and one with an age key on it is not
 // blank: the blank-machine test must fail on it, naming both causes. The
 // reusing run then tears the machine down.
-func TestKeptMachineIsReusedAndIsNotBlankAnyMore(t *testing.T) {
+func TestAKeptMachineIsReusedAndItsRunSaysItIsNotEvidence(t *testing.T) {
 	c, cfg := faultLab(t)
 	stateFile := filepath.Join(t.TempDir(), "state.json")
 	env := []string{"CCCI_STATE_FILE=" + stateFile}
@@ -268,11 +268,15 @@ func TestKeptMachineIsReusedAndIsNotBlankAnyMore(t *testing.T) {
 	second := startSuite(t, append(env, "SKIP_provision=1"), "-test.run", "TestMachineIsBrandNewAndBlank")
 	code := second.wait(t)
 	out := second.out.String()
-	assert.NotEqual(t, 0, code, "a reused machine must fail the brand-new check")
+	assert.Equal(t, 0, code, "a reuse the user asked for does not fail the brand-new check: it says why it does not apply")
 	assert.Contains(t, out, "SKIP_provision: reusing "+cfg.Project+"/"+name)
-	assert.Contains(t, out, "created by this run (run-id label)")
-	assert.Contains(t, out, "age secret key in /root/leftover-key.txt")
+	assert.Contains(t, out, "the machine was reused (SKIP_provision=1): not a cold run — not evidence")
+	assert.Contains(t, out, "age secret key in /root/leftover-key.txt", "the skip says what the kept machine holds")
 	assert.NotContains(t, out, id.String(), "the key itself is never printed")
+	es := second.evidence(t)
+	require.Len(t, es, 1)
+	assert.Contains(t, es[0].NotEvidence, "not a cold run", "the evidence says the run is not evidence")
+	assert.Empty(t, es[0].Machine, "no machine created by the reusing run")
 	assertGone(t, c, cfg.Project, name)
 	_, err = os.Stat(stateFile)
 	assert.True(t, os.IsNotExist(err), "state file removed after the reusing run's teardown")

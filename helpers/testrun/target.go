@@ -176,6 +176,10 @@ func (r *Run) Installed(t testing.TB) *Install {
 	r.tgt.install.Do(func() {
 		inst := &Install{}
 		r.tgt.inst = inst
+		if skipInstall() {
+			r.reuseInstall(inst)
+			return
+		}
 		doc, err := installdoc.Parse(target.InstallDoc, view.docSrc, r.placeholders(mc.IP))
 		if err != nil {
 			inst.Err = err
@@ -236,6 +240,43 @@ func (r *Run) JudgeInstall(t testing.TB) *Install {
 		blocked(t, "the install failed", &ownedError{outOfBandOwner, inst.Err})
 	}
 	return inst
+}
+
+func skipInstall() bool { return os.Getenv("SKIP_install") == "1" }
+
+// reuseInstall is SKIP_install: the checks run again on a kept machine that
+// is already installed; install.md is not followed again.
+func (r *Run) reuseInstall(inst *Install) {
+	kept := r.keptInstall
+	switch {
+	case !r.reused:
+		inst.Err = errors.New("SKIP_install=1 needs SKIP_provision=1: it re-runs the checks on a kept machine that is already installed")
+	case kept == nil:
+		inst.Err = fmt.Errorf("SKIP_install=1: the kept machine was never installed (%s has no install record): run once without SKIP_install", r.Config.StateFile)
+	default:
+		inst.Record, inst.Ended, inst.Contacts = kept.Record, kept.Ended, kept.Contacts
+		if kept.Failed != "" {
+			inst.Err = errors.New(kept.Failed)
+		}
+		logf("SKIP_install: install.md not run again; the install of run %s is judged (%d steps)", kept.RunID, len(kept.Record.Steps))
+	}
+}
+
+// installToKeep is what the state file keeps of this run's install (or of
+// the one it reused), for a later SKIP_install.
+func (r *Run) installToKeep() *keptInstall {
+	in := r.tgt.inst
+	if in == nil || in.Record == nil {
+		return r.keptInstall
+	}
+	if r.keptInstall != nil && skipInstall() {
+		return r.keptInstall
+	}
+	k := &keptInstall{RunID: r.ID, Record: in.Record, Ended: in.Ended, Contacts: in.Contacts}
+	if in.Err != nil {
+		k.Failed = r.Redact.Redact(in.Err.Error())
+	}
+	return k
 }
 
 // RequireInstalled is Installed for a check that needs the installed
