@@ -74,7 +74,7 @@ type StepError struct {
 }
 
 func (e *StepError) Error() string {
-	if e.Err != nil && e.ExitCode == 0 {
+	if e.Err != nil { // the step did not run to an exit status: the cause (an operator action's -1 included)
 		return fmt.Sprintf("install step %q (%s:%d): %v", e.Step, e.Doc, e.Line, e.Err)
 	}
 	return fmt.Sprintf("install step %q (%s:%d) exited %d: %s", e.Step, e.Doc, e.Line, e.ExitCode, e.Tail)

@@ -37,7 +37,5 @@ func TargetSecrets(t testing.TB) map[string]string {
 	if err != nil {
 		t.Fatalf("target secrets: %v", err)
 	}
-	secrets["bootstrap-age-key"] = key.Identity
-	secrets["secrets-repo-token"] = repos.AccessToken
-	return secrets
+	return target.AllSecrets(repos, key, secrets)
 }

@@ -11,7 +11,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -22,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cc-ci/acceptance/helpers/gitexec"
 	"github.com/cc-ci/acceptance/helpers/localfile"
 )
 
@@ -381,14 +381,10 @@ func (s *Scanner) Git(ctx context.Context, repo string) ([]Finding, Stats, error
 	if err != nil {
 		return nil, Stats{}, err
 	}
-	cmd := exec.CommandContext(ctx, "git", "-C", repo, "cat-file", "--batch-all-objects", "--batch", "--unordered")
-	cmd.Env = append(os.Environ(), "GIT_ALTERNATE_OBJECT_DIRECTORIES="+filepath.Join(canaryStore, "objects"))
-	stdout, err := cmd.StdoutPipe()
+	cmd, stdout, err := gitexec.Stream(ctx, repo, []string{"GIT_ALTERNATE_OBJECT_DIRECTORIES=" + filepath.Join(canaryStore, "objects")},
+		"cat-file", "--batch-all-objects", "--batch", "--unordered")
 	if err != nil {
-		return nil, Stats{}, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, Stats{}, fmt.Errorf("leakscan: git cat-file in %s: %w", repo, err)
+		return nil, Stats{}, fmt.Errorf("leakscan: %w", err)
 	}
 	br := bufio.NewReaderSize(stdout, 1<<20)
 	var out []Finding
@@ -462,23 +458,21 @@ func canaryNeedle() Needle {
 
 // gitHashObject writes data as a blob into a new bare object store at dir.
 func gitHashObject(ctx context.Context, dir string, data []byte) (string, error) {
-	if out, err := exec.CommandContext(ctx, "git", "init", "-q", "--bare", dir).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("leakscan: canary store: %w: %s", err, out)
+	if _, stderr, err := gitexec.Run(ctx, nil, nil, "init", "-q", "--bare", dir); err != nil {
+		return "", fmt.Errorf("leakscan: canary store: %w: %s", err, stderr)
 	}
-	cmd := exec.CommandContext(ctx, "git", "-C", dir, "hash-object", "-w", "--stdin")
-	cmd.Stdin = bytes.NewReader(data)
-	out, err := cmd.Output()
+	out, stderr, err := gitexec.Run(ctx, nil, bytes.NewReader(data), "-C", dir, "hash-object", "-w", "--stdin")
 	if err != nil {
-		return "", fmt.Errorf("leakscan: plant the canary object in %s: %w", dir, err)
+		return "", fmt.Errorf("leakscan: plant the canary object in %s: %w: %s", dir, err, stderr)
 	}
 	return strings.TrimSpace(string(out)), nil
 }
 
 // objectPaths maps reachable object ids to a path they appear at.
 func objectPaths(ctx context.Context, repo string) (map[string]string, error) {
-	out, err := exec.CommandContext(ctx, "git", "-C", repo, "rev-list", "--all", "--objects").Output()
+	out, err := gitexec.In(ctx, repo, repo, "rev-list", "--all", "--objects")
 	if err != nil {
-		return nil, fmt.Errorf("leakscan: git rev-list in %s: %w", repo, err)
+		return nil, fmt.Errorf("leakscan: %w", err)
 	}
 	m := map[string]string{}
 	for _, line := range strings.Split(string(out), "\n") {

@@ -29,7 +29,6 @@ type Shell struct {
 	stderr *lockedBuffer
 	marker string
 	ended  error
-	waited chan error
 }
 
 // ErrShellEnded is returned by Exec after the shell has exited.
@@ -57,7 +56,7 @@ func (c *Client) Shell(ctx context.Context) (*Shell, error) {
 	nonce := make([]byte, 8)
 	_, _ = rand.Read(nonce)
 	s := &Shell{c: c, sess: sess, stdin: stdin, stdout: bufio.NewReaderSize(stdout, 64<<10),
-		stderr: errb, marker: "__CCCI_DONE_" + hex.EncodeToString(nonce) + "__", waited: make(chan error, 1)}
+		stderr: errb, marker: "__CCCI_DONE_" + hex.EncodeToString(nonce) + "__"}
 	return s, nil
 }
 
@@ -84,7 +83,7 @@ func (s *Shell) Exec(ctx context.Context, block string, timeout time.Duration) (
 	}
 	got := make(chan read, 1)
 	go func() {
-		out, code, err := s.readUntilMarker()
+		out, code, err := readUntilMarker(s.stdout, s.marker)
 		got <- read{out, code, err}
 	}()
 	var r read
@@ -116,15 +115,17 @@ func (s *Shell) Exec(ctx context.Context, block string, timeout time.Duration) (
 	return res, nil
 }
 
-// readUntilMarker collects stdout (bounded) up to the marker line and parses the exit code.
-func (s *Shell) readUntilMarker() ([]byte, int, error) {
+// readUntilMarker collects a block's stdout (bounded) up to the marker line
+// the shell prints after it, "MARKER CODE", and parses the exit code. No
+// marker (the shell ended) is the output so far and the read error.
+func readUntilMarker(r *bufio.Reader, marker string) ([]byte, int, error) {
 	var out lockedBuffer
 	for {
-		line, err := s.stdout.ReadString('\n')
-		if strings.HasPrefix(line, s.marker+" ") {
-			code, perr := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, s.marker+" ")))
-			if perr != nil {
-				return nil, 0, perr
+		line, err := r.ReadString('\n')
+		if rest, ok := strings.CutPrefix(line, marker+" "); ok {
+			code, perr := strconv.Atoi(strings.TrimSpace(rest))
+			if perr != nil || code < 0 || code > 255 {
+				return nil, 0, fmt.Errorf("remote: bad exit status after the marker: %.40q", strings.TrimSpace(rest))
 			}
 			// Drop the newline we printed in front of the marker.
 			return bytes.TrimSuffix(out.Bytes(), []byte("\n")), code, nil

@@ -1,17 +1,16 @@
 package target
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cc-ci/acceptance/helpers/gitexec"
 )
 
 // The target's repos are hostile input. They are cloned bare — there is no
@@ -21,9 +20,6 @@ import (
 
 // MaxFileSize bounds any one committed file the harness reads.
 const MaxFileSize = 8 << 20
-
-// maxGitOutput bounds the output of any other git command on a target repo.
-const maxGitOutput = 64 << 20
 
 // gitTimeout bounds one git command on a local clone.
 const gitTimeout = time.Minute
@@ -87,54 +83,11 @@ func gitOut(ctx context.Context, dir string, args ...string) (string, error) {
 	return strings.TrimSpace(string(b)), err
 }
 
-// gitBytes runs git in a repo and returns its output (at most maxGitOutput bytes).
+// gitBytes runs git in a repo and returns its output (bounded by gitexec).
 func gitBytes(ctx context.Context, dir string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, gitTimeout)
 	defer cancel()
-	out, stderr, err := runGit(ctx, nil, append([]string{"-C", dir}, args...)...)
-	if err != nil {
-		return nil, fmt.Errorf("git %s in %s: %w: %s", strings.Join(args, " "), repoName(dir), err, stderr)
-	}
-	return out, nil
-}
-
-// runGit is the one way the harness runs git on a target's repos: never
-// reading the caller's config or a terminal (gitEnv, plus env), stdout
-// bounded by maxGitOutput, stderr kept to its first 4 KiB for messages.
-func runGit(ctx context.Context, env []string, args ...string) (stdout []byte, stderr string, err error) {
-	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Env = append(gitEnv(), env...)
-	out, errb := &boundedBuffer{max: maxGitOutput}, &boundedBuffer{max: 4096}
-	cmd.Stdout, cmd.Stderr = out, errb
-	err = cmd.Run()
-	if err != nil && errors.Is(out.err, errTooLarge) {
-		err = out.err
-	}
-	return out.buf.Bytes(), strings.TrimSpace(errb.buf.String()), err
-}
-
-// gitEnv is the environment for git on target repos: no system or global
-// config, no prompts.
-func gitEnv() []string {
-	return append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null")
-}
-
-var errTooLarge = errors.New("output larger than its bound")
-
-// boundedBuffer keeps at most max bytes and then fails the write (stderr: a
-// message is cut, not failed, by the caller's choice of max).
-type boundedBuffer struct {
-	max int
-	buf bytes.Buffer
-	err error
-}
-
-func (b *boundedBuffer) Write(p []byte) (int, error) {
-	if b.buf.Len()+len(p) > b.max {
-		b.err = errTooLarge
-		return 0, b.err
-	}
-	return b.buf.Write(p)
+	return gitexec.In(ctx, dir, repoName(dir), args...)
 }
 
 // AnonymousRead asks the server for the repo's refs with no credentials at
@@ -149,7 +102,7 @@ func AnonymousRead(ctx context.Context, url string) (refused bool, answer string
 	if strings.HasPrefix(url, "http://") || strings.HasPrefix(url, "https://") {
 		return anonymousHTTP(ctx, url)
 	}
-	out, answer, runErr := runGit(ctx, []string{"GIT_ASKPASS=", "SSH_ASKPASS=", "GIT_SSH_COMMAND=ssh -o BatchMode=yes"},
+	out, answer, runErr := gitexec.Run(ctx, []string{"GIT_ASKPASS=", "SSH_ASKPASS=", "GIT_SSH_COMMAND=ssh -o BatchMode=yes"}, nil,
 		"-c", "credential.helper=", "ls-remote", "--", url)
 	if runErr == nil {
 		return false, fmt.Sprintf("listed %d refs to an anonymous client", strings.Count(string(out), "\n")), nil

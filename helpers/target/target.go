@@ -17,6 +17,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/cc-ci/acceptance/helpers/gitexec"
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
 	"github.com/cc-ci/acceptance/helpers/redact"
@@ -117,7 +118,7 @@ func Fetch(ctx context.Context, dir, baseURL, secretsURL string, key *AgeKey, r 
 
 // clone makes a bare clone: no work tree, no checkout, nothing to follow.
 func clone(ctx context.Context, env []string, url, dir string) error {
-	if _, stderr, err := runGit(ctx, env, "clone", "--bare", "-q", "--", url, dir); err != nil {
+	if _, stderr, err := gitexec.Run(ctx, env, nil, "clone", "--bare", "-q", "--", url, dir); err != nil {
 		return fmt.Errorf("git clone: %w: %s", err, stderr)
 	}
 	return nil
@@ -191,3 +192,14 @@ func SHA256(b []byte) string {
 
 // ErrNoTarget says the configuration does not name a target.
 var ErrNoTarget = errors.New("no target configured: set CCCI_BASE_REPO_URL, CCCI_SECRETS_REPO_URL and CCCI_AGE_KEY_FILE (make lab-up writes them)")
+
+// AllSecrets is every secret a target has: the secrets repo's values, the
+// secrets repo's read token and the bootstrap age key — what must never
+// appear in plaintext anywhere.
+func AllSecrets(rp *Repos, key *AgeKey, values map[string]string) map[string]string {
+	all := map[string]string{"bootstrap-age-key": key.Identity, "secrets-repo-token": rp.AccessToken}
+	for k, v := range values {
+		all[k] = v
+	}
+	return all
+}

@@ -147,16 +147,8 @@ func (r *Run) loadTarget() (*TargetView, error) {
 	return &TargetView{Repos: repos, Doc: doc, Secrets: secrets, Key: r.key, docSrc: src}, nil
 }
 
-// AllSecrets is every secret the target has: the secrets repo's values, the
-// secrets repo's read token and the bootstrap age key — what must never
-// appear in plaintext anywhere.
-func (v *TargetView) AllSecrets() map[string]string {
-	all := map[string]string{"bootstrap-age-key": v.Key.Identity, "secrets-repo-token": v.Repos.AccessToken}
-	for k, val := range v.Secrets {
-		all[k] = val
-	}
-	return all
-}
+// AllSecrets is every secret the target has (target.AllSecrets).
+func (v *TargetView) AllSecrets() map[string]string { return target.AllSecrets(v.Repos, v.Key, v.Secrets) }
 
 // placeholders are the values install.md may use.
 func (r *Run) placeholders(machineIP string) map[string]string {

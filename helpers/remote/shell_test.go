@@ -1,0 +1,50 @@
+package remote
+
+import (
+	"bufio"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The persistent shell's protocol: after each block the shell prints a
+// newline, the run's random marker and the block's exit status. These are
+// recorded outputs, good and bad.
+func TestTheMarkerProtocolOnRecordedOutputs(t *testing.T) {
+	const m = "__CCCI_DONE_0011223344556677__"
+	for _, c := range []struct {
+		name, stream string
+		out          string
+		code         int
+		err          string
+	}{
+		{"no output, exit 0", "\n" + m + " 0\n", "", 0, ""},
+		{"output, exit 3", "cloning…\ndone\n\n" + m + " 3\n", "cloning…\ndone\n", 3, ""},
+		{"output without a final newline", "partial\n" + m + " 0\n", "partial", 0, ""},
+		{"another run's marker is output", "__CCCI_DONE_ffffffffffffffff__ 0\n\n" + m + " 0\n", "__CCCI_DONE_ffffffffffffffff__ 0\n", 0, ""},
+		{"the marker inside a line is output", "echo " + m + " 0\n\n" + m + " 1\n", "echo " + m + " 0\n", 1, ""},
+		{"the next block's output stays unread", "\n" + m + " 0\nnext\n", "", 0, ""},
+		{"the shell ended (set -e) before the marker", "half a line", "half a line", 0, "EOF"},
+		{"status not a number", "\n" + m + " x1\n", "", 0, `bad exit status after the marker: "x1"`},
+		{"status out of range", "\n" + m + " 256\n", "", 0, `bad exit status after the marker: "256"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, code, err := readUntilMarker(bufio.NewReader(strings.NewReader(c.stream)), m)
+			if c.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), c.err)
+				if c.err == "EOF" {
+					assert.ErrorIs(t, err, io.EOF)
+					assert.Equal(t, c.out, string(out), "what the block printed before the shell ended")
+				}
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, c.out, string(out))
+			assert.Equal(t, c.code, code)
+		})
+	}
+}
