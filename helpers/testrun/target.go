@@ -148,7 +148,9 @@ func (r *Run) loadTarget() (*TargetView, error) {
 }
 
 // AllSecrets is every secret the target has (target.AllSecrets).
-func (v *TargetView) AllSecrets() map[string]string { return target.AllSecrets(v.Repos, v.Key, v.Secrets) }
+func (v *TargetView) AllSecrets() map[string]string {
+	return target.AllSecrets(v.Repos, v.Key, v.Secrets)
+}
 
 // placeholders are the values install.md may use.
 func (r *Run) placeholders(machineIP string) map[string]string {
