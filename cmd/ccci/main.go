@@ -51,7 +51,7 @@ func placeholders(stderr io.Writer) (map[string]string, string) {
 	cfg, err := config.Load()
 	if err != nil {
 		fmt.Fprintf(stderr, "lint-install: no usable configuration, placeholders shown unresolved (%v)\n", err)
-		cfg = &config.Config{AgeKeyPath: config.DefaultAgeKeyPath}
+		cfg = &config.Config{TargetSettings: config.TargetSettings{AgeKeyPath: config.DefaultAgeKeyPath}}
 	}
 	v := map[string]string{"BASE_REPO_URL": cfg.BaseRepoURL, "SECRETS_REPO_URL": cfg.SecretsRepoURL,
 		"DOMAIN": cfg.Domain, "GATEWAY": cfg.Gateway, "MACHINE": ""}

@@ -24,67 +24,18 @@ const DefaultAgeKeyPath = "/var/lib/sops-nix/key.txt"
 // LabSettings is where `lab/lab.sh up` writes the settings that point at the lab.
 const LabSettings = "/var/lib/cc-ci-lab/lab.env"
 
-// Config is the whole harness configuration. Every field has a CCCI_* key;
-// docs/configuration.md lists them.
+// Config is the whole harness configuration, in groups (settings.go); a
+// group's fields are promoted, so cfg.Project reads Machine's. Every field
+// has a CCCI_* key; docs/configuration.md lists them.
 type Config struct {
-	// How to reach Incus.
-	Transport       string // "https" (default when a URL is set) or "unix"
-	IncusURL        string
-	IncusSocket     string
-	IncusClientCert string
-	IncusClientKey  string
-	IncusServerCert string
-	IncusTarget     string // cluster member, empty when standalone
-	// What to create, and where.
-	Project         string
-	AllowedProjects []string
-	Image           string
-	InstanceType    string // container | virtual-machine
-	Memory          int64  // bytes, limits.memory of the throwaway machine
-	// Guardrails.
-	RAMCap                int64 // bytes, sum over running instances incl. the new one
-	DefaultInstanceMemory int64 // bytes counted for a running instance with no limits.memory
-	MaxMachines           int
-	TTL                   time.Duration // expires-at label = creation + TTL; the reaper acts after it
-	LabelPrefix           string        // user.<prefix>.run-id etc.
-	// Timing.
-	BootTimeout     time.Duration // create → SSH ready
-	TeardownReserve time.Duration // kept before go test's -timeout for teardown
-	// Access and state.
-	SSHUser    string
-	SSHKeyVia  string        // file (Incus file API, after the agent answers) | template (user.ssh_authorized_keys) | cloud-init
-	SecureBoot string        // security.secureboot of a VM: "false" (NixOS images are unsigned), "true", or "profile" (leave it)
-	StateFile  string        // run state written with SKIP_teardown, read with SKIP_provision
-	ReviewFile string        // evidence: Markdown here, JSONL beside it
-	OutDir     string        // the harness's own records for the reviewer (live D8 record …); never in a target clone
-	SigningKey string        // the runner's ed25519 SSH key: each evidence entry is signed with it ("" = unsigned)
-	D8Chain    string        // the evidence chain (REVIEW.jsonl) the D8 live part's cited run must be in
-	D8MaxAge   time.Duration // how recent that run must be (the plan: re-verified within 24h)
-	// The target.
-	BaseRepoURL      string        // the base repo, as the machine clones it
-	SecretsRepoURL   string        // the private secrets repo
-	AgeKeyFile       string        // the operator's copy of the bootstrap age key (0600)
-	AgeKeyPath       string        // where install.md provisions it on the machine
-	Domain           string        // the instance's wildcard domain
-	Gateway          string        // the TLS-passthrough gateway (a parameter of the target)
-	TLSAddr          string        // where to ask for TLS ("" = the machine's address:443)
-	TLSCA            string        // PEM roots for the served certificate ("" = system roots)
-	Units            []string      // the oneshots/services that must converge
-	StepTimeout      time.Duration // per install.md block
-	ConvergeTimeout  time.Duration // units after the switch
-	Settle           time.Duration // how long converged units must stay converged (C4)
-	Egress           string        // "nft": observe the machine's connections during the install (lab); "off"
-	EgressAllow      []string      // host:port the machine may reach besides the two repos
-	Reference        string        // project/name of the running reference system (cc-nix-test)
-	ReferenceMemory  int64         // its expected limits.memory
-	RequiredSecrets  []string      // names that must be in git, encrypted
-	CertMinDays      int           // the certificate in git must be valid this much longer
-	ScanPaths        []string      // machine paths searched for plaintext secrets
-	StalePhrases     []string      // docs must not describe the old operator-dropped cert (case-insensitive)
-	ForbiddenPhrases []string      // the D8 evidence must not say these (case-insensitive)
-	BlankAbsent      []string      // paths a blank machine must not have
-	// Tests of the harness itself.
-	DecoyProject string // a project outside the allow-list where tests put decoys
+	IncusAccess
+	MachineSettings
+	Guardrails
+	Timeouts
+	TargetSettings
+	Evidence
+	// Tests of the harness itself: a project outside the allow-list where they put decoys.
+	DecoyProject string
 }
 
 // Error is a configuration problem, naming the key and the source of its value.
@@ -146,63 +97,8 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 		src.file, src.path = f, path
 	}
 	p := &parser{src: src}
-	c := &Config{
-		IncusURL:              p.str("CCCI_INCUS_URL", ""),
-		IncusSocket:           p.str("CCCI_INCUS_SOCKET", "/var/lib/incus/unix.socket"),
-		IncusClientCert:       p.str("CCCI_INCUS_CLIENT_CERT", ""),
-		IncusClientKey:        p.str("CCCI_INCUS_CLIENT_KEY", ""),
-		IncusServerCert:       p.str("CCCI_INCUS_SERVER_CERT", ""),
-		IncusTarget:           p.str("CCCI_INCUS_TARGET", ""),
-		Project:               p.str("CCCI_PROJECT", "terraform-ci"),
-		Image:                 p.str("CCCI_IMAGE", "ccci-blank"),
-		InstanceType:          p.oneOf("CCCI_INSTANCE_TYPE", "container", "container", "virtual-machine"),
-		Memory:                p.size("CCCI_MEMORY", "4GiB"),
-		RAMCap:                p.size("CCCI_RAM_CAP", "12GiB"),
-		DefaultInstanceMemory: p.size("CCCI_DEFAULT_INSTANCE_MEMORY", "1GiB"),
-		MaxMachines:           p.positiveInt("CCCI_MAX_MACHINES", "1"),
-		TTL:                   p.duration("CCCI_TTL", "2h"),
-		LabelPrefix:           p.str("CCCI_LABEL_PREFIX", "ccci"),
-		BootTimeout:           p.duration("CCCI_BOOT_TIMEOUT", "5m"),
-		TeardownReserve:       p.duration("CCCI_TEARDOWN_RESERVE", "90s"),
-		SSHUser:               p.str("CCCI_SSH_USER", "root"),
-		SSHKeyVia:             p.oneOf("CCCI_SSH_KEY_VIA", "file", "file", "template", "cloud-init"),
-		SecureBoot:            p.oneOf("CCCI_VM_SECUREBOOT", "false", "false", "true", "profile"),
-		StateFile:             p.str("CCCI_STATE_FILE", ".run-state.json"),
-		DecoyProject:          p.str("CCCI_DECOY_PROJECT", "lichen"),
-		ReviewFile:            p.str("CCCI_REVIEW_FILE", defaultReviewFile()),
-		OutDir:                p.str("CCCI_OUT_DIR", filepath.Join(filepath.Dir(defaultReviewFile()), "out")),
-		D8MaxAge:              p.duration("CCCI_D8_MAX_AGE", "24h"),
-		SigningKey:            p.str("CCCI_SIGNING_KEY", ""),
-		AgeKeyPath:            p.str("CCCI_AGE_KEY_PATH", DefaultAgeKeyPath),
-		BaseRepoURL:           p.str("CCCI_BASE_REPO_URL", ""),
-		SecretsRepoURL:        p.str("CCCI_SECRETS_REPO_URL", ""),
-		AgeKeyFile:            p.str("CCCI_AGE_KEY_FILE", ""),
-		Domain:                p.str("CCCI_DOMAIN", "ci.lab.test"),
-		Gateway:               p.str("CCCI_GATEWAY", ""),
-		TLSAddr:               p.str("CCCI_TLS_ADDR", ""),
-		TLSCA:                 p.str("CCCI_TLS_CA", ""),
-		StepTimeout:           p.duration("CCCI_STEP_TIMEOUT", "10m"),
-		ConvergeTimeout:       p.duration("CCCI_CONVERGE_TIMEOUT", "3m"),
-		Settle:                p.duration("CCCI_SETTLE", "5s"),
-		Reference:             p.str("CCCI_REFERENCE", "terraform-ci/cc-nix-test"),
-		ReferenceMemory:       p.size("CCCI_REFERENCE_MEMORY", "4GiB"),
-		CertMinDays:           p.positiveInt("CCCI_CERT_MIN_DAYS", "14"),
-	}
-	c.D8Chain = p.str("CCCI_D8_CHAIN", strings.TrimSuffix(c.ReviewFile, filepath.Ext(c.ReviewFile))+".jsonl")
-	defTransport := "unix"
-	if c.IncusURL != "" {
-		defTransport = "https"
-	}
-	c.Transport = p.oneOf("CCCI_TRANSPORT", defTransport, "https", "unix")
-	c.AllowedProjects = p.list("CCCI_ALLOWED_PROJECTS", "terraform-ci")
-	c.Units = p.list("CCCI_UNITS", "cc-ci-activation.service,cc-ci-swarm.service,cc-ci-proxy.service,cc-ci-drone.service,cc-ci-bridge.service,cc-ci-dashboard.service")
-	c.RequiredSecrets = p.list("CCCI_REQUIRED_SECRETS", "tls_fullchain,tls_privkey,drone_oauth_client_id,drone_oauth_client_secret,drone_rpc_secret,webhook_hmac,registry_username,registry_password")
-	c.ScanPaths = p.list("CCCI_SCAN_PATHS", "/nix/store")
-	c.Egress = p.oneOf("CCCI_EGRESS", "off", "off", "nft")
-	c.EgressAllow = p.optionalList("CCCI_EGRESS_ALLOW", "")
-	c.StalePhrases = p.list("CCCI_STALE_PHRASES", "drops the cert,drop the cert,cert file by hand,certificate files by hand,certificate file by hand,operator drops")
-	c.ForbiddenPhrases = p.list("CCCI_FORBIDDEN_PHRASES", "infeasible by design")
-	c.BlankAbsent = p.list("CCCI_BLANK_ABSENT", "/var/lib/sops-nix,/var/lib/ci-certs,/run/secrets,/root/cc-ci,/root/cc-ci-secrets")
+	c := &Config{IncusAccess: p.incusAccess(), MachineSettings: p.machine(), Guardrails: p.guardrails(),
+		Timeouts: p.timeouts(), TargetSettings: p.target(), Evidence: p.evidence(), DecoyProject: p.str("CCCI_DECOY_PROJECT", "lichen")}
 	p.validate(c)
 	for key, fv := range src.file {
 		if !src.seen[key] && !switches[key] {
@@ -288,62 +184,37 @@ func (p *parser) optionalList(key, def string) []string {
 	return out
 }
 
-// validate checks relations between keys and that files exist.
+// validate checks each group, then the relations between groups.
 func (p *parser) validate(c *Config) {
-	need := func(key, val string) {
-		if val == "" {
-			_, from := p.src.get(key, "")
-			p.fail(key, "", from, "required when CCCI_TRANSPORT="+c.Transport)
-			return
-		}
-		if _, err := os.Stat(val); err != nil {
-			_, from := p.src.get(key, "")
-			p.fail(key, val, from, "cannot read: "+errors.Unwrap(err).Error())
-		}
-	}
-	switch c.Transport {
-	case "https":
-		if c.IncusURL == "" || !strings.HasPrefix(c.IncusURL, "https://") {
-			_, from := p.src.get("CCCI_INCUS_URL", "")
-			p.fail("CCCI_INCUS_URL", c.IncusURL, from, "must be https://host:port when CCCI_TRANSPORT=https")
-		}
-		need("CCCI_INCUS_CLIENT_CERT", c.IncusClientCert)
-		need("CCCI_INCUS_CLIENT_KEY", c.IncusClientKey)
-		need("CCCI_INCUS_SERVER_CERT", c.IncusServerCert)
-	case "unix":
-		need("CCCI_INCUS_SOCKET", c.IncusSocket)
-	}
-	if c.SSHKeyVia == "file" && c.SSHUser != "root" {
-		_, from := p.src.get("CCCI_SSH_KEY_VIA", "")
-		p.fail("CCCI_SSH_KEY_VIA", c.SSHKeyVia, from, "writes /root/.ssh/authorized_keys, so CCCI_SSH_USER must be root (use template or cloud-init for "+c.SSHUser+")")
-	}
+	c.IncusAccess.validate(p)
+	c.MachineSettings.validate(p)
+	c.Guardrails.validate(p)
+	c.Timeouts.validate(p)
 	if c.Project == "" {
 		// An empty project means "default" to Incus: never let a blank value land there.
-		_, from := p.src.get("CCCI_PROJECT", "")
-		p.fail("CCCI_PROJECT", "", from, "empty: name the project (Incus would read it as \"default\")")
+		p.failKey("CCCI_PROJECT", "", "empty: name the project (Incus would read it as \"default\")")
 	} else if !slices.Contains(c.AllowedProjects, c.Project) {
-		_, from := p.src.get("CCCI_PROJECT", "")
-		p.fail("CCCI_PROJECT", c.Project, from, "not in CCCI_ALLOWED_PROJECTS ("+strings.Join(c.AllowedProjects, ",")+")")
+		p.failKey("CCCI_PROJECT", c.Project, "not in CCCI_ALLOWED_PROJECTS ("+strings.Join(c.AllowedProjects, ",")+")")
 	}
 	if c.Memory > 0 && c.RAMCap > 0 && c.Memory > c.RAMCap {
-		_, from := p.src.get("CCCI_MEMORY", "")
-		p.fail("CCCI_MEMORY", FormatSize(c.Memory), from, "larger than CCCI_RAM_CAP "+FormatSize(c.RAMCap))
+		p.failKey("CCCI_MEMORY", FormatSize(c.Memory), "larger than CCCI_RAM_CAP "+FormatSize(c.RAMCap))
 	}
 	if c.Reference != "" {
-		_, from := p.src.get("CCCI_REFERENCE", "")
 		project, name, ok := strings.Cut(c.Reference, "/")
 		switch {
 		case !ok || project == "" || name == "":
-			p.fail("CCCI_REFERENCE", c.Reference, from, "want project/name")
+			p.failKey("CCCI_REFERENCE", c.Reference, "want project/name")
 		case !slices.Contains(c.AllowedProjects, project):
 			// It is only read (Incus exec of readlink), but never outside the allow-list.
-			p.fail("CCCI_REFERENCE", c.Reference, from, "project "+project+" is not in CCCI_ALLOWED_PROJECTS ("+strings.Join(c.AllowedProjects, ",")+")")
+			p.failKey("CCCI_REFERENCE", c.Reference, "project "+project+" is not in CCCI_ALLOWED_PROJECTS ("+strings.Join(c.AllowedProjects, ",")+")")
 		}
 	}
-	if !validLabelPrefix(c.LabelPrefix) {
-		_, from := p.src.get("CCCI_LABEL_PREFIX", "")
-		p.fail("CCCI_LABEL_PREFIX", c.LabelPrefix, from, "use lower-case letters, digits and '-' only")
-	}
+}
+
+// failKey is fail with the value's source looked up.
+func (p *parser) failKey(key, value, reason string) {
+	_, from := p.src.get(key, "")
+	p.fail(key, value, from, reason)
 }
 
 func validLabelPrefix(s string) bool {

@@ -155,7 +155,7 @@ func runGuardian() int {
 		logf("cannot reach Incus, instances may be left: %v", err)
 		return 1
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.TeardownReserve)
 	defer cancel()
 	code := 0
 	entry.Incus, entry.Destroy = c.Endpoint, "destroyed by the guardian: "+strings.Join(tracked, ", ")

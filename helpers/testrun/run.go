@@ -152,7 +152,7 @@ func (r *Run) start() error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(r.ctx, config.ConnectTimeout)
 	defer cancel()
 	if _, err := c.Server(ctx); err != nil {
 		return fmt.Errorf("Incus API at %s: %w", c.Endpoint, err)
@@ -264,7 +264,7 @@ func (r *Run) Blank(t testing.TB) BlankReport {
 
 // observeBlank reads, read-only, whether the machine carries anything of cc-ci.
 func (r *Run) observeBlank(mc *machine.Machine) {
-	ctx, cancel := context.WithTimeout(r.ctx, 3*time.Minute)
+	ctx, cancel := context.WithTimeout(r.ctx, config.ProbeTimeout)
 	defer cancel()
 	cl, err := mc.SSH(ctx)
 	if err != nil {
@@ -285,7 +285,7 @@ func (r *Run) provision() (*machine.Machine, error) {
 		r.keptInstall = inst
 		// The state file is input like any other: it is believed only as far
 		// as Incus confirms it (project, labels, uuid, host key).
-		ctx, cancel := context.WithTimeout(r.ctx, time.Minute)
+		ctx, cancel := context.WithTimeout(r.ctx, config.ReuseTimeout)
 		defer cancel()
 		mc, err := r.Manager.Reuse(ctx, kept)
 		if err != nil {
@@ -299,7 +299,7 @@ func (r *Run) provision() (*machine.Machine, error) {
 		r.observeBlank(mc)
 		return mc, nil
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, r.Config.BootTimeout+time.Minute)
+	ctx, cancel := context.WithTimeout(r.ctx, config.CreateTimeout+r.Config.BootTimeout)
 	defer cancel()
 	mc, err := r.Manager.Create(ctx, machine.SpecFrom(r.Config))
 	if err != nil {
@@ -329,8 +329,9 @@ func (r *Run) teardown() error {
 			r.guardian.release("keep")
 			return
 		}
-		// A fresh context: the run's own may be cancelled by the interrupt we are handling.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		// A fresh context: the run's own may be cancelled by the interrupt we
+		// are handling. Bounded by the reserve kept for it before -timeout.
+		ctx, cancel := context.WithTimeout(context.Background(), r.Config.TeardownReserve)
 		defer cancel()
 		r.teardownErr = errors.Join(r.Manager.DestroyAll(ctx), r.verifyCleanup(ctx))
 		if r.teardownErr != nil {

@@ -1,0 +1,225 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// IncusAccess is how to reach Incus.
+type IncusAccess struct {
+	Transport       string // "https" (default when a URL is set) or "unix"
+	IncusURL        string
+	IncusSocket     string
+	IncusClientCert string
+	IncusClientKey  string
+	IncusServerCert string
+	IncusTarget     string // cluster member, empty when standalone
+}
+
+func (p *parser) incusAccess() IncusAccess {
+	a := IncusAccess{
+		IncusURL:        p.str("CCCI_INCUS_URL", ""),
+		IncusSocket:     p.str("CCCI_INCUS_SOCKET", "/var/lib/incus/unix.socket"),
+		IncusClientCert: p.str("CCCI_INCUS_CLIENT_CERT", ""),
+		IncusClientKey:  p.str("CCCI_INCUS_CLIENT_KEY", ""),
+		IncusServerCert: p.str("CCCI_INCUS_SERVER_CERT", ""),
+		IncusTarget:     p.str("CCCI_INCUS_TARGET", ""),
+	}
+	def := "unix"
+	if a.IncusURL != "" {
+		def = "https"
+	}
+	a.Transport = p.oneOf("CCCI_TRANSPORT", def, "https", "unix")
+	return a
+}
+
+// validate: the files the transport needs exist.
+func (a IncusAccess) validate(p *parser) {
+	need := func(key, val string) {
+		if val == "" {
+			p.failKey(key, "", "required when CCCI_TRANSPORT="+a.Transport)
+			return
+		}
+		if _, err := os.Stat(val); err != nil {
+			p.failKey(key, val, "cannot read: "+errors.Unwrap(err).Error())
+		}
+	}
+	switch a.Transport {
+	case "https":
+		if !strings.HasPrefix(a.IncusURL, "https://") {
+			p.failKey("CCCI_INCUS_URL", a.IncusURL, "must be https://host:port when CCCI_TRANSPORT=https")
+		}
+		need("CCCI_INCUS_CLIENT_CERT", a.IncusClientCert)
+		need("CCCI_INCUS_CLIENT_KEY", a.IncusClientKey)
+		need("CCCI_INCUS_SERVER_CERT", a.IncusServerCert)
+	case "unix":
+		need("CCCI_INCUS_SOCKET", a.IncusSocket)
+	}
+}
+
+// MachineSettings is what to create, where, and how to reach it.
+type MachineSettings struct {
+	Project      string
+	Image        string
+	InstanceType string // container | virtual-machine
+	Memory       int64  // bytes, limits.memory of the throwaway machine
+	SSHUser      string
+	SSHKeyVia    string // file (Incus file API, after the agent answers) | template (user.ssh_authorized_keys) | cloud-init
+	SecureBoot   string // security.secureboot of a VM: "false" (NixOS images are unsigned), "true", or "profile" (leave it)
+	StateFile    string // run state written with SKIP_teardown, read with SKIP_provision
+}
+
+func (p *parser) machine() MachineSettings {
+	return MachineSettings{
+		Project:      p.str("CCCI_PROJECT", "terraform-ci"),
+		Image:        p.str("CCCI_IMAGE", "ccci-blank"),
+		InstanceType: p.oneOf("CCCI_INSTANCE_TYPE", "container", "container", "virtual-machine"),
+		Memory:       p.size("CCCI_MEMORY", "4GiB"),
+		SSHUser:      p.str("CCCI_SSH_USER", "root"),
+		SSHKeyVia:    p.oneOf("CCCI_SSH_KEY_VIA", "file", "file", "template", "cloud-init"),
+		SecureBoot:   p.oneOf("CCCI_VM_SECUREBOOT", "false", "false", "true", "profile"),
+		StateFile:    p.str("CCCI_STATE_FILE", ".run-state.json"),
+	}
+}
+
+func (m MachineSettings) validate(p *parser) {
+	if m.SSHKeyVia == "file" && m.SSHUser != "root" {
+		p.failKey("CCCI_SSH_KEY_VIA", m.SSHKeyVia, "writes /root/.ssh/authorized_keys, so CCCI_SSH_USER must be root (use template or cloud-init for "+m.SSHUser+")")
+	}
+}
+
+// Guardrails are the limits no run may cross.
+type Guardrails struct {
+	AllowedProjects       []string
+	RAMCap                int64 // bytes, sum over running instances incl. the new one
+	DefaultInstanceMemory int64 // bytes counted for a running instance with no limits.memory
+	MaxMachines           int
+	TTL                   time.Duration // expires-at label = creation + TTL; the reaper acts after it
+	LabelPrefix           string        // user.<prefix>.run-id etc.
+}
+
+func (p *parser) guardrails() Guardrails {
+	return Guardrails{
+		AllowedProjects:       p.list("CCCI_ALLOWED_PROJECTS", "terraform-ci"),
+		RAMCap:                p.size("CCCI_RAM_CAP", "12GiB"),
+		DefaultInstanceMemory: p.size("CCCI_DEFAULT_INSTANCE_MEMORY", "1GiB"),
+		MaxMachines:           p.positiveInt("CCCI_MAX_MACHINES", "1"),
+		TTL:                   p.duration("CCCI_TTL", "2h"),
+		LabelPrefix:           p.str("CCCI_LABEL_PREFIX", "ccci"),
+	}
+}
+
+func (g Guardrails) validate(p *parser) {
+	if !validLabelPrefix(g.LabelPrefix) {
+		p.failKey("CCCI_LABEL_PREFIX", g.LabelPrefix, "use lower-case letters, digits and '-' only")
+	}
+}
+
+// Timeouts are every bound on waiting, in one place. Teardown runs within
+// TeardownReserve: the run keeps that much of go test's -timeout for it, and
+// destroying the machines is given exactly that long.
+type Timeouts struct {
+	BootTimeout     time.Duration // create → SSH ready (address, agent, host key, key push, SSH)
+	StepTimeout     time.Duration // per install.md block; also cloning the target
+	ConvergeTimeout time.Duration // units after the switch (systemd's state decides sooner when it can)
+	Settle          time.Duration // how long converged units must stay converged (C4)
+	TeardownReserve time.Duration // kept before go test's -timeout; the teardown's own bound
+}
+
+// Fixed bounds that are not settings, named here so the whole picture is in one place.
+const (
+	CreateTimeout  = time.Minute      // the create and start calls, before BootTimeout's stages
+	ReuseTimeout   = time.Minute      // checking a kept machine (SKIP_provision) through Incus
+	ProbeTimeout   = 3 * time.Minute  // the blank-state probe of a new machine
+	ConnectTimeout = 20 * time.Second // the first answer of the Incus API
+)
+
+func (p *parser) timeouts() Timeouts {
+	return Timeouts{
+		BootTimeout:     p.duration("CCCI_BOOT_TIMEOUT", "5m"),
+		StepTimeout:     p.duration("CCCI_STEP_TIMEOUT", "10m"),
+		ConvergeTimeout: p.duration("CCCI_CONVERGE_TIMEOUT", "3m"),
+		Settle:          p.duration("CCCI_SETTLE", "5s"),
+		TeardownReserve: p.duration("CCCI_TEARDOWN_RESERVE", "90s"),
+	}
+}
+
+// validate: the bounds must be consistent with each other.
+func (t Timeouts) validate(p *parser) {
+	if t.TeardownReserve < 30*time.Second {
+		p.failKey("CCCI_TEARDOWN_RESERVE", t.TeardownReserve.String(), "at least 30s: stopping and deleting a machine and proving it gone takes that long")
+	}
+	if t.Settle >= t.ConvergeTimeout {
+		p.failKey("CCCI_SETTLE", t.Settle.String(), "must be shorter than CCCI_CONVERGE_TIMEOUT ("+t.ConvergeTimeout.String()+")")
+	}
+}
+
+// TargetSettings are the target and what the C-tests expect of it.
+type TargetSettings struct {
+	BaseRepoURL      string   // the base repo, as the machine clones it
+	SecretsRepoURL   string   // the private secrets repo
+	AgeKeyFile       string   // the operator's copy of the bootstrap age key (0600)
+	AgeKeyPath       string   // where install.md provisions it on the machine
+	Domain           string   // the instance's wildcard domain
+	Gateway          string   // the TLS-passthrough gateway (a parameter of the target)
+	TLSAddr          string   // where to ask for TLS ("" = the machine's address:443)
+	TLSCA            string   // PEM roots for the served certificate ("" = system roots)
+	Units            []string // the oneshots/services that must converge
+	Egress           string   // "nft": observe the machine's connections during the install (lab); "off"
+	EgressAllow      []string // host:port the machine may reach besides the two repos
+	Reference        string   // project/name of the running reference system (cc-nix-test)
+	ReferenceMemory  int64    // its expected limits.memory
+	RequiredSecrets  []string // names that must be in git, encrypted
+	CertMinDays      int      // the certificate in git must be valid this much longer
+	ScanPaths        []string // machine paths searched for plaintext secrets
+	StalePhrases     []string // docs must not describe the old operator-dropped cert (case-insensitive)
+	ForbiddenPhrases []string // the D8 evidence must not say these (case-insensitive)
+	BlankAbsent      []string // paths a blank machine must not have
+}
+
+func (p *parser) target() TargetSettings {
+	return TargetSettings{
+		BaseRepoURL:      p.str("CCCI_BASE_REPO_URL", ""),
+		SecretsRepoURL:   p.str("CCCI_SECRETS_REPO_URL", ""),
+		AgeKeyFile:       p.str("CCCI_AGE_KEY_FILE", ""),
+		AgeKeyPath:       p.str("CCCI_AGE_KEY_PATH", DefaultAgeKeyPath),
+		Domain:           p.str("CCCI_DOMAIN", "ci.lab.test"),
+		Gateway:          p.str("CCCI_GATEWAY", ""),
+		TLSAddr:          p.str("CCCI_TLS_ADDR", ""),
+		TLSCA:            p.str("CCCI_TLS_CA", ""),
+		Units:            p.list("CCCI_UNITS", "cc-ci-activation.service,cc-ci-swarm.service,cc-ci-proxy.service,cc-ci-drone.service,cc-ci-bridge.service,cc-ci-dashboard.service"),
+		Egress:           p.oneOf("CCCI_EGRESS", "off", "off", "nft"),
+		EgressAllow:      p.optionalList("CCCI_EGRESS_ALLOW", ""),
+		Reference:        p.str("CCCI_REFERENCE", "terraform-ci/cc-nix-test"),
+		ReferenceMemory:  p.size("CCCI_REFERENCE_MEMORY", "4GiB"),
+		RequiredSecrets:  p.list("CCCI_REQUIRED_SECRETS", "tls_fullchain,tls_privkey,drone_oauth_client_id,drone_oauth_client_secret,drone_rpc_secret,webhook_hmac,registry_username,registry_password"),
+		CertMinDays:      p.positiveInt("CCCI_CERT_MIN_DAYS", "14"),
+		ScanPaths:        p.list("CCCI_SCAN_PATHS", "/nix/store"),
+		StalePhrases:     p.list("CCCI_STALE_PHRASES", "drops the cert,drop the cert,cert file by hand,certificate files by hand,certificate file by hand,operator drops"),
+		ForbiddenPhrases: p.list("CCCI_FORBIDDEN_PHRASES", "infeasible by design"),
+		BlankAbsent:      p.list("CCCI_BLANK_ABSENT", "/var/lib/sops-nix,/var/lib/ci-certs,/run/secrets,/root/cc-ci,/root/cc-ci-secrets"),
+	}
+}
+
+// Evidence is where a run's records go and how they are judged.
+type Evidence struct {
+	ReviewFile string        // Markdown here, JSONL beside it
+	OutDir     string        // the harness's own records for the reviewer (live D8 record …); never in a target clone
+	SigningKey string        // the runner's ed25519 SSH key: each evidence entry is signed with it ("" = unsigned)
+	D8Chain    string        // the evidence chain (REVIEW.jsonl) the D8 live part's cited run must be in
+	D8MaxAge   time.Duration // how recent that run must be (the plan: re-verified within 24h)
+}
+
+func (p *parser) evidence() Evidence {
+	e := Evidence{
+		ReviewFile: p.str("CCCI_REVIEW_FILE", defaultReviewFile()),
+		OutDir:     p.str("CCCI_OUT_DIR", filepath.Join(filepath.Dir(defaultReviewFile()), "out")),
+		SigningKey: p.str("CCCI_SIGNING_KEY", ""),
+		D8MaxAge:   p.duration("CCCI_D8_MAX_AGE", "24h"),
+	}
+	e.D8Chain = p.str("CCCI_D8_CHAIN", strings.TrimSuffix(e.ReviewFile, filepath.Ext(e.ReviewFile))+".jsonl")
+	return e
+}
