@@ -1,0 +1,121 @@
+# Sourced by lab/lab.sh: the targets, their git server, the long-lived instances, the D8 citation, the host defects and the lab's settings (see docs/lab.md).
+# shellcheck shell=bash
+
+# The miniature cc-ci target: generated once with fresh keys, then served by
+# a real git server on the bridge (the machines' gateway address).
+target_and_gitserver() {
+  mkdir -p "$LAB_STATE/targets"
+  "$LAB_BIN/ccci-fixtures" generate -root "$LAB_STATE/targets" -domain "$LAB_DOMAIN" -gateway "${LAB_BRIDGE_CIDR%/*}" \
+    | sed 's/^/[lab] /'
+  if alive "$LAB_STATE/pids/gitserver"; then
+    # Restart so a rebuilt binary is the one serving.
+    kill "$(cat "$LAB_STATE/pids/gitserver")"; sleep 0.5
+  fi
+  setsid "$LAB_BIN/ccci-fixtures" serve -root "$LAB_STATE/targets" -listen "$LAB_GIT_LISTEN" \
+    </dev/null >>/var/log/incus/ccci-gitserver.log 2>&1 &
+  echo $! >"$LAB_STATE/pids/gitserver"
+  for _ in $(seq 50); do curl -fs -o /dev/null "http://$LAB_GIT_LISTEN/good/cc-ci.git/info/refs?service=git-upload-pack" 2>/dev/null && break; sleep 0.1; done
+  curl -fsS -o /dev/null "http://$LAB_GIT_LISTEN/good/cc-ci.git/info/refs?service=git-upload-pack" \
+    || die "git server on $LAB_GIT_LISTEN does not answer (log: /var/log/incus/ccci-gitserver.log)"
+  step "target: good target served at http://$LAB_GIT_LISTEN/good/"
+}
+
+# The long-lived instances of the real host: cc-nix-test (the running
+# reference system, switched to the good target) and a decoy lichen-staging
+# in another project. No harness run may touch either.
+long_lived() {
+  "$LAB_BIN/ccci-fixtures" reference -target "$LAB_STATE/targets/good" -project "$LAB_PROJECT" \
+    -name cc-nix-test -git-url "http://$LAB_GIT_LISTEN/good" | sed 's/^/[lab] /'
+  if ! incus info lichen-staging --project "$LAB_DECOY_PROJECT" >/dev/null 2>&1; then
+    incus launch "$LAB_IMAGE_ALIAS" lichen-staging --project "$LAB_DECOY_PROJECT" -c limits.memory=4GiB \
+      -c user.ccci-lab.role=decoy >/dev/null
+  fi
+  [ "$(incus config get lichen-staging user.ccci-lab.role --project "$LAB_DECOY_PROJECT")" = decoy ] ||
+    die "$LAB_DECOY_PROJECT/lichen-staging exists without the lab's label user.ccci-lab.role=decoy: left alone"
+  incus start lichen-staging --project "$LAB_DECOY_PROJECT" 2>/dev/null || true
+  step "long-lived: $LAB_PROJECT/cc-nix-test (reference) and $LAB_DECOY_PROJECT/lichen-staging (decoy) running"
+}
+
+# The lab runner's evidence signing key (CCCI_SIGNING_KEY) and the
+# allowed_signers file a reviewer checks the lab's chains with (ccci verify,
+# ssh-keygen -Y verify).
+signing_key() {
+  local d="$LAB_STATE/signing"
+  install -d -m 0700 "$d"
+  [ -f "$d/review_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "cc-ci lab runner" -f "$d/review_ed25519"
+  printf 'lab-runner@cc-ci namespaces="ccci-review@cc-ci" %s\n' "$(cat "$d/review_ed25519.pub")" >"$d/allowed_signers"
+  step "evidence signing key: $(ssh-keygen -lf "$d/review_ed25519.pub" | cut -d' ' -f2) (allowed signers: $d/allowed_signers)"
+}
+
+# The targets' D8 evidence must cite a live rebuild by this harness no older
+# than a day (C5, CCCI_D8_MAX_AGE). When the good target's citation is older
+# than 12h, a run of C4 against it makes a new one, and its record is
+# committed into every target, as cc-ci's maintainers would after a run.
+seed_d8() {
+  local ev="$LAB_STATE/evidence"
+  mkdir -p "$ev"
+  if "$LAB_BIN/ccci-fixtures" cite -check -root "$LAB_STATE/targets" -chain "$ev/REVIEW.jsonl" >/dev/null 2>&1; then
+    step "D8: the targets cite a live run of the last 12h"
+    return
+  fi
+  step "D8: a live rebuild of the good target to cite (C4 only, about 30 s)"
+  (cd "$REPO_ROOT" && CCCI_CONFIG="$LAB_STATE/lab.env" CCCI_ACCEPTANCE=1 CCCI_REVIEW_FILE="$ev/REVIEW.md" \
+    CCCI_OUT_DIR="$ev/out" CCCI_STATE_FILE="$ev/.run-state.json" GOTOOLCHAIN=local \
+    go test -count=1 -timeout 15m -run '^TestC4GenuineLiveRebuild$' ./acceptance) >"$ev/seed.log" 2>&1 ||
+    { tail -30 "$ev/seed.log" >&2; die "the D8 seed run failed (log: $ev/seed.log)"; }
+  "$LAB_BIN/ccci-fixtures" cite -root "$LAB_STATE/targets" -chain "$ev/REVIEW.jsonl" -out "$ev/out" | sed 's/^/[lab] /'
+}
+
+# Defects of the host rather than the target, for the defect matrix: an image
+# that is not blank (a certificate directory of an earlier deployment baked
+# in) and a reference instance of the wrong size (stopped: it costs no RAM).
+host_defects() {
+  local want have work
+  want="$(image_recipe_hash)-not-blank"
+  have=$(incus image get-property "$LAB_NOT_BLANK_IMAGE" ccci.recipe --project "$LAB_PROJECT" 2>/dev/null || true)
+  if [ "$have" != "$want" ]; then
+    work=$(mktemp -d)
+    cp "$TARBALL" "$work/image.tar"
+    install -d -m 0755 "$work/rootfs/var/lib/ci-certs/live"
+    echo "# left by an earlier deployment" >"$work/rootfs/var/lib/ci-certs/live/fullchain.pem"
+    tar --append -f "$work/image.tar" -C "$work" --owner=0 --group=0 rootfs/var/lib/ci-certs
+    incus image delete "$LAB_NOT_BLANK_IMAGE" --project "$LAB_PROJECT" 2>/dev/null || true
+    incus image import "$work/image.tar" --alias "$LAB_NOT_BLANK_IMAGE" --project "$LAB_PROJECT" >/dev/null
+    incus image set-property "$LAB_NOT_BLANK_IMAGE" ccci.recipe "$want" --project "$LAB_PROJECT"
+    rm -rf "$work"
+  fi
+  if ! incus info "$LAB_OVERSIZED_REFERENCE" --project "$LAB_PROJECT" >/dev/null 2>&1; then
+    incus init "$LAB_IMAGE_ALIAS" "$LAB_OVERSIZED_REFERENCE" --project "$LAB_PROJECT" -c limits.memory=6GiB \
+      -c user.ccci-lab.role=host-defect >/dev/null
+  fi
+  step "host defects: image $LAB_NOT_BLANK_IMAGE, stopped reference $LAB_PROJECT/$LAB_OVERSIZED_REFERENCE (6GiB)"
+}
+
+write_env() {
+  cat >"$LAB_STATE/lab.env" <<EOF
+# Written by lab/lab.sh up: the harness settings that point at this lab.
+CCCI_INCUS_URL=https://${LAB_HTTPS}
+CCCI_INCUS_SOCKET=/var/lib/incus/unix.socket
+CCCI_INCUS_CLIENT_CERT=${LAB_STATE}/tls/client.crt
+CCCI_INCUS_CLIENT_KEY=${LAB_STATE}/tls/client.key
+CCCI_INCUS_SERVER_CERT=${LAB_STATE}/tls/server.crt
+CCCI_PROJECT=${LAB_PROJECT}
+CCCI_DECOY_PROJECT=${LAB_DECOY_PROJECT}
+CCCI_IMAGE=${LAB_IMAGE_ALIAS}
+CCCI_INSTANCE_TYPE=container
+CCCI_BASE_REPO_URL=http://${LAB_GIT_LISTEN}/good/cc-ci.git
+CCCI_SECRETS_REPO_URL=http://${LAB_GIT_LISTEN}/good/cc-ci-secrets.git
+CCCI_AGE_KEY_FILE=${LAB_STATE}/targets/good/keys/bootstrap-age-key.txt
+CCCI_TLS_CA=${LAB_STATE}/targets/good/keys/ca.pem
+CCCI_DOMAIN=${LAB_DOMAIN}
+CCCI_GATEWAY=${LAB_BRIDGE_CIDR%/*}
+# The lab's bridge is the lab's: the machine's connections are observed there.
+CCCI_EGRESS=nft
+CCCI_EGRESS_ALLOW=${LAB_BRIDGE_CIDR%/*}:53
+# Each run's evidence entry is signed with the lab runner's key (signing_key).
+CCCI_SIGNING_KEY=${LAB_STATE}/signing/review_ed25519
+# The chain of the lab's own runs that the targets' D8 evidence cites (seed_d8).
+CCCI_D8_CHAIN=${LAB_STATE}/evidence/REVIEW.jsonl
+EOF
+  step "settings: $LAB_STATE/lab.env"
+}
