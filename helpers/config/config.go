@@ -34,6 +34,7 @@ type Config struct {
 	Timeouts
 	TargetSettings
 	Evidence
+	Stages
 	// Tests of the harness itself: a project outside the allow-list where they put decoys.
 	DecoyProject string
 }
@@ -98,7 +99,7 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 	}
 	p := &parser{src: src}
 	c := &Config{IncusAccess: p.incusAccess(), MachineSettings: p.machine(), Guardrails: p.guardrails(),
-		Timeouts: p.timeouts(), TargetSettings: p.target(), Evidence: p.evidence(), DecoyProject: p.str("CCCI_DECOY_PROJECT", "lichen")}
+		Timeouts: p.timeouts(), TargetSettings: p.target(), Evidence: p.evidence(), Stages: p.stages(), DecoyProject: p.str("CCCI_DECOY_PROJECT", "lichen")}
 	p.validate(c)
 	for key, fv := range src.file {
 		if !src.seen[key] && !switches[key] {

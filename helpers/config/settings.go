@@ -223,3 +223,26 @@ func (p *parser) evidence() Evidence {
 	e.D8Chain = p.str("CCCI_D8_CHAIN", strings.TrimSuffix(e.ReviewFile, filepath.Ext(e.ReviewFile))+".jsonl")
 	return e
 }
+
+// Stages are terratest-style switches, read from the environment only
+// (SKIP_teardown=1 …): which stages of a run to skip while debugging.
+type Stages struct {
+	KeepMachine  bool // SKIP_teardown: keep the machine, write its state to StateFile
+	ReuseMachine bool // SKIP_provision: reuse the machine StateFile names
+	ReuseInstall bool // SKIP_install: judge the kept machine's recorded install, do not run install.md again
+}
+
+func (p *parser) stages() Stages {
+	on := func(name string) bool {
+		v, ok := p.src.env(name)
+		if ok && v != "1" && v != "0" && v != "" {
+			p.fail(name, v, "environment", "want 1 (or unset)")
+		}
+		return v == "1"
+	}
+	st := Stages{KeepMachine: on("SKIP_teardown"), ReuseMachine: on("SKIP_provision"), ReuseInstall: on("SKIP_install")}
+	if st.ReuseInstall && !st.ReuseMachine {
+		p.fail("SKIP_install", "1", "environment", "needs SKIP_provision=1: it re-runs the checks on a kept machine that is already installed")
+	}
+	return st
+}

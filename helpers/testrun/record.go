@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -123,9 +122,9 @@ func (r *Run) appendEvidence(outcome string) {
 	switch {
 	case e.Machine == "":
 		e.Destroy = "no machine was created"
-	case r.teardownErr != nil:
-		e.Destroy = "FAILED: " + r.Redact.Redact(r.teardownErr.Error())
-	case os.Getenv("SKIP_teardown") == "1":
+	case r.stage.teardownErr != nil:
+		e.Destroy = "FAILED: " + r.Redact.Redact(r.stage.teardownErr.Error())
+	case r.Config.KeepMachine:
 		e.Destroy = "kept (SKIP_teardown=1)"
 	default:
 		e.Destroy = "destroyed; API answers not found; no instance of this run remains (C6 cleanup PASS)"

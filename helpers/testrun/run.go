@@ -36,7 +36,10 @@ import (
 // EnableEnv must be "1" for acceptance tests to run (like terraform's TF_ACC).
 const EnableEnv = "CCCI_ACCEPTANCE"
 
-// Run is one acceptance run.
+// Run is one acceptance run. What the tests use is exported; the rest is
+// grouped by job, each in its own file: the machine's stages (here), the
+// target and its install (target.go), the evidence (record.go), the
+// guardian process (guardian.go), the kept machine's state (state.go).
 type Run struct {
 	ID      string
 	Started time.Time
@@ -46,25 +49,40 @@ type Run struct {
 	Manager *machine.Manager
 
 	ctx      context.Context // cancelled on SIGINT/SIGTERM
+	setup    error           // why the run could not start; every test fails with it
 	guardian *guardian
+	key      *target.AgeKey // the bootstrap key, when a target is configured
+	stage    machineStage
+	tgt      targetState
+	rec      record
+	signer   ssh.Signer // signs the evidence entry (CCCI_SIGNING_KEY), or nil
+	local    localFiles
+}
 
+// machineStage is the run's one machine, from provision to teardown.
+type machineStage struct {
 	mu          sync.Mutex // held while provisioning, so teardown waits for a creation in flight
 	machine     *machine.Machine
 	blank       BlankReport // what the machine held when it was handed to the tests
-	mErr        error
+	err         error
 	reused      bool         // SKIP_provision: the state file is ours to remove after teardown
 	keptInstall *keptInstall // the install the kept machine had (SKIP_install)
-	setup       error        // why the run could not start; every test fails with it
+	once        sync.Once    // teardown
+	teardownErr error
+}
 
-	teardownOnce sync.Once
-	teardownErr  error
+// localFiles are the run's temp files on this host, removed after teardown.
+type localFiles struct {
+	mu       sync.Mutex
+	cleanups []func()
+	once     sync.Once
+}
 
-	rec         record         // evidence of this run
-	signer      ssh.Signer     // signs the evidence entry (CCCI_SIGNING_KEY), or nil
-	key         *target.AgeKey // the bootstrap key, when a target is configured
-	tgt         targetState
-	cleanups    []func() // local temp dirs etc., run after teardown
-	cleanupOnce sync.Once
+// add registers a cleanup (from any goroutine).
+func (l *localFiles) add(f func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cleanups = append(l.cleanups, f)
 }
 
 // Context is cancelled when the run is interrupted.
@@ -105,21 +123,12 @@ func Main(m *testing.M, dst **Run) int {
 	go func() {
 		sig := <-sigs
 		logf("%s: tearing down before exit", sig)
-		r.interrupt("interrupted by " + sig.String())
-		cancel()
-		r.teardown()
-		r.writeEvidence("fail")
-		r.runCleanups()
-		os.Exit(130)
+		r.abort("interrupted by "+sig.String(), cancel, 130)
 	}()
 	if d := r.deadline(); !d.IsZero() {
 		time.AfterFunc(time.Until(d), func() {
 			logf("the -timeout deadline is near (teardown reserve %s): tearing down and failing the run", r.Config.TeardownReserve)
-			r.interrupt("go test's -timeout deadline was near: torn down early")
-			r.teardown()
-			r.writeEvidence("fail")
-			r.runCleanups()
-			os.Exit(1)
+			r.abort("go test's -timeout deadline was near: torn down early", func() {}, 1)
 		})
 	}
 
@@ -139,6 +148,19 @@ func Main(m *testing.M, dst **Run) int {
 	}
 	r.runCleanups()
 	return code
+}
+
+// abort is the one way a run is cut short (a signal, the -timeout
+// deadline): record why, cancel what can be, tear down, write the evidence,
+// remove local files, exit. The tests may be blocked anywhere; go test
+// would otherwise kill the process unclean.
+func (r *Run) abort(why string, cancel context.CancelFunc, code int) {
+	r.interrupt(why)
+	cancel()
+	r.teardown()
+	r.writeEvidence("fail")
+	r.runCleanups()
+	os.Exit(code)
 }
 
 // start validates configuration and reaches Incus before anything is created.
@@ -222,11 +244,11 @@ func (r *Run) Require(t testing.TB) {
 // "" for a cold run. Such a run's checks are for debugging: its evidence
 // says it is not evidence, and no D8 citation accepts it.
 func (r *Run) NotCold() string {
-	if !r.reused {
+	if !r.stage.reused {
 		return ""
 	}
 	why := "the machine was reused (SKIP_provision=1)"
-	if skipInstall() {
+	if r.Config.ReuseInstall {
 		why += " and install.md not run again (SKIP_install=1)"
 	}
 	return why + ": not a cold run — not evidence"
@@ -238,15 +260,15 @@ func (r *Run) NotCold() string {
 func (r *Run) Machine(t testing.TB) *machine.Machine {
 	t.Helper()
 	r.Require(t)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.machine == nil && r.mErr == nil {
-		r.machine, r.mErr = r.provision()
+	r.stage.mu.Lock()
+	defer r.stage.mu.Unlock()
+	if r.stage.machine == nil && r.stage.err == nil {
+		r.stage.machine, r.stage.err = r.provision()
 	}
-	if r.mErr != nil {
-		t.Fatalf("provision stage: %v", r.mErr)
+	if r.stage.err != nil {
+		t.Fatalf("provision stage: %v", r.stage.err)
 	}
-	return r.machine
+	return r.stage.machine
 }
 
 // BlankReport is the machine's state as provisioned, before any test ran on it.
@@ -259,7 +281,7 @@ type BlankReport struct {
 func (r *Run) Blank(t testing.TB) BlankReport {
 	t.Helper()
 	r.Machine(t)
-	return r.blank
+	return r.stage.blank
 }
 
 // observeBlank reads, read-only, whether the machine carries anything of cc-ci.
@@ -268,21 +290,21 @@ func (r *Run) observeBlank(mc *machine.Machine) {
 	defer cancel()
 	cl, err := mc.SSH(ctx)
 	if err != nil {
-		r.blank.Err = err
+		r.stage.blank.Err = err
 		return
 	}
 	defer cl.Close()
-	r.blank.Residue, r.blank.Err = probe.Residue(ctx, cl, append(r.Config.BlankAbsent, r.Config.AgeKeyPath), "cc-ci-*",
+	r.stage.blank.Residue, r.stage.blank.Err = probe.Residue(ctx, cl, append(r.Config.BlankAbsent, r.Config.AgeKeyPath), "cc-ci-*",
 		[]string{"/root", "/etc", "/var/lib", "/srv", "/home", "/tmp"})
 }
 
 func (r *Run) provision() (*machine.Machine, error) {
-	if os.Getenv("SKIP_provision") == "1" {
+	if r.Config.ReuseMachine {
 		kept, inst, err := loadState(r.Config.StateFile)
 		if err != nil {
 			return nil, err
 		}
-		r.keptInstall = inst
+		r.stage.keptInstall = inst
 		// The state file is input like any other: it is believed only as far
 		// as Incus confirms it (project, labels, uuid, host key).
 		ctx, cancel := context.WithTimeout(r.ctx, config.ReuseTimeout)
@@ -291,7 +313,7 @@ func (r *Run) provision() (*machine.Machine, error) {
 		if err != nil {
 			return nil, fmt.Errorf("SKIP_provision: the machine in %s cannot be reused: %w", r.Config.StateFile, err)
 		}
-		r.reused = true
+		r.stage.reused = true
 		if err := errors.Join(r.guardian.Track(mc.Project, mc.Name), r.guardian.Pin(mc.Project, mc.Name, mc.UUID)); err != nil {
 			return nil, err
 		}
@@ -311,16 +333,16 @@ func (r *Run) provision() (*machine.Machine, error) {
 
 // teardown destroys the run's machines once, or keeps them with SKIP_teardown.
 func (r *Run) teardown() error {
-	r.teardownOnce.Do(func() {
+	r.stage.once.Do(func() {
 		if r.Manager == nil {
 			return
 		}
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if os.Getenv("SKIP_teardown") == "1" {
-			if mc := r.machine; mc != nil {
+		r.stage.mu.Lock()
+		defer r.stage.mu.Unlock()
+		if r.Config.KeepMachine {
+			if mc := r.stage.machine; mc != nil {
 				if err := saveState(r.Config.StateFile, mc, r.installToKeep()); err != nil {
-					r.teardownErr = err
+					r.stage.teardownErr = err
 					logf("SKIP_teardown: %v (the machine %s/%s is kept, but cannot be reused)", err, mc.Project, mc.Name)
 				} else {
 					logf("SKIP_teardown: kept %s/%s at %s; state in %s (reuse with SKIP_provision=1)", mc.Project, mc.Name, mc.IP, r.Config.StateFile)
@@ -333,19 +355,19 @@ func (r *Run) teardown() error {
 		// are handling. Bounded by the reserve kept for it before -timeout.
 		ctx, cancel := context.WithTimeout(context.Background(), r.Config.TeardownReserve)
 		defer cancel()
-		r.teardownErr = errors.Join(r.Manager.DestroyAll(ctx), r.verifyCleanup(ctx))
-		if r.teardownErr != nil {
-			logf("teardown: %v", r.teardownErr)
+		r.stage.teardownErr = errors.Join(r.Manager.DestroyAll(ctx), r.verifyCleanup(ctx))
+		if r.stage.teardownErr != nil {
+			logf("teardown: %v", r.stage.teardownErr)
 			// Leave the guardian to try again from its own process.
 			r.guardian.w.Close()
 			return
 		}
-		if r.reused {
+		if r.stage.reused {
 			removeState(r.Config.StateFile)
 		}
 		r.guardian.release("done")
 	})
-	return r.teardownErr
+	return r.stage.teardownErr
 }
 
 // runCleanups removes the run's local temp files, once, on every exit path
@@ -353,10 +375,10 @@ func (r *Run) teardown() error {
 // Concurrent callers (the end of the run and an interrupt) both wait until
 // it is done, so neither exits half way.
 func (r *Run) runCleanups() {
-	r.cleanupOnce.Do(func() {
-		r.mu.Lock()
-		fs := r.cleanups
-		r.mu.Unlock()
+	r.local.once.Do(func() {
+		r.local.mu.Lock()
+		fs := r.local.cleanups
+		r.local.mu.Unlock()
 		for _, f := range fs {
 			f()
 		}

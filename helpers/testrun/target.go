@@ -120,9 +120,7 @@ func (r *Run) loadTarget() (*TargetView, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.mu.Lock()
-	r.cleanups = append(r.cleanups, func() { os.RemoveAll(dir) })
-	r.mu.Unlock()
+	r.local.add(func() { os.RemoveAll(dir) })
 	ctx, cancel := context.WithTimeout(r.ctx, cfg.StepTimeout)
 	defer cancel()
 	repos, err := target.Fetch(ctx, dir, cfg.BaseRepoURL, cfg.SecretsRepoURL, r.key, r.Redact)
@@ -170,7 +168,7 @@ func (r *Run) Installed(t testing.TB) *Install {
 	r.tgt.install.Do(func() {
 		inst := &Install{}
 		r.tgt.inst = inst
-		if skipInstall() {
+		if r.Config.ReuseInstall {
 			r.reuseInstall(inst)
 			return
 		}
@@ -200,9 +198,7 @@ func (r *Run) Installed(t testing.TB) *Install {
 			} else {
 				// Closed after the install, and by the run's cleanups on every
 				// exit path the process controls (interrupt, -timeout deadline).
-				r.mu.Lock()
-				r.cleanups = append(r.cleanups, func() { _ = obs.Close() })
-				r.mu.Unlock()
+				r.local.add(func() { _ = obs.Close() })
 				defer func() { inst.EgressErr = errors.Join(inst.EgressErr, obs.Close()) }()
 				runner.AfterStep = func(b installdoc.Block) {
 					fresh, err := obs.New(r.ctx)
@@ -236,16 +232,12 @@ func (r *Run) JudgeInstall(t testing.TB) *Install {
 	return inst
 }
 
-func skipInstall() bool { return os.Getenv("SKIP_install") == "1" }
-
 // reuseInstall is SKIP_install: the checks run again on a kept machine that
 // is already installed; install.md is not followed again.
 func (r *Run) reuseInstall(inst *Install) {
-	kept := r.keptInstall
+	kept := r.stage.keptInstall
 	switch {
-	case !r.reused:
-		inst.Err = errors.New("SKIP_install=1 needs SKIP_provision=1: it re-runs the checks on a kept machine that is already installed")
-	case kept == nil:
+	case kept == nil: // (SKIP_install without SKIP_provision is refused with the configuration)
 		inst.Err = fmt.Errorf("SKIP_install=1: the kept machine was never installed (%s has no install record): run once without SKIP_install", r.Config.StateFile)
 	default:
 		inst.Record, inst.Ended, inst.Contacts = kept.Record, kept.Ended, kept.Contacts
@@ -261,10 +253,10 @@ func (r *Run) reuseInstall(inst *Install) {
 func (r *Run) installToKeep() *keptInstall {
 	in := r.tgt.inst
 	if in == nil || in.Record == nil {
-		return r.keptInstall
+		return r.stage.keptInstall
 	}
-	if r.keptInstall != nil && skipInstall() {
-		return r.keptInstall
+	if r.stage.keptInstall != nil && r.Config.ReuseInstall {
+		return r.stage.keptInstall
 	}
 	k := &keptInstall{RunID: r.ID, Record: in.Record, Ended: in.Ended, Contacts: in.Contacts}
 	if in.Err != nil {
