@@ -123,36 +123,22 @@ func ParseUnits(stdout string, want int, now string) ([]UnitState, error) {
 			if !unitValue.MatchString(v) {
 				return nil, fmt.Errorf("probe units: systemctl printed an unexpected %s value %.60q", k, v)
 			}
-			switch k {
-			case "Id":
-				u.Name = v
-			case "Type":
-				u.Type = v
-			case "LoadState":
-				u.LoadState = v
-			case "ActiveState":
-				u.ActiveState = v
-			case "SubState":
-				u.SubState = v
-			case "Result":
-				u.Result = v
-			case "ExecMainStatus", "MainPID", "NRestarts":
+			text := map[string]*string{"Id": &u.Name, "Type": &u.Type, "LoadState": &u.LoadState, "ActiveState": &u.ActiveState,
+				"SubState": &u.SubState, "Result": &u.Result, "Job": &u.Job, "TriggeredBy": &u.TriggeredBy}
+			number := map[string]*int{"ExecMainStatus": &u.ExecMainStatus, "MainPID": &u.MainPID, "NRestarts": &u.NRestarts}
+			if p, ok := text[k]; ok {
+				*p = v
+				continue
+			}
+			if p, ok := number[k]; ok {
 				n, err := strconv.Atoi(v)
 				if err != nil {
 					return nil, fmt.Errorf("probe units: %s %.20q is not a number", k, v)
 				}
-				switch k {
-				case "ExecMainStatus":
-					u.ExecMainStatus = n
-				case "MainPID":
-					u.MainPID = n
-				default:
-					u.NRestarts = n
-				}
-			case "Job":
-				u.Job = v
-			case "TriggeredBy":
-				u.TriggeredBy = v
+				*p = n
+				continue
+			}
+			switch k {
 			case "TimeoutStartUSec":
 				d, err := systemdSpan(v)
 				if err != nil {
