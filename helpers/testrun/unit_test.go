@@ -1,0 +1,146 @@
+package testrun
+
+// Tests of testrun's own logic that need no lab (the self-tests in
+// selftest_test.go and faults_test.go run whole suites against the lab).
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/cc-ci/acceptance/helpers/config"
+	"github.com/cc-ci/acceptance/helpers/egress"
+	"github.com/cc-ci/acceptance/helpers/installdoc"
+	"github.com/cc-ci/acceptance/helpers/machine"
+)
+
+// outcome records what blocked did to a test: skip or fail, and the message.
+type outcome struct {
+	testing.TB
+	name, skipped, failed string
+}
+
+func (o *outcome) Helper()      {}
+func (o *outcome) Name() string { return o.name }
+func (o *outcome) Skipf(format string, args ...any) {
+	o.skipped = sprintf(format, args...)
+	runtime.Goexit()
+}
+func (o *outcome) Fatalf(format string, args ...any) {
+	o.failed = sprintf(format, args...)
+	runtime.Goexit()
+}
+
+func judge(name string, err error) *outcome {
+	o := &outcome{name: name}
+	done := make(chan struct{})
+	go func() { defer close(done); blocked(o, "the install failed", err) }()
+	<-done
+	return o
+}
+
+func TestAFailureIsOwnedByTheTestWhoseSentenceItBreaks(t *testing.T) {
+	cause := &ownedError{installOwner, errors.New(`install step "switch" exited 1`)}
+	owner := judge("TestC4GenuineLiveRebuild", cause)
+	assert.Equal(t, `the install failed: install step "switch" exited 1`, owner.failed, "the owner fails, naming it")
+	other := judge("TestC1SecretsRepoSplit/the_rebuilt_system_is_byte-identical_to_the_running_one", cause)
+	assert.Empty(t, other.failed)
+	assert.Equal(t, `cannot judge: the install failed: install step "switch" exited 1 (TestC4GenuineLiveRebuild fails on it)`, other.skipped,
+		"a sentence of another test skips, naming the cause and who fails on it")
+	unowned := judge("TestC1SecretsRepoSplit", errors.New("git clone: could not resolve host"))
+	assert.Contains(t, unowned.failed, "could not resolve host", "a cause nobody owns fails everyone")
+}
+
+func TestNotColdSaysWhy(t *testing.T) {
+	r := &Run{Config: &config.Config{}}
+	assert.Empty(t, r.NotCold(), "a run that created its machine is cold")
+	r.stage.reused = true
+	assert.Equal(t, "the machine was reused (SKIP_provision=1): not a cold run — not evidence", r.NotCold())
+	r.Config.ReuseInstall = true
+	assert.Contains(t, r.NotCold(), "and install.md not run again (SKIP_install=1)")
+}
+
+func keptMachine(t *testing.T) *machine.Machine {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	s, err := ssh.NewSignerFromKey(priv)
+	require.NoError(t, err)
+	return &machine.Machine{Name: "ccci-r1", Project: "terraform-ci", Type: "container", Image: "ccci-blank", RunID: "r1",
+		IP: "10.99.0.30", HostKey: s.PublicKey(), Signer: s, Key: priv, User: "root", CreatedAt: time.Now().UTC().Truncate(time.Second),
+		Memory: 4 << 30, UUID: "uuid-1"}
+}
+
+// The state file is input: what SKIP_teardown writes, SKIP_provision reads
+// back, and anything else is refused naming the file and the field.
+func TestTheStateFileRoundTripsAndRefusesBadInput(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	mc := keptMachine(t)
+	inst := &keptInstall{RunID: "r1", Record: &installdoc.Record{Doc: "docs/install.md", Manifest: "abc", Complete: true},
+		Ended: time.Now().UTC().Truncate(time.Second), Contacts: []Contact{{Step: "clone-base", Dest: egress.Dest{IP: "10.99.0.1", Port: 8418}}}}
+	require.NoError(t, saveState(path, mc, inst))
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+
+	got, gotInst, err := loadState(path)
+	require.NoError(t, err)
+	assert.Equal(t, mc.UUID, got.UUID)
+	assert.Equal(t, mc.HostKey.Marshal(), got.HostKey.Marshal())
+	assert.Equal(t, mc.Signer.PublicKey().Marshal(), got.Signer.PublicKey().Marshal())
+	assert.Equal(t, inst, gotInst)
+
+	for _, c := range []struct {
+		name, edit, want string
+	}{
+		{"no uuid", `"uuid": "uuid-1"`, "field uuid is required"},
+		{"a key file elsewhere", "", `field key_file "/etc/shadow" is not`},
+		{"an install without its record", `"record": {`, "field install has no record"},
+		{"not JSON", `{`, "invalid character"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b, err := os.ReadFile(path)
+			require.NoError(t, err)
+			bad := filepath.Join(dir, c.name+".json")
+			require.NoError(t, os.MkdirAll(filepath.Dir(keyFile(bad)), 0o700))
+			kb, err := os.ReadFile(keyFile(path))
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(keyFile(bad), kb, 0o600))
+			text := replace(string(b), `"key_file": "`+keyFile(path)+`"`, `"key_file": "`+keyFile(bad)+`"`)
+			switch c.name {
+			case "no uuid":
+				text = replace(text, c.edit, `"uuid": ""`)
+			case "a key file elsewhere":
+				text = replace(text, `"key_file": "`+keyFile(bad)+`"`, `"key_file": "/etc/shadow"`)
+			case "an install without its record":
+				text = replace(text, `"record": {`, `"nothing": {`)
+			default:
+				text = "{" + text
+			}
+			require.NoError(t, os.WriteFile(bad, []byte(text), 0o600))
+			_, _, err = loadState(bad)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), c.want)
+			assert.Contains(t, err.Error(), bad, "names the file")
+		})
+	}
+	link := filepath.Join(dir, "link.json")
+	require.NoError(t, os.Symlink(path, link))
+	_, _, err = loadState(link)
+	assert.Error(t, err, "a symlinked state file is refused")
+}
+
+func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
+
+func replace(s, old, new string) string { return strings.Replace(s, old, new, 1) }
