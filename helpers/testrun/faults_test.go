@@ -204,7 +204,7 @@ func TestInfrastructureFaultsNameTheStage(t *testing.T) {
 	}{
 		{"the instance cannot be created", []string{"CCCI_IMAGE=no-such-image"},
 			[]string{"provision stage", `image "no-such-image"`}, time.Minute},
-		{"SSH never comes up", []string{"CCCI_SSH_USER=nosuchuser", "CCCI_BOOT_TIMEOUT=15s"},
+		{"SSH never comes up", []string{"CCCI_SSH_USER=nosuchuser", "CCCI_SSH_KEY_VIA=template", "CCCI_BOOT_TIMEOUT=15s"},
 			[]string{"provision stage", "SSH stage", "timed out after", "unable to authenticate"}, 2 * time.Minute},
 		{"the git server is unreachable", []string{"CCCI_BASE_REPO_URL=http://10.99.0.1:1/good/cc-ci.git"},
 			[]string{"the target does not load: fetch base repo http://10.99.0.1:1/good/cc-ci.git", "Couldn't connect"}, time.Minute},
