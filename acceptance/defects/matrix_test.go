@@ -1,7 +1,7 @@
 // Package defects proves that the acceptance suite can fail: it runs the
-// real suite (go test -json ./acceptance) against each broken target the
-// fixtures generate and checks that exactly the expected C-tests fail, each
-// with a message naming the cause, and that the others pass.
+// real suite (built once, each row run as go test -json would) against each
+// broken target the fixtures generate and checks that exactly the expected
+// C-tests fail, each with a message naming the cause, and that the others pass.
 //
 // The table below is the one in fixtures/README.md.
 package defects
@@ -237,6 +237,11 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 		require.Contains(t, matrix, d, "defect %s has no row in the matrix", d)
 	}
 	c, _ := labtest.Client(t, "https")
+	// The suite is built once; each row runs it (a row used to rebuild and relink it).
+	suite := filepath.Join(t.TempDir(), "acceptance.test")
+	if out, err := exec.Command("go", "test", "-c", "-o", suite, filepath.Join(moduleRoot(t), "acceptance")).CombinedOutput(); err != nil {
+		t.Fatalf("build the acceptance suite: %v\n%s", err, out)
+	}
 	// Nothing the harness writes may hold a secret, whatever the target did.
 	scanner := leakscan.New(leakscan.Needles(labtarget.TargetSecrets(t), 0, nil))
 	var table []string
@@ -251,7 +256,7 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 				tgt = "good"
 			}
 			keysBefore := digests(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), tgt, "keys"))
-			results, wrote := runSuite(t, gitBase+"/"+tgt, env...)
+			results, wrote := runSuite(t, suite, gitBase+"/"+tgt, env...)
 			if name == "good" {
 				good = results
 			}
@@ -385,11 +390,12 @@ type written struct {
 
 // runSuite runs the acceptance suite against one target and collects each
 // top-level test's result and output (its subtests' included).
-func runSuite(t *testing.T, repoBase string, env ...string) (map[string]*result, written) {
+func runSuite(t *testing.T, suite, repoBase string, env ...string) (map[string]*result, written) {
 	t.Helper()
 	w := written{reviewDir: t.TempDir(), tmpDir: t.TempDir()}
-	cmd := exec.Command("go", "test", "-json", "-count=1", "-timeout", "10m", "./acceptance")
-	cmd.Dir = moduleRoot(t)
+	// As `go test -json` runs it: in the package's directory, through test2json.
+	cmd := exec.Command("go", "tool", "test2json", "-t", suite, "-test.v=test2json", "-test.count=1", "-test.timeout=10m")
+	cmd.Dir = filepath.Join(moduleRoot(t), "acceptance")
 	// Short waits: a target that hangs must fail in bounded time.
 	cmd.Env = append(os.Environ(), "CCCI_ACCEPTANCE=1", "CCCI_REVIEW_FILE="+filepath.Join(w.reviewDir, "REVIEW.md"), "TMPDIR="+w.tmpDir,
 		"CCCI_OUT_DIR="+filepath.Join(w.reviewDir, "out"),
