@@ -219,10 +219,14 @@ type Project struct {
 
 // Projects lists the projects the credentials can see.
 func (c *Client) Projects(ctx context.Context) ([]Project, error) {
-	var ps []Project
-	q := url.Values{"recursion": {"1"}}
-	_, err := c.do(ctx, http.MethodGet, "/1.0/projects", q, nil, &ps)
-	return ps, err
+	return list[Project](ctx, c, "/1.0/projects")
+}
+
+// list is GET path?recursion=1: the full objects of a server-wide collection.
+func list[T any](ctx context.Context, c *Client, path string) ([]T, error) {
+	var out []T
+	_, err := c.do(ctx, http.MethodGet, path, url.Values{"recursion": {"1"}}, nil, &out)
+	return out, err
 }
 
 // ImageAlias is what an alias points at.
@@ -250,9 +254,7 @@ type StoragePool struct {
 
 // StoragePools lists the server's storage pools.
 func (c *Client) StoragePools(ctx context.Context) ([]StoragePool, error) {
-	var out []StoragePool
-	_, err := c.do(ctx, http.MethodGet, "/1.0/storage-pools", url.Values{"recursion": {"1"}}, nil, &out)
-	return out, err
+	return list[StoragePool](ctx, c, "/1.0/storage-pools")
 }
 
 // Network is one network (GET /1.0/networks?recursion=1); Managed is false
@@ -264,9 +266,7 @@ type Network struct {
 
 // Networks lists the networks Incus sees.
 func (c *Client) Networks(ctx context.Context) ([]Network, error) {
-	var out []Network
-	_, err := c.do(ctx, http.MethodGet, "/1.0/networks", url.Values{"recursion": {"1"}}, nil, &out)
-	return out, err
+	return list[Network](ctx, c, "/1.0/networks")
 }
 
 // SetServerConfig sets one server config key (PATCH /1.0 merges it with the rest).
@@ -286,7 +286,5 @@ type Certificate struct {
 
 // Certificates lists the server's trust store.
 func (c *Client) Certificates(ctx context.Context) ([]Certificate, error) {
-	var out []Certificate
-	_, err := c.do(ctx, http.MethodGet, "/1.0/certificates", url.Values{"recursion": {"1"}}, nil, &out)
-	return out, err
+	return list[Certificate](ctx, c, "/1.0/certificates")
 }
