@@ -53,7 +53,9 @@ func TestTheDroneJobPassesOnTheGoodTargetAndFailsOnABrokenOne(t *testing.T) {
 			for k := range settings {
 				env[k] = settings[k] // the real host's value, replaced below where the lab has one
 			}
-			for k, v := range labSettings(t) {
+			lab, err := config.SettingsFile(config.LabSettings)
+			require.NoError(t, err)
+			for k, v := range lab {
 				env[k] = v
 			}
 			env["CCCI_BASE_REPO_URL"] = repo(cfg.BaseRepoURL)
@@ -125,20 +127,6 @@ func split(t *testing.T, s step) (settings map[string]string, secrets map[string
 		settings[k] = n.Value
 	}
 	return settings, secrets
-}
-
-// labSettings are the lab's harness settings (lab.env).
-func labSettings(t *testing.T) map[string]string {
-	t.Helper()
-	b, err := os.ReadFile(config.LabSettings)
-	require.NoError(t, err)
-	out := map[string]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok && strings.HasPrefix(k, "CCCI_") {
-			out[k] = v
-		}
-	}
-	return out
 }
 
 // runJob runs the commands as the exec runner does: one script under

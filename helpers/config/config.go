@@ -230,6 +230,20 @@ func validLabelPrefix(s string) bool {
 	return true
 }
 
+// SettingsFile reads a settings file (CCCI_CONFIG's format, lab.env) as
+// key → value, with the same checks a run applies.
+func SettingsFile(path string) (map[string]string, error) {
+	f, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(f))
+	for k, v := range f {
+		out[k] = v.value
+	}
+	return out, nil
+}
+
 // readFile parses KEY=VALUE lines; '#' starts a comment; quotes around a value are removed.
 func readFile(path string) (map[string]fileValue, error) {
 	f, err := os.Open(path)

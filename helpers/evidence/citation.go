@@ -10,14 +10,14 @@ import (
 // a live rebuild (C4).
 const LiveRebuildTest = "TestC4GenuineLiveRebuild"
 
-// runIDPattern is a run id as the harness makes them (machine.NewRunID).
-var runIDPattern = regexp.MustCompile(`\br(\d{8}t\d{6}-[0-9a-f]{6})\b`)
+// RunIDPattern is a run id as the harness makes them (machine.NewRunID).
+var RunIDPattern = regexp.MustCompile(`\br\d{8}t\d{6}-[0-9a-f]{6}\b`)
 
 // CitedRuns are the run ids a text names, in order, each once.
 func CitedRuns(text string) []string {
 	var out []string
 	seen := map[string]bool{}
-	for _, m := range runIDPattern.FindAllString(text, -1) {
+	for _, m := range RunIDPattern.FindAllString(text, -1) {
 		if !seen[m] {
 			seen[m] = true
 			out = append(out, m)

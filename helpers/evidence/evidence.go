@@ -155,15 +155,24 @@ func Chain(path string) ([]Entry, error) {
 	}
 	prev := ""
 	for i, e := range entries {
-		if e.Prev != prev {
-			return nil, fmt.Errorf("evidence: %s entry %d (run %s): chain broken: prev %.12s, expected %.12s", path, i+1, e.RunID, e.Prev, prev)
-		}
-		if h := hashOf(e); h != e.Hash {
-			return nil, fmt.Errorf("evidence: %s entry %d (run %s): content changed after it was written (hash %.12s, recorded %.12s)", path, i+1, e.RunID, h, e.Hash)
+		if err := linkError(e, prev); err != nil {
+			return nil, fmt.Errorf("evidence: %s entry %d (run %s): %w", path, i+1, e.RunID, err)
 		}
 		prev = e.Hash
 	}
 	return entries, nil
+}
+
+// linkError says why e does not follow the entry whose hash is prev, or
+// was changed after it was written; nil if it holds.
+func linkError(e Entry, prev string) error {
+	if e.Prev != prev {
+		return fmt.Errorf("chain broken: prev %.12s, expected %.12s (reordered, or an entry removed before it)", e.Prev, prev)
+	}
+	if h := hashOf(e); h != e.Hash {
+		return fmt.Errorf("content changed after it was written (hash %.12s, recorded %.12s)", h, e.Hash)
+	}
+	return nil
 }
 
 // Verify checks the chain of a JSONL file (see Chain).
@@ -251,13 +260,12 @@ func Check(path string, allowed []sshsig.Signer, since string) ([]Verdict, error
 	for i, e := range entries {
 		v := Verdict{N: i + 1, Entry: e}
 		signedFrom = signedFrom || e.RunID == since
+		linkErr := linkError(e, prev)
 		switch {
 		case broken:
 			v.Err = errors.New("after a broken link: cannot be trusted")
-		case e.Prev != prev:
-			v.Err, broken = fmt.Errorf("chain broken: prev %.12s, expected %.12s (reordered, or an entry removed before it)", e.Prev, prev), true
-		case hashOf(e) != e.Hash:
-			v.Err, broken = fmt.Errorf("content changed after it was written (hash %.12s, recorded %.12s)", hashOf(e), e.Hash), true
+		case linkErr != nil:
+			v.Err, broken = linkErr, true
 		case !signedFrom && e.Sig == "":
 			v.Principal = "(unsigned, before " + since + ")"
 		default:

@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -139,11 +140,7 @@ func (s *Server) Instance(project, name string) (status string, cfg map[string]s
 	if !ok {
 		return "", nil, false
 	}
-	cfg = map[string]string{}
-	for k, v := range in.Config {
-		cfg[k] = v
-	}
-	return in.Status, cfg, true
+	return in.Status, maps.Clone(in.Config), true
 }
 
 // File returns a file of an instance's guest.
