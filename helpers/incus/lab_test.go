@@ -12,6 +12,7 @@ import (
 
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/labtest"
+	"github.com/cc-ci/acceptance/helpers/wait"
 )
 
 // Against the real lab incusd, over both transports: the same calls must work
@@ -59,10 +60,21 @@ func TestLabLifecycleOverBothTransports(t *testing.T) {
 			require.NoError(t, err)
 			assert.True(t, hasInstance(all, cfg.Project, name), "all-projects listing shows the new instance with its project")
 
-			st, err := c.State(ctx, cfg.Project, name)
-			require.NoError(t, err)
-			assert.Equal(t, "Running", st.Status)
-			assert.Positive(t, st.Memory.Usage)
+			// A container that has just started can report 0 bytes for a moment
+			// (its cgroup is not yet charged): wait for the first real figure.
+			require.NoError(t, wait.Eventually(ctx, "instance state with memory usage", 30*time.Second, func(bool) error {
+				st, err := c.State(ctx, cfg.Project, name)
+				if err != nil {
+					return wait.Stop(err)
+				}
+				if st.Status != "Running" {
+					return wait.Stop(fmt.Errorf("status %q, want Running", st.Status))
+				}
+				if st.Memory.Usage <= 0 {
+					return fmt.Errorf("memory usage %d", st.Memory.Usage)
+				}
+				return nil
+			}))
 
 			res, err := c.Exec(ctx, cfg.Project, name, []string{"sh", "-c", "echo out; echo err >&2; exit 7"}, nil)
 			require.NoError(t, err)
