@@ -28,6 +28,7 @@ import (
 
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/egress"
+	"github.com/cc-ci/acceptance/helpers/evidence"
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/labtest"
 	"github.com/cc-ci/acceptance/helpers/machine"
@@ -138,6 +139,31 @@ func TestPanicInACheckStillTearsDown(t *testing.T) {
 		assert.Contains(t, es[0].Interrupted, "died before its teardown")
 	}
 	ch.assertHygiene(t, false) // a panic skips the run's own cleanup: what is left must hold no secret
+}
+
+// `go test … | head`: the output closes mid-install. The test process dies
+// of SIGPIPE at its next line; its guardian, writing to the same closed
+// pipe, still tears down and writes the evidence.
+func TestClosedOutputStillTearsDown(t *testing.T) {
+	c, cfg := faultLab(t)
+	before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+	ch := startSuite(t, nil, "-test.run", "TestC4")
+	ch.out.closeAt("install step 2/")
+	assert.NotEqual(t, 0, ch.wait(t), "a run whose output closed must not pass")
+	// The guardian outlives the test process: its entry is its last act.
+	wrote := assert.NoError(t, wait.Eventually(context.Background(), "the guardian's evidence", 2*time.Minute, func(bool) error {
+		_, err := os.Stat(evidence.PathsFor(ch.review).JSONL)
+		return err
+	}), "the guardian wrote no evidence: did it die of SIGPIPE on its first log line?")
+	noneOfTheRunLeft(t, c, cfg, before)
+	if !wrote {
+		return
+	}
+	if es := ch.evidence(t); assert.Len(t, es, 1) {
+		assert.Contains(t, es[0].Interrupted, "died before its teardown")
+		assert.Contains(t, es[0].Destroy, "destroyed by the guardian")
+		assertNoEgressTable(t, es[0].RunID)
+	}
 }
 
 // kill -9 of the run AND its guardian leaves an orphan; the next run's reaper

@@ -29,7 +29,8 @@ import (
 // the test process panicked, was killed with SIGKILL, or exited before its
 // teardown — it destroys every tracked instance that still carries the
 // harness label. It ignores SIGINT/SIGTERM so a Ctrl-C to the process group
-// cannot stop it before it has done its job.
+// cannot stop it before it has done its job, and SIGPIPE so that a closed
+// output (`go test … | head`) only silences its log lines.
 //
 // The role is given on the command line, never through the environment: a
 // variable inherited from the caller would turn the whole suite into a
@@ -100,7 +101,7 @@ func (g *guardian) release(word string) {
 
 // runGuardian is the guardian process's main: it returns its exit code.
 func runGuardian() int {
-	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "[guardian %s] "+format+"\n", append([]any{time.Now().UTC().Format("15:04:05")}, args...)...)
 	}

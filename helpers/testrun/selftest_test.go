@@ -7,6 +7,7 @@ package testrun_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,16 +86,25 @@ func (c *child) assertHygiene(t *testing.T, exitedCleanly bool) {
 }
 
 // syncBuffer is written by the child's output copier while the test reads it.
+// Once it holds closeAfter, it refuses more: the copier stops and closes the
+// pipe's read end, as `| head` does.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu         sync.Mutex
+	b          bytes.Buffer
+	closeAfter string
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closeAfter != "" && strings.Contains(s.b.String(), s.closeAfter) {
+		return 0, io.ErrClosedPipe
+	}
 	return s.b.Write(p)
 }
+
+// closeAt makes the output close once marker has been written.
+func (s *syncBuffer) closeAt(marker string) { s.mu.Lock(); s.closeAfter = marker; s.mu.Unlock() }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // await waits until the child has printed marker, or fails the test.
