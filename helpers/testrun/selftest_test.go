@@ -105,7 +105,7 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 
 // closeAt makes the output close once marker has been written.
 func (s *syncBuffer) closeAt(marker string) { s.mu.Lock(); s.closeAfter = marker; s.mu.Unlock() }
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) String() string        { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // await waits until the child has printed marker, or fails the test.
 func (c *child) await(t *testing.T, marker string, timeout time.Duration) {
