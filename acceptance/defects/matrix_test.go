@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +27,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cc-ci/acceptance/fixtures"
+	"github.com/cc-ci/acceptance/helpers/config"
+	"github.com/cc-ci/acceptance/helpers/evidence"
+	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/labtarget"
 	"github.com/cc-ci/acceptance/helpers/labtest"
 	"github.com/cc-ci/acceptance/helpers/leakscan"
@@ -244,19 +248,38 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 	}
 	// Nothing the harness writes may hold a secret, whatever the target did.
 	scanner := leakscan.New(leakscan.Needles(labtarget.TargetSecrets(t), 0, nil))
+	// Rows run matrixWorkers at a time, as concurrent CI runs would: the RAM
+	// guardrail gets one more throwaway's room per extra row.
+	hostEnv := []string{"CCCI_RAM_CAP=" + config.FormatSize(cfg.RAMCap+int64(matrixWorkers-1)*cfg.Memory)}
+	slots := make(chan struct{}, matrixWorkers)
+	var mu sync.Mutex // guards what the rows collect below
 	var table []string
 	failedBy := map[string][]string{} // sentence → defects that fail it
 	var good map[string]*result
+	// Runs when every row is done (cleanups wait for parallel subtests).
+	t.Cleanup(func() {
+		noHarnessInstanceLeft(t, c, cfg, "")
+		sort.Strings(table)
+		t.Logf("defect matrix:\n%s", strings.Join(table, "\n"))
+		if len(table) == len(matrix) && good != nil {
+			checkCoverage(t, good, failedBy)
+		}
+	})
 	for _, name := range names {
 		want := matrix[name]
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			slots <- struct{}{}
+			defer func() { <-slots }()
 			start := time.Now()
 			tgt, env := name, onHost[name]
 			if env != nil {
 				tgt = "good"
 			}
 			keysBefore := digests(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), tgt, "keys"))
-			results, wrote := runSuite(t, suite, gitBase+"/"+tgt, env...)
+			results, wrote := runSuite(t, suite, gitBase+"/"+tgt, append(hostEnv, env...)...)
+			mu.Lock()
+			defer mu.Unlock()
 			if name == "good" {
 				good = results
 			}
@@ -286,12 +309,10 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 			assert.Empty(t, leaks, "secret material in what the harness wrote for %s", name)
 			left, _ := os.ReadDir(wrote.tmpDir)
 			assert.Empty(t, left, "temp files the run left behind")
-			// Asked of the API: no instance of the harness survives the run.
-			ins, err := c.Instances(context.Background(), cfg.Project)
-			require.NoError(t, err)
-			for _, in := range ins {
-				assert.NotEqual(t, machine.CreatedBy, in.Config[machine.Labels{Prefix: cfg.LabelPrefix}.CreatedBy()],
-					"instance %s left behind by the run against %s", in.Name, name)
+			// Asked of the API: no instance of the run survives it.
+			es, err := evidence.Read(evidence.PathsFor(filepath.Join(wrote.reviewDir, "REVIEW.md")).JSONL)
+			if assert.NoError(t, err, "the run's evidence") && assert.Len(t, es, 1, "the run's evidence entries") {
+				noHarnessInstanceLeft(t, c, cfg, es[0].RunID)
 			}
 			for _, test := range cTests {
 				r, ok := results[test]
@@ -301,7 +322,7 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 				cause, listed := want[test]
 				switch skipCause, skips := strings.CutPrefix(cause, skipMark); {
 				case listed && skips:
-					assert.NotEqual(t, "fail", r.action, "%s must not fail on %s (another test owns the cause): it skips", test, name)
+					assert.NotEqual(t, "fail", r.action, "%s must not fail on %s (another test owns the cause): it skips; output:\n%s", test, name, labtest.Tail(r.output))
 					assert.True(t, r.skippedSomething(), "%s must say it could not judge on %s", test, name)
 					assert.Contains(t, r.output, "cannot judge: ", "%s's skip must say why", test)
 					assert.Contains(t, r.output, skipCause, "%s's skip must name the cause", test)
@@ -318,9 +339,23 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 				time.Since(start).Round(time.Second), verdictLatency(results["TestC4GenuineLiveRebuild"])))
 		})
 	}
-	t.Logf("defect matrix:\n%s", strings.Join(table, "\n"))
-	if len(table) == len(matrix) && good != nil {
-		checkCoverage(t, good, failedBy)
+}
+
+// matrixWorkers is how many rows run at once: two measured the fastest on
+// this lab's two CPUs (rows wait on boots and settle windows).
+const matrixWorkers = 2
+
+// noHarnessInstanceLeft asks the API that no harness instance of runID (of
+// any run, if empty) is left in the project.
+func noHarnessInstanceLeft(t *testing.T, c *incus.Client, cfg *config.Config, runID string) {
+	t.Helper()
+	ins, err := c.Instances(context.Background(), cfg.Project)
+	require.NoError(t, err)
+	l := machine.Labels{Prefix: cfg.LabelPrefix}
+	for _, in := range ins {
+		if in.Config[l.CreatedBy()] == machine.CreatedBy && (runID == "" || in.Config[l.RunID()] == runID) {
+			t.Errorf("instance %s (run %s) left behind", in.Name, in.Config[l.RunID()])
+		}
 	}
 }
 

@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -16,13 +14,12 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/cc-ci/acceptance/helpers/evidence"
+	"github.com/cc-ci/acceptance/helpers/remote"
 	"github.com/cc-ci/acceptance/helpers/sshsig"
 )
 
 func newKey(t *testing.T) ssh.Signer {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	require.NoError(t, err)
-	s, err := ssh.NewSignerFromKey(priv)
+	s, _, err := remote.NewKey()
 	require.NoError(t, err)
 	return s
 }

@@ -187,11 +187,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Machine, error) {
 		return nil, &GuardrailError{Rule: "RAM cap", Detail: ram.String()}
 	}
 
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
+	signer, priv, err := remote.NewKey()
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,8 @@ package remote
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -174,3 +176,14 @@ func Tail(r *redact.Redactor, b []byte, n int) string {
 // Tail is the package Tail with the client's redactor: for output of the
 // machine that goes into a message.
 func (c *Client) Tail(b []byte, n int) string { return Tail(c.cfg.Redact, b, n) }
+
+// NewKey makes a fresh ed25519 SSH key: a run's client key, a fake server's
+// host key, a test's signing key.
+func NewKey() (ssh.Signer, ed25519.PrivateKey, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	return s, priv, err
+}

@@ -2,15 +2,12 @@ package remote
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/crypto/ssh"
 
 	"github.com/cc-ci/acceptance/helpers/redact"
 )
@@ -31,9 +28,7 @@ func TestHandshakeWithAStalledServerEndsAtTheDeadline(t *testing.T) {
 			held = append(held, c) // accepted, never answered
 		}
 	}()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	require.NoError(t, err)
-	signer, err := ssh.NewSignerFromKey(priv)
+	signer, _, err := NewKey()
 	require.NoError(t, err)
 
 	start := time.Now()

@@ -2,8 +2,6 @@ package sshsig
 
 import (
 	"bytes"
-	"crypto/ed25519"
-	"crypto/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,14 +10,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/cc-ci/acceptance/helpers/remote"
 )
 
 const ns = "ccci-review@cc-ci"
 
 func newSigner(t *testing.T) ssh.Signer {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	require.NoError(t, err)
-	s, err := ssh.NewSignerFromKey(priv)
+	s, _, err := remote.NewKey()
 	require.NoError(t, err)
 	return s
 }

@@ -4,8 +4,6 @@ package testrun
 // selftest_test.go and faults_test.go run whole suites against the lab).
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -17,12 +15,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/crypto/ssh"
 
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/egress"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
 	"github.com/cc-ci/acceptance/helpers/machine"
+	"github.com/cc-ci/acceptance/helpers/remote"
 )
 
 // outcome records what blocked did to a test: skip or fail, and the message.
@@ -72,9 +70,7 @@ func TestNotColdSaysWhy(t *testing.T) {
 }
 
 func keptMachine(t *testing.T) *machine.Machine {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	require.NoError(t, err)
-	s, err := ssh.NewSignerFromKey(priv)
+	s, priv, err := remote.NewKey()
 	require.NoError(t, err)
 	return &machine.Machine{Name: "ccci-r1", Project: "terraform-ci", Type: "container", Image: "ccci-blank", RunID: "r1",
 		IP: "10.99.0.30", HostKey: s.PublicKey(), Signer: s, Key: priv, User: "root", CreatedAt: time.Now().UTC().Truncate(time.Second),

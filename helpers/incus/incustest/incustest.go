@@ -21,8 +21,6 @@
 package incustest
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -38,6 +36,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/cc-ci/acceptance/helpers/remote"
 )
 
 // Image is what the fake knows of an image alias.
@@ -251,8 +251,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, project string) 
 	if req.Type == "" {
 		req.Type = "container"
 	}
-	_, hk, _ := ed25519.GenerateKey(rand.Reader)
-	signer, _ := ssh.NewSignerFromKey(hk)
+	signer, _, _ := remote.NewKey()
 	cfg := map[string]string{"volatile.uuid": fmt.Sprintf("uuid-%d-%d", time.Now().UnixNano(), s.seq),
 		"volatile.eth0.hwaddr": "10:66:6a:00:00:01", "image.alias": req.Source.Alias}
 	for k, v := range req.Config {
