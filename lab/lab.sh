@@ -121,9 +121,9 @@ sweep_egress_tables() {
 }
 
 down() {
-  sweep_egress_tables
   if is_lab_incus; then
-    delete_labelled; stop_long_lived
+    # After the deletions: a table of a run still alive is not a leftover.
+    delete_labelled; stop_long_lived; sweep_egress_tables
   elif incus_answers; then
     step "incus at $LAB_SOCKET is not the lab's: no instance touched"
   fi

@@ -1,14 +1,19 @@
 package labclaim_test
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
+	"github.com/cc-ci/acceptance/helpers/egress"
 	"github.com/cc-ci/acceptance/helpers/labtest"
 )
 
@@ -16,9 +21,7 @@ import (
 // directory (so it can stop no daemon of the real lab) and a file on stdin.
 func labSh(t *testing.T, f *fakeIncus, verb string) (string, error) {
 	t.Helper()
-	if _, err := exec.LookPath("incus"); err != nil || os.Geteuid() != 0 {
-		labtest.Unavailable(t, "lab.sh needs root and the incus CLI (make lab-up installs it)")
-	}
+	canRunLabSh(t)
 	_, here, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(here), "..", "..", "lab", "lab.sh")
 	stdin, err := os.Open(here) // anything but a terminal: lab.sh must not read it
@@ -35,6 +38,13 @@ func labSh(t *testing.T, f *fakeIncus, verb string) (string, error) {
 	return string(out), err
 }
 
+func canRunLabSh(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("incus"); err != nil || os.Geteuid() != 0 {
+		labtest.Unavailable(t, "lab.sh needs root and the incus CLI (make lab-up installs it)")
+	}
+}
+
 // `lab.sh up` pointed at a real host's Incus (the production reference by
 // name, another address, other projects) refuses before changing anything.
 func TestLabUpRefusesAnIncusThatIsNotTheLabs(t *testing.T) {
@@ -48,11 +58,20 @@ func TestLabUpRefusesAnIncusThatIsNotTheLabs(t *testing.T) {
 	assert.Equal(t, "[::]:8443", f.config["core.https_address"], "address not rebound")
 }
 
-// `lab.sh down` on it deletes and stops nothing.
+// `lab.sh down` on it deletes and stops nothing — not even the egress table
+// of a harness run on this host (it once swept them all, first thing, and
+// broke a run in progress).
 func TestLabDownLeavesAnIncusThatIsNotTheLabsAlone(t *testing.T) {
 	f := aRealHost(t)
+	canRunLabSh(t)
+	runID := fmt.Sprintf("r-labsh-%d", time.Now().UnixNano()%1e9)
+	obs, err := egress.Start(context.Background(), "192.0.2.7", runID)
+	require.NoError(t, err, "a running harness run's egress table")
+	t.Cleanup(func() { _ = obs.Close() })
+
 	out, err := labSh(t, f, "down")
 	assert.NoError(t, err, "output:\n%s", out)
 	assert.Contains(t, out, "not the lab's: no instance touched")
 	assert.Empty(t, f.changes(), "lab down sent no change to this Incus")
+	assert.True(t, egress.Exists(context.Background(), runID), "the egress table of run %s is still there; output:\n%s", runID, out)
 }
