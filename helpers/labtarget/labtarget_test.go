@@ -15,6 +15,7 @@ import (
 	"github.com/cc-ci/acceptance/fixtures"
 	"github.com/cc-ci/acceptance/helpers/gitserver"
 	"github.com/cc-ci/acceptance/helpers/labtarget"
+	"github.com/cc-ci/acceptance/helpers/labtest"
 )
 
 // Without a lab: a freshly generated target served over HTTP by the real git
@@ -23,7 +24,7 @@ import (
 func TestTargetSecretsOfAServedTarget(t *testing.T) {
 	for _, tool := range []string{"git", "nix", gitserver.DefaultBackend} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (make lab-up installs it)", tool)
+			labtest.Unavailable(t, tool+" not installed (make lab-up installs it)")
 		}
 	}
 	root := t.TempDir()

@@ -89,15 +89,15 @@ func (c *child) assertHygiene(t *testing.T, exitedCleanly bool) {
 // Once it holds closeAfter, it refuses more: the copier stops and closes the
 // pipe's read end, as `| head` does.
 type syncBuffer struct {
-	mu         sync.Mutex
 	b          bytes.Buffer
 	closeAfter string
+	mu         sync.Mutex
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closeAfter != "" && strings.Contains(s.b.String(), s.closeAfter) {
+	if s.closeAfter != "" && bytes.Contains(s.b.Bytes(), []byte(s.closeAfter)) {
 		return 0, io.ErrClosedPipe
 	}
 	return s.b.Write(p)
