@@ -39,6 +39,10 @@ type Observer struct {
 	err   error
 }
 
+// linkOnly are destinations that never leave the link (RFC 5771's Local
+// Network Control Block, the limited broadcast).
+var linkOnly = []string{"224.0.0.0/24", "255.255.255.255"}
+
 // tableName is the run's own table: ccci_egress_<run id>.
 var tableName = regexp.MustCompile(`^ccci_egress_[a-z0-9_]{1,48}$`)
 
@@ -52,7 +56,11 @@ func Start(ctx context.Context, machineIP, runID string) (*Observer, error) {
 	if err != nil {
 		return nil, err
 	}
-	rule := fmt.Sprintf("ip saddr %s ct state new update @seen { ip daddr . th dport }", ip)
+	// A contact is a TCP connection or a UDP flow to a host. The link's own
+	// chatter — LLMNR/mDNS to 224.0.0.0/24, IGMP, broadcasts — that a booting
+	// system sends by itself reaches no host and is not the install's doing.
+	rule := fmt.Sprintf("ip saddr %s meta l4proto { tcp, udp } ip daddr != { %s } ct state new update @seen { ip daddr . th dport }",
+		ip, strings.Join(linkOnly, ", "))
 	script := "table inet " + table + " {\n" +
 		"  set seen { type ipv4_addr . inet_service; flags dynamic; size 65536; }\n" +
 		"  chain through_host { type filter hook forward priority -10; policy accept; " + rule + "; }\n" +

@@ -5,6 +5,8 @@ package labtest
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"os"
 	"strings"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/labclaim"
+	"github.com/cc-ci/acceptance/helpers/wait"
 )
 
 // Required reports whether the lab must be there (CCCI_REQUIRE_LAB=1).
@@ -85,4 +88,38 @@ func Tail(s string) string {
 		return "…" + s[len(s)-4000:]
 	}
 	return s
+}
+
+// StartedInstance starts a small container (256MiB) from the lab's image in
+// the configured project, named prefix-<n>, with extra config (labels), and
+// waits until it has booted far enough to have its SSH host key. It is
+// removed when the test ends.
+func StartedInstance(t testing.TB, c *incus.Client, cfg *config.Config, prefix string, extra map[string]string) string {
+	t.Helper()
+	ctx := context.Background()
+	name := fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1e9)
+	conf := map[string]string{"limits.memory": "256MiB"}
+	maps.Copy(conf, extra)
+	if err := c.CreateInstance(ctx, incus.InstanceSpec{Name: name, Project: cfg.Project, Type: incus.Container,
+		ImageAlias: cfg.Image, Config: conf}); err != nil {
+		t.Fatalf("create %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		_ = c.SetState(context.Background(), cfg.Project, name, "stop", true)
+		_ = c.DeleteInstance(context.Background(), cfg.Project, name)
+	})
+	if err := c.SetState(ctx, cfg.Project, name, "start", false); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	err := wait.Eventually(ctx, "the host key of "+name, time.Minute, func(bool) error {
+		res, err := c.Exec(ctx, cfg.Project, name, []string{"test", "-s", "/etc/ssh/ssh_host_ed25519_key.pub"}, nil)
+		if err == nil && res.ExitCode != 0 {
+			err = fmt.Errorf("exit %d", res.ExitCode)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name
 }

@@ -260,8 +260,8 @@ func TestStateFileNamingAnotherInstanceIsRefused(t *testing.T) {
 	c, cfg := faultLab(t)
 	ctx := context.Background()
 	l := machine.Labels{Prefix: cfg.LabelPrefix}
-	unlabelled := startedInstance(t, c, cfg, nil)
-	otherRun := startedInstance(t, c, cfg, map[string]string{l.CreatedBy(): machine.CreatedBy, l.RunID(): "r-another-run",
+	unlabelled := labtest.StartedInstance(t, c, cfg, "decoy-state", nil)
+	otherRun := labtest.StartedInstance(t, c, cfg, "decoy-state", map[string]string{l.CreatedBy(): machine.CreatedBy, l.RunID(): "r-another-run",
 		l.ExpiresAt(): time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
 	decoys, err := c.Instances(ctx, cfg.DecoyProject)
 	require.NoError(t, err)
@@ -299,33 +299,6 @@ func TestStateFileNamingAnotherInstanceIsRefused(t *testing.T) {
 			}
 		})
 	}
-}
-
-// startedInstance starts a small instance in the allowed project, removed when the test ends.
-func startedInstance(t *testing.T, c *incus.Client, cfg *config.Config, labels map[string]string) string {
-	t.Helper()
-	ctx := context.Background()
-	name := fmt.Sprintf("decoy-state-%d", time.Now().UnixNano()%1e9)
-	conf := map[string]string{"limits.memory": "256MiB"}
-	for k, v := range labels {
-		conf[k] = v
-	}
-	require.NoError(t, c.CreateInstance(ctx, incus.InstanceSpec{Name: name, Project: cfg.Project, Type: incus.Container,
-		ImageAlias: cfg.Image, Config: conf}))
-	t.Cleanup(func() {
-		_ = c.SetState(context.Background(), cfg.Project, name, "stop", true)
-		_ = c.DeleteInstance(context.Background(), cfg.Project, name)
-	})
-	require.NoError(t, c.SetState(ctx, cfg.Project, name, "start", false))
-	// Booted far enough to have its SSH host key, as a kept machine would.
-	require.NoError(t, wait.Eventually(ctx, "the host key of "+name, time.Minute, func(bool) error {
-		res, err := c.Exec(ctx, cfg.Project, name, []string{"test", "-s", "/etc/ssh/ssh_host_ed25519_key.pub"}, nil)
-		if err == nil && res.ExitCode != 0 {
-			err = fmt.Errorf("exit %d", res.ExitCode)
-		}
-		return err
-	}))
-	return name
 }
 
 // forgedState writes a well-formed state file (and its SSH key) naming

@@ -1,0 +1,75 @@
+package egress_test
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cc-ci/acceptance/helpers/egress"
+	"github.com/cc-ci/acceptance/helpers/labtest"
+	"github.com/cc-ci/acceptance/helpers/machine"
+	"github.com/cc-ci/acceptance/helpers/wait"
+)
+
+// On a lab machine: a TCP connection and a UDP datagram to a unicast
+// address are contacts; what every booting Linux sends on its link — LLMNR
+// and mDNS to 224.0.0.0/24, IGMP reports, broadcasts — is not a place the
+// install reached. (Counted, it failed C3 on a slow boot: the chatter came
+// after SSH was up, inside the install's window.)
+func TestOnlyUnicastTCPAndUDPAreContacts(t *testing.T) {
+	c, cfg := labtest.Client(t, "unix")
+	if cfg.Egress != "nft" {
+		labtest.Unavailable(t, "CCCI_EGRESS is not nft")
+	}
+	l := machine.Labels{Prefix: cfg.LabelPrefix}
+	runID := fmt.Sprintf("r-egress-%d", time.Now().UnixNano()%1e9)
+	name := labtest.StartedInstance(t, c, cfg, "ccci-egress", map[string]string{l.CreatedBy(): machine.CreatedBy,
+		l.RunID(): runID, l.ExpiresAt(): time.Now().Add(10 * time.Minute).UTC().Format(time.RFC3339)})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	in, err := c.Instance(ctx, cfg.Project, name)
+	require.NoError(t, err)
+	var ip string
+	require.NoError(t, wait.Eventually(ctx, "the address of "+name, 30*time.Second, func(bool) error {
+		st, err := c.State(ctx, cfg.Project, name)
+		if err == nil && st.IPv4(in.NICMACs()...) == "" {
+			err = fmt.Errorf("no IPv4 yet")
+		}
+		if err == nil {
+			ip = st.IPv4(in.NICMACs()...)
+		}
+		return err
+	}))
+	repo, err := url.Parse(cfg.BaseRepoURL) // the lab's git server, on its bridge
+	require.NoError(t, err)
+	gateway, port := repo.Hostname(), repo.Port()
+	obs, err := egress.Start(ctx, ip, runID)
+	require.NoError(t, err)
+	defer obs.Close()
+
+	script := `exec 3>/dev/udp/224.0.0.252/5355; echo llmnr >&3; exec 3>&-
+exec 3>/dev/udp/224.0.0.251/5353; echo mdns >&3; exec 3>&-
+exec 3>/dev/udp/` + gateway + `/5999; echo unicast >&3; exec 3>&-
+exec 3<>/dev/tcp/` + gateway + `/` + port + `; exec 3>&-`
+	res, err := c.Exec(ctx, cfg.Project, name, []string{"bash", "-c", script}, nil)
+	require.NoError(t, err)
+	require.Equal(t, 0, res.ExitCode, "stderr: %s", res.Stderr)
+
+	var seen []string
+	require.NoError(t, wait.Eventually(ctx, "the unicast contacts", 10*time.Second, func(bool) error {
+		fresh, err := obs.New(ctx)
+		for _, d := range fresh {
+			seen = append(seen, d.String())
+		}
+		if err == nil && len(seen) < 2 {
+			err = fmt.Errorf("seen %v", seen)
+		}
+		return err
+	}))
+	assert.ElementsMatch(t, []string{gateway + ":5999", gateway + ":" + port}, seen, "contacts of %s", ip)
+}
