@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cc-ci/acceptance/helpers/installdoc/installdoctest"
 )
 
 func lint(t *testing.T, path string) (code int, stdout, stderr string) {
@@ -28,17 +30,12 @@ func TestLintInstallPassesTheFixturesDocument(t *testing.T) {
 // The parser's bad-input table (helpers/installdoc/testdata/malformed): each
 // document fails lint, naming its line.
 func TestLintInstallFailsEachMalformedDocument(t *testing.T) {
-	cases, err := filepath.Glob("../../helpers/installdoc/testdata/malformed/*.md")
-	require.NoError(t, err)
-	require.NotEmpty(t, cases)
-	for _, path := range cases {
-		t.Run(filepath.Base(path), func(t *testing.T) {
-			code, _, errs := lint(t, path)
+	for _, doc := range installdoctest.MalformedDocs(t) {
+		t.Run(doc.Name, func(t *testing.T) {
+			code, _, errs := lint(t, doc.Path)
 			assert.Equal(t, 1, code)
-			want, err := os.ReadFile(strings.TrimSuffix(path, ".md") + ".want")
-			require.NoError(t, err)
-			for _, w := range strings.Split(strings.TrimSpace(string(want)), "\n") {
-				assert.Contains(t, errs, strings.Replace(w, "install.md:", filepath.Base(path)+":", 1))
+			for _, w := range doc.Want {
+				assert.Contains(t, errs, strings.Replace(w, "install.md:", doc.Name+":", 1))
 			}
 		})
 	}

@@ -2,12 +2,13 @@ package installdoc
 
 import (
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cc-ci/acceptance/helpers/installdoc/installdoctest"
 )
 
 var values = map[string]string{"BASE_REPO_URL": "http://git/cc-ci.git", "SECRETS_REPO_URL": "http://git/s.git",
@@ -47,18 +48,11 @@ func TestManifestChangesWithAnyBlock(t *testing.T) {
 // The table is testdata/malformed: NAME.md is read as install.md, NAME.want
 // holds what the error must say (cmd/ccci's lint-install reads the same table).
 func TestMalformedDocumentsNameTheLine(t *testing.T) {
-	cases, err := filepath.Glob("testdata/malformed/*.md")
-	require.NoError(t, err)
-	require.NotEmpty(t, cases)
-	for _, path := range cases {
-		t.Run(filepath.Base(path), func(t *testing.T) {
-			src, err := os.ReadFile(path)
-			require.NoError(t, err)
-			want, err := os.ReadFile(strings.TrimSuffix(path, ".md") + ".want")
-			require.NoError(t, err)
-			_, err = Parse("install.md", src, values)
+	for _, doc := range installdoctest.MalformedDocs(t) {
+		t.Run(doc.Name, func(t *testing.T) {
+			_, err := Parse("install.md", doc.Src, values)
 			require.Error(t, err)
-			for _, w := range strings.Split(strings.TrimSpace(string(want)), "\n") {
+			for _, w := range doc.Want {
 				assert.Contains(t, err.Error(), w)
 			}
 		})
