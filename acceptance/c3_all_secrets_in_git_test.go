@@ -50,7 +50,7 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		var seen []string
 		for _, c := range inst.Contacts {
 			seen = append(seen, c.Step+"→"+c.Dest.String())
-			assert.True(t, allowed[c.Dest], "install step %q connected to %s: neither of the two repos nor CCCI_EGRESS_ALLOW", c.Step, c.Dest)
+			assert.True(t, allowed[c.Dest], "install step %q reached %s: neither of the two repos nor CCCI_EGRESS_ALLOW", c.Step, c.Dest)
 		}
 		run.Note("egress", "connections during the install (step→destination): %v", seen)
 	})

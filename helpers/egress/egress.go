@@ -23,13 +23,21 @@ import (
 	"time"
 )
 
-// Dest is one destination the machine opened a connection to.
+// Dest is one destination the machine opened a connection to: a TCP or
+// UDP port, or (Proto set, Port 0) a host reached by another protocol, such
+// as a ping.
 type Dest struct {
-	IP   string
-	Port int
+	IP    string
+	Port  int
+	Proto string // "" for TCP and UDP
 }
 
-func (d Dest) String() string { return net.JoinHostPort(d.IP, strconv.Itoa(d.Port)) }
+func (d Dest) String() string {
+	if d.Proto != "" {
+		return d.IP + " (" + d.Proto + ")"
+	}
+	return net.JoinHostPort(d.IP, strconv.Itoa(d.Port))
+}
 
 // Observer records one machine's new outbound connections.
 type Observer struct {
@@ -56,15 +64,18 @@ func Start(ctx context.Context, machineIP, runID string) (*Observer, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A contact is a TCP connection or a UDP flow to a host. The link's own
-	// chatter — LLMNR/mDNS to 224.0.0.0/24, IGMP, broadcasts — that a booting
-	// system sends by itself reaches no host and is not the install's doing.
-	rule := fmt.Sprintf("ip saddr %s meta l4proto { tcp, udp } ip daddr != { %s } ct state new update @seen { ip daddr . th dport }",
-		ip, strings.Join(linkOnly, ", "))
+	// A contact is a new flow to a host: TCP and UDP by port (set seen), any
+	// other protocol, a ping say, by host (set other). The link's own chatter
+	// — LLMNR/mDNS to 224.0.0.0/24, IGMP, broadcasts — that a booting system
+	// sends by itself reaches no host and is not the install's doing.
+	match := fmt.Sprintf("ip saddr %s ip daddr != { %s } ct state new", ip, strings.Join(linkOnly, ", "))
+	rules := "meta l4proto { tcp, udp } " + match + " update @seen { ip daddr . th dport }; " +
+		"meta l4proto != { tcp, udp, igmp } " + match + " update @other { ip daddr . meta l4proto }"
 	script := "table inet " + table + " {\n" +
 		"  set seen { type ipv4_addr . inet_service; flags dynamic; size 65536; }\n" +
-		"  chain through_host { type filter hook forward priority -10; policy accept; " + rule + "; }\n" +
-		"  chain to_host { type filter hook input priority -10; policy accept; " + rule + "; }\n" +
+		"  set other { type ipv4_addr . inet_proto; flags dynamic; size 65536; }\n" +
+		"  chain through_host { type filter hook forward priority -10; policy accept; " + rules + "; }\n" +
+		"  chain to_host { type filter hook input priority -10; policy accept; " + rules + "; }\n" +
 		"}\n"
 	if _, err := nft(ctx, script, "-f", "-"); err != nil {
 		return nil, fmt.Errorf("egress: create table %s: %w", table, err)
@@ -74,7 +85,7 @@ func Start(ctx context.Context, machineIP, runID string) (*Observer, error) {
 
 // New returns the destinations recorded since the last call, sorted.
 func (o *Observer) New(ctx context.Context) ([]Dest, error) {
-	out, err := nft(ctx, "", "-j", "list", "set", "inet", o.table, "seen")
+	out, err := nft(ctx, "", "-j", "list", "table", "inet", o.table)
 	if err != nil {
 		return nil, fmt.Errorf("egress: read table %s: %w", o.table, err)
 	}
@@ -141,11 +152,14 @@ func tableFor(runID string) (string, error) {
 	return table, nil
 }
 
-// parseSet reads `nft -j list set`: elements are {"concat": [ip, port]}.
+// parseSet reads the sets of `nft -j list table`: seen's elements are
+// {"concat": [ip, port]}, other's {"concat": [ip, protocol]}, the protocol
+// by name ("icmp") or, when nft has none, by number.
 func parseSet(b []byte) ([]Dest, error) {
 	var doc struct {
 		Nftables []struct {
 			Set *struct {
+				Name string `json:"name"`
 				Elem []struct {
 					Concat []json.RawMessage `json:"concat"`
 				} `json:"elem"`
@@ -161,13 +175,27 @@ func parseSet(b []byte) ([]Dest, error) {
 			continue
 		}
 		for _, e := range item.Set.Elem {
-			var ip string
-			var port int
-			if len(e.Concat) != 2 || json.Unmarshal(e.Concat[0], &ip) != nil || json.Unmarshal(e.Concat[1], &port) != nil ||
-				net.ParseIP(ip) == nil {
-				return nil, fmt.Errorf("unexpected set element %s", e.Concat)
+			var d Dest
+			if len(e.Concat) != 2 || json.Unmarshal(e.Concat[0], &d.IP) != nil || net.ParseIP(d.IP) == nil {
+				return nil, fmt.Errorf("set %s: unexpected element %s", item.Set.Name, e.Concat)
 			}
-			out = append(out, Dest{IP: ip, Port: port})
+			second := e.Concat[1]
+			var err error
+			switch item.Set.Name {
+			case "other":
+				if err = json.Unmarshal(second, &d.Proto); err != nil {
+					var n int
+					if err = json.Unmarshal(second, &n); err == nil {
+						d.Proto = "protocol " + strconv.Itoa(n)
+					}
+				}
+			default:
+				err = json.Unmarshal(second, &d.Port)
+			}
+			if err != nil || (d.Proto == "" && item.Set.Name == "other") {
+				return nil, fmt.Errorf("set %s: unexpected element %s", item.Set.Name, e.Concat)
+			}
+			out = append(out, d)
 		}
 	}
 	return out, nil

@@ -16,12 +16,12 @@ import (
 	"github.com/cc-ci/acceptance/helpers/wait"
 )
 
-// On a lab machine: a TCP connection and a UDP datagram to a unicast
-// address are contacts; what every booting Linux sends on its link — LLMNR
+// On a lab machine: a TCP connection, a UDP datagram and a ping to a host
+// are contacts; what every booting Linux sends on its link — LLMNR
 // and mDNS to 224.0.0.0/24, IGMP reports, broadcasts — is not a place the
 // install reached. (Counted, it failed C3 on a slow boot: the chatter came
 // after SSH was up, inside the install's window.)
-func TestOnlyUnicastTCPAndUDPAreContacts(t *testing.T) {
+func TestContactsAreHostsNotTheLinksChatter(t *testing.T) {
 	c, cfg := labtest.Client(t, "unix")
 	if cfg.Egress != "nft" {
 		labtest.Unavailable(t, "CCCI_EGRESS is not nft")
@@ -55,21 +55,22 @@ func TestOnlyUnicastTCPAndUDPAreContacts(t *testing.T) {
 	script := `exec 3>/dev/udp/224.0.0.252/5355; echo llmnr >&3; exec 3>&-
 exec 3>/dev/udp/224.0.0.251/5353; echo mdns >&3; exec 3>&-
 exec 3>/dev/udp/` + gateway + `/5999; echo unicast >&3; exec 3>&-
-exec 3<>/dev/tcp/` + gateway + `/` + port + `; exec 3>&-`
+exec 3<>/dev/tcp/` + gateway + `/` + port + `; exec 3>&-
+busybox ping -c1 -W2 ` + gateway + ` >/dev/null`
 	res, err := c.Exec(ctx, cfg.Project, name, []string{"bash", "-c", script}, nil)
 	require.NoError(t, err)
 	require.Equal(t, 0, res.ExitCode, "stderr: %s", res.Stderr)
 
 	var seen []string
-	require.NoError(t, wait.Eventually(ctx, "the unicast contacts", 10*time.Second, func(bool) error {
+	require.NoError(t, wait.Eventually(ctx, "the contacts with hosts", 10*time.Second, func(bool) error {
 		fresh, err := obs.New(ctx)
 		for _, d := range fresh {
 			seen = append(seen, d.String())
 		}
-		if err == nil && len(seen) < 2 {
+		if err == nil && len(seen) < 3 {
 			err = fmt.Errorf("seen %v", seen)
 		}
 		return err
 	}))
-	assert.ElementsMatch(t, []string{gateway + ":5999", gateway + ":" + port}, seen, "contacts of %s", ip)
+	assert.ElementsMatch(t, []string{gateway + ":5999", gateway + ":" + port, gateway + " (icmp)"}, seen, "contacts of %s", ip)
 }
