@@ -10,6 +10,9 @@ LAB := lab/lab.sh
 
 .PHONY: help lab-up lab-down lab-status unit test acceptance acceptance-ci defects bench soak vet lint-install dist
 DIST ?= $(CURDIR)/dist
+MODULE := github.com/cc-ci/acceptance
+# What the kit's evidence names as its harness: the commit, -dirty with uncommitted code.
+HARNESS = $(shell git rev-parse HEAD 2>/dev/null || echo unknown)$(shell git status --porcelain --untracked-files=no -- . ':(exclude)REVIEW.*' 2>/dev/null | grep -q . && echo -dirty)
 STATIC := CGO_ENABLED=0 $(GO)
 
 help: ## list the targets
@@ -53,7 +56,7 @@ test: lab-up vet ## everything: unit, integration against the lab, self-tests, d
 dist: ## the reviewer's kit in DIST (dist/): a self-contained acceptance test binary (leak scanner embedded), ccci, SHA256SUMS — docs/reviewing.md
 	@mkdir -p $(DIST) helpers/leakscan/dist
 	$(STATIC) build -trimpath -ldflags='-s -w' -o helpers/leakscan/dist/ccci-leakscan ./helpers/leakscan/cmd/ccci-leakscan
-	$(STATIC) test -c -trimpath -tags ccci_dist -ldflags='-s -w' -o $(DIST)/ccci-acceptance ./acceptance
+	$(STATIC) test -c -trimpath -tags ccci_dist -ldflags="-s -w -X $(MODULE)/helpers/buildinfo.Version=$(HARNESS)" -o $(DIST)/ccci-acceptance ./acceptance
 	$(STATIC) build -trimpath -ldflags='-s -w' -o $(DIST)/ccci ./cmd/ccci
 	cd $(DIST) && sha256sum ccci-acceptance ccci > SHA256SUMS && cat SHA256SUMS
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,6 +71,12 @@ func TestTheReviewersKitReverifiesWithoutGo(t *testing.T) {
 			out, err = run(t, dir, nil, filepath.Join(kit, "ccci"), "verify", signers, filepath.Join(dir, "REVIEW.jsonl"))
 			require.NoError(t, err, "ccci verify: %s", out)
 			assert.Contains(t, string(out), "1 entries, chained and signed")
+			// …and sees which harness judged: the commit the kit was built from.
+			head, err := exec.Command("git", "-C", root, "rev-parse", "HEAD").Output()
+			require.NoError(t, err)
+			review, err := os.ReadFile(filepath.Join(dir, "REVIEW.md"))
+			require.NoError(t, err)
+			assert.Contains(t, string(review), "- harness: `"+strings.TrimSpace(string(head)), "the evidence names the kit's commit")
 		})
 	}
 }

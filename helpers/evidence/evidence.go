@@ -33,7 +33,8 @@ type Test struct {
 // Entry is one run.
 type Entry struct {
 	RunID         string            `json:"run_id"`
-	Time          string            `json:"time"` // UTC, RFC 3339
+	Time          string            `json:"time"`              // UTC, RFC 3339
+	Harness       string            `json:"harness,omitempty"` // the commit the harness was built from (buildinfo)
 	Outcome       string            `json:"outcome"`
 	Interrupted   string            `json:"interrupted,omitempty"`
 	NotEvidence   string            `json:"not_evidence,omitempty"` // a debugging run (a reused machine): why it proves nothing
@@ -196,6 +197,7 @@ func Markdown(e Entry) string {
 			fmt.Fprintf(&b, "- %s: `%s`\n", k, v)
 		}
 	}
+	row("harness", e.Harness)
 	row("Incus", e.Incus)
 	row("machine", e.Machine)
 	row("image", e.Image)

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/cc-ci/acceptance/helpers/buildinfo"
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/egress"
 	"github.com/cc-ci/acceptance/helpers/evidence"
@@ -123,7 +124,7 @@ func runGuardian() int {
 			return 0
 		}
 	}
-	entry := evidence.Entry{RunID: runID, Outcome: "fail",
+	entry := evidence.Entry{RunID: runID, Harness: buildinfo.Harness(), Outcome: "fail",
 		Interrupted: "the test process died before its teardown (panic, kill -9, or exit)", Destroy: "no machine was created"}
 	cfg, cfgErr := config.Load()
 	defer func() {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cc-ci/acceptance/helpers/buildinfo"
 	"github.com/cc-ci/acceptance/helpers/evidence"
 	"github.com/cc-ci/acceptance/helpers/target"
 )
@@ -96,7 +97,7 @@ func (r *Run) appendEvidence(outcome string) {
 		return
 	}
 	r.rec.mu.Lock()
-	e := evidence.Entry{RunID: r.ID, Outcome: outcome, Interrupted: r.rec.interrupted, Facts: r.rec.facts, NotEvidence: r.NotCold()}
+	e := evidence.Entry{RunID: r.ID, Harness: buildinfo.Harness(), Outcome: outcome, Interrupted: r.rec.interrupted, Facts: r.rec.facts, NotEvidence: r.NotCold()}
 	if e.Interrupted != "" {
 		e.Outcome = "fail"
 	}
