@@ -11,8 +11,6 @@ LAB := lab/lab.sh
 .PHONY: help lab-up lab-down lab-status unit test acceptance acceptance-ci defects bench soak vet lint-install dist
 DIST ?= $(CURDIR)/dist
 MODULE := github.com/cc-ci/acceptance
-# What the kit's evidence names as its harness: the commit, -dirty with uncommitted code.
-HARNESS = $(shell git rev-parse HEAD 2>/dev/null || echo unknown)$(shell git status --porcelain --untracked-files=no -- . ':(exclude)REVIEW.*' 2>/dev/null | grep -q . && echo -dirty)
 STATIC := CGO_ENABLED=0 $(GO)
 
 help: ## list the targets
@@ -56,8 +54,10 @@ test: lab-up vet ## everything: unit, integration against the lab, self-tests, d
 dist: ## the reviewer's kit in DIST (dist/): a self-contained acceptance test binary (leak scanner embedded), ccci, SHA256SUMS — docs/reviewing.md
 	@mkdir -p $(DIST) helpers/leakscan/dist
 	$(STATIC) build -trimpath -ldflags='-s -w' -o helpers/leakscan/dist/ccci-leakscan ./helpers/leakscan/cmd/ccci-leakscan
-	$(STATIC) test -c -trimpath -tags ccci_dist -ldflags="-s -w -X $(MODULE)/helpers/buildinfo.Version=$(HARNESS)" -o $(DIST)/ccci-acceptance ./acceptance
-	$(STATIC) build -trimpath -ldflags='-s -w' -o $(DIST)/ccci ./cmd/ccci
+	@# The kit names the harness it was built from (helpers/buildinfo: the commit, -dirty with uncommitted code).
+	harness=$$($(GO) run ./cmd/ccci harness) && link="-s -w -X $(MODULE)/helpers/buildinfo.Version=$$harness" && \
+	  $(STATIC) test -c -trimpath -tags ccci_dist -ldflags="$$link" -o $(DIST)/ccci-acceptance ./acceptance && \
+	  $(STATIC) build -trimpath -ldflags="$$link" -o $(DIST)/ccci ./cmd/ccci
 	cd $(DIST) && sha256sum ccci-acceptance ccci > SHA256SUMS && cat SHA256SUMS
 
 bench: ## leak scanner vs ripgrep and grep on a generated 1 GiB tree (installs ripgrep), plus go benchmarks

@@ -71,12 +71,16 @@ func TestTheReviewersKitReverifiesWithoutGo(t *testing.T) {
 			out, err = run(t, dir, nil, filepath.Join(kit, "ccci"), "verify", signers, filepath.Join(dir, "REVIEW.jsonl"))
 			require.NoError(t, err, "ccci verify: %s", out)
 			assert.Contains(t, string(out), "1 entries, chained and signed")
-			// …and sees which harness judged: the commit the kit was built from.
+			// …and sees which harness judged: the commit the kit was built from,
+			// as the kit's ccci says it.
 			head, err := exec.Command("git", "-C", root, "rev-parse", "HEAD").Output()
 			require.NoError(t, err)
+			harness, err := run(t, dir, nil, filepath.Join(kit, "ccci"), "harness")
+			require.NoError(t, err)
+			assert.True(t, strings.HasPrefix(string(harness), strings.TrimSpace(string(head))), "ccci harness: %s", harness)
 			review, err := os.ReadFile(filepath.Join(dir, "REVIEW.md"))
 			require.NoError(t, err)
-			assert.Contains(t, string(review), "- harness: `"+strings.TrimSpace(string(head)), "the evidence names the kit's commit")
+			assert.Contains(t, string(review), "- harness: `"+strings.TrimSpace(string(harness))+"`", "the evidence names the kit's commit")
 		})
 	}
 }

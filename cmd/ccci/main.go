@@ -2,6 +2,7 @@
 //
 //	ccci lint-install PATH                                  check a target's docs/install.md as a run would; print its steps
 //	ccci verify [-since RUN] ALLOWED_SIGNERS [REVIEW.jsonl] check the evidence chain and each entry's signature
+//	ccci harness                                            the harness commit this build names in its evidence
 package main
 
 import (
@@ -9,6 +10,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/cc-ci/acceptance/helpers/buildinfo"
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
 	"github.com/cc-ci/acceptance/helpers/localfile"
@@ -20,9 +22,13 @@ func main() {
 		os.Exit(lintInstall(os.Args[2], os.Stdout, os.Stderr))
 	case len(os.Args) >= 2 && os.Args[1] == "verify":
 		os.Exit(verify(os.Args[2:], os.Stdout, os.Stderr))
+	case len(os.Args) == 2 && os.Args[1] == "harness":
+		fmt.Println(buildinfo.Harness())
+		os.Exit(0)
 	}
 	fmt.Fprintln(os.Stderr, "usage: ccci lint-install PATH   (docs/writing-install-md.md)\n"+
-		"       ccci verify [-since RUN] ALLOWED_SIGNERS [REVIEW.jsonl]   (docs/reviewing.md)")
+		"       ccci verify [-since RUN] ALLOWED_SIGNERS [REVIEW.jsonl]   (docs/reviewing.md)\n"+
+		"       ccci harness")
 	os.Exit(2)
 }
 

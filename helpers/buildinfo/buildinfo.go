@@ -59,8 +59,9 @@ func checkout(root string) string {
 	if err != nil {
 		return "unknown"
 	}
+	head := strings.TrimSpace(string(rev))
 	if len(strings.TrimSpace(string(changed))) > 0 {
-		return strings.TrimSpace(string(rev)) + "-dirty"
+		return head + "-dirty"
 	}
-	return strings.TrimSpace(string(rev))
+	return head
 }
