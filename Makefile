@@ -1,5 +1,6 @@
 # cc-ci acceptance harness. `make help` lists the targets.
-SHELL := /bin/bash
+# The shell is bash from PATH: a NixOS runner has /usr/bin/env but no /bin/bash.
+SHELL := /usr/bin/env bash
 export GOTOOLCHAIN := local
 GO ?= go
 OUT := $(CURDIR)/out
