@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -243,4 +244,34 @@ func TestConfigErrorsNameTheFile(t *testing.T) {
 	require.Error(t, err)
 	_, err = New(Config{URL: "http://plain:8443", ClientCert: "a", ClientKey: "b", ServerCert: "c"})
 	require.Error(t, err)
+}
+
+// incusd ends the exec operation in failure when the program is not found
+// or not executable (driver_common.go: ErrExecCommandNotFound …), instead of
+// returning the exit code: the client gives the caller the exit code a
+// shell would, so every caller judges one thing.
+func TestACommandThatDidNotRunIsAnExitCode(t *testing.T) {
+	for msg, code := range map[string]int{"Command not found": 127, "Command not executable": 126} {
+		t.Run(msg, func(t *testing.T) {
+			var argv []string
+			c := fakeIncus(t, func(w http.ResponseWriter, r *http.Request) {
+				switch r.URL.Path {
+				case "/1.0/instances/x/exec":
+					var body struct{ Command []string }
+					_ = json.NewDecoder(r.Body).Decode(&body)
+					argv = body.Command
+					w.WriteHeader(http.StatusAccepted)
+					_, _ = w.Write([]byte(`{"type":"async","status_code":100,"operation":"/1.0/operations/e1"}`))
+				case "/1.0/operations/e1/wait":
+					_, _ = fmt.Fprintf(w, `{"type":"sync","status_code":200,"metadata":{"id":"e1","status":"Failure","status_code":400,"err":%q,"metadata":{"return":%d}}}`, msg, code)
+				}
+			})
+			res, err := c.Exec(context.Background(), "p", "x", []string{"readlink", "-f", "/run/current-system"}, nil)
+			require.NoError(t, err)
+			assert.Equal(t, code, res.ExitCode)
+			assert.Contains(t, string(res.Stderr), msg)
+			assert.Equal(t, []string{"/bin/sh", "-c", `exec "$@"`, "sh", "readlink", "-f", "/run/current-system"}, argv,
+				"run through /bin/sh, which looks the program up on GuestPATH")
+		})
+	}
 }

@@ -27,6 +27,8 @@ type Instance struct {
 	CreatedAt      time.Time         `json:"created_at"`
 	Config         map[string]string `json:"config"`
 	ExpandedConfig map[string]string `json:"expanded_config"`
+	// ExpandedDevices are the instance's devices with its profiles' merged in.
+	ExpandedDevices map[string]map[string]string `json:"expanded_devices"`
 }
 
 // InstanceSpec is what Create asks for.
@@ -166,9 +168,11 @@ func (c *Client) State(ctx context.Context, project, name string) (*InstanceStat
 }
 
 // IPv4 returns the global IPv4 address of the instance's own NIC: the
-// interface whose MAC is one of macs (the instance's volatile.*.hwaddr),
-// else, without macs, the first interface by name that is not lo. A guest's
-// other interfaces (docker0, bridges) are never chosen over its NIC.
+// interface whose MAC is one of macs (Instance.NICMACs). A guest's other
+// interfaces (docker0, bridges) have other MACs and are never chosen. With
+// no macs (a caller that cannot know them), the first interface by name that
+// is not lo — which on a guest running Docker can be docker0: the machine
+// code always passes the MACs.
 func (s *InstanceState) IPv4(macs ...string) string {
 	names := make([]string, 0, len(s.Network))
 	for n := range s.Network {
@@ -189,12 +193,31 @@ func (s *InstanceState) IPv4(macs ...string) string {
 	return ""
 }
 
-// NICMACs are the MAC addresses Incus gave the instance's NICs (volatile.<dev>.hwaddr).
+// NICMACs are the MAC addresses of the instance's NIC devices: the one a
+// device's own config fixes (hwaddr, e.g. a static MAC in a profile), else
+// the one Incus generated for it (volatile.<device>.hwaddr — incusd writes
+// it only when the device has none: fillNetworkDevice in
+// internal/server/instance/drivers/driver_{lxc,qemu}.go).
 func (in *Instance) NICMACs() []string {
 	var out []string
+	add := func(mac string) {
+		if mac = strings.ToLower(mac); mac != "" && !slices.Contains(out, mac) {
+			out = append(out, mac)
+		}
+	}
+	for dev, d := range in.ExpandedDevices {
+		if d["type"] != "nic" {
+			continue
+		}
+		if d["hwaddr"] != "" {
+			add(d["hwaddr"])
+		} else {
+			add(in.Config["volatile."+dev+".hwaddr"])
+		}
+	}
 	for k, v := range in.Config {
-		if strings.HasPrefix(k, "volatile.") && strings.HasSuffix(k, ".hwaddr") && v != "" {
-			out = append(out, strings.ToLower(v))
+		if strings.HasPrefix(k, "volatile.") && strings.HasSuffix(k, ".hwaddr") {
+			add(v)
 		}
 	}
 	sort.Strings(out)

@@ -312,7 +312,11 @@ func (mc *Machine) awaitReady(ctx context.Context, timeout time.Duration, keyVia
 		if err != nil {
 			return wait.Stop(err)
 		}
-		if mc.IP = st.IPv4(in.NICMACs()...); mc.IP == "" {
+		macs := in.NICMACs()
+		if len(macs) == 0 {
+			return wait.Stop(errors.New("Incus reports no MAC for its NIC (no device hwaddr, no volatile.<nic>.hwaddr): its address cannot be told from another bridge's"))
+		}
+		if mc.IP = st.IPv4(macs...); mc.IP == "" {
 			return errors.New("no global IPv4 address on its NIC yet")
 		}
 		return nil
@@ -384,19 +388,48 @@ func bounded(b []byte, n int) string {
 }
 
 // pushAuthorizedKey writes the run's public key as root's only authorized
-// key, through Incus (after checking ownership): /root/.ssh 0700, the file 0600.
+// key, through Incus (after checking ownership): /root/.ssh 0700, the file
+// 0600, both root's. incusd applies a push's mode and owner only when it
+// creates the file (cmd/incusd/instance_file.go, fileSFTPPost), so a file the
+// image already has is removed first, and both are read back: sshd's
+// StrictModes refuses keys in a directory or file others may write.
 func (mc *Machine) pushAuthorizedKey(ctx context.Context) error {
-	for _, f := range []incus.FileSpec{{Path: "/root/.ssh", Mode: 0o700, Dir: true},
-		{Path: "/root/.ssh/authorized_keys", Mode: 0o600, Data: ssh.MarshalAuthorizedKey(mc.Signer.PublicKey())}} {
-		if err := mc.PushFile(ctx, f); err != nil {
-			var refused *OwnershipError
-			if errors.As(err, &refused) {
-				return wait.Stop(err)
-			}
+	const dir, keys = "/root/.ssh", "/root/.ssh/authorized_keys"
+	stop := func(err error) error {
+		var refused *OwnershipError
+		if errors.As(err, &refused) {
+			return wait.Stop(err)
+		}
+		return err
+	}
+	if err := mc.PushFile(ctx, incus.FileSpec{Path: dir, Mode: 0o700, Dir: true}); err != nil {
+		return stop(err)
+	}
+	if err := mc.deleteFile(ctx, keys); err != nil {
+		return stop(err)
+	}
+	if err := mc.PushFile(ctx, incus.FileSpec{Path: keys, Mode: 0o600, Data: ssh.MarshalAuthorizedKey(mc.Signer.PublicKey())}); err != nil {
+		return stop(err)
+	}
+	for _, p := range []string{dir, keys} {
+		fi, err := mc.mgr.Client.StatFile(ctx, mc.Project, mc.Name, p)
+		if err != nil {
 			return err
+		}
+		if fi.UID != 0 || fi.Mode&0o022 != 0 {
+			return wait.Stop(fmt.Errorf("%s on %s is mode %04o, uid %d (the image's own; Incus does not change an existing one): "+
+				"sshd refuses a key others may write — fix the image", p, mc.Name, fi.Mode, fi.UID))
 		}
 	}
 	return nil
+}
+
+// deleteFile removes a file on the machine through Incus, after checking ownership.
+func (mc *Machine) deleteFile(ctx context.Context, path string) error {
+	if _, err := mc.Verify(ctx); err != nil {
+		return fmt.Errorf("delete %s on %s: %w", path, mc.Name, err)
+	}
+	return mc.mgr.Client.DeleteFile(ctx, mc.Project, mc.Name, path)
 }
 
 func (mc *Machine) sshAddr() string {

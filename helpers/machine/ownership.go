@@ -122,6 +122,9 @@ func destroyChecked(ctx context.Context, c *incus.Client, project, name string,
 			return err
 		}
 		if err := c.DeleteInstance(ctx, project, name); err != nil && !errors.Is(err, incus.ErrNotFound) {
+			if isProtected(err) {
+				return wait.Stop(&ProtectedError{Instance: id})
+			}
 			return err
 		}
 		return errors.New("instance still answers after delete")
@@ -129,9 +132,33 @@ func destroyChecked(ctx context.Context, c *incus.Client, project, name string,
 	if refused != nil {
 		return refused
 	}
+	var protected *ProtectedError
+	if errors.As(err, &protected) {
+		return protected
+	}
 	if err != nil {
 		return fmt.Errorf("destroy %s: %w: there may be a dangling instance", id, err)
 	}
 	logf("destroyed %s in %s (API: not found)", id, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// ProtectedError: Incus refused to delete an instance of ours because
+// security.protection.delete is set (by a profile: the harness never sets
+// it). incusd checks it in the delete operation itself ("Instance is
+// protected", internal/server/instance/drivers/driver_{lxc,qemu}.go Delete).
+// The harness does not lift a protection the host's operators put there; it
+// leaves the instance stopped and names it, with the commands that remove it.
+type ProtectedError struct{ Instance string }
+
+func (e *ProtectedError) Error() string {
+	project, name, _ := strings.Cut(e.Instance, "/")
+	return fmt.Sprintf("destroy %s: Incus refuses: the instance is protected (security.protection.delete=true, from its profile); "+
+		"it is stopped and LEFT BEHIND — remove it with: incus config set %s security.protection.delete=false --project %s && incus delete %s --project %s; "+
+		"and take the key out of the profile the harness uses", e.Instance, name, project, name, project)
+}
+
+func isProtected(err error) bool {
+	var oe *incus.OperationError
+	return errors.As(err, &oe) && strings.Contains(oe.Message, "Instance is protected")
 }

@@ -1,27 +1,33 @@
 // Package incustest is a small fake of the Incus REST API, in the spirit of
 // net/http/httptest: enough of the instance lifecycle (create, start, state,
-// exec with recorded output, file push, stop, delete, operations) for the
+// exec with recorded output, files, stop, delete, operations) for the
 // harness's machine code to run against it unchanged, with a container or a
 // virtual machine behind it.
 //
 // Each answer follows Incus's API reference (doc/rest-api.yaml in the Incus
-// sources; the path is named at each handler). What differs for a
-// virtual-machine is modelled from the Incus documentation and incusd's
-// QEMU driver: the instance is "Running" as soon as QEMU runs, but exec and
-// file calls go through the incus-agent inside the guest and fail with
-// "VM agent isn't currently running" until it answers; the guest's own
-// interface names (enp5s0) are reported only by the agent; an image that
-// needs secure boot off (NixOS) never boots — Running, no agent — unless
-// security.secureboot=false.
+// sources; the path is named at each handler) and, where the reference is
+// silent, incusd's own code on the stable-6.0 branch (cited at the answer):
+// sync errors are what response.SmartError/BadRequest give, failures inside
+// an operation answer 202 and end the operation with status_code 400 and the
+// error's text. What differs for a virtual-machine: the instance is
+// "Running" as soon as QEMU runs, but exec and file calls go through the
+// incus-agent inside the guest and fail with "VM agent isn't currently
+// running" until it answers; file calls on a stopped VM fail (a container's
+// files are reachable stopped); the guest's own interface names (enp5s0)
+// are reported only by the agent; an image that needs secure boot off
+// (NixOS) never boots — Running, no agent — unless security.secureboot=false,
+// and one that declares it (requirements.secureboot=false) fails to start.
 //
-// The guest is simulated: a file map, an ed25519 SSH host key at
-// /etc/ssh/ssh_host_ed25519_key.pub, and one in-process SSH server that
+// The guest is simulated (guest.go): a file map with modes and owners, an
+// ed25519 SSH host key at /etc/ssh/ssh_host_ed25519_key.pub, commands looked
+// up on a PATH as incusd and the agent do, and one in-process SSH server that
 // accepts the keys in /root/.ssh/authorized_keys (or, if the image honours
 // it, user.ssh_authorized_keys) and answers every command with exit 0.
 package incustest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -29,12 +35,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/cc-ci/acceptance/helpers/remote"
@@ -42,14 +46,35 @@ import (
 
 // Image is what the fake knows of an image alias.
 type Image struct {
+	// Type is the image's type (container or virtual-machine); an instance
+	// of the other type is refused at creation ("Requested image's type …
+	// doesn't match instance type …": cmd/incusd/instance.go). "" fits both.
+	Type string
 	// HonoursSSHKeyTemplate: the image's templates write user.ssh_authorized_keys
 	// into root's authorized_keys (the lab's image does; the real one may not).
 	HonoursSSHKeyTemplate bool
-	// NeedsSecureBootOff: a VM from it boots only with security.secureboot=false.
+	// NeedsSecureBootOff: a VM from it boots only with security.secureboot=false
+	// (unsigned: the firmware refuses it; the agent never answers).
 	NeedsSecureBootOff bool
+	// DeclaresSecureBootOff: the image says so (requirements.secureboot=false):
+	// incusd refuses to start a VM from it unless security.secureboot=false
+	// (internal/server/instance/drivers/driver_qemu.go).
+	DeclaresSecureBootOff bool
 	// RunsCloudInit: the image runs cloud-init, which installs the keys of
 	// cloud-init.user-data's users (only root's are simulated).
 	RunsCloudInit bool
+	// NixOS: the guest's commands are in /run/current-system/sw/bin only.
+	NixOS bool
+	// Files the image ships besides the usual directories (path → file; a
+	// directory's path ends in /).
+	Files map[string]File
+}
+
+// File is a file (or directory) in a guest.
+type File struct {
+	Data     []byte
+	Mode     int
+	UID, GID int
 }
 
 // Server is the fake Incus. Set its fields before the first request.
@@ -63,6 +88,12 @@ type Server struct {
 	// AddressBeforeAgent: a VM's address is reported before its agent
 	// answers (incusd can read it from the managed bridge's DHCP leases).
 	AddressBeforeAgent bool
+	// StaticMAC: the profile's NIC has a fixed hwaddr, so Incus writes no
+	// volatile.eth0.hwaddr (fillNetworkDevice, driver_{lxc,qemu}.go).
+	StaticMAC string
+	// Profile is config the default profile adds to every instance's
+	// expanded config (e.g. security.protection.delete).
+	Profile map[string]string
 
 	Socket string // the API's unix socket
 
@@ -80,15 +111,9 @@ type instance struct {
 	Name, Project, Type, Status string
 	Config                      map[string]string
 	CreatedAt                   time.Time
-	files                       map[string]file
+	files                       map[string]File
 	hostKey                     ssh.Signer
 	calls                       int // agent-gated calls since start
-}
-
-type file struct {
-	Data     []byte
-	Mode     int
-	UID, GID int
 }
 
 type op struct {
@@ -100,7 +125,7 @@ type op struct {
 // New starts the fake on a unix socket in dir (the harness reaches the lab's
 // Incus the same way: incus.Config{Socket: s.Socket}) and its guest SSH server.
 func New(dir string) (*Server, error) {
-	s := &Server{Images: map[string]Image{}, instances: map[string]*instance{}, ops: map[string]*op{}, logs: map[string][]byte{},
+	s := &Server{Images: map[string]Image{}, Profile: map[string]string{}, instances: map[string]*instance{}, ops: map[string]*op{}, logs: map[string][]byte{},
 		Socket: filepath.Join(dir, "incus.socket")}
 	l, err := net.Listen("unix", s.Socket)
 	if err != nil {
@@ -211,7 +236,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		var out []map[string]any
 		for _, in := range s.instances {
 			if r.URL.Query().Get("all-projects") == "true" || in.Project == project {
-				out = append(out, in.api())
+				out = append(out, s.api(in))
 			}
 		}
 		reply(w, out)
@@ -224,9 +249,24 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (in *instance) api() map[string]any {
+func (s *Server) api(in *instance) map[string]any {
+	expanded := maps.Clone(s.Profile)
+	maps.Copy(expanded, in.Config)
+	nic := map[string]string{"type": "nic", "network": "incusbr0", "name": "eth0"}
+	if s.StaticMAC != "" {
+		nic["hwaddr"] = s.StaticMAC
+	}
 	return map[string]any{"name": in.Name, "project": in.Project, "type": in.Type, "status": in.Status,
-		"created_at": in.CreatedAt, "config": in.Config, "expanded_config": in.Config}
+		"created_at": in.CreatedAt, "config": in.Config, "expanded_config": expanded,
+		"expanded_devices": map[string]map[string]string{"eth0": nic, "root": {"type": "disk", "path": "/", "pool": "default"}}}
+}
+
+// mac is the instance's NIC's MAC: the profile's, else the volatile one.
+func (s *Server) mac(in *instance) string {
+	if s.StaticMAC != "" {
+		return s.StaticMAC
+	}
+	return in.Config["volatile.eth0.hwaddr"]
 }
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request, project string) {
@@ -244,21 +284,26 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, project string) 
 		s.async(w, "Creating instance", fmt.Errorf("Instance %q already exists", req.Name), nil)
 		return
 	}
-	if _, ok := s.Images[req.Source.Alias]; !ok {
+	img, ok := s.Images[req.Source.Alias]
+	if !ok {
 		s.async(w, "Creating instance", fmt.Errorf("Failed getting image: Image %q not found", req.Source.Alias), nil)
 		return
 	}
 	if req.Type == "" {
 		req.Type = "container"
 	}
-	signer, _, _ := remote.NewKey()
-	cfg := map[string]string{"volatile.uuid": fmt.Sprintf("uuid-%d-%d", time.Now().UnixNano(), s.seq),
-		"volatile.eth0.hwaddr": "10:66:6a:00:00:01", "image.alias": req.Source.Alias}
-	for k, v := range req.Config {
-		cfg[k] = v
+	if img.Type != "" && img.Type != req.Type { // cmd/incusd/instance.go, instanceCreateFromImage
+		s.async(w, "Creating instance", fmt.Errorf("Requested image's type %q doesn't match instance type %q", img.Type, req.Type), nil)
+		return
 	}
+	signer, _, _ := remote.NewKey()
+	cfg := map[string]string{"volatile.uuid": fmt.Sprintf("uuid-%d-%d", time.Now().UnixNano(), s.seq), "image.alias": req.Source.Alias}
+	if s.StaticMAC == "" {
+		cfg["volatile.eth0.hwaddr"] = "10:66:6a:00:00:01"
+	}
+	maps.Copy(cfg, req.Config)
 	s.instances[project+"/"+req.Name] = &instance{Name: req.Name, Project: project, Type: req.Type, Status: "Stopped",
-		Config: cfg, CreatedAt: time.Now().UTC(), hostKey: signer, files: map[string]file{}}
+		Config: cfg, CreatedAt: time.Now().UTC(), hostKey: signer, files: map[string]File{}}
 	s.async(w, "Creating instance", nil, nil)
 }
 
@@ -276,12 +321,17 @@ func (s *Server) agentUp(in *instance) bool {
 	return in.calls > s.AgentDelay
 }
 
-// guestAnswers is whether an exec or file call reaches the guest; if not,
-// it has answered as Incus does (not running; a VM without its agent).
+// guestAnswers is whether a file call reaches the guest; if not, it has
+// answered as incusd does: a VM's files go through its agent, so a stopped
+// VM (driver_qemu.go FileSFTPConn: "Instance is not running") or one whose
+// agent is down is an internal error (instanceFilePost: InternalError, 500).
+// A container's files are reached from the host, running or not.
 func (s *Server) guestAnswers(w http.ResponseWriter, in *instance) bool {
 	switch {
+	case in.Type != "virtual-machine":
+		return true
 	case in.Status != "Running":
-		fail(w, 400, "Instance is not running")
+		fail(w, 500, "Instance is not running")
 	case !s.agentUp(in):
 		fail(w, 500, agentOffline)
 	default:
@@ -300,45 +350,24 @@ func (s *Server) instanceCall(w http.ResponseWriter, r *http.Request, project, r
 	running := in.Status == "Running"
 	switch {
 	case sub == "" && r.Method == http.MethodGet: // GET /1.0/instances/{name}
-		reply(w, in.api())
+		reply(w, s.api(in))
 	case sub == "" && r.Method == http.MethodDelete: // DELETE /1.0/instances/{name}
-		if running {
-			s.async(w, "Deleting instance", fmt.Errorf("Instance is running"), nil)
+		if running { // cmd/incusd/instance_delete.go: checked before the operation
+			fail(w, 400, "Instance is running")
+			return
+		}
+		if s.Profile["security.protection.delete"] == "true" || in.Config["security.protection.delete"] == "true" {
+			s.async(w, "Deleting instance", fmt.Errorf("Instance is protected"), nil) // drivers' Delete, inside the operation
 			return
 		}
 		delete(s.instances, project+"/"+name)
 		s.async(w, "Deleting instance", nil, nil)
 	case sub == "state" && r.Method == http.MethodPut: // PUT /1.0/instances/{name}/state
-		var req struct{ Action string }
-		_ = json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req)
-		switch req.Action {
-		case "start":
-			in.Status, in.calls = "Running", 0
-			s.boot(in)
-		case "stop":
-			if !running {
-				s.async(w, "Stopping instance", fmt.Errorf("The instance is already stopped"), nil)
-				return
-			}
-			in.Status = "Stopped"
-		default:
-			s.async(w, "Changing state", fmt.Errorf("unknown action %q", req.Action), nil)
-			return
-		}
-		s.async(w, "Changing state", nil, nil)
+		s.changeState(w, r, in)
 	case sub == "state" && r.Method == http.MethodGet: // GET /1.0/instances/{name}/state
 		reply(w, map[string]any{"status": in.Status, "network": s.network(in)})
 	case sub == "exec" && r.Method == http.MethodPost: // POST /1.0/instances/{name}/exec (record-output)
-		if !s.guestAnswers(w, in) {
-			return
-		}
-		var req struct{ Command []string }
-		_ = json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req)
-		code, stdout, stderr := in.run(req.Command)
-		base := fmt.Sprintf("/1.0/instances/%s/logs/exec-output/exec_%d", name, s.seq)
-		s.logs[base+".stdout"], s.logs[base+".stderr"] = stdout, stderr
-		s.async(w, "Executing command", nil, map[string]any{"return": code,
-			"output": map[string]string{"1": base + ".stdout", "2": base + ".stderr"}})
+		s.exec(w, r, in)
 	case strings.HasPrefix(sub, "logs/"): // GET/DELETE /1.0/instances/{name}/logs/exec-output/{file}
 		b, ok := s.logs[r.URL.Path]
 		if !ok {
@@ -351,100 +380,62 @@ func (s *Server) instanceCall(w http.ResponseWriter, r *http.Request, project, r
 			return
 		}
 		_, _ = w.Write(b)
-	case sub == "files" && r.Method == http.MethodPost: // POST /1.0/instances/{name}/files
-		if !s.guestAnswers(w, in) {
-			return
+	case sub == "files": // GET/POST/DELETE /1.0/instances/{name}/files
+		if s.guestAnswers(w, in) {
+			in.fileCall(w, r)
 		}
-		mode, _ := strconv.ParseInt(r.Header.Get("X-Incus-mode"), 8, 32)
-		uid, _ := strconv.Atoi(r.Header.Get("X-Incus-uid"))
-		gid, _ := strconv.Atoi(r.Header.Get("X-Incus-gid"))
-		p := r.URL.Query().Get("path")
-		if r.Header.Get("X-Incus-type") == "directory" {
-			in.files[p+"/"] = file{Mode: int(mode), UID: uid, GID: gid}
-			reply(w, nil)
-			return
-		}
-		dir := p[:strings.LastIndex(p, "/")]
-		if _, ok := in.files[dir+"/"]; !ok && dir != "" {
-			fail(w, 404, "Failed to create file: parent directory "+dir+" does not exist")
-			return
-		}
-		data, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		in.files[p] = file{Data: data, Mode: int(mode), UID: uid, GID: gid}
-		reply(w, nil)
 	default:
 		fail(w, 404, "not found")
 	}
 }
 
-// boot is what the guest has once started: its host key, the directories a
-// distribution ships, and — through the image's templates — the key in
-// user.ssh_authorized_keys, if the image honours it.
-func (s *Server) boot(in *instance) {
-	in.files["/etc/ssh/ssh_host_ed25519_key.pub"] = file{Data: ssh.MarshalAuthorizedKey(in.hostKey.PublicKey()), Mode: 0o644}
-	for _, d := range []string{"/", "/etc/", "/etc/ssh/", "/root/"} {
-		in.files[d] = file{Mode: 0o755}
-	}
-	img := s.Images[in.Config["image.alias"]]
-	keys := ""
-	if k := in.Config["user.ssh_authorized_keys"]; k != "" && img.HonoursSSHKeyTemplate {
-		keys = k
-	}
-	if ud := in.Config["cloud-init.user-data"]; ud != "" && img.RunsCloudInit {
-		var doc struct {
-			Users []struct {
-				Name string
-				Keys []string `yaml:"ssh_authorized_keys"`
-			}
+// changeState starts or stops an instance (PUT …/state).
+func (s *Server) changeState(w http.ResponseWriter, r *http.Request, in *instance) {
+	var req struct{ Action string }
+	_ = json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req)
+	switch req.Action {
+	case "start":
+		img := s.Images[in.Config["image.alias"]]
+		if in.Type == "virtual-machine" && img.DeclaresSecureBootOff && in.Config["security.secureboot"] != "false" {
+			s.async(w, "Starting instance", errors.New("The image used by this instance is incompatible with secureboot. "+
+				"Please set security.secureboot=false on the instance"), nil)
+			return
 		}
-		if yaml.Unmarshal([]byte(ud), &doc) == nil {
-			for _, u := range doc.Users {
-				if u.Name == "root" {
-					keys += strings.Join(u.Keys, "\n") + "\n"
-				}
-			}
+		in.Status, in.calls = "Running", 0
+		s.boot(in)
+	case "stop":
+		if in.Status != "Running" {
+			s.async(w, "Stopping instance", fmt.Errorf("The instance is already stopped"), nil)
+			return
 		}
+		in.Status = "Stopped"
+	default:
+		s.async(w, "Changing state", fmt.Errorf("unknown action %q", req.Action), nil)
+		return
 	}
-	if keys != "" {
-		in.files["/root/.ssh/"] = file{Mode: 0o700}
-		in.files["/root/.ssh/authorized_keys"] = file{Data: []byte(keys), Mode: 0o600}
-	}
+	s.async(w, "Changing state", nil, nil)
 }
 
-// network is the state's network: a container's interfaces as the kernel
-// names them (eth0); a VM's from its agent (enp5s0), or — before the agent,
-// if AddressBeforeAgent — the host's view of its NIC, named after the device.
-func (s *Server) network(in *instance) map[string]any {
+// exec answers as cmd/incusd/instance_exec.go does: a stopped instance is a
+// sync 400; everything else is an operation, which fails when a VM's agent
+// is down or the command is not found (with its exit code in the metadata).
+func (s *Server) exec(w http.ResponseWriter, r *http.Request, in *instance) {
 	if in.Status != "Running" {
-		return map[string]any{}
+		fail(w, 400, "Instance is not running")
+		return
 	}
-	iface := func(addr string) map[string]any {
-		return map[string]any{"hwaddr": in.Config["volatile.eth0.hwaddr"], "state": "up", "type": "broadcast",
-			"addresses": []map[string]string{{"family": "inet", "address": addr, "netmask": "8", "scope": "global"},
-				{"family": "inet6", "address": "fe80::1", "netmask": "64", "scope": "link"}}}
+	var req struct {
+		Command     []string
+		Environment map[string]string
 	}
-	lo := map[string]any{"addresses": []map[string]string{{"family": "inet", "address": "127.0.0.1", "netmask": "8", "scope": "local"}}}
-	switch {
-	case in.Type != "virtual-machine":
-		return map[string]any{"lo": lo, "eth0": iface("127.0.0.1")}
-	case s.agentUp(in):
-		// The guest also runs Docker (cc-ci does): a second global address.
-		return map[string]any{"lo": lo, "enp5s0": iface("127.0.0.1"),
-			"docker0": map[string]any{"hwaddr": "02:42:00:00:00:01", "addresses": []map[string]string{{"family": "inet", "address": "172.17.0.1", "scope": "global"}}}}
-	case s.AddressBeforeAgent:
-		return map[string]any{"eth0": iface("127.0.0.1")}
+	_ = json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req)
+	if !s.agentUp(in) {
+		s.async(w, "Executing command", errors.New(agentOffline), nil)
+		return
 	}
-	return map[string]any{}
-}
-
-// run is the guest's answer to an exec: `cat FILE` reads the file map;
-// anything else is not simulated (exit 127), so a test notices.
-func (in *instance) run(argv []string) (int, []byte, []byte) {
-	if len(argv) == 2 && argv[0] == "cat" {
-		if f, ok := in.files[argv[1]]; ok {
-			return 0, f.Data, nil
-		}
-		return 1, nil, []byte("cat: " + argv[1] + ": No such file or directory\n")
-	}
-	return 127, nil, []byte("incustest: command not simulated: " + strings.Join(argv, " ") + "\n")
+	res := in.run(req.Command, req.Environment, s.Images[in.Config["image.alias"]])
+	base := fmt.Sprintf("/1.0/instances/%s/logs/exec-output/exec_%d", in.Name, s.seq)
+	s.logs[base+".stdout"], s.logs[base+".stderr"] = res.stdout, res.stderr
+	s.async(w, "Executing command", res.err, map[string]any{"return": res.code,
+		"output": map[string]string{"1": base + ".stdout", "2": base + ".stderr"}})
 }
