@@ -146,6 +146,14 @@ func (p *parser) size(key, def string) int64 {
 	return n
 }
 
+// optionalSize is a size that may be left unset (-1).
+func (p *parser) optionalSize(key string) int64 {
+	if v, _ := p.src.get(key, ""); v == "" {
+		return -1
+	}
+	return p.size(key, "")
+}
+
 func (p *parser) duration(key, def string) time.Duration {
 	v, from := p.src.get(key, def)
 	d, err := time.ParseDuration(v)

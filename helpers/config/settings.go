@@ -97,6 +97,7 @@ type Guardrails struct {
 	RAMCap                int64 // bytes, sum over running instances incl. the new one
 	DefaultInstanceMemory int64 // bytes counted for a running instance with no limits.memory
 	MaxMachines           int
+	OtherTenantsRAM       int64         // bytes a restricted certificate cannot see, as the operator states them; -1 = not stated
 	TTL                   time.Duration // expires-at label = creation + TTL; the reaper acts after it
 	LabelPrefix           string        // user.<prefix>.run-id etc.
 }
@@ -107,6 +108,7 @@ func (p *parser) guardrails() Guardrails {
 		RAMCap:                p.size("CCCI_RAM_CAP", "12GiB"),
 		DefaultInstanceMemory: p.size("CCCI_DEFAULT_INSTANCE_MEMORY", "1GiB"),
 		MaxMachines:           p.positiveInt("CCCI_MAX_MACHINES", "1"),
+		OtherTenantsRAM:       p.optionalSize("CCCI_OTHER_TENANTS_RAM"),
 		TTL:                   p.duration("CCCI_TTL", "2h"),
 		LabelPrefix:           p.str("CCCI_LABEL_PREFIX", "ccci"),
 	}

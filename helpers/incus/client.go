@@ -339,3 +339,64 @@ type Certificate struct {
 func (c *Client) Certificates(ctx context.Context) ([]Certificate, error) {
 	return list[Certificate](ctx, c, "/1.0/certificates")
 }
+
+// Identity is who the server takes the client to be, and what it may see.
+type Identity struct {
+	Method      string   // auth_user_method: unix, tls, oidc, …
+	User        string   // auth_user_name: for tls, the certificate's fingerprint
+	Restricted  bool     // a restricted certificate (sees only Projects)
+	Projects    []string // the projects a restricted certificate may use
+	Unknowable  bool     // the server does not say (another method): treat as restricted
+	Description string   // for messages
+}
+
+// Identity reads GET /1.0 (auth_user_name, auth_user_method: API extension
+// auth_user) and, for a TLS client, its own trust-store entry, which even a
+// restricted certificate may read (internal/server/auth/driver_tls.go:
+// certificates are can_view for everyone). It matters because incusd
+// filters what a restricted certificate lists instead of refusing:
+// GET /1.0/instances?all-projects=true leaves out the projects it may not
+// see (cmd/incusd/instances_get.go, GetPermissionChecker), with no 403.
+func (c *Client) Identity(ctx context.Context) (*Identity, error) {
+	var s struct {
+		AuthUserName   string `json:"auth_user_name"`
+		AuthUserMethod string `json:"auth_user_method"`
+	}
+	if _, err := c.do(ctx, http.MethodGet, "/1.0", nil, nil, &s); err != nil {
+		return nil, err
+	}
+	id := &Identity{Method: s.AuthUserMethod, User: s.AuthUserName}
+	switch s.AuthUserMethod {
+	case "unix":
+		id.Description = "the unix socket (unrestricted)"
+		return id, nil
+	case "tls":
+	default:
+		id.Unknowable = true
+		id.Description = fmt.Sprintf("auth method %q: what it may see is not knowable from the API", s.AuthUserMethod)
+		return id, nil
+	}
+	var cert struct {
+		Restricted bool     `json:"restricted"`
+		Projects   []string `json:"projects"`
+	}
+	if _, err := c.do(ctx, http.MethodGet, "/1.0/certificates/"+url.PathEscape(s.AuthUserName), nil, nil, &cert); err != nil {
+		return nil, fmt.Errorf("read the client certificate's own trust entry: %w", err)
+	}
+	id.Restricted, id.Projects = cert.Restricted, cert.Projects
+	id.Description = "client certificate " + shortFP(s.AuthUserName) + " (unrestricted)"
+	if cert.Restricted {
+		id.Description = fmt.Sprintf("client certificate %s, restricted to projects [%s]", shortFP(s.AuthUserName), strings.Join(cert.Projects, ", "))
+	}
+	return id, nil
+}
+
+func shortFP(fp string) string {
+	if len(fp) > 12 {
+		return fp[:12]
+	}
+	return fp
+}
+
+// SeesEverything: the identity lists every project's instances.
+func (id *Identity) SeesEverything() bool { return !id.Restricted && !id.Unknowable }

@@ -18,6 +18,11 @@ type Guardrails struct {
 	RAMCap                int64 // bytes: running instances + the new one must fit
 	DefaultInstanceMemory int64 // bytes counted for a running instance without limits.memory
 	MaxMachines           int   // per Manager (per test run)
+	// OtherTenantsRAM is what the operator states the instances a
+	// restricted certificate cannot see hold (bytes), added to the sum when
+	// OtherTenantsStated; unstated (the zero value), a partial sum refuses.
+	OtherTenantsRAM    int64
+	OtherTenantsStated bool
 }
 
 // GuardrailError is a refusal: nothing was created.
@@ -40,7 +45,9 @@ type RAMReport struct {
 	Total   int64
 	Cap     int64
 	Fits    bool
-	Partial bool // all-projects listing was refused: only the projects these credentials list are counted
+	Partial bool   // the credentials do not see every project: the listing is not the whole host
+	Who     string // why partial: the identity the server sees (a restricted certificate …)
+	Stated  int64  // with Partial: the operator's figure for what is not seen (-1: none)
 }
 
 // RAMTerm is one instance (or one group) in the sum.
@@ -64,6 +71,9 @@ func (r RAMReport) String() string {
 	if r.Others.Count > 0 {
 		parts = append(parts, fmt.Sprintf("%d instance(s) in other projects %s", r.Others.Count, config.FormatSize(r.Others.Bytes)))
 	}
+	if r.Partial && r.Stated >= 0 {
+		parts = append(parts, "unseen projects (stated in CCCI_OTHER_TENANTS_RAM) "+config.FormatSize(r.Stated))
+	}
 	if r.New > 0 {
 		parts = append(parts, "new "+config.FormatSize(r.New))
 	}
@@ -71,12 +81,17 @@ func (r RAMReport) String() string {
 		parts = append(parts, "nothing running")
 	}
 	op := "≤"
-	if !r.Fits {
+	if r.Total > r.Cap {
 		op = ">"
 	}
 	s := fmt.Sprintf("%s = %s %s cap %s", strings.Join(parts, " + "), config.FormatSize(r.Total), op, config.FormatSize(r.Cap))
 	if r.Partial {
-		s += " (all-projects listing refused: only the projects these credentials list are counted)"
+		if r.Stated < 0 {
+			s += fmt.Sprintf(" — but the sum is PARTIAL: %s, so the instances of the projects it cannot see are not in it; "+
+				"refused until the operator states their RAM in CCCI_OTHER_TENANTS_RAM", r.Who)
+		} else {
+			s += " (" + r.Who + ")"
+		}
 	}
 	return s
 }
@@ -90,17 +105,35 @@ func usesRAM(status string) bool { return status != "Stopped" }
 // project whose instances cannot be listed, a limit that cannot be read, or
 // a sum that overflows is an error, never a smaller number.
 func RAM(ctx context.Context, c *incus.Client, g Guardrails, newBytes int64) (RAMReport, error) {
-	r := RAMReport{New: newBytes, Cap: g.RAMCap}
+	r := RAMReport{New: newBytes, Cap: g.RAMCap, Stated: -1}
+	// A restricted certificate's all-projects listing is silently filtered
+	// (Client.Identity), so who is asking decides whether the sum can be whole.
+	id, err := c.Identity(ctx)
+	if err != nil {
+		return r, fmt.Errorf("RAM guardrail: who the server takes us for: %w", err)
+	}
+	if !id.SeesEverything() {
+		r.Partial, r.Who = true, id.Description
+	}
 	all, err := c.Instances(ctx, "")
 	if errors.Is(err, incus.ErrForbidden) {
-		// Restricted credentials cannot list all projects: every project they list must be listed.
+		// Credentials refused the all-projects listing: every project they list must be listed.
 		all, err = instancesPerProject(ctx, c)
 		r.Partial = true
+		if r.Who == "" {
+			r.Who = "the all-projects listing was refused"
+		}
 	}
 	if err != nil {
 		return r, fmt.Errorf("RAM guardrail: list instances: %w", err)
 	}
 	r.Total = newBytes
+	if r.Partial && g.OtherTenantsStated {
+		r.Stated = g.OtherTenantsRAM
+		if r.Total, err = config.AddSizes(r.Total, r.Stated); err != nil {
+			return r, fmt.Errorf("RAM guardrail: %w", err)
+		}
+	}
 	for _, in := range all {
 		if !usesRAM(in.Status) {
 			continue
@@ -126,7 +159,7 @@ func RAM(ctx context.Context, c *incus.Client, g Guardrails, newBytes int64) (RA
 		r.Others.Bytes += t.Bytes // cannot overflow: bounded by r.Total
 	}
 	sort.Slice(r.Terms, func(i, j int) bool { return r.Terms[i].Instance < r.Terms[j].Instance })
-	r.Fits = r.Total <= r.Cap
+	r.Fits = r.Total <= r.Cap && (!r.Partial || r.Stated >= 0)
 	return r, nil
 }
 
@@ -162,7 +195,8 @@ func (g Guardrails) checkProject(project string) error {
 // GuardrailsFrom takes the guardrail numbers from the configuration.
 func GuardrailsFrom(c *config.Config) Guardrails {
 	return Guardrails{AllowedProjects: c.AllowedProjects, RAMCap: c.RAMCap,
-		DefaultInstanceMemory: c.DefaultInstanceMemory, MaxMachines: c.MaxMachines}
+		DefaultInstanceMemory: c.DefaultInstanceMemory, MaxMachines: c.MaxMachines,
+		OtherTenantsRAM: c.OtherTenantsRAM, OtherTenantsStated: c.OtherTenantsRAM >= 0}
 }
 
 // SpecFrom takes the machine spec from the configuration.

@@ -199,3 +199,36 @@ func TestTheFakeAnswersAsIncusdDoes(t *testing.T) {
 		require.NoError(t, c.DeleteInstance(ctx, project, name))
 	}
 }
+
+// With a restricted client certificate incusd filters the all-projects
+// listing instead of refusing it: the other tenants' RAM is silently not in
+// the sum. The guardrail knows who it is, refuses a partial sum, and counts
+// what the operator states for the projects it cannot see.
+func TestARestrictedCertificatesPartialSumIsNotBelieved(t *testing.T) {
+	ctx := context.Background()
+	f, m := newFake(t, incustest.Image{})
+	require.NoError(t, m.Client.CreateInstance(ctx, incus.InstanceSpec{Name: "tenant", Project: "lichen", Type: incus.Container,
+		ImageAlias: "incus-base", Config: map[string]string{"limits.memory": "8GiB"}}))
+	require.NoError(t, m.Client.SetState(ctx, "lichen", "tenant", "start", false))
+	f.Restricted = []string{project}
+
+	_, err := m.Create(ctx, spec(incus.Container, machine.KeyViaFile))
+	var refused *machine.GuardrailError
+	require.ErrorAs(t, err, &refused, "4GiB 'fits' a sum that leaves the other tenant's 8GiB out")
+	assert.Contains(t, err.Error(), "PARTIAL")
+	assert.Contains(t, err.Error(), "restricted to projects [terraform-ci]")
+	assert.Contains(t, err.Error(), "CCCI_OTHER_TENANTS_RAM")
+	assert.Empty(t, m.Created(), "nothing created")
+
+	m.Guard.OtherTenantsRAM, m.Guard.OtherTenantsStated = 9<<30, true
+	_, err = m.Create(ctx, spec(incus.Container, machine.KeyViaFile))
+	require.ErrorAs(t, err, &refused, "4GiB + the stated 9GiB > 12GiB")
+	assert.Contains(t, err.Error(), "13GiB > cap 12GiB")
+
+	m.Guard.OtherTenantsRAM = 8 << 30
+	mc, err := m.Create(ctx, spec(incus.Container, machine.KeyViaFile))
+	require.NoError(t, err, "4GiB + the stated 8GiB fits 12GiB")
+	require.NoError(t, m.DestroyAll(ctx))
+	_, _, exists := f.Instance(project, mc.Name)
+	assert.False(t, exists)
+}

@@ -35,6 +35,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -94,6 +95,10 @@ type Server struct {
 	// Profile is config the default profile adds to every instance's
 	// expanded config (e.g. security.protection.delete).
 	Profile map[string]string
+	// Restricted, when not nil, makes the client a TLS certificate
+	// restricted to these projects: its trust entry says so and listings
+	// leave the other projects out, as incusd's TLS authorizer does.
+	Restricted []string
 
 	Socket string // the API's unix socket
 
@@ -210,6 +215,9 @@ func (s *Server) async(w http.ResponseWriter, desc string, err error, md any) {
 
 const agentOffline = "VM agent isn't currently running"
 
+// clientFingerprint is the restricted client certificate's fingerprint.
+const clientFingerprint = "f00dfeedc0ffee00f00dfeedc0ffee00f00dfeedc0ffee00f00dfeedc0ffee00"
+
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -220,9 +228,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	path := strings.TrimPrefix(r.URL.Path, "/1.0")
 	switch {
-	case path == "" && r.Method == http.MethodGet: // GET /1.0
+	case path == "" && r.Method == http.MethodGet: // GET /1.0 (auth_user_*: API extension auth_user)
+		method, user := "unix", "root"
+		if s.Restricted != nil {
+			method, user = "tls", clientFingerprint
+		}
 		reply(w, map[string]any{"auth": "trusted", "api_version": "1.0", "api_status": "stable",
+			"auth_user_method": method, "auth_user_name": user,
 			"environment": map[string]any{"server_name": "incustest", "driver": "lxc | qemu"}})
+	case path == "/certificates/"+clientFingerprint && r.Method == http.MethodGet: // GET /1.0/certificates/{fingerprint}
+		reply(w, map[string]any{"fingerprint": clientFingerprint, "type": "client", "restricted": s.Restricted != nil, "projects": s.Restricted})
 	case strings.HasPrefix(path, "/operations/"): // GET /1.0/operations/{id}/wait
 		id := strings.TrimSuffix(strings.TrimPrefix(path, "/operations/"), "/wait")
 		o, ok := s.ops[id]
@@ -235,6 +250,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case path == "/instances" && r.Method == http.MethodGet: // GET /1.0/instances?recursion=1
 		var out []map[string]any
 		for _, in := range s.instances {
+			// A restricted certificate's listing is filtered, not refused
+			// (cmd/incusd/instances_get.go with GetPermissionChecker).
+			if s.Restricted != nil && !slices.Contains(s.Restricted, in.Project) {
+				continue
+			}
 			if r.URL.Query().Get("all-projects") == "true" || in.Project == project {
 				out = append(out, s.api(in))
 			}
