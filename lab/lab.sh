@@ -32,9 +32,12 @@ LAB_LABEL_PREFIX=${LAB_LABEL_PREFIX:-ccci}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 
 export PATH=/usr/libexec/incus:$PATH
-# The Incus this script talks to; the incus CLI and incusd waitready read INCUS_SOCKET too.
+# The Incus this script talks to, and only that one: the claim examines it
+# and every incus command goes to it (lab/incus-cli.sh).
 LAB_SOCKET=${INCUS_SOCKET:-/var/lib/incus/unix.socket}
-export INCUS_SOCKET=$LAB_SOCKET
+# shellcheck source=lab/incus-cli.sh
+. "$(dirname "${BASH_SOURCE[0]}")/incus-cli.sh"
+lab_pin_incus_cli "$LAB_SOCKET" "$LAB_STATE/incus-cli"
 LAB_BIN=${LAB_BIN:-$LAB_STATE/bin}
 LAB_GIT_LISTEN=${LAB_GIT_LISTEN:-${LAB_BRIDGE_CIDR%/*}:8418}
 LAB_DOMAIN=${LAB_DOMAIN:-ci.lab.test}

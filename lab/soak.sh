@@ -6,12 +6,15 @@ set -euo pipefail
 N=${N:-5}
 cd "$(dirname "$0")/.."
 export PATH=/usr/libexec/incus:$PATH CCCI_ACCEPTANCE=1 GOTOOLCHAIN=local
+# shellcheck source=lab/incus-cli.sh
+. lab/incus-cli.sh
+lab_pin_incus_cli "${INCUS_SOCKET:-/var/lib/incus/unix.socket}" "${LAB_STATE:-/var/lib/cc-ci-lab}/incus-cli"
 out=out/soak; mkdir -p "$out"
 go test -c -o "$out/acceptance.test" ./acceptance
 pass=0; times=()
 for i in $(seq "$N"); do
   start=$(date +%s.%N)
-  if CCCI_REVIEW_FILE="$PWD/$out/REVIEW.md" "$out/acceptance.test" -test.count=1 >"$out/run-$i.log" 2>&1; then
+  if CCCI_REVIEW_FILE="$PWD/$out/REVIEW.md" "$out/acceptance.test" -test.count=1 -test.timeout 30m >"$out/run-$i.log" 2>&1; then
     pass=$((pass + 1)); result=PASS
   else
     result=FAIL

@@ -44,6 +44,13 @@ func newFakeIncus(t *testing.T) *fakeIncus {
 	return f
 }
 
+// all lists every request so far.
+func (f *fakeIncus) all() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.requests...)
+}
+
 // changes lists every request that is not a read.
 func (f *fakeIncus) changes() []string {
 	f.mu.Lock()

@@ -14,12 +14,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cc-ci/acceptance/helpers/egress"
+	"github.com/cc-ci/acceptance/helpers/labclaim"
 	"github.com/cc-ci/acceptance/helpers/labtest"
 )
 
 // labSh runs the real lab/lab.sh against the fake Incus, with its own state
 // directory (so it can stop no daemon of the real lab) and a file on stdin.
-func labSh(t *testing.T, f *fakeIncus, verb string) (string, error) {
+func labSh(t *testing.T, f *fakeIncus, verb string, env ...string) (string, error) {
 	t.Helper()
 	canRunLabSh(t)
 	_, here, _, _ := runtime.Caller(0)
@@ -34,6 +35,7 @@ func labSh(t *testing.T, f *fakeIncus, verb string) (string, error) {
 	cmd.Stdin = stdin
 	cmd.Env = append(os.Environ(), "INCUS_SOCKET="+f.Socket, "LAB_STATE="+state, "LAB_CACHE="+filepath.Join(state, "cache"),
 		"LAB_BIN="+filepath.Join(state, "bin"), "INCUS_CONF="+filepath.Join(state, "incus-conf"))
+	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -74,4 +76,29 @@ func TestLabDownLeavesAnIncusThatIsNotTheLabsAlone(t *testing.T) {
 	assert.Contains(t, out, "not the lab's: no instance touched")
 	assert.Empty(t, f.changes(), "lab down sent no change to this Incus")
 	assert.True(t, egress.Exists(context.Background(), runID), "the egress table of run %s is still there; output:\n%s", runID, out)
+}
+
+// The lab tooling changes only the Incus it checked. An operator's incus CLI
+// may point elsewhere — its default remote switched to a real host, or
+// INCUS_REMOTE/INCUS_PROJECT set — and a bare `incus delete` in lab.sh would
+// go there. Here the CLI's default remote is a recording fake: `lab up` and
+// `lab down`, run against a lab-marked Incus, send it nothing.
+func TestTheLabToolingTalksOnlyToTheIncusItChecked(t *testing.T) {
+	canRunLabSh(t)
+	lab := newFakeIncus(t)
+	lab.config[labclaim.MarkerKey] = labclaim.MarkerValue
+	elsewhere := newFakeIncus(t)
+	conf := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(conf, "config.yml"),
+		[]byte("default-remote: b1\nremotes:\n  b1:\n    addr: unix://"+elsewhere.Socket+"\n    protocol: incus\n"), 0o600))
+	// nft is the host's: a stand-in, so the lab-marked fake's `down` sweeps no real egress table.
+	bin := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "nft"), []byte("#!/bin/sh\nexit 0\n"), 0o755))
+	env := []string{"INCUS_CONF=" + conf, "INCUS_REMOTE=b1", "INCUS_PROJECT=terraform-ci", "PATH=" + bin + ":" + os.Getenv("PATH")}
+
+	for _, verb := range []string{"down", "up"} {
+		out, _ := labSh(t, lab, verb, env...) // up stops at the fake's first unanswered change; that is enough
+		assert.Empty(t, elsewhere.all(), "lab %s sent requests to the CLI's default remote; output:\n%s", verb, out)
+	}
+	assert.NotEmpty(t, lab.all(), "the incus CLI talked to the lab's socket")
 }
