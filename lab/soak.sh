@@ -14,7 +14,7 @@ go test -c -o "$out/acceptance.test" ./acceptance
 pass=0; times=()
 for i in $(seq "$N"); do
   start=$(date +%s.%N)
-  if CCCI_REVIEW_FILE="$PWD/$out/REVIEW.md" "$out/acceptance.test" -test.count=1 -test.timeout 30m >"$out/run-$i.log" 2>&1; then
+  if CCCI_REVIEW_FILE="$PWD/$out/REVIEW.md" "$out/acceptance.test" -test.count=1 -test.timeout 40m >"$out/run-$i.log" 2>&1; then
     pass=$((pass + 1)); result=PASS
   else
     result=FAIL

@@ -57,7 +57,7 @@ func TestTheReviewersKitReverifiesWithoutGo(t *testing.T) {
 					"CCCI_SECRETS_REPO_URL="+labtest.Target(cfg.SecretsRepoURL, c.target))
 			}
 			start := time.Now()
-			out, err := run(t, dir, env, filepath.Join(kit, "ccci-acceptance"), "-test.count=1", "-test.v", "-test.timeout=20m")
+			out, err := run(t, dir, env, filepath.Join(kit, "ccci-acceptance"), "-test.count=1", "-test.v", "-test.timeout=40m")
 			t.Logf("the kit's run against %s: %s", c.target, time.Since(start).Round(time.Millisecond))
 			assert.Contains(t, string(out), "leak scanner: embedded in this binary", "C3's scan costs no compile")
 			if !c.pass {

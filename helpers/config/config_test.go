@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -117,4 +118,18 @@ func TestParseAndFormatSize(t *testing.T) {
 	assert.Equal(t, "4GiB", FormatSize(4<<30))
 	assert.Equal(t, "12GiB", FormatSize(12<<30))
 	assert.Equal(t, "512MiB", FormatSize(512<<20))
+}
+
+// The time budget is the sum of the bounds a run waits within, and the
+// -timeout it names is the smallest whole minute that holds it.
+func TestTheTimeBudgetAddsUpTheBounds(t *testing.T) {
+	to := Timeouts{CreateTimeout: time.Minute, BootTimeout: 2 * time.Minute, StepTimeout: 2 * time.Minute,
+		ConvergeTimeout: 3 * time.Minute, Settle: 5 * time.Second, TeardownReserve: 90 * time.Second}
+	b := to.Budget(7, 40*time.Minute)
+	assert.Equal(t, time.Minute+2*time.Minute+14*time.Minute+3*time.Minute+5*time.Second+90*time.Second, b.Total)
+	assert.Contains(t, b.String(), "7 install steps × CCCI_STEP_TIMEOUT 2m0s 14m0s")
+	assert.Equal(t, 45*time.Second, to.Reserve(135*time.Second), "at most a third of a short -timeout")
+	assert.Equal(t, 22*time.Minute, to.TimeoutNeeded(7, 0), "21m35s rounds up to 22m")
+	assert.Equal(t, 23*time.Minute, to.TimeoutNeeded(7, 30*time.Second), "what has passed counts")
+	assert.Equal(t, 8*time.Minute, to.TimeoutNeeded(0, 0), "no install: create, boot, converge, settle and reserve, 7m35s")
 }

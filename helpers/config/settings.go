@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -124,6 +125,7 @@ func (g Guardrails) validate(p *parser) {
 // TeardownReserve: the run keeps that much of go test's -timeout for it, and
 // destroying the machines is given exactly that long.
 type Timeouts struct {
+	CreateTimeout   time.Duration // the create and start calls, before BootTimeout's stages
 	BootTimeout     time.Duration // create → SSH ready (address, agent, host key, key push, SSH)
 	StepTimeout     time.Duration // per install.md block; also cloning the target
 	ConvergeTimeout time.Duration // units after the switch (systemd's state decides sooner when it can)
@@ -133,7 +135,6 @@ type Timeouts struct {
 
 // Fixed bounds that are not settings, named here so the whole picture is in one place.
 const (
-	CreateTimeout  = time.Minute      // the create and start calls, before BootTimeout's stages
 	ReuseTimeout   = time.Minute      // checking a kept machine (SKIP_provision) through Incus
 	ProbeTimeout   = 3 * time.Minute  // the blank-state probe of a new machine
 	ConnectTimeout = 20 * time.Second // the first answer of the Incus API
@@ -141,6 +142,7 @@ const (
 
 func (p *parser) timeouts() Timeouts {
 	return Timeouts{
+		CreateTimeout:   p.duration("CCCI_CREATE_TIMEOUT", "1m"),
 		BootTimeout:     p.duration("CCCI_BOOT_TIMEOUT", "5m"),
 		StepTimeout:     p.duration("CCCI_STEP_TIMEOUT", "10m"),
 		ConvergeTimeout: p.duration("CCCI_CONVERGE_TIMEOUT", "3m"),
@@ -156,6 +158,60 @@ func (t Timeouts) validate(p *parser) {
 	}
 	if t.Settle >= t.ConvergeTimeout {
 		p.failKey("CCCI_SETTLE", t.Settle.String(), "must be shorter than CCCI_CONVERGE_TIMEOUT ("+t.ConvergeTimeout.String()+")")
+	}
+}
+
+// Reserve is the teardown reserve a run with this -timeout keeps: the
+// setting, but at most a third of the timeout.
+func (t Timeouts) Reserve(timeout time.Duration) time.Duration {
+	return min(t.TeardownReserve, timeout/3)
+}
+
+// Budget is the longest a run may take with these bounds and an install of
+// steps blocks: what go test's -timeout must hold, term by term.
+type Budget struct {
+	Terms []BudgetTerm
+	Total time.Duration
+}
+
+// BudgetTerm is one bound of the budget.
+type BudgetTerm struct {
+	What string
+	D    time.Duration
+}
+
+// Budget adds up the bounds a run waits within, for an install of steps
+// blocks and go test's -timeout (which sets the teardown reserve).
+func (t Timeouts) Budget(steps int, timeout time.Duration) Budget {
+	b := Budget{Terms: []BudgetTerm{
+		{"create (CCCI_CREATE_TIMEOUT)", t.CreateTimeout},
+		{"boot (CCCI_BOOT_TIMEOUT)", t.BootTimeout},
+		{fmt.Sprintf("%d install steps × CCCI_STEP_TIMEOUT %s", steps, t.StepTimeout), time.Duration(steps) * t.StepTimeout},
+		{"converge (CCCI_CONVERGE_TIMEOUT)", t.ConvergeTimeout},
+		{"settle (CCCI_SETTLE)", t.Settle},
+		{"teardown reserve", t.Reserve(timeout)},
+	}}
+	for _, term := range b.Terms {
+		b.Total += term.D
+	}
+	return b
+}
+
+func (b Budget) String() string {
+	parts := make([]string, len(b.Terms))
+	for i, t := range b.Terms {
+		parts[i] = t.What + " " + t.D.String()
+	}
+	return strings.Join(parts, " + ") + " = " + b.Total.String()
+}
+
+// TimeoutNeeded is the -timeout a run needs when elapsed has already passed:
+// rounded up to the minute, and with the reserve it implies.
+func (t Timeouts) TimeoutNeeded(steps int, elapsed time.Duration) time.Duration {
+	for d := time.Minute; ; d += time.Minute {
+		if elapsed+t.Budget(steps, d).Total <= d {
+			return d
+		}
 	}
 }
 

@@ -212,18 +212,55 @@ func (r *Run) start() error {
 	return nil
 }
 
-// deadline is when teardown must start so that it ends before go test's -timeout.
-func (r *Run) deadline() time.Time {
+// goTestTimeout is go test's -timeout for this process (0: none).
+func goTestTimeout() time.Duration {
 	f := flag.Lookup("test.timeout")
 	if f == nil {
-		return time.Time{}
+		return 0
 	}
 	timeout, err := time.ParseDuration(f.Value.String())
 	if err != nil || timeout <= 0 {
+		return 0
+	}
+	return timeout
+}
+
+// deadline is when teardown must start so that it ends before go test's -timeout.
+func (r *Run) deadline() time.Time {
+	timeout := goTestTimeout()
+	if timeout == 0 {
 		return time.Time{}
 	}
-	reserve := min(r.Config.TeardownReserve, timeout/3)
-	return r.Started.Add(timeout - reserve)
+	return r.Started.Add(timeout - r.Config.Reserve(timeout))
+}
+
+// TimeError: go test's -timeout cannot hold what the run may still take.
+// Nothing was created; the message names the -timeout the run needs.
+type TimeError struct {
+	Timeout, Elapsed, Needed time.Duration
+	Budget                   config.Budget
+}
+
+func (e *TimeError) Error() string {
+	return fmt.Sprintf("go test's -timeout %s cannot hold this run: %s have passed and it may still take %s; "+
+		"run with -timeout %s (or lower those bounds); nothing was created", e.Timeout, e.Elapsed.Round(time.Second), e.Budget, e.Needed)
+}
+
+// checkTime fails fast, before a machine is created, when the -timeout
+// cannot hold the machine's boot, every install step, convergence, the
+// settle window and the teardown reserve: cut in the middle, the run would
+// prove nothing and say less.
+func (r *Run) checkTime(steps int) error {
+	timeout := goTestTimeout()
+	if timeout == 0 {
+		return nil
+	}
+	elapsed := time.Since(r.Started)
+	b := r.Config.Budget(steps, timeout)
+	if elapsed+b.Total <= timeout {
+		return nil
+	}
+	return &TimeError{Timeout: timeout, Elapsed: elapsed, Budget: b, Needed: r.Config.TimeoutNeeded(steps, elapsed)}
 }
 
 // Require skips the test unless acceptance tests are enabled, and fails it
@@ -281,6 +318,7 @@ type BlankReport struct {
 func (r *Run) Blank(t testing.TB) BlankReport {
 	t.Helper()
 	r.Machine(t)
+	hangFault(r.ctx, "hang:after-provision")
 	return r.stage.blank
 }
 
@@ -321,7 +359,10 @@ func (r *Run) provision() (*machine.Machine, error) {
 		r.observeBlank(mc)
 		return mc, nil
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, config.CreateTimeout+r.Config.BootTimeout)
+	if err := r.checkTime(r.installSteps()); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, r.Config.CreateTimeout+r.Config.BootTimeout)
 	defer cancel()
 	mc, err := r.Manager.Create(ctx, machine.SpecFrom(r.Config))
 	if err != nil {

@@ -340,30 +340,48 @@ func nameFromOutput(t *testing.T, out string) string {
 }
 
 // go test's -timeout would kill the process with no cleanup: the run tears
-// down a reserve before it, fails, and says so in its evidence. The run is
-// made slow for certain: its target's switch never returns.
+// down a reserve before it, fails, and says so in its evidence. Every wait
+// the run itself makes is bounded within the -timeout (see the next test),
+// so what reaches the deadline is a check stuck in work of its own: a fault
+// holds the blank-machine test once the machine is up.
 func TestTimeoutDeadlineTearsDownFirst(t *testing.T) {
 	c, cfg := faultLab(t)
 	before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
-	hangs := strings.Replace(cfg.BaseRepoURL, "/good/", "/unit-hangs/", 1)
-	require.NotEqual(t, cfg.BaseRepoURL, hangs, "the lab's targets are served side by side")
-	// 15s: the reserve is a third (5s), so teardown starts at 10s, while the switch hangs.
+	// 45s: the reserve is a third (15s); the budget (5s + 15s + 0 steps + 2s + 1s + 15s = 38s) fits, teardown starts at 30s.
 	start := time.Now()
-	ch := startSuite(t, []string{"CCCI_BASE_REPO_URL=" + hangs,
-		"CCCI_SECRETS_REPO_URL=" + strings.Replace(cfg.SecretsRepoURL, "/good/", "/unit-hangs/", 1)},
-		"-test.run", "TestC4", "-test.timeout", "15s")
+	ch := startSuite(t, []string{"CCCI_FAULT=hang:after-provision", "CCCI_BASE_REPO_URL=", "CCCI_CREATE_TIMEOUT=5s",
+		"CCCI_BOOT_TIMEOUT=15s", "CCCI_CONVERGE_TIMEOUT=2s", "CCCI_SETTLE=1s"},
+		"-test.run", "TestMachineIsBrandNewAndBlank", "-test.timeout", "45s")
 	code := ch.wait(t)
 	out := ch.out.String()
 	assert.NotEqual(t, 0, code)
 	assert.Contains(t, out, "the -timeout deadline is near")
 	assert.NotContains(t, out, "panic: test timed out", "teardown must come before go test's own timeout")
-	assert.Less(t, time.Since(start), 15*time.Second, "the run ended before go test's deadline")
+	assert.Less(t, time.Since(start), 45*time.Second, "the run ended before go test's deadline")
 	noneOfTheRunLeft(t, c, cfg, before)
 	es := ch.evidence(t)
 	if assert.Len(t, es, 1) {
 		assert.Contains(t, es[0].Interrupted, "-timeout deadline")
 		assertNoEgressTable(t, es[0].RunID)
 	}
+}
+
+// A -timeout that cannot hold the machine's boot, every install step,
+// convergence, settling and the teardown reserve stops the run before
+// anything is created, naming the -timeout it needs and the bounds it added.
+func TestATimeoutTooShortStopsTheRunBeforeItCreatesAnything(t *testing.T) {
+	c, cfg := faultLab(t)
+	before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+	ch := startSuite(t, []string{"CCCI_STEP_TIMEOUT=2m"}, "-test.run", "TestC4", "-test.timeout", "5m")
+	code := ch.wait(t)
+	out := ch.out.String()
+	assert.NotEqual(t, 0, code)
+	assert.Contains(t, out, "go test's -timeout 5m0s cannot hold this run")
+	assert.Contains(t, out, "install steps × CCCI_STEP_TIMEOUT 2m0s")
+	assert.Regexp(t, `run with -timeout \d+h?\d*m0s`, out)
+	assert.Contains(t, out, "nothing was created")
+	assert.NotContains(t, out, "creating "+cfg.Project+"/", "no machine was asked for")
+	assert.Equal(t, before, labelled(t, c, cfg.Project, cfg.LabelPrefix), "no instance created")
 }
 
 // A variable inherited from the caller cannot turn the suite into a no-op:

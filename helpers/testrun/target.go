@@ -111,6 +111,19 @@ func (r *Run) Target(t testing.TB) *TargetView {
 	return r.tgt.view
 }
 
+// installSteps is how many blocks the run's install will follow (0 when no
+// target is configured or it does not load: nothing will be installed).
+func (r *Run) installSteps() int {
+	if !r.Config.HasTarget() {
+		return 0
+	}
+	r.tgt.once.Do(func() { r.tgt.view, r.tgt.err = r.loadTarget() })
+	if r.tgt.err != nil {
+		return 0
+	}
+	return len(r.tgt.view.Doc.Blocks)
+}
+
 func (r *Run) loadTarget() (*TargetView, error) {
 	cfg := r.Config
 	if !cfg.HasTarget() {
@@ -283,6 +296,15 @@ func (r *Run) RequireInstalled(t testing.TB) *Install {
 func injectFault(point string) {
 	if os.Getenv("CCCI_FAULT") == point {
 		panic("injected fault (CCCI_FAULT=" + point + ")")
+	}
+}
+
+// hangFault blocks a check at a named point until the run is cut short
+// (CCCI_FAULT=hang:…): a check stuck in its own work, which only go test's
+// -timeout deadline ends. Never set it otherwise.
+func hangFault(ctx context.Context, point string) {
+	if os.Getenv("CCCI_FAULT") == point {
+		<-ctx.Done()
 	}
 }
 

@@ -61,7 +61,7 @@ seed_d8() {
   step "D8: a live rebuild of the good target to cite (C4 only, about 30 s)"
   (cd "$REPO_ROOT" && CCCI_CONFIG="$LAB_STATE/lab.env" CCCI_ACCEPTANCE=1 CCCI_REVIEW_FILE="$ev/REVIEW.md" \
     CCCI_OUT_DIR="$ev/out" CCCI_STATE_FILE="$ev/.run-state.json" GOTOOLCHAIN=local \
-    go test -count=1 -timeout 15m -run '^TestC4GenuineLiveRebuild$' ./acceptance) >"$ev/seed.log" 2>&1 ||
+    go test -count=1 -timeout 30m -run '^TestC4GenuineLiveRebuild$' ./acceptance) >"$ev/seed.log" 2>&1 ||
     { tail -30 "$ev/seed.log" >&2; die "the D8 seed run failed (log: $ev/seed.log)"; }
   "$LAB_BIN/ccci-fixtures" cite -root "$LAB_STATE/targets" -chain "$ev/REVIEW.jsonl" -out "$ev/out" | sed 's/^/[lab] /'
 }
@@ -116,6 +116,10 @@ CCCI_EGRESS_ALLOW=${LAB_BRIDGE_CIDR%/*}:53
 CCCI_SIGNING_KEY=${LAB_STATE}/signing/review_ed25519
 # The chain of the lab's own runs that the targets' D8 evidence cites (seed_d8).
 CCCI_D8_CHAIN=${LAB_STATE}/evidence/REVIEW.jsonl
+# The lab's bounds (a container boots in seconds, a step takes seconds): with
+# the fixture's 5 blocks a run needs -timeout ≥ 18m (ccci doctor prints it).
+CCCI_BOOT_TIMEOUT=2m
+CCCI_STEP_TIMEOUT=2m
 EOF
   step "settings: $LAB_STATE/lab.env"
 }

@@ -1,0 +1,71 @@
+package testrun_test
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A documented command without -timeout gets go test's default of 10
+// minutes, which a run on the real host does not fit in: the run would stop
+// before creating anything, or (without the time check) be cut half way.
+// Every command README.md and docs/ give — a `go test` of a package, or the
+// reviewer's test binary — names its -timeout.
+func TestEveryDocumentedRunCarriesATimeout(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	docs, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	require.NoError(t, err)
+	docs = append(docs, filepath.Join(root, "README.md"))
+	checked := 0
+	for _, path := range docs {
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		for _, cmd := range documentedRuns(string(b)) {
+			checked++
+			if strings.Contains(cmd, "go test") {
+				assert.Regexp(t, `(^|\s)-timeout[= ]\S+`, cmd, "%s: %q has no -timeout", filepath.Base(path), cmd)
+			} else {
+				assert.Regexp(t, `(^|\s)-test\.timeout[= ]\S+`, cmd, "%s: %q has no -test.timeout", filepath.Base(path), cmd)
+			}
+		}
+	}
+	assert.Greater(t, checked, 5, "the documented commands were found")
+}
+
+var (
+	inlineCode = regexp.MustCompile("`([^`\n]+)`")
+	goTestRun  = regexp.MustCompile(`go test\b[^#]*\s\./\S*`)
+	binaryRun  = regexp.MustCompile(`\S*(ccci-acceptance|acceptance\.test)\s+-test\.[^#]*`)
+)
+
+// documentedRuns are the commands in a Markdown text's code (fenced lines
+// and inline spans) that run tests: `go test … ./pkg`, or a test binary.
+func documentedRuns(md string) []string {
+	var code []string
+	fenced := false
+	for _, line := range strings.Split(md, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			fenced = !fenced
+			continue
+		}
+		if fenced {
+			code = append(code, line)
+			continue
+		}
+		for _, m := range inlineCode.FindAllStringSubmatch(line, -1) {
+			code = append(code, m[1])
+		}
+	}
+	var out []string
+	for _, c := range code {
+		out = append(out, goTestRun.FindAllString(c, -1)...)
+		out = append(out, binaryRun.FindAllString(c, -1)...)
+	}
+	return out
+}
