@@ -1,7 +1,7 @@
 // Command ccci holds the harness's tools that need no lab.
 //
 //	ccci lint-install PATH                                  check a target's docs/install.md as a run would; print its steps
-//	ccci verify [-since RUN] ALLOWED_SIGNERS [REVIEW.jsonl] check the evidence chain and each entry's signature
+//	ccci verify [-since RUN] [-head HASH] ALLOWED_SIGNERS [REVIEW.jsonl] check the evidence chain, each entry's signature, and that a noted head is still in it
 //	ccci harness                                            the harness commit this build names in its evidence
 package main
 
@@ -27,7 +27,7 @@ func main() {
 		os.Exit(0)
 	}
 	fmt.Fprintln(os.Stderr, "usage: ccci lint-install PATH   (docs/writing-install-md.md)\n"+
-		"       ccci verify [-since RUN] ALLOWED_SIGNERS [REVIEW.jsonl]   (docs/reviewing.md)\n"+
+		"       ccci verify [-since RUN] [-head HASH] ALLOWED_SIGNERS [REVIEW.jsonl]   (docs/reviewing.md)\n"+
 		"       ccci harness")
 	os.Exit(2)
 }

@@ -154,3 +154,41 @@ func TestSSHKeygenVerifiesAnEntry(t *testing.T) {
 	assert.NoError(t, check(entries[1].Hash), "ssh-keygen -Y verify accepts the entry's signature over its hash")
 	assert.Error(t, check(entries[0].Hash), "… and not over another entry's")
 }
+
+// A chain that is missing or empty proves nothing: verify fails on it.
+func TestVerifyFailsOnAMissingOrEmptyChain(t *testing.T) {
+	dir, _ := signedChain(t)
+	require.NoError(t, os.Remove(filepath.Join(dir, "REVIEW.jsonl")))
+	code, out := runVerify(t, dir)
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, out, "no entries (missing or empty)")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "REVIEW.jsonl"), nil, 0o644))
+	code, out = runVerify(t, dir)
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, out, "no entries (missing or empty)")
+}
+
+// Removing the last entries leaves a valid chain: only a reviewer who noted
+// the head sees it. verify prints the head; -head checks it is still there.
+func TestVerifyWithANotedHeadDetectsEntriesRemovedAfterIt(t *testing.T) {
+	dir, _ := signedChain(t)
+	code, out := runVerify(t, dir)
+	require.Equal(t, 0, code, out)
+	ls := lines(t, dir)
+	var last evidence.Entry
+	require.NoError(t, json.Unmarshal([]byte(ls[len(ls)-1]), &last))
+	assert.Contains(t, out, "head "+last.Hash[:16], "verify prints the head to note")
+
+	code, out = runVerify(t, dir, "-head", last.Hash[:16])
+	assert.Equal(t, 0, code, "the noted head is there: %s", out)
+
+	rewrite(t, dir, ls[:2]) // the last run removed: what is left still chains
+	code, out = runVerify(t, dir)
+	assert.Equal(t, 0, code, "without -head the shortened chain verifies: %s", out)
+	code, out = runVerify(t, dir, "-head", last.Hash[:16])
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, out, "no entry has this hash")
+
+	code, out = runVerify(t, dir, "-head", "r3")
+	assert.Equal(t, 2, code, "a head that is not a hash is bad input: %s", out)
+}

@@ -20,6 +20,7 @@ type record struct {
 	facts       map[string]string
 	interrupted string    // set by the signal or deadline handler before it tears down
 	once        sync.Once // concurrent writers wait until the entry is on disk
+	writeErr    error     // the entry could not be written: the run cannot pass
 }
 
 // interrupt records why the run is being cut short.
@@ -88,13 +89,16 @@ func (r *Run) Note(key, format string, args ...any) {
 // writeEvidence appends this run's entry once, after teardown, whichever
 // path gets there first (the end of the run, an interrupt, the deadline).
 // Every caller returns only when the entry is written.
-func (r *Run) writeEvidence(outcome string) {
-	r.rec.once.Do(func() { r.appendEvidence(outcome) })
+func (r *Run) writeEvidence(outcome string) error {
+	r.rec.once.Do(func() { r.rec.writeErr = r.appendEvidence(outcome) })
+	return r.rec.writeErr
 }
 
-func (r *Run) appendEvidence(outcome string) {
+// appendEvidence writes the entry; a run whose evidence is lost has proved
+// nothing anyone can check, so an error here fails the run.
+func (r *Run) appendEvidence(outcome string) error {
 	if r.Config == nil {
-		return
+		return nil
 	}
 	r.rec.mu.Lock()
 	e := evidence.Entry{RunID: r.ID, Harness: buildinfo.Harness(), Outcome: outcome, Interrupted: r.rec.interrupted, Facts: r.rec.facts, NotEvidence: r.NotCold()}
@@ -133,12 +137,13 @@ func (r *Run) appendEvidence(outcome string) {
 	paths := evidence.PathsFor(r.Config.ReviewFile)
 	written, err := evidence.Append(paths, e, r.signer)
 	if err != nil {
-		logf("evidence: could not write %s: %v", paths.Markdown, err)
-		return
+		logf("FAIL: evidence: could not write %s: %v — the run cannot pass without its evidence", paths.Markdown, err)
+		return fmt.Errorf("evidence: %w", err)
 	}
 	signed := "unsigned: CCCI_SIGNING_KEY is not set"
 	if written.Signer != "" {
 		signed = "signed by " + written.Signer
 	}
 	logf("evidence: run %s appended to %s and %s (hash %.16s, %s)", r.ID, paths.Markdown, paths.JSONL, written.Hash, signed)
+	return nil
 }

@@ -114,7 +114,7 @@ func Main(m *testing.M, dst **Run) int {
 		logf("run %s cannot start: %v", r.ID, err)
 		r.Note("setup", "the run could not start, nothing was created: %v", err)
 		code := m.Run()
-		r.writeEvidence("fail")
+		_ = r.writeEvidence("fail") // the run fails either way; a write error is logged
 		return max(code, 1)
 	}
 
@@ -142,7 +142,9 @@ func Main(m *testing.M, dst **Run) int {
 	if err := r.teardown(); err != nil && code == 0 {
 		code = 1
 	}
-	r.writeEvidence(map[bool]string{true: "pass", false: "fail"}[code == 0])
+	if err := r.writeEvidence(map[bool]string{true: "pass", false: "fail"}[code == 0]); err != nil {
+		code = max(code, 1)
+	}
 	if r.rec.interrupted != "" {
 		code = max(code, 1) // interrupted during teardown, after every test passed
 	}
@@ -158,7 +160,7 @@ func (r *Run) abort(why string, cancel context.CancelFunc, code int) {
 	r.interrupt(why)
 	cancel()
 	r.teardown()
-	r.writeEvidence("fail")
+	_ = r.writeEvidence("fail") // exits non-zero either way; a write error is logged
 	r.runCleanups()
 	os.Exit(code)
 }

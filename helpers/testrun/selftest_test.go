@@ -393,3 +393,17 @@ func TestInheritedGuardianVariableDoesNotSkipTheSuite(t *testing.T) {
 	assert.Equal(t, 0, ch.wait(t))
 	assert.Contains(t, ch.out.String(), "--- PASS: TestC7Docs", "the test ran")
 }
+
+// A run whose evidence cannot be written has proved nothing anyone can
+// check: every test passes, the entry cannot be written, the run fails.
+func TestAnEvidenceWriteFailureFailsTheRun(t *testing.T) {
+	faultLab(t)
+	notADir := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(notADir, nil, 0o644))
+	ch := startSuite(t, []string{"CCCI_REVIEW_FILE=" + filepath.Join(notADir, "REVIEW.md")}, "-test.run", "TestC7Docs")
+	code := ch.wait(t)
+	out := ch.out.String()
+	assert.Contains(t, out, "--- PASS: TestC7Docs", "the test itself passed")
+	assert.NotEqual(t, 0, code, "but the run fails without its evidence")
+	assert.Contains(t, out, "evidence: could not write")
+}
