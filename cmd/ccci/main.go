@@ -2,6 +2,7 @@
 //
 //	ccci lint-install PATH                                  check a target's docs/install.md as a run would; print its steps
 //	ccci verify [-since RUN] [-head HASH] ALLOWED_SIGNERS [REVIEW.jsonl] check the evidence chain, each entry's signature, and that a noted head is still in it
+//	ccci doctor [-timeout D]                                the read-only preflight against the configured host: could a run start?
 //	ccci harness                                            the harness commit this build names in its evidence
 package main
 
@@ -22,12 +23,15 @@ func main() {
 		os.Exit(lintInstall(os.Args[2], os.Stdout, os.Stderr))
 	case len(os.Args) >= 2 && os.Args[1] == "verify":
 		os.Exit(verify(os.Args[2:], os.Stdout, os.Stderr))
+	case len(os.Args) >= 2 && os.Args[1] == "doctor":
+		os.Exit(doctorCmd(os.Args[2:], os.Stdout, os.Stderr))
 	case len(os.Args) == 2 && os.Args[1] == "harness":
 		fmt.Println(buildinfo.Harness())
 		os.Exit(0)
 	}
 	fmt.Fprintln(os.Stderr, "usage: ccci lint-install PATH   (docs/writing-install-md.md)\n"+
 		"       ccci verify [-since RUN] [-head HASH] ALLOWED_SIGNERS [REVIEW.jsonl]   (docs/reviewing.md)\n"+
+		"       ccci doctor [-timeout 90m]   (docs/operating.md)\n"+
 		"       ccci harness")
 	os.Exit(2)
 }

@@ -233,11 +233,12 @@ func projectQuery(project string) url.Values {
 
 // Server is what GET /1.0 says about the server and about us.
 type Server struct {
-	Auth        string            `json:"auth"` // "trusted" or "untrusted"
-	APIVersion  string            `json:"api_version"`
-	APIStatus   string            `json:"api_status"`
-	Config      map[string]any    `json:"config"`
-	Environment ServerEnvironment `json:"environment"`
+	Auth          string            `json:"auth"` // "trusted" or "untrusted"
+	APIExtensions []string          `json:"api_extensions"`
+	APIVersion    string            `json:"api_version"`
+	APIStatus     string            `json:"api_status"`
+	Config        map[string]any    `json:"config"`
+	Environment   ServerEnvironment `json:"environment"`
 }
 
 // ServerEnvironment is the part of Server that describes the host.
@@ -268,6 +269,15 @@ type Project struct {
 	Config map[string]string `json:"config"`
 }
 
+// Project returns one project (ErrNotFound when it does not exist or is hidden from us).
+func (c *Client) Project(ctx context.Context, name string) (*Project, error) {
+	var p Project
+	if _, err := c.do(ctx, http.MethodGet, "/1.0/projects/"+url.PathEscape(name), nil, nil, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
 // Projects lists the projects the credentials can see.
 func (c *Client) Projects(ctx context.Context) ([]Project, error) {
 	return list[Project](ctx, c, "/1.0/projects")
@@ -295,6 +305,38 @@ func (c *Client) ImageAlias(ctx context.Context, project, alias string) (*ImageA
 		return nil, err
 	}
 	return &a, nil
+}
+
+// Image is what GET /1.0/images/{fingerprint} says of an image.
+type Image struct {
+	Fingerprint string            `json:"fingerprint"`
+	Type        string            `json:"type"`       // container or virtual-machine
+	Properties  map[string]string `json:"properties"` // os, release, requirements.secureboot, …
+}
+
+// Image returns an image of a project by fingerprint.
+func (c *Client) Image(ctx context.Context, project, fingerprint string) (*Image, error) {
+	var img Image
+	if _, err := c.do(ctx, http.MethodGet, "/1.0/images/"+url.PathEscape(fingerprint), projectQuery(project), nil, &img); err != nil {
+		return nil, err
+	}
+	return &img, nil
+}
+
+// Profile is one profile of a project.
+type Profile struct {
+	Name    string                       `json:"name"`
+	Config  map[string]string            `json:"config"`
+	Devices map[string]map[string]string `json:"devices"`
+}
+
+// Profile returns a profile of a project.
+func (c *Client) Profile(ctx context.Context, project, name string) (*Profile, error) {
+	var p Profile
+	if _, err := c.do(ctx, http.MethodGet, "/1.0/profiles/"+url.PathEscape(name), projectQuery(project), nil, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
 }
 
 // StoragePool is one storage pool (GET /1.0/storage-pools?recursion=1).

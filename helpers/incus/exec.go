@@ -192,6 +192,21 @@ func (c *Client) pullFile(ctx context.Context, project, name, path string) ([]by
 	return b, h, nil
 }
 
+// ReadLink reads a symlink in an instance through the file API: a GET, so
+// nothing runs in the guest. incusd answers a symlink with X-Incus-type:
+// symlink and its target as the body (cmd/incusd/instance_file.go,
+// fileSFTPGet; a relative target comes back made absolute).
+func (c *Client) ReadLink(ctx context.Context, project, name, path string) (string, error) {
+	b, h, err := c.pullFile(ctx, project, name, path)
+	if err != nil {
+		return "", err
+	}
+	if t := h.Get("X-Incus-type"); t != "symlink" {
+		return "", fmt.Errorf("%s in %s/%s is a %s, not a symlink", path, project, name, t)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
 // DeleteFile removes one file from the instance; a file that is not there is not an error.
 func (c *Client) DeleteFile(ctx context.Context, project, name, path string) error {
 	q := projectQuery(project)

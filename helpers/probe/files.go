@@ -98,3 +98,14 @@ func CurrentSystemVia(ctx context.Context, c *incus.Client, project, name string
 	}
 	return storePath(p)
 }
+
+// CurrentSystemByFile reads /run/current-system of an instance through the
+// Incus file API — a GET, nothing runs in the guest (ccci doctor changes
+// nothing) — and validates it as a store path.
+func CurrentSystemByFile(ctx context.Context, c *incus.Client, project, name string) (string, error) {
+	p, err := c.ReadLink(ctx, project, name, "/run/current-system")
+	if err != nil {
+		return "", err
+	}
+	return storePath(p)
+}

@@ -148,8 +148,11 @@ func (in *instance) fileCall(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		typ := "file"
-		if isDir {
+		switch {
+		case isDir:
 			f, typ = d, "directory"
+		case f.Link != "":
+			typ, f.Data = "symlink", []byte(f.Link)
 		}
 		w.Header().Set("X-Incus-type", typ)
 		w.Header().Set("X-Incus-mode", fmt.Sprintf("%04o", f.Mode))

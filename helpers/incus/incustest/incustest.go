@@ -71,11 +71,12 @@ type Image struct {
 	Files map[string]File
 }
 
-// File is a file (or directory) in a guest.
+// File is a file (or directory) in a guest; with Link, a symlink to it.
 type File struct {
 	Data     []byte
 	Mode     int
 	UID, GID int
+	Link     string
 }
 
 // Server is the fake Incus. Set its fields before the first request.
@@ -95,6 +96,8 @@ type Server struct {
 	// Profile is config the default profile adds to every instance's
 	// expanded config (e.g. security.protection.delete).
 	Profile map[string]string
+	// Projects that exist (GET /1.0/projects/{name}); New makes "default".
+	Projects map[string]bool
 	// Restricted, when not nil, makes the client a TLS certificate
 	// restricted to these projects: its trust entry says so and listings
 	// leave the other projects out, as incusd's TLS authorizer does.
@@ -130,7 +133,7 @@ type op struct {
 // New starts the fake on a unix socket in dir (the harness reaches the lab's
 // Incus the same way: incus.Config{Socket: s.Socket}) and its guest SSH server.
 func New(dir string) (*Server, error) {
-	s := &Server{Images: map[string]Image{}, Profile: map[string]string{}, instances: map[string]*instance{}, ops: map[string]*op{}, logs: map[string][]byte{},
+	s := &Server{Images: map[string]Image{}, Profile: map[string]string{}, Projects: map[string]bool{"default": true}, instances: map[string]*instance{}, ops: map[string]*op{}, logs: map[string][]byte{},
 		Socket: filepath.Join(dir, "incus.socket")}
 	l, err := net.Listen("unix", s.Socket)
 	if err != nil {
@@ -233,7 +236,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		if s.Restricted != nil {
 			method, user = "tls", clientFingerprint
 		}
-		reply(w, map[string]any{"auth": "trusted", "api_version": "1.0", "api_status": "stable",
+		reply(w, map[string]any{"auth": "trusted", "api_version": "1.0", "api_status": "stable", "api_extensions": extensions,
 			"auth_user_method": method, "auth_user_name": user,
 			"environment": map[string]any{"server_name": "incustest", "driver": "lxc | qemu"}})
 	case path == "/certificates/"+clientFingerprint && r.Method == http.MethodGet: // GET /1.0/certificates/{fingerprint}
@@ -247,6 +250,35 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		reply(w, map[string]any{"id": o.ID, "description": o.Description, "status": o.Status,
 			"status_code": o.StatusCode, "err": o.Err, "metadata": o.Metadata})
+	case strings.HasPrefix(path, "/projects/") && r.Method == http.MethodGet: // GET /1.0/projects/{name}
+		name := strings.TrimPrefix(path, "/projects/")
+		if !s.Projects[name] || s.Restricted != nil && !slices.Contains(s.Restricted, name) {
+			fail(w, 404, "Project not found")
+			return
+		}
+		reply(w, map[string]any{"name": name, "config": map[string]string{"features.images": "true", "features.profiles": "true"}})
+	case strings.HasPrefix(path, "/images/aliases/") && r.Method == http.MethodGet: // GET /1.0/images/aliases/{name}
+		alias := strings.TrimPrefix(path, "/images/aliases/")
+		img, ok := s.Images[alias]
+		if !ok {
+			fail(w, 404, "Image alias not found")
+			return
+		}
+		reply(w, map[string]any{"name": alias, "target": "f1" + fmt.Sprintf("%062x", len(alias)), "type": img.Type})
+	case strings.HasPrefix(path, "/images/") && r.Method == http.MethodGet: // GET /1.0/images/{fingerprint}
+		for alias, img := range s.Images {
+			if strings.TrimPrefix(path, "/images/") == "f1"+fmt.Sprintf("%062x", len(alias)) {
+				props := map[string]string{"os": "fake"}
+				if img.DeclaresSecureBootOff {
+					props["requirements.secureboot"] = "false"
+				}
+				reply(w, map[string]any{"fingerprint": strings.TrimPrefix(path, "/images/"), "type": img.Type, "properties": props})
+				return
+			}
+		}
+		fail(w, 404, "Image not found")
+	case path == "/profiles/default" && r.Method == http.MethodGet: // GET /1.0/profiles/{name}
+		reply(w, map[string]any{"name": "default", "config": s.Profile, "devices": s.devices()})
 	case path == "/instances" && r.Method == http.MethodGet: // GET /1.0/instances?recursion=1
 		var out []map[string]any
 		for _, in := range s.instances {
@@ -272,13 +304,27 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 func (s *Server) api(in *instance) map[string]any {
 	expanded := maps.Clone(s.Profile)
 	maps.Copy(expanded, in.Config)
+	return map[string]any{"name": in.Name, "project": in.Project, "type": in.Type, "status": in.Status,
+		"created_at": in.CreatedAt, "config": in.Config, "expanded_config": expanded, "expanded_devices": s.devices()}
+}
+
+// devices are the default profile's: a root disk and a NIC.
+func (s *Server) devices() map[string]map[string]string {
 	nic := map[string]string{"type": "nic", "network": "incusbr0", "name": "eth0"}
 	if s.StaticMAC != "" {
 		nic["hwaddr"] = s.StaticMAC
 	}
-	return map[string]any{"name": in.Name, "project": in.Project, "type": in.Type, "status": in.Status,
-		"created_at": in.CreatedAt, "config": in.Config, "expanded_config": expanded,
-		"expanded_devices": map[string]map[string]string{"eth0": nic, "root": {"type": "disk", "path": "/", "pool": "default"}}}
+	return map[string]map[string]string{"eth0": nic, "root": {"type": "disk", "path": "/", "pool": "default"}}
+}
+
+// extensions are the API extensions the fake answers for (internal/version/api.go).
+var extensions = []string{"projects", "instances", "instance_all_projects", "container_exec_recording", "file_delete", "auth_user", "virtual-machines"}
+
+// PutFile places a file in a running instance's guest (a test's setup).
+func (s *Server) PutFile(project, name, path string, f File) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.instances[project+"/"+name].files[path] = f
 }
 
 // mac is the instance's NIC's MAC: the profile's, else the volatile one.
