@@ -19,6 +19,9 @@ import (
 // wording is gone. The harness judges only what the target committed, and
 // the run it cites as the evidence chain (CCCI_D8_CHAIN) recorded it; its own
 // live record goes under CCCI_OUT_DIR (C4), never into the target's clone.
+// A citation is bound to what it proves: the cited entry is signed by a key
+// of CCCI_D8_ALLOWED_SIGNERS, ran on this Incus, and judged this base — the
+// commit installed now, or an ancestor with only the D8 document changed.
 func TestC5HonestD8(t *testing.T) {
 	view := run.Target(t)
 	cfg := run.Config
@@ -37,18 +40,29 @@ func TestC5HonestD8(t *testing.T) {
 		require.NotEmpty(t, cited, "%s's live part cites a run of the harness (its id, r<date>t<time>-<hex>)", target.D8Doc)
 		chain, err := evidence.Chain(cfg.D8Chain)
 		require.NoError(t, err, "the evidence chain CCCI_D8_CHAIN")
+		require.NotEmpty(t, cfg.D8Signers, "CCCI_D8_ALLOWED_SIGNERS names the keys whose runs may be cited: without it no citation can be trusted")
+		allowed, err := evidence.LoadAllowedSigners(cfg.D8Signers)
+		require.NoError(t, err, "CCCI_D8_ALLOWED_SIGNERS")
+		bind := evidence.Binding{Incus: run.Incus.Endpoint, Allowed: allowed}
 		var why []string
 		for _, id := range cited {
-			e, err := evidence.ProvesLiveRebuild(chain, id, time.Now(), cfg.D8MaxAge)
+			// The cited run passed C4 on a machine it created, recently, on
+			// this Incus, signed by a trusted key — and judged this target:
+			// the commit installed now, or one before it with only the D8
+			// document changed since.
+			e, err := evidence.ProvesLiveRebuildFor(chain, id, time.Now(), cfg.D8MaxAge, bind)
 			if err == nil {
-				run.Note("D8 live run", "%s cites run %s of %s: C4 passed on %s (base %.12s), recorded %s",
-					target.D8Doc, id, cfg.D8Chain, e.Machine, e.BaseCommit, e.Time)
+				err = target.OnlyChangedSince(run.Context(), view.Repos, e.BaseCommit, target.D8Doc)
+			}
+			if err == nil {
+				run.Note("D8 live run", "%s cites run %s of %s: C4 passed on %s (base %.12s), recorded %s, signed by %s",
+					target.D8Doc, id, cfg.D8Chain, e.Machine, e.BaseCommit, e.Time, e.Signer)
 				return
 			}
-			why = append(why, err.Error())
+			why = append(why, "run "+id+": "+strings.TrimPrefix(err.Error(), "run "+id+": "))
 		}
-		assert.Fail(t, "no run the live part cites proves a live rebuild",
-			"%s cites %d run(s), none a pass of C4 on a machine it created within %s in %s: %s",
+		assert.Fail(t, "no run the live part cites proves a live rebuild of this target",
+			"%s cites %d run(s), none a signed pass of C4 on a machine it created within %s in %s, on this Incus, of this base: %s",
 			target.D8Doc, len(cited), cfg.D8MaxAge, cfg.D8Chain, strings.Join(why, "; "))
 	})
 

@@ -21,7 +21,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/cc-ci/acceptance/fixtures"
 	"github.com/cc-ci/acceptance/helpers/config"
+	"github.com/cc-ci/acceptance/helpers/evidence"
 	"github.com/cc-ci/acceptance/helpers/labtarget"
 	"github.com/cc-ci/acceptance/helpers/labtest"
 	"github.com/cc-ci/acceptance/helpers/leakscan"
@@ -35,6 +37,13 @@ type step struct {
 	Commands    []string
 }
 
+// The job runs three times, each in a fresh workspace, as Drone would on
+// three pushes, with one runner: the evidence directory the runner's
+// configuration names (CCCI_EVIDENCE_DIR) is all that persists. It holds the
+// runner's chain — here the lab's, which the targets' D8 evidence cites —
+// and the keys C5 trusts. The second run's target is broken and fails. The
+// third run's target cites the first run (its maintainers committed the
+// record after it passed): C5 finds that signed entry in the persistent chain.
 func TestTheDroneJobPassesOnTheGoodTargetAndFailsOnABrokenOne(t *testing.T) {
 	cfg := labtest.GoodTarget(t)
 	root, err := filepath.Abs("../..")
@@ -42,14 +51,27 @@ func TestTheDroneJobPassesOnTheGoodTargetAndFailsOnABrokenOne(t *testing.T) {
 	job := readJob(t, filepath.Join(root, ".drone.yml"))
 	settings, secrets := split(t, job)
 	scanner := leakscan.New(leakscan.Needles(allSecrets(t, cfg), 0, nil))
+	evidenceDir := t.TempDir()
+	copyFile(t, cfg.D8Chain, filepath.Join(evidenceDir, "REVIEW.jsonl"))
+	copyFile(t, cfg.D8Signers, filepath.Join(evidenceDir, "allowed_signers"))
+	chainLen := func() int {
+		es, err := evidence.Chain(filepath.Join(evidenceDir, "REVIEW.jsonl"))
+		require.NoError(t, err, "the persistent chain holds")
+		return len(es)
+	}
 
+	var first evidence.Entry
 	for _, c := range []struct {
 		target string
 		pass   bool
-	}{{"good", true}, {"d8-cites-unknown-run", false}} {
+	}{{"good", true}, {"d8-cites-unknown-run", false}, {"cites-the-first-run", true}} {
 		t.Run(c.target, func(t *testing.T) {
+			if c.target == "cites-the-first-run" {
+				require.NotEmpty(t, first.RunID, "the first run wrote its entry")
+				c.target = citingTarget(t, cfg, first)
+			}
 			repo := func(u string) string { return labtest.Target(u, c.target) }
-			env := map[string]string{}
+			env := map[string]string{"CCCI_EVIDENCE_DIR": evidenceDir} // the runner's environment
 			for k := range settings {
 				env[k] = settings[k] // the real host's value, replaced below where the lab has one
 			}
@@ -60,8 +82,9 @@ func TestTheDroneJobPassesOnTheGoodTargetAndFailsOnABrokenOne(t *testing.T) {
 			}
 			env["CCCI_BASE_REPO_URL"] = repo(cfg.BaseRepoURL)
 			delete(env, "CCCI_SECRETS_REPO_URL") // from the Drone secret, as on the runner
-			for _, k := range []string{"CCCI_INCUS_CLIENT_CERT", "CCCI_INCUS_CLIENT_KEY", "CCCI_INCUS_SERVER_CERT", "CCCI_AGE_KEY_FILE", "CCCI_SIGNING_KEY"} {
-				delete(env, k) // the job writes these files from its secrets
+			for _, k := range []string{"CCCI_INCUS_CLIENT_CERT", "CCCI_INCUS_CLIENT_KEY", "CCCI_INCUS_SERVER_CERT", "CCCI_AGE_KEY_FILE", "CCCI_SIGNING_KEY",
+				"CCCI_D8_CHAIN", "CCCI_D8_ALLOWED_SIGNERS"} {
+				delete(env, k) // the job writes these files from its secrets, or finds them in the evidence directory
 			}
 			env["INCUS_CLIENT_CERT"] = fileText(t, cfg.IncusClientCert)
 			env["INCUS_CLIENT_KEY"] = fileText(t, cfg.IncusClientKey)
@@ -73,14 +96,23 @@ func TestTheDroneJobPassesOnTheGoodTargetAndFailsOnABrokenOne(t *testing.T) {
 				require.Contains(t, env, k, "the job's secret %s has a lab value", k)
 			}
 
+			before := chainLen()
 			out, tmp, err := runJob(t, root, job.Commands, env)
+			require.Equal(t, before+1, chainLen(), "the run appended one entry to the persistent chain; output:\n%s", labtest.Tail(string(out)))
 			if c.pass {
-				require.NoError(t, err, "the CI job must pass on the good target; its output:\n%s", labtest.Tail(string(out)))
+				require.NoError(t, err, "the CI job must pass on %s; its output:\n%s", c.target, labtest.Tail(string(out)))
 				assert.Contains(t, string(out), "| TestC4GenuineLiveRebuild | PASS", "the job prints the run's evidence")
 				assert.Contains(t, string(out), "signed by `SHA256:", "the entry is signed with the key from the Drone secret")
 			} else {
 				require.Error(t, err, "the CI job must fail on %s", c.target)
 				assert.Contains(t, string(out), "not in the evidence chain", "the job's output names the cause (C5)")
+			}
+			es, err := evidence.Chain(filepath.Join(evidenceDir, "REVIEW.jsonl"))
+			require.NoError(t, err)
+			if first.RunID == "" {
+				first = es[len(es)-1]
+			} else if c.pass {
+				assert.Contains(t, string(out), "cites run "+first.RunID, "C5 found the first run's signed entry in the persistent chain")
 			}
 			left, _ := os.ReadDir(tmp)
 			var names []string
@@ -93,6 +125,30 @@ func TestTheDroneJobPassesOnTheGoodTargetAndFailsOnABrokenOne(t *testing.T) {
 			assert.Empty(t, found, "secret material in the job's output")
 		})
 	}
+}
+
+// citingTarget serves, beside the lab's targets, a copy of the good target
+// whose D8 evidence cites run e (a commit that changes only that document,
+// as the maintainers make after a run), and returns its name.
+func citingTarget(t *testing.T, cfg *config.Config, e evidence.Entry) string {
+	t.Helper()
+	good := filepath.Dir(filepath.Dir(cfg.AgeKeyFile)) // …/targets/good/keys/bootstrap-age-key.txt
+	name := "cijob-" + e.RunID
+	dir := filepath.Join(filepath.Dir(good), name)
+	out, err := exec.Command("cp", "-a", good, dir).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	tg, err := fixtures.Load(dir)
+	require.NoError(t, err)
+	require.NoError(t, fixtures.Cite(tg, "### Live rebuild, run "+e.RunID+"\n\n- the CI job's run, recorded "+e.Time+"\n"))
+	return name
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(to, b, 0o644))
 }
 
 func readJob(t *testing.T, path string) step {

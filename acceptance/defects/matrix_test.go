@@ -56,12 +56,14 @@ var matrix = map[string]failures{
 		"TestC3AllSecretsInGitOneException": "drop-cert",
 		"TestC4GenuineLiveRebuild":          skipped(`operator step "drop-cert"`),
 		"TestC7Docs":                        "operator drops",
+		"TestC5HonestD8":                    "TestC4GenuineLiveRebuild did not pass", // its D8 evidence cites its own failing run
 	},
 	"second-out-of-band-secret": {
 		"TestC1SecretsRepoSplit":            skipped(`operator step "provision-registry-token"`),
 		"TestC2CertInGit":                   skipped(`operator step "provision-registry-token"`),
 		"TestC3AllSecretsInGitOneException": `operator step "provision-registry-token" asks for something done out of band`,
 		"TestC4GenuineLiveRebuild":          skipped(`operator step "provision-registry-token"`),
+		"TestC5HonestD8":                    "TestC4GenuineLiveRebuild did not pass", // its D8 evidence cites its own failing run
 	},
 	"plaintext-in-base": {
 		"TestC3AllSecretsInGitOneException": "drone_rpc_secret (raw) in git object",
@@ -80,11 +82,13 @@ var matrix = map[string]failures{
 		"TestC2CertInGit":                   skipped("the following units failed: cc-ci-drone.service"),
 		"TestC3AllSecretsInGitOneException": skipped("the following units failed: cc-ci-drone.service"),
 		"TestC4GenuineLiveRebuild":          "cc-ci-drone.service: load=loaded active=failed",
+		"TestC5HonestD8":                    "TestC4GenuineLiveRebuild did not pass", // its D8 evidence cites its own failing run
 	},
 	"wrong-cert-served": {
 		"TestC1SecretsRepoSplit":   "store path of the rebuilt system vs the running reference",
 		"TestC2CertInGit":          "served leaf is the certificate from git",
 		"TestC4GenuineLiveRebuild": "served leaf is the certificate from git",
+		"TestC5HonestD8":           "TestC4GenuineLiveRebuild did not pass", // its D8 evidence cites its own failing run
 	},
 	"drift": {
 		"TestC1SecretsRepoSplit": "store path of the rebuilt system vs the running reference",
@@ -94,12 +98,14 @@ var matrix = map[string]failures{
 	"unit-never-started": {
 		"TestC1SecretsRepoSplit":   "store path of the rebuilt system vs the running reference",
 		"TestC4GenuineLiveRebuild": "cc-ci-bridge.service: it is inactive with no job queued and nothing to trigger it",
+		"TestC5HonestD8":           "TestC4GenuineLiveRebuild did not pass", // its D8 evidence cites its own failing run
 	},
 	// Every probe may see the proxy active and serving; only a second look
 	// after the settle window shows it restarting.
 	"proxy-keeps-dying": {
 		"TestC1SecretsRepoSplit":   "store path of the rebuilt system vs the running reference",
-		"TestC4GenuineLiveRebuild": "after 3s, cc-ci-proxy.service: ", // "main PID a → b" or "no longer converged", as caught
+		"TestC4GenuineLiveRebuild": "after 3s, cc-ci-proxy.service: ",       // "main PID a → b" or "no longer converged", as caught
+		"TestC5HonestD8":           "TestC4GenuineLiveRebuild did not pass", // its D8 evidence cites its own failing run
 	},
 	"age-key-world-readable": {
 		"TestC1SecretsRepoSplit":            "store path of the rebuilt system vs the running reference",
@@ -110,12 +116,14 @@ var matrix = map[string]failures{
 		"TestC2CertInGit":                   skipped(`install step "switch"`),
 		"TestC3AllSecretsInGitOneException": skipped(`install step "switch"`),
 		"TestC4GenuineLiveRebuild":          "cc-ci-dashboard.service: load=loaded active=activating",
+		"TestC5HonestD8":                    "TestC4GenuineLiveRebuild did not pass", // its D8 evidence cites its own failing run
 	},
 	"undocumented-step": {
 		"TestC1SecretsRepoSplit":            skipped("/etc/cc-ci/enabled missing"),
 		"TestC2CertInGit":                   skipped("/etc/cc-ci/enabled missing"),
 		"TestC3AllSecretsInGitOneException": skipped("/etc/cc-ci/enabled missing"),
 		"TestC4GenuineLiveRebuild":          "/etc/cc-ci/enabled missing",
+		"TestC5HonestD8":                    "TestC4GenuineLiveRebuild did not pass", // its D8 evidence cites its own failing run
 	},
 	// Observed on the machine's traffic (nftables on the lab's bridge), not read in the document.
 	"install-downloads": {
@@ -135,17 +143,20 @@ var matrix = map[string]failures{
 		"TestC1SecretsRepoSplit":   "store path of the rebuilt system vs the running reference",
 		"TestC2CertInGit":          "do not cover *.ci.lab.test",
 		"TestC4GenuineLiveRebuild": "the served chain verifies for dashboard.ci.lab.test",
+		"TestC5HonestD8":           "TestC4GenuineLiveRebuild did not pass", // its D8 evidence cites its own failing run
 	},
 	"secret-missing": {
 		"TestC1SecretsRepoSplit":            skipped(`install step "switch"`),
 		"TestC2CertInGit":                   skipped(`install step "switch"`),
 		"TestC3AllSecretsInGitOneException": "secret registry_password is in secrets/secrets.yaml",
 		"TestC4GenuineLiveRebuild":          `install step "switch"`,
+		"TestC5HonestD8":                    "TestC4GenuineLiveRebuild did not pass", // its D8 evidence cites its own failing run
 	},
 	"undeclared-secret-file": {
 		"TestC1SecretsRepoSplit":            "store path of the rebuilt system vs the running reference",
 		"TestC3AllSecretsInGitOneException": "/run/secrets holds exactly the declared secrets",
 		"TestC4GenuineLiveRebuild":          "/run/secrets holds exactly the declared secrets",
+		"TestC5HonestD8":                    "TestC4GenuineLiveRebuild did not pass", // its D8 evidence cites its own failing run
 	},
 	"d8-no-live-part": {
 		"TestC5HonestD8": `has a live part (a "## Live" section)`,
@@ -156,8 +167,10 @@ var matrix = map[string]failures{
 	"d8-no-static-part": {
 		"TestC5HonestD8": "states the byte-identical closure",
 	},
-	// The cited run must be in the evidence chain (CCCI_D8_CHAIN) as a pass
-	// of C4 on a machine it created, within CCCI_D8_MAX_AGE.
+	// The cited run must be in the evidence chain (CCCI_D8_CHAIN) as a signed
+	// pass of C4 on a machine it created, within CCCI_D8_MAX_AGE, on this
+	// Incus, of this base. (Every target cites a run of itself: one whose C4
+	// fails cites a failing run, and C5 fails on it too.)
 	"d8-cites-unknown-run": {
 		"TestC5HonestD8": "run r20000101t000000-000000: not in the evidence chain",
 	},
@@ -192,6 +205,7 @@ var matrix = map[string]failures{
 		"TestC2CertInGit":                   skipped("the following units failed: cc-ci-drone.service"),
 		"TestC3AllSecretsInGitOneException": skipped("the following units failed: cc-ci-drone.service"),
 		"TestC4GenuineLiveRebuild":          "[REDACTED drone_rpc_secret",
+		"TestC5HonestD8":                    "TestC4GenuineLiveRebuild did not pass", // its D8 evidence cites its own failing run
 	},
 	// A target that does not load fails the sentence it breaks (C3: every
 	// secret in git, encrypted); every other test says it could not judge.

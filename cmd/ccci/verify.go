@@ -8,8 +8,6 @@ import (
 	"strings"
 
 	"github.com/cc-ci/acceptance/helpers/evidence"
-	"github.com/cc-ci/acceptance/helpers/localfile"
-	"github.com/cc-ci/acceptance/helpers/sshsig"
 )
 
 // verify checks an evidence chain as a reviewer does: every entry chained
@@ -33,14 +31,9 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() == 2 {
 		chain = fs.Arg(1)
 	}
-	text, err := localfile.Read(fs.Arg(0), 1<<20)
+	allowed, err := evidence.LoadAllowedSigners(fs.Arg(0))
 	if err != nil {
-		fmt.Fprintf(stderr, "verify: allowed signers: %v\n", err)
-		return 2
-	}
-	allowed, err := sshsig.AllowedSigners(text)
-	if err != nil {
-		fmt.Fprintf(stderr, "verify: %s: %v\n", fs.Arg(0), err)
+		fmt.Fprintf(stderr, "verify: %v\n", err)
 		return 2
 	}
 	verdicts, err := evidence.Check(chain, allowed, *since)

@@ -268,6 +268,7 @@ type Evidence struct {
 	OutDir     string        // the harness's own records for the reviewer (live D8 record …); never in a target clone
 	SigningKey string        // the runner's ed25519 SSH key: each evidence entry is signed with it ("" = unsigned)
 	D8Chain    string        // the evidence chain (REVIEW.jsonl) the D8 live part's cited run must be in
+	D8Signers  string        // allowed_signers file: a cited run's entry must be signed by a key it lists
 	D8MaxAge   time.Duration // how recent that run must be (the plan: re-verified within 24h)
 }
 
@@ -277,6 +278,7 @@ func (p *parser) evidence() Evidence {
 		OutDir:     p.str("CCCI_OUT_DIR", filepath.Join(filepath.Dir(defaultReviewFile()), "out")),
 		SigningKey: p.str("CCCI_SIGNING_KEY", ""),
 		D8MaxAge:   p.duration("CCCI_D8_MAX_AGE", "24h"),
+		D8Signers:  p.str("CCCI_D8_ALLOWED_SIGNERS", ""),
 	}
 	e.D8Chain = p.str("CCCI_D8_CHAIN", strings.TrimSuffix(e.ReviewFile, filepath.Ext(e.ReviewFile))+".jsonl")
 	return e

@@ -2,8 +2,12 @@ package evidence
 
 import (
 	"fmt"
+	"net/url"
 	"regexp"
 	"time"
+
+	"github.com/cc-ci/acceptance/helpers/localfile"
+	"github.com/cc-ci/acceptance/helpers/sshsig"
 )
 
 // LiveRebuildTest is the test whose pass, on a machine the run created, is
@@ -71,6 +75,58 @@ func ProvesLiveRebuild(chain []Entry, id string, now time.Time, maxAge time.Dura
 		return fail("recorded %s ago, more than %s (CCCI_D8_MAX_AGE)", now.Sub(at).Round(time.Minute), maxAge)
 	}
 	return *e, nil
+}
+
+// Binding is what a cited run must share with the run that judges the
+// citation, besides the target's history (checked against the repository:
+// target.OnlyChangedSince): the Incus endpoint it ran against, and a
+// signature by a key the reviewer trusts.
+type Binding struct {
+	Incus   string          // the endpoint of this run (Entry.Incus)
+	Allowed []sshsig.Signer // CCCI_D8_ALLOWED_SIGNERS
+}
+
+// ProvesLiveRebuildFor is ProvesLiveRebuild for a citation: the entry must
+// also be signed by an allowed key (a hash chain alone can be extended by
+// anyone who can write the file) and have run against the same Incus.
+func ProvesLiveRebuildFor(chain []Entry, id string, now time.Time, maxAge time.Duration, b Binding) (Entry, error) {
+	e, err := ProvesLiveRebuild(chain, id, now, maxAge)
+	if err != nil {
+		return e, err
+	}
+	if len(b.Allowed) == 0 {
+		return e, &CitationError{id, "no allowed signers are configured (CCCI_D8_ALLOWED_SIGNERS): no citation can be trusted"}
+	}
+	if _, err := checkSignature(e, b.Allowed); err != nil {
+		return e, &CitationError{id, "its entry is not signed by an allowed key: " + err.Error()}
+	}
+	if e.Incus != b.Incus {
+		return e, &CitationError{id, fmt.Sprintf("ran against Incus %q, not %q: a run on another host proves nothing here", e.Incus, b.Incus)}
+	}
+	return e, nil
+}
+
+// LoadAllowedSigners reads an allowed_signers file (OpenSSH's format).
+func LoadAllowedSigners(path string) ([]sshsig.Signer, error) {
+	text, err := localfile.Read(path, 1<<20)
+	if err != nil {
+		return nil, fmt.Errorf("allowed signers: %w", err)
+	}
+	allowed, err := sshsig.AllowedSigners(text)
+	if err != nil {
+		return nil, fmt.Errorf("allowed signers %s: %w", path, err)
+	}
+	return allowed, nil
+}
+
+// RepoURL is a repository URL as evidence records it: without credentials.
+func RepoURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	u.User = nil
+	return u.String()
 }
 
 // Result is the recorded result of one test or sentence of the run.

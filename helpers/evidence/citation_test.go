@@ -1,11 +1,16 @@
 package evidence
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/cc-ci/acceptance/helpers/remote"
+	"github.com/cc-ci/acceptance/helpers/sshsig"
 )
 
 func TestCitedRunsAreRunIDsInOrderOnce(t *testing.T) {
@@ -53,4 +58,47 @@ func TestACitedRunMustBeARecentColdPassOfC4(t *testing.T) {
 			assert.Contains(t, err.Error(), c.want)
 		})
 	}
+}
+
+// A citation must also be signed by an allowed key and have run on this
+// Incus: a hash chain alone can be extended by anyone who can write it.
+func TestACitedRunIsSignedByAnAllowedKeyOnThisIncus(t *testing.T) {
+	runner, _, err := remote.NewKey()
+	require.NoError(t, err)
+	stranger, _, err := remote.NewKey()
+	require.NoError(t, err)
+	allowed, err := sshsig.AllowedSigners([]byte("runner@cc-ci namespaces=\"" + Namespace + "\" " + string(ssh.MarshalAuthorizedKey(runner.PublicKey()))))
+	require.NoError(t, err)
+	now := time.Now().UTC()
+	entry := func(signer ssh.Signer, incus string) []Entry {
+		p := PathsFor(filepath.Join(t.TempDir(), "REVIEW.md"))
+		_, err := Append(p, Entry{RunID: "r20261130t100000-aaaaaa", Time: now.Add(-time.Hour).Format(time.RFC3339), Incus: incus,
+			Machine: "terraform-ci/ccci-x", Tests: []Test{{Name: LiveRebuildTest, Result: "pass"}}}, signer)
+		require.NoError(t, err)
+		es, err := Chain(p.JSONL)
+		require.NoError(t, err)
+		return es
+	}
+	bind := Binding{Incus: "https://b1:8443", Allowed: allowed}
+	_, err = ProvesLiveRebuildFor(entry(runner, "https://b1:8443"), "r20261130t100000-aaaaaa", now, 24*time.Hour, bind)
+	require.NoError(t, err)
+	for _, c := range []struct {
+		name  string
+		chain []Entry
+		bind  Binding
+		want  string
+	}{
+		{"unsigned", entry(nil, "https://b1:8443"), bind, "not signed by an allowed key: unsigned"},
+		{"signed by a stranger", entry(stranger, "https://b1:8443"), bind, "which allowed_signers does not list"},
+		{"no allowed signers", entry(runner, "https://b1:8443"), Binding{Incus: "https://b1:8443"}, "no allowed signers are configured"},
+		{"another Incus", entry(runner, "https://127.0.0.1:8443"), bind, `ran against Incus "https://127.0.0.1:8443", not "https://b1:8443"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ProvesLiveRebuildFor(c.chain, "r20261130t100000-aaaaaa", now, 24*time.Hour, c.bind)
+			var ce *CitationError
+			require.ErrorAs(t, err, &ce)
+			assert.Contains(t, err.Error(), c.want)
+		})
+	}
+	assert.Equal(t, "https://git.example/cc-ci.git", RepoURL("https://ci:s3cr3t@git.example/cc-ci.git"), "no credentials in evidence")
 }

@@ -41,6 +41,7 @@ type Entry struct {
 	Incus         string            `json:"incus"`
 	Machine       string            `json:"machine,omitempty"` // project/name
 	Image         string            `json:"image,omitempty"`
+	BaseRepo      string            `json:"base_repo,omitempty"` // the base repository's URL, without credentials
 	BaseCommit    string            `json:"base_commit,omitempty"`
 	SecretsCommit string            `json:"secrets_commit,omitempty"`
 	FlakeLock     string            `json:"flake_lock_sha256,omitempty"`
@@ -201,6 +202,7 @@ func Markdown(e Entry) string {
 	row("Incus", e.Incus)
 	row("machine", e.Machine)
 	row("image", e.Image)
+	row("base repo", e.BaseRepo)
 	row("base commit", e.BaseCommit)
 	row("secrets commit", e.SecretsCommit)
 	row("flake.lock sha256", e.FlakeLock)

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -135,4 +137,44 @@ func anonymousHTTP(ctx context.Context, url string) (bool, string, error) {
 		return false, answer + ": the refs are served to an anonymous client", nil
 	}
 	return false, answer, fmt.Errorf("anonymous read of %s: neither served nor refused: %s", url, answer)
+}
+
+// commitID is a full SHA-1 or SHA-256 commit id, as evidence records one.
+var commitID = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
+
+// OnlyChangedSince checks that the base repo's installed commit is the
+// cited commit, or a descendant of it whose changes since touch only the
+// files named (the D8 document, where the citation itself is committed):
+// the run that cited commit judged the same target, so its proof holds for
+// this one. Anything else — another history, or code changed since — is an
+// error naming it.
+func OnlyChangedSince(ctx context.Context, rp *Repos, cited string, allowed ...string) error {
+	if !commitID.MatchString(cited) {
+		return fmt.Errorf("the cited run records base commit %.80q, not a commit id", cited)
+	}
+	if cited == rp.BaseCommit {
+		return nil
+	}
+	if _, err := gitOut(ctx, rp.Base, "merge-base", "--is-ancestor", cited, rp.BaseCommit); err != nil {
+		return fmt.Errorf("the cited run judged base commit %.12s, which is not in the history of the base repo's %.12s (another repository, or rewritten history)",
+			cited, rp.BaseCommit)
+	}
+	out, err := gitOut(ctx, rp.Base, "diff", "--no-renames", "--name-only", cited, rp.BaseCommit)
+	if err != nil {
+		return fmt.Errorf("diff %.12s..%.12s: %w", cited, rp.BaseCommit, err)
+	}
+	var changed []string
+	for _, f := range strings.Split(out, "\n") {
+		if f != "" && !slices.Contains(allowed, f) {
+			changed = append(changed, f)
+		}
+	}
+	if len(changed) > 0 {
+		if len(changed) > 5 {
+			changed = append(changed[:5], fmt.Sprintf("… %d more", len(changed)-5))
+		}
+		return fmt.Errorf("the cited run judged base commit %.12s; since then %s changed, not only %s: its proof is not of this target",
+			cited, strings.Join(changed, ", "), strings.Join(allowed, ", "))
+	}
+	return nil
 }

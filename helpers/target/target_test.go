@@ -176,3 +176,39 @@ func TestAnonymousReadJudgesTheServersAnswer(t *testing.T) {
 	_, _, err = AnonymousRead(context.Background(), "http://127.0.0.1:1/s.git")
 	assert.ErrorContains(t, err, "cannot be reached")
 }
+
+// A D8 citation proves a live rebuild of this target only when the cited
+// run judged the commit installed now, or an ancestor of it with only the
+// D8 document changed since (where the citation itself is committed).
+func TestACitationIsBoundToTheBaseCommitItJudged(t *testing.T) {
+	rp := committed(t, map[string]string{"modules/proxy.sh": "v1\n", D8Doc: "## Live\n"}, nil)
+	cited := rp.BaseCommit
+	commit := func(path, body string) string {
+		require.NoError(t, os.WriteFile(filepath.Join(rp.Base, path), []byte(body), 0o644))
+		for _, args := range [][]string{{"add", "-A"}, {"-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", path}} {
+			out, err := exec.Command("git", append([]string{"-C", rp.Base}, args...)...).CombinedOutput()
+			require.NoError(t, err, "%s", out)
+		}
+		head, err := gitOut(context.Background(), rp.Base, "rev-parse", "HEAD")
+		require.NoError(t, err)
+		return head
+	}
+	ctx := context.Background()
+	require.NoError(t, OnlyChangedSince(ctx, rp, cited, D8Doc), "the very commit")
+
+	rp.BaseCommit = commit(D8Doc, "## Live\n\nrun r20261130t000000-abcdef\n")
+	require.NoError(t, OnlyChangedSince(ctx, rp, cited, D8Doc), "a descendant where only the D8 document changed")
+
+	rp.BaseCommit = commit("modules/proxy.sh", "v2\n")
+	err := OnlyChangedSince(ctx, rp, cited, D8Doc)
+	require.Error(t, err, "code changed since the cited run")
+	assert.Contains(t, err.Error(), "modules/proxy.sh changed, not only "+D8Doc)
+
+	other := committed(t, map[string]string{"x": "y"}, nil)
+	err = OnlyChangedSince(ctx, rp, other.BaseCommit, D8Doc)
+	require.Error(t, err, "a commit of another repository")
+	assert.Contains(t, err.Error(), "not in the history of the base repo")
+
+	err = OnlyChangedSince(ctx, rp, "HEAD~1", D8Doc)
+	assert.ErrorContains(t, err, "not a commit id", "what the chain records is input: validated before git sees it")
+}

@@ -118,6 +118,7 @@ func (r *Run) appendEvidence(outcome string) error {
 		}
 	}
 	if v := r.tgt.view; v != nil {
+		e.BaseRepo = evidence.RepoURL(r.Config.BaseRepoURL)
 		e.BaseCommit, e.SecretsCommit, e.InstallDoc = v.Repos.BaseCommit, v.Repos.SecretsCommit, v.Doc.Manifest
 		if b, err := target.ReadBase(v.Repos, "flake.lock"); err == nil {
 			s := sha256.Sum256([]byte(b))

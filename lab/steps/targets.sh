@@ -47,23 +47,35 @@ signing_key() {
   step "evidence signing key: $(ssh-keygen -lf "$d/review_ed25519.pub" | cut -d' ' -f2) (allowed signers: $d/allowed_signers)"
 }
 
-# The targets' D8 evidence must cite a live rebuild by this harness no older
-# than a day (C5, CCCI_D8_MAX_AGE). When the good target's citation is older
-# than 12h, a run of C4 against it makes a new one, and its record is
-# committed into every target, as cc-ci's maintainers would after a run.
+# Each target's D8 evidence must cite a live rebuild of that very target by
+# this harness, no older than a day (C5, CCCI_D8_MAX_AGE): a citation is
+# bound to the base commit its run judged (or an ancestor with only the D8
+# document changed since), to this Incus and to the lab runner's key. When a
+# target's citation is older than 12h, a run of C4 against it makes a new one
+# and its record is committed into the target's D8 evidence, as cc-ci's
+# maintainers would after a run; a target whose C4 fails cites its failing
+# run (C5 then says it did not pass). With the matrix's short waits: about
+# 10 s a target, a minute for unit-hangs.
 seed_d8() {
-  local ev="$LAB_STATE/evidence"
+  local ev="$LAB_STATE/evidence" name base n=0
   mkdir -p "$ev"
-  if "$LAB_BIN/ccci-fixtures" cite -check -root "$LAB_STATE/targets" -chain "$ev/REVIEW.jsonl" >/dev/null 2>&1; then
-    step "D8: the targets cite a live run of the last 12h"
-    return
-  fi
-  step "D8: a live rebuild of the good target to cite (C4 only, about 30 s)"
-  (cd "$REPO_ROOT" && CCCI_CONFIG="$LAB_STATE/lab.env" CCCI_ACCEPTANCE=1 CCCI_REVIEW_FILE="$ev/REVIEW.md" \
-    CCCI_OUT_DIR="$ev/out" CCCI_STATE_FILE="$ev/.run-state.json" GOTOOLCHAIN=local \
-    go test -count=1 -timeout 30m -run '^TestC4GenuineLiveRebuild$' ./acceptance) >"$ev/seed.log" 2>&1 ||
-    { tail -30 "$ev/seed.log" >&2; die "the D8 seed run failed (log: $ev/seed.log)"; }
-  "$LAB_BIN/ccci-fixtures" cite -root "$LAB_STATE/targets" -chain "$ev/REVIEW.jsonl" -out "$ev/out" | sed 's/^/[lab] /'
+  for name in $("$LAB_BIN/ccci-fixtures" targets); do
+    base="http://${LAB_GIT_LISTEN}/$name/cc-ci.git"
+    "$LAB_BIN/ccci-fixtures" cite -check -root "$LAB_STATE/targets" -target "$name" -base-url "$base" \
+      -chain "$ev/REVIEW.jsonl" >/dev/null 2>&1 && continue
+    (cd "$REPO_ROOT" && CCCI_CONFIG="$LAB_STATE/lab.env" CCCI_ACCEPTANCE=1 CCCI_REVIEW_FILE="$ev/REVIEW.md" \
+      CCCI_OUT_DIR="$ev/out" CCCI_STATE_FILE="$ev/.run-state.json" GOTOOLCHAIN=local \
+      CCCI_BASE_REPO_URL="$base" CCCI_SECRETS_REPO_URL="http://${LAB_GIT_LISTEN}/$name/cc-ci-secrets.git" \
+      CCCI_STEP_TIMEOUT=40s CCCI_CONVERGE_TIMEOUT=15s CCCI_SETTLE=3s \
+      go test -count=1 -timeout 15m -run '^TestC4GenuineLiveRebuild$' ./acceptance) >"$ev/seed-$name.log" 2>&1 || true
+    "$LAB_BIN/ccci-fixtures" cite -root "$LAB_STATE/targets" -target "$name" -base-url "$base" \
+      -chain "$ev/REVIEW.jsonl" -out "$ev/out" | sed 's/^/[lab] /' ||
+      { tail -30 "$ev/seed-$name.log" >&2; die "the D8 seed run of target $name left nothing to cite (log: $ev/seed-$name.log)"; }
+    n=$((n + 1))
+  done
+  step "D8: every target cites a live run of itself from the last 12h ($n run now)"
+  "$LAB_BIN/ccci-fixtures" cite -check -root "$LAB_STATE/targets" -target good -base-url "http://${LAB_GIT_LISTEN}/good/cc-ci.git" \
+    -chain "$ev/REVIEW.jsonl" >/dev/null || die "the good target does not cite a fresh run of itself"
 }
 
 # Defects of the host rather than the target, for the defect matrix: an image
@@ -114,8 +126,10 @@ CCCI_EGRESS=nft
 CCCI_EGRESS_ALLOW=${LAB_BRIDGE_CIDR%/*}:53
 # Each run's evidence entry is signed with the lab runner's key (signing_key).
 CCCI_SIGNING_KEY=${LAB_STATE}/signing/review_ed25519
-# The chain of the lab's own runs that the targets' D8 evidence cites (seed_d8).
+# The chain of the lab's own runs that the targets' D8 evidence cites (seed_d8),
+# and the key a cited run must be signed with.
 CCCI_D8_CHAIN=${LAB_STATE}/evidence/REVIEW.jsonl
+CCCI_D8_ALLOWED_SIGNERS=${LAB_STATE}/signing/allowed_signers
 # The lab's bounds (a container boots in seconds, a step takes seconds): with
 # the fixture's 5 blocks a run needs -timeout ≥ 18m (ccci doctor prints it).
 CCCI_BOOT_TIMEOUT=2m
