@@ -112,7 +112,8 @@ func TestTheDroneJobPassesOnTheGoodTargetAndFailsOnABrokenOne(t *testing.T) {
 			if first.RunID == "" {
 				first = es[len(es)-1]
 			} else if c.pass {
-				assert.Contains(t, string(out), "cites run "+first.RunID, "C5 found the first run's signed entry in the persistent chain")
+				assert.Contains(t, es[len(es)-1].Facts["D8 live run"], "cites run "+first.RunID,
+					"C5 found the first run's signed entry in the persistent chain")
 			}
 			left, _ := os.ReadDir(tmp)
 			var names []string
@@ -128,7 +129,7 @@ func TestTheDroneJobPassesOnTheGoodTargetAndFailsOnABrokenOne(t *testing.T) {
 }
 
 // citingTarget serves, beside the lab's targets, a copy of the good target
-// whose D8 evidence cites run e (a commit that changes only that document,
+// whose D8 evidence cites run e, and no other, (a commit that changes only that document,
 // as the maintainers make after a run), and returns its name.
 func citingTarget(t *testing.T, cfg *config.Config, e evidence.Entry) string {
 	t.Helper()
@@ -140,7 +141,7 @@ func citingTarget(t *testing.T, cfg *config.Config, e evidence.Entry) string {
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	tg, err := fixtures.Load(dir)
 	require.NoError(t, err)
-	require.NoError(t, fixtures.Cite(tg, "### Live rebuild, run "+e.RunID+"\n\n- the CI job's run, recorded "+e.Time+"\n"))
+	require.NoError(t, fixtures.CiteOnly(tg, "### Live rebuild, run "+e.RunID+"\n\n- the CI job's run, recorded "+e.Time+"\n"))
 	return name
 }
 

@@ -117,8 +117,10 @@ func (r *Run) appendEvidence(outcome string) error {
 			e.Machine, e.Image = mc.Project+"/"+mc.Name, mc.Image+" ("+mc.Type+")"
 		}
 	}
-	if v := r.tgt.view; v != nil {
+	if r.Config.BaseRepoURL != "" {
 		e.BaseRepo = evidence.RepoURL(r.Config.BaseRepoURL)
+	}
+	if v := r.tgt.view; v != nil {
 		e.BaseCommit, e.SecretsCommit, e.InstallDoc = v.Repos.BaseCommit, v.Repos.SecretsCommit, v.Doc.Manifest
 		if b, err := target.ReadBase(v.Repos, "flake.lock"); err == nil {
 			s := sha256.Sum256([]byte(b))
