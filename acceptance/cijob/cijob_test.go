@@ -41,9 +41,10 @@ type step struct {
 // three pushes, with one runner: the evidence directory the runner's
 // configuration names (CCCI_EVIDENCE_DIR) is all that persists. It holds the
 // runner's chain — here the lab's, which the targets' D8 evidence cites —
-// and the keys C5 trusts. The second run's target is broken and fails. The
-// third run's target cites the first run (its maintainers committed the
-// record after it passed): C5 finds that signed entry in the persistent chain.
+// and the keys C5 trusts. The second run's target cites the first run (its
+// maintainers committed the record after it passed, and nothing else): C5
+// finds that signed entry in the persistent chain. The third run's target is
+// broken and fails, naming the cause.
 func TestTheDroneJobPassesOnTheGoodTargetAndFailsOnABrokenOne(t *testing.T) {
 	cfg := labtest.GoodTarget(t)
 	root, err := filepath.Abs("../..")
@@ -64,7 +65,7 @@ func TestTheDroneJobPassesOnTheGoodTargetAndFailsOnABrokenOne(t *testing.T) {
 	for _, c := range []struct {
 		target string
 		pass   bool
-	}{{"good", true}, {"d8-cites-unknown-run", false}, {"cites-the-first-run", true}} {
+	}{{"good", true}, {"cites-the-first-run", true}, {"d8-cites-unknown-run", false}} {
 		t.Run(c.target, func(t *testing.T) {
 			if c.target == "cites-the-first-run" {
 				require.NotEmpty(t, first.RunID, "the first run wrote its entry")
