@@ -174,6 +174,18 @@ var matrix = map[string]failures{
 	"d8-cites-unknown-run": {
 		"TestC5HonestD8": "run r20000101t000000-000000: not in the evidence chain",
 	},
+	// A real, signed, recent pass of C4 — of the target before it changed:
+	// the commit it judged is an ancestor, but more than the D8 document
+	// changed since.
+	"d8-cites-a-run-before-a-change": {
+		"TestC5HonestD8": "docs/secrets.md changed, not only docs/d8-evidence.md",
+	},
+	"d8-run-on-another-incus": {
+		"TestC5HonestD8": `ran against Incus "https://127.0.0.1:8443", not "unix:/var/lib/incus/unix.socket"`,
+	},
+	"d8-signer-not-allowed": {
+		"TestC5HonestD8": "which allowed_signers does not list",
+	},
 	"stale-docs": {
 		"TestC7Docs": "still describes the operator-dropped certificate",
 	},
@@ -233,6 +245,12 @@ var matrix = map[string]failures{
 var onHost = map[string][]string{
 	"image-not-blank":     {"CCCI_IMAGE=ccci-not-blank"},
 	"reference-oversized": {"CCCI_REFERENCE=terraform-ci/cc-nix-oversized"},
+	// The same lab reached by another endpoint: the targets' citations were
+	// made over HTTPS, so to this run they are runs on another Incus.
+	"d8-run-on-another-incus": {"CCCI_TRANSPORT=unix"},
+	// The reviewer trusts another runner's key only ({signing}: the lab's
+	// signing directory, where lab up keeps that key's allowed_signers).
+	"d8-signer-not-allowed": {"CCCI_D8_ALLOWED_SIGNERS={signing}/stranger_allowed_signers"},
 }
 
 // The tests every target is judged by; one not listed for a defect must pass.
@@ -293,6 +311,9 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 			tgt, env := name, onHost[name]
 			if env != nil {
 				tgt = "good"
+				for i := range env {
+					env[i] = strings.ReplaceAll(env[i], "{signing}", filepath.Dir(cfg.D8Signers))
+				}
 			}
 			keysBefore := digests(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), tgt, "keys"))
 			results, wrote := runSuite(t, suite, gitBase+"/"+tgt, append(hostEnv, env...)...)

@@ -28,13 +28,19 @@ func fakeIncus(t *testing.T, h http.HandlerFunc) *Client {
 	t.Helper()
 	srv := httptest.NewTLSServer(h)
 	t.Cleanup(srv.Close)
+	return pinnedClient(t, srv.URL, srv.Certificate().Raw)
+}
+
+// pinnedClient is a client of url with a fresh client certificate that pins
+// the server certificate pinDER.
+func pinnedClient(t *testing.T, url string, pinDER []byte) *Client {
+	t.Helper()
 	dir := t.TempDir()
-	serverPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.crt"), serverPEM, 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pinDER}), 0o600))
 	certPEM, keyPEM := selfSigned(t)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "client.crt"), certPEM, 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "client.key"), keyPEM, 0o600))
-	c, err := New(Config{URL: srv.URL, ClientCert: filepath.Join(dir, "client.crt"),
+	c, err := New(Config{URL: url, ClientCert: filepath.Join(dir, "client.crt"),
 		ClientKey: filepath.Join(dir, "client.key"), ServerCert: filepath.Join(dir, "server.crt")})
 	require.NoError(t, err)
 	return c
@@ -177,17 +183,9 @@ func TestPinnedCertificateWhateverTheHostName(t *testing.T) {
 			srv.TLS = &tls.Config{Certificates: []tls.Certificate{tc.serves}}
 			srv.StartTLS()
 			defer srv.Close()
-			dir := t.TempDir()
-			pinPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tc.pin.Certificate[0]})
-			require.NoError(t, os.WriteFile(filepath.Join(dir, "server.crt"), pinPEM, 0o600))
-			certPEM, keyPEM := selfSigned(t)
-			require.NoError(t, os.WriteFile(filepath.Join(dir, "client.crt"), certPEM, 0o600))
-			require.NoError(t, os.WriteFile(filepath.Join(dir, "client.key"), keyPEM, 0o600))
-			c, err := New(Config{URL: srv.URL, ClientCert: filepath.Join(dir, "client.crt"),
-				ClientKey: filepath.Join(dir, "client.key"), ServerCert: filepath.Join(dir, "server.crt")})
-			require.NoError(t, err)
+			c := pinnedClient(t, srv.URL, tc.pin.Certificate[0])
 			require.Contains(t, srv.URL, "127.0.0.1", "dialled by an address the certificate does not name")
-			_, err = c.Server(context.Background())
+			_, err := c.Server(context.Background())
 			if tc.ok {
 				require.NoError(t, err)
 				return

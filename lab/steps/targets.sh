@@ -44,6 +44,9 @@ signing_key() {
   install -d -m 0700 "$d"
   [ -f "$d/review_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "cc-ci lab runner" -f "$d/review_ed25519"
   printf 'lab-runner@cc-ci namespaces="ccci-review@cc-ci" %s\n' "$(cat "$d/review_ed25519.pub")" >"$d/allowed_signers"
+  # A key nobody signs with, for the defect matrix's row whose reviewer trusts another runner.
+  [ -f "$d/stranger_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "not the lab runner" -f "$d/stranger_ed25519"
+  printf 'stranger@elsewhere namespaces="ccci-review@cc-ci" %s\n' "$(cat "$d/stranger_ed25519.pub")" >"$d/stranger_allowed_signers"
   step "evidence signing key: $(ssh-keygen -lf "$d/review_ed25519.pub" | cut -d' ' -f2) (allowed signers: $d/allowed_signers)"
 }
 
