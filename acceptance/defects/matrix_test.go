@@ -58,6 +58,16 @@ var matrix = map[string]failures{
 		"TestC7Docs":                        "operator drops",
 		"TestC5HonestD8":                    "TestC4GenuineLiveRebuild did not pass", // its D8 evidence cites its own failing run
 	},
+	// A shell block in any spelling is one: the document does not parse
+	// (C4 owns it) and the checks that need the target say so.
+	"install-hides-a-step": {
+		"TestC1SecretsRepoSplit":            skipped("shell block without a tag"),
+		"TestC2CertInGit":                   skipped("shell block without a tag"),
+		"TestC3AllSecretsInGitOneException": skipped("shell block without a tag"),
+		"TestC4GenuineLiveRebuild":          "shell block without a tag",
+		"TestC5HonestD8":                    skipped("shell block without a tag"),
+		"TestC7Docs":                        skipped("shell block without a tag"),
+	},
 	"second-out-of-band-secret": {
 		"TestC1SecretsRepoSplit":            skipped(`operator step "provision-registry-token"`),
 		"TestC2CertInGit":                   skipped(`operator step "provision-registry-token"`),
@@ -162,6 +172,10 @@ var matrix = map[string]failures{
 		"TestC5HonestD8": `has a live part (a "## Live" section)`,
 	},
 	"d8-still-infeasible": {
+		"TestC5HonestD8": `must not say "infeasible by design"`,
+	},
+	// As a reader of the rendered page reads it.
+	"d8-infeasible-disguised": {
 		"TestC5HonestD8": `must not say "infeasible by design"`,
 	},
 	"d8-no-static-part": {

@@ -61,7 +61,14 @@ type ParseError struct {
 func (e *ParseError) Error() string { return fmt.Sprintf("%s:%d: %s", e.Path, e.Line, e.Msg) }
 
 var (
-	shellLangs  = []string{"sh", "bash", "shell", "console"}
+	// A fence is shell, in any of its spellings, and then must be tagged;
+	// or data (shown, never run) in a language listed here; nothing else.
+	// A rendered document shows a ```Bash or ```zsh block to the operator as
+	// commands just the same.
+	shellLangs = []string{"sh", "bash", "shell", "console", "zsh", "fish", "ksh", "dash", "ash", "csh", "tcsh", "posh",
+		"shellscript", "shell-script", "shellsession", "sh-session", "bash-session", "shell-session", "terminal", "bat", "cmd",
+		"powershell", "pwsh", "ps1", "nu", "nushell", "xonsh", "elvish"}
+	dataLangs   = []string{"json", "yaml", "yml", "toml", "ini", "nix", "xml", "csv", "diff", "patch", "pem", "hcl", "conf", "properties", "sops"}
 	stepName    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 	placeholder = regexp.MustCompile(`\$\{([A-Z][A-Z0-9_]*)\}`)
 	attrPair    = regexp.MustCompile(`^([a-z]+)=([A-Za-z0-9_.-]+)$`)
@@ -102,7 +109,19 @@ func Parse(path string, src []byte, values map[string]string) (*Doc, error) {
 			fail(line, "malformed fence tag %q: %s", info, perr)
 			return ast.WalkContinue, nil
 		}
-		if !slices.Contains(shellLangs, lang) {
+		switch kindOf(lang) {
+		case dataFence:
+			if len(attrs) > 0 && attrs["run"] != "no" {
+				fail(line, "a %s block is data, shown and never run: it takes no step (only shell blocks are steps)", lang)
+			}
+			return ast.WalkContinue, nil
+		case otherFence:
+			what := fmt.Sprintf("language %q", lang)
+			if lang == "" {
+				what = "no language"
+			}
+			fail(line, "a fence with %s: a reader may take it for commands — make it shell ({step=NAME} or {run=no}) or name its data language (%s)",
+				what, strings.Join(dataLangs, ", "))
 			return ast.WalkContinue, nil
 		}
 		if attrs["run"] == "no" {
@@ -183,6 +202,28 @@ func manifest(blocks []Block) string {
 		fmt.Fprintf(h, "%s\x00%s\x00%s\n", b.Step, b.Runs, b.SHA256)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+type fenceKind int
+
+const (
+	shellFence fenceKind = iota
+	dataFence
+	otherFence
+)
+
+// kindOf classifies a fence's language, case-insensitively: shell (a listed
+// spelling, or anything ending in -session, console or terminal), data (the
+// allow-list), or other.
+func kindOf(lang string) fenceKind {
+	l := strings.ToLower(lang)
+	switch {
+	case slices.Contains(shellLangs, l), strings.HasSuffix(l, "-session"), strings.HasSuffix(l, "console"), strings.HasSuffix(l, "terminal"):
+		return shellFence
+	case slices.Contains(dataLangs, l):
+		return dataFence
+	}
+	return otherFence
 }
 
 // parseInfo splits "sh {step=x runs=operator}" into the language and attributes.

@@ -1,7 +1,10 @@
 package target
 
 import (
+	"html"
+	"regexp"
 	"strings"
+	"unicode"
 )
 
 // D8Parts splits the committed D8 document into its static part (a level-2
@@ -27,15 +30,32 @@ func D8Parts(doc string) (static, live string) {
 	return static, live
 }
 
-// ContainsPhrase reports whether text says phrase, whatever the case and
-// however Markdown reflowed it: every run of whitespace (line breaks, tabs,
-// several spaces) counts as one space, and emphasis marks are ignored.
+// ContainsPhrase reports whether text says phrase as a reader of the
+// rendered document would read it: whatever the case and however Markdown
+// reflowed it (every run of whitespace — line breaks, tabs, several spaces,
+// a no-break space — counts as one space, emphasis marks are ignored), and
+// through what does not render: HTML comments and tags, character
+// references (&nbsp;, &#8203;) and invisible format characters (zero-width
+// space and joiners, soft hyphen, byte-order mark).
 func ContainsPhrase(text, phrase string) bool {
 	p := normalise(phrase)
 	return p != "" && strings.Contains(normalise(text), p)
 }
 
+var (
+	htmlComment = regexp.MustCompile(`(?s)<!--.*?(-->|$)`)
+	htmlTag     = regexp.MustCompile(`</?[A-Za-z][^<>]*>`)
+)
+
 func normalise(s string) string {
+	s = htmlComment.ReplaceAllString(s, "")
+	s = html.UnescapeString(htmlTag.ReplaceAllString(s, ""))
+	s = strings.Map(func(r rune) rune {
+		if unicode.Is(unicode.Cf, r) { // zero-width space/joiners, soft hyphen, BOM: invisible
+			return -1
+		}
+		return r
+	}, s)
 	s = strings.NewReplacer("*", "", "_", " ", "`", "").Replace(strings.ToLower(s))
 	return strings.Join(strings.Fields(s), " ")
 }

@@ -26,9 +26,19 @@ func TestContainsPhraseSeesThroughReflow(t *testing.T) {
 		"It is infeasible  by\tdesign.",
 		"It is *infeasible* by _design_.",
 		"It is infeasible\n   by design.",
+		// What does not render hides nothing.
+		"It is infeasible&nbsp;by design.",
+		"It is infeasible\u00a0by design.",
+		"It is infeas\u200bible by de\u00adsign.",
+		"It is infeasible <!-- reviewed --> by design.",
+		"It is infea<!--\nreviewed\n-->sible by design.",
+		"It is infeasible <span>by</span> design.",
+		"It is infeasible&#32;by&#8203; design.",
+		"It is infea\ufeffsible by design.",
 	} {
 		assert.True(t, ContainsPhrase(text, "infeasible by design"), "%q", text)
 	}
 	assert.False(t, ContainsPhrase("feasible, by design", "infeasible by design"))
+	assert.False(t, ContainsPhrase("infeasible for now, by design of the gateway", "infeasible by design"))
 	assert.False(t, ContainsPhrase("anything", "  "), "an empty phrase matches nothing")
 }
