@@ -188,6 +188,10 @@ var matrix = map[string]failures{
 	"d8-cites-unknown-run": {
 		"TestC5HonestD8": "run r20000101t000000-000000: not in the evidence chain",
 	},
+	// One honest citation does not carry a fabricated one beside it.
+	"d8-cites-one-forged-run-too": {
+		"TestC5HonestD8": "run r20000101t000000-000000: not in the evidence chain",
+	},
 	// A real, signed, recent pass of C4 — of the target before it changed:
 	// the commit it judged is an ancestor, but more than the D8 document
 	// changed since.
