@@ -247,6 +247,15 @@ var matrix = map[string]failures{
 		"TestC5HonestD8":                    skipped("MAC mismatch"),
 		"TestC7Docs":                        skipped("MAC mismatch"),
 	},
+	// sops decrypts the file all the same: only the fields sops writes are metadata.
+	"plaintext-in-sops-metadata": {
+		"TestC1SecretsRepoSplit":            skipped("values not encrypted: sops.registry_password_backup"),
+		"TestC2CertInGit":                   skipped("values not encrypted: sops.registry_password_backup"),
+		"TestC3AllSecretsInGitOneException": "secrets/secrets.yaml: values not encrypted: sops.registry_password_backup",
+		"TestC4GenuineLiveRebuild":          skipped("values not encrypted: sops.registry_password_backup"),
+		"TestC5HonestD8":                    skipped("values not encrypted: sops.registry_password_backup"),
+		"TestC7Docs":                        skipped("values not encrypted: sops.registry_password_backup"),
+	},
 	"plaintext-in-secrets-file": {
 		"TestC1SecretsRepoSplit":            skipped("values not encrypted: registry_mirror_token"),
 		"TestC2CertInGit":                   skipped("values not encrypted: registry_mirror_token"),

@@ -241,8 +241,9 @@ func TestNoFalsePositivesOnALargeCleanTree(t *testing.T) {
 	assert.GreaterOrEqual(t, st.Bytes, int64(200*64<<10))
 }
 
-// Inside a sops file only its ciphertext and its metadata are exempt: a value
-// sops left unencrypted, or one pasted beside the ciphertext, is a leak.
+// Inside a sops file only its ciphertext and the metadata fields sops writes
+// are exempt: a value sops left unencrypted, one pasted beside the
+// ciphertext, or one under sops: that sops did not write, is a leak.
 func TestOnlyCiphertextAndMetadataOfASopsFileAreExempt(t *testing.T) {
 	s := scanner(t, map[string]string{"webhook_hmac": secret})
 	enc := "ENC[AES256_GCM,data:" + secret + ",iv:abc,tag:def,type:str]"
@@ -256,6 +257,12 @@ func TestOnlyCiphertextAndMetadataOfASopsFileAreExempt(t *testing.T) {
 		"a comment quoting the secret":                   {"# was " + secret + "\ntoken: " + enc + "\n" + meta, 1},
 		"text after the sops block":                      {"token: " + enc + "\n" + meta + "debug: " + secret + "\n", 1},
 		"not a sops file at all":                         {"token: " + secret + "\n", 1},
+		// sops ignores a key under sops: it did not write: a value there is plaintext.
+		"a key sops did not write, under sops:":  {"token: " + enc + "\n" + meta + "    registry_password_backup: " + secret + "\n", 1},
+		"its block-scalar value":                 {"token: " + enc + "\n" + meta + "    notes: |\n        " + secret + "\n", 1},
+		"a field's name under a foreign parent":  {"token: " + enc + "\n" + meta + "    stash:\n        enc: " + secret + "\n", 1},
+		"in a key entry":                         {"token: " + enc + "\nsops:\n    age:\n        - note: " + secret + "\n          recipient: age1xyz\n    mac: " + enc + "\n", 1},
+		"an age stanza (a field's block scalar)": {"token: " + enc + "\nsops:\n    age:\n        - enc: |\n            -----BEGIN AGE ENCRYPTED FILE-----\n            " + secret + "\n            -----END AGE ENCRYPTED FILE-----\n          recipient: age1xyz\n    mac: " + enc + "\n", 0},
 	}
 	for name, row := range rows {
 		t.Run(name, func(t *testing.T) {

@@ -84,6 +84,28 @@ func TestInspectSeesRecipientsAndPlaintextLeaves(t *testing.T) {
 	require.ErrorContains(t, err, "not sops-encrypted")
 }
 
+// sops ignores a key under sops: that it did not write, and still decrypts
+// the file: such a value is plaintext, not metadata.
+func TestAValueUnderSopsThatSopsDidNotWriteIsPlaintext(t *testing.T) {
+	boot := identity(t)
+	enc, err := Encrypt([]byte(plain), []string{boot.Recipient().String()})
+	require.NoError(t, err)
+	hidden := bytes.Replace(enc, []byte("\nsops:\n"), []byte("\nsops:\n    registry_password_backup: hunter2-plain\n"), 1)
+	require.False(t, bytes.Equal(enc, hidden), "the key was added under sops:")
+	vals, err := Decrypt(hidden, boot.String())
+	require.NoError(t, err, "sops itself decrypts it: the extra key rides along")
+	assert.Equal(t, "s3cret-hmac", vals["webhook_hmac"])
+	info, err := Inspect(hidden)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"sops.registry_password_backup"}, info.Plaintext())
+
+	inAKeyEntry := bytes.Replace(enc, []byte("\n          recipient: "), []byte("\n          note: hunter2-plain\n          recipient: "), 1)
+	require.False(t, bytes.Equal(enc, inAKeyEntry), "the key was added to the age entry")
+	info, err = Inspect(inAKeyEntry)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"sops.age.0.note"}, info.Plaintext(), "nested: a key entry takes only sops's own fields")
+}
+
 // The files the harness writes must be readable by the real sops CLI, and the
 // CLI's files by the harness. The lab builds the CLI (from the same module
 // version) into its cache for the blank image.
