@@ -5,14 +5,20 @@ package redact
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"net/url"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
 )
 
-// MinLen is the shortest value worth redacting: shorter ones would scrub
-// ordinary text ("0", "true") and carry no secret worth the name.
+// MinLen is the length under which a value is redacted only where it stands
+// as a whole token (not inside a longer word: "ci" in "cc-ci" stays):
+// every secret is redacted whatever its length, but a short one in the
+// middle of ordinary text is not that secret.
 const MinLen = 6
 
 // Fingerprint is the printable stand-in for a secret: sha256, first 12 hex digits.
@@ -24,30 +30,54 @@ func Fingerprint(secret []byte) string {
 // Redactor replaces registered secrets. The zero value is ready to use.
 type Redactor struct {
 	mu      sync.RWMutex
-	secrets map[string]string // value → replacement
+	secrets map[string]string // value (a secret, a line of one, or an encoding) → replacement
 	ordered []string          // longest first, so a secret containing another is replaced whole
+	tokens  map[string]*regexp.Regexp
 }
 
-// Add registers a secret under a name. Each line of a multi-line secret is
-// registered too, so a PEM key printed line by line is still caught.
+// Add registers a secret under a name, in every form the leak scanner
+// searches: as is, each line of a multi-line secret (a PEM key printed line
+// by line), base64 (standard and URL, padded or not), hex (either case),
+// URL-escaped and JSON-escaped — so an Authorization: Basic header, a hex
+// dump or a JSON message carrying it is caught too.
 func (r *Redactor) Add(name string, secret []byte) {
 	s := strings.TrimSpace(string(secret))
-	if len(s) < MinLen {
+	if s == "" {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.secrets == nil {
-		r.secrets = map[string]string{}
+		r.secrets, r.tokens = map[string]string{}, map[string]*regexp.Regexp{}
 	}
-	r.secrets[s] = "[REDACTED " + name + " " + Fingerprint([]byte(s)) + "]"
-	for _, line := range strings.Split(s, "\n") {
-		line = strings.TrimSpace(line)
-		if len(line) >= MinLen && !strings.HasPrefix(line, "-----") {
-			if _, ok := r.secrets[line]; !ok {
-				r.secrets[line] = "[REDACTED " + name + " line " + Fingerprint([]byte(line)) + "]"
-			}
+	add := func(form, kind string) {
+		if form == "" {
+			return
 		}
+		if _, ok := r.secrets[form]; ok {
+			return
+		}
+		r.secrets[form] = "[REDACTED " + name + kind + " " + Fingerprint([]byte(s)) + "]"
+		if len(form) < MinLen {
+			r.tokens[form] = regexp.MustCompile(`(^|[^A-Za-z0-9_-])` + regexp.QuoteMeta(form) + `($|[^A-Za-z0-9_-])`)
+		}
+	}
+	add(s, "")
+	for _, line := range strings.Split(s, "\n") {
+		if line = strings.TrimSpace(line); len(line) >= MinLen && !strings.HasPrefix(line, "-----") {
+			add(line, " line")
+		}
+	}
+	b := []byte(s)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		add(enc.EncodeToString(b), " base64")
+	}
+	add(hex.EncodeToString(b), " hex")
+	add(strings.ToUpper(hex.EncodeToString(b)), " hex")
+	add(url.QueryEscape(s), " url-escaped")
+	add(url.PathEscape(s), " url-escaped")
+	if j, err := json.Marshal(s); err == nil {
+		add(string(j[1:len(j)-1]), " json-escaped")
 	}
 	r.ordered = r.ordered[:0]
 	for k := range r.secrets {
@@ -64,8 +94,17 @@ func (r *Redactor) Redact(s string) string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for _, secret := range r.ordered {
-		if strings.Contains(s, secret) {
+		if !strings.Contains(s, secret) {
+			continue
+		}
+		re, short := r.tokens[secret]
+		if !short {
 			s = strings.ReplaceAll(s, secret, r.secrets[secret])
+			continue
+		}
+		// Adjacent tokens share a separator: replace until none is left.
+		for i := 0; i < 3 && re.MatchString(s); i++ {
+			s = re.ReplaceAllString(s, "${1}"+strings.ReplaceAll(r.secrets[secret], "$", "$$")+"${2}")
 		}
 	}
 	return s

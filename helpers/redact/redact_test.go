@@ -1,10 +1,15 @@
 package redact
 
 import (
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestRedactReplacesSecretWithFingerprint(t *testing.T) {
@@ -27,11 +32,35 @@ func TestRedactCatchesSingleLinesOfAMultiLineSecret(t *testing.T) {
 	assert.Equal(t, armour, r.Redact(armour))
 }
 
-func TestRedactIgnoresValuesTooShortToMatter(t *testing.T) {
+// A short secret is redacted too, wherever it stands as a token of its
+// own; inside a longer word it is ordinary text.
+func TestRedactShortSecretsWhereTheyStandAlone(t *testing.T) {
 	var r Redactor
-	r.Add("flag", []byte("1"))
-	assert.Equal(t, "exit 1", r.Redact("exit 1"))
-	assert.Equal(t, 0, r.Len())
+	r.Add("registry_username", []byte("ci7"))
+	out := r.Redact("user=ci7 pass, ci7,ci7 xci7y cc-ci7 ci7")
+	assert.NotContains(t, strings.ReplaceAll(out, "xci7y", ""), " ci7", out)
+	assert.Equal(t, 4, strings.Count(out, "[REDACTED registry_username"), out)
+	assert.Contains(t, out, "xci7y", "inside a word it is not the secret")
+	assert.Contains(t, out, "cc-ci7", "nor inside a hyphenated name")
+}
+
+// Every encoding the leak scanner searches is redacted as well.
+func TestRedactEveryEncodingOfASecret(t *testing.T) {
+	var r Redactor
+	secret := `s3cr3t "value"/+?=0123456789`
+	r.Add("token", []byte(secret))
+	b := []byte(secret)
+	jsonForm, err := json.Marshal(secret)
+	require.NoError(t, err)
+	for kind, form := range map[string]string{
+		"raw": secret, "basic auth": base64.StdEncoding.EncodeToString(b), "base64url": base64.RawURLEncoding.EncodeToString(b),
+		"hex": hex.EncodeToString(b), "HEX": strings.ToUpper(hex.EncodeToString(b)), "query": url.QueryEscape(secret),
+		"path": url.PathEscape(secret), "json": string(jsonForm[1 : len(jsonForm)-1]),
+	} {
+		out := r.Redact("before " + form + " after")
+		assert.Contains(t, out, "[REDACTED token", kind)
+		assert.NotContains(t, out, form, "%s: %s", kind, out)
+	}
 }
 
 func TestRedactLongestFirst(t *testing.T) {

@@ -117,21 +117,27 @@ func (s *Shell) Exec(ctx context.Context, block string, timeout time.Duration) (
 
 // readUntilMarker collects a block's stdout (bounded) up to the marker line
 // the shell prints after it, "MARKER CODE", and parses the exit code. No
-// marker (the shell ended) is the output so far and the read error.
+// marker (the shell ended) is the output so far and the read error. It reads
+// in slices of the reader's buffer, so a line without end (a machine that
+// prints 256 MiB and no newline) costs the bounded output, not its length.
 func readUntilMarker(r *bufio.Reader, marker string) ([]byte, int, error) {
 	var out lockedBuffer
+	prefix := []byte(marker + " ")
+	atLineStart := true
 	for {
-		line, err := r.ReadString('\n')
-		if rest, ok := strings.CutPrefix(line, marker+" "); ok {
-			code, perr := strconv.Atoi(strings.TrimSpace(rest))
+		chunk, err := r.ReadSlice('\n')
+		if atLineStart && (err == nil || errors.Is(err, io.EOF)) && bytes.HasPrefix(chunk, prefix) {
+			rest := string(bytes.TrimSpace(chunk[len(prefix):]))
+			code, perr := strconv.Atoi(rest)
 			if perr != nil || code < 0 || code > 255 {
-				return nil, 0, fmt.Errorf("remote: bad exit status after the marker: %.40q", strings.TrimSpace(rest))
+				return nil, 0, fmt.Errorf("remote: bad exit status after the marker: %.40q", rest)
 			}
 			// Drop the newline we printed in front of the marker.
 			return bytes.TrimSuffix(out.Bytes(), []byte("\n")), code, nil
 		}
-		_, _ = out.Write([]byte(line))
-		if err != nil {
+		_, _ = out.Write(chunk)
+		atLineStart = err == nil // a whole line was read; ErrBufferFull: the line goes on
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return out.Bytes(), 0, err
 		}
 	}

@@ -3,6 +3,7 @@ package remote
 import (
 	"bufio"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -47,4 +48,36 @@ func TestTheMarkerProtocolOnRecordedOutputs(t *testing.T) {
 			assert.Equal(t, c.code, code)
 		})
 	}
+}
+
+// A machine that prints a line without end (256 MiB, no newline) costs the
+// harness its bounded output, not the line: the block's output is cut at
+// MaxOutput, saying so, the marker after it is still found, and what was
+// allocated reading it stays far below the stream's size.
+func TestALineWithoutEndIsReadInBoundedMemory(t *testing.T) {
+	const m = "__CCCI_DONE_0011223344556677__"
+	const size = 256 << 20
+	stream := io.MultiReader(io.LimitReader(endless{}, size), strings.NewReader("\n"+m+" 0\n"))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	out, code, err := readUntilMarker(bufio.NewReaderSize(stream, 64<<10), m)
+	runtime.ReadMemStats(&after)
+	require.NoError(t, err)
+	assert.Equal(t, 0, code)
+	assert.LessOrEqual(t, len(out), MaxOutput+200, "kept output is bounded")
+	assert.Contains(t, string(out[len(out)-120:]), "more bytes dropped")
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("read %d MiB without a newline: allocated %d MiB, kept %d MiB", size>>20, allocated>>20, len(out)>>20)
+	assert.Less(t, allocated, uint64(size/2), "allocation follows the 16 MiB bound (buffer growth and one copy), not the 256 MiB stream")
+}
+
+// endless is an io.Reader of 'x' bytes.
+type endless struct{}
+
+func (endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'x'
+	}
+	return len(p), nil
 }
