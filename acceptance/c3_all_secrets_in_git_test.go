@@ -1,6 +1,7 @@
 package acceptance
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -90,16 +91,23 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 	scanner := leakscan.New(needles)
 
 	run.Sentence(t, "no plaintext secret in the repos' history", func(t *testing.T) {
+		// Every object the server serves: the repos are mirrored, every ref
+		// (a pull request's head, a note) and not only branches and tags.
 		total, objects := 0, int64(0)
 		var took time.Duration
+		var refs []string
 		for _, repo := range []string{view.Repos.Base, view.Repos.Secrets} {
 			found, st, err := scanner.Git(ctx, repo)
 			require.NoError(t, err, "scan every object of %s", repo)
 			total, objects, took = total+len(found), objects+st.Files, took+st.Duration
 			assert.Empty(t, findings(found), "plaintext secrets in the objects of %s", repo)
+			rs, err := target.Refs(ctx, repo, 20)
+			require.NoError(t, err, "the refs of %s", repo)
+			refs = append(refs, rs...)
 		}
 		run.Note("leak scan: repos", "%d needles over all %d objects of both repos in %s (canary proven): %d findings",
 			len(needles), objects, took.Round(time.Millisecond), total)
+		run.Note("leak scan: refs", "%s", strings.Join(refs, " "))
 	})
 
 	run.Sentence(t, "no plaintext secret in the machine's Nix store", func(t *testing.T) {

@@ -68,12 +68,24 @@ var matrix = map[string]failures{
 		"TestC5HonestD8":                    skipped("shell block without a tag"),
 		"TestC7Docs":                        skipped("shell block without a tag"),
 	},
+	// The operator's block is read, not judged by its name.
+	"operator-block-copies-more": {
+		"TestC1SecretsRepoSplit":            skipped(`operator step "provision-age-key"`),
+		"TestC2CertInGit":                   skipped(`operator step "provision-age-key"`),
+		"TestC3AllSecretsInGitOneException": `"scp registry-token root@${MACHINE}:/var/lib/cc-ci/registry-token" is not the age key's push`,
+		"TestC4GenuineLiveRebuild":          skipped(`operator step "provision-age-key"`),
+		"TestC5HonestD8":                    "TestC4GenuineLiveRebuild did not pass", // its D8 evidence cites its own run, whose C4 skipped
+	},
 	"second-out-of-band-secret": {
 		"TestC1SecretsRepoSplit":            skipped(`operator step "provision-registry-token"`),
 		"TestC2CertInGit":                   skipped(`operator step "provision-registry-token"`),
 		"TestC3AllSecretsInGitOneException": `operator step "provision-registry-token" asks for something done out of band`,
 		"TestC4GenuineLiveRebuild":          skipped(`operator step "provision-registry-token"`),
 		"TestC5HonestD8":                    "TestC4GenuineLiveRebuild did not pass", // its D8 evidence cites its own failing run
+	},
+	// The repos are mirrored: every ref the server offers is scanned.
+	"secret-in-a-pull-request-ref": {
+		"TestC3AllSecretsInGitOneException": "drone_rpc_secret (raw) in git object",
 	},
 	"plaintext-in-base": {
 		"TestC3AllSecretsInGitOneException": "drone_rpc_secret (raw) in git object",

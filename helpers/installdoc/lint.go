@@ -24,7 +24,7 @@ func Lint(path string, src []byte, values map[string]string, ageKeyPath string) 
 	}
 	var problems []string
 	can := map[string]OperatorAction{AgeKeyStep: func(context.Context) ([]Pushed, error) { return nil, nil }}
-	if err := (&Runner{Operators: can}).Check(doc); err != nil {
+	if err := (&Runner{Operators: can, AgeKeyPath: ageKeyPath}).Check(doc); err != nil {
 		problems = append(problems, err.Error())
 	}
 	for _, p := range ReadModel(doc, ageKeyPath).Problems(ageKeyPath) {

@@ -36,10 +36,13 @@ type Executor interface {
 type Runner struct {
 	Shell     Executor                  // machine blocks run here, one after another
 	Operators map[string]OperatorAction // by step name
-	Timeout   time.Duration             // per block
-	AfterStep func(b Block)             // if set, called after each block, whatever its outcome
-	Redact    *redact.Redactor
-	Log       func(format string, args ...any)
+	// AgeKeyPath is where the age key goes: the age key step's commands
+	// must push it there and do nothing else (AgeKeyCommandProblems).
+	AgeKeyPath string
+	Timeout    time.Duration // per block
+	AfterStep  func(b Block) // if set, called after each block, whatever its outcome
+	Redact     *redact.Redactor
+	Log        func(format string, args ...any)
 }
 
 // StepResult is the record of one block.
@@ -99,6 +102,11 @@ func (r *Runner) Check(doc *Doc) error {
 			return &OutOfBandError{ParseError{Path: doc.Path, Line: b.Line, Msg: fmt.Sprintf(
 				"operator step %q asks for something done out of band that the harness does not do (it does: %s)",
 				b.Step, strings.Join(known, ", "))}}
+		}
+		if b.Runs == Operator && b.Step == AgeKeyStep && r.AgeKeyPath != "" {
+			if p := AgeKeyCommandProblems(b, r.AgeKeyPath); len(p) > 0 {
+				return &OutOfBandError{ParseError{Path: doc.Path, Line: b.Line, Msg: strings.Join(p, "; ")}}
+			}
 		}
 	}
 	return nil

@@ -190,3 +190,17 @@ const D8Doc = "docs/d8-evidence.md"
 func ReadSecretsFile(rp *Repos) ([]byte, error) {
 	return rp.readSecrets(context.Background(), SecretsDoc)
 }
+
+// Refs lists every ref of a fetched repo (the base's or the secrets'), at
+// most max of them: what the leak scan of its objects covered.
+func Refs(ctx context.Context, gitDir string, max int) ([]string, error) {
+	out, err := gitOut(ctx, gitDir, "for-each-ref", "--format=%(refname)", fmt.Sprintf("--count=%d", max+1))
+	if err != nil {
+		return nil, err
+	}
+	refs := strings.Fields(out)
+	if len(refs) > max {
+		refs = append(refs[:max], "…")
+	}
+	return refs, nil
+}

@@ -116,9 +116,12 @@ func Fetch(ctx context.Context, dir, baseURL, secretsURL string, key *AgeKey, r 
 	return rp, nil
 }
 
-// clone makes a bare clone: no work tree, no checkout, nothing to follow.
+// clone makes a mirror: bare (no work tree, no checkout, nothing to
+// follow), with every ref the server offers — not only branches and tags: a
+// secret that lives only in refs/pull/…, refs/notes/… or any other
+// namespace is served to anyone who asks, so it is scanned too.
 func clone(ctx context.Context, env []string, url, dir string) error {
-	if _, stderr, err := gitexec.Run(ctx, env, nil, "clone", "--bare", "-q", "--", url, dir); err != nil {
+	if _, stderr, err := gitexec.Run(ctx, env, nil, "clone", "--mirror", "-q", "--", url, dir); err != nil {
 		return fmt.Errorf("git clone: %w: %s", err, stderr)
 	}
 	return nil

@@ -202,7 +202,7 @@ func (r *Run) Installed(t testing.TB) *Install {
 			return
 		}
 		defer sh.Close()
-		runner := &installdoc.Runner{Shell: sh, Timeout: r.Config.StepTimeout, Redact: r.Redact, Log: logf,
+		runner := &installdoc.Runner{Shell: sh, Timeout: r.Config.StepTimeout, Redact: r.Redact, Log: logf, AgeKeyPath: r.Config.AgeKeyPath,
 			Operators: target.Operators(mc.PushFile, r.Config.AgeKeyPath, r.key)}
 		if r.Config.Egress == "nft" {
 			obs, err := egress.Start(r.ctx, mc.IP, r.ID)
