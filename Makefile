@@ -9,7 +9,7 @@ GOTESTSUM := $(OUT)/bin/gotestsum
 GOTEST := $(GO) test -count=1
 LAB := lab/lab.sh
 
-.PHONY: help lab-up lab-down lab-status unit test acceptance acceptance-ci defects bench soak vet lint-install dist
+.PHONY: help lab-up lab-down lab-status unit test acceptance acceptance-ci defects bench soak vet lint-install dist doctor
 DIST ?= $(CURDIR)/dist
 MODULE := github.com/cc-ci/acceptance
 STATIC := CGO_ENABLED=0 $(GO)
@@ -29,6 +29,9 @@ lab-status: ## show lab daemons and instances
 lint-install: ## check a target's install.md without a lab: make lint-install DOC=path/to/docs/install.md
 	@test -n "$(DOC)" || { echo "usage: make lint-install DOC=path/to/docs/install.md" >&2; exit 2; }
 	$(GO) run ./cmd/ccci lint-install "$(DOC)"
+
+doctor: ## read-only preflight against CCCI_CONFIG (or the lab): could a run start? (TIMEOUT=90m; docs/operating.md)
+	$(GO) run ./cmd/ccci doctor -timeout $(TIMEOUT)
 
 vet: ## go vet
 	$(GO) vet ./...
