@@ -90,6 +90,12 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 	needles := leakscan.Needles(view.AllSecrets(), 0, t.Logf)
 	scanner := leakscan.New(needles)
 
+	run.Sentence(t, "every secret is long enough to be proven absent", func(t *testing.T) {
+		assert.Empty(t, leakscan.TooShort(view.AllSecrets(), 0),
+			"secrets shorter than %d bytes are not searched for (they match by chance): their absence from the repos and the store cannot be proven",
+			leakscan.DefaultMinLen)
+	})
+
 	run.Sentence(t, "no plaintext secret in the repos' history", func(t *testing.T) {
 		// Every object the server serves: the repos are mirrored, every ref
 		// (a pull request's head, a note) and not only branches and tags.

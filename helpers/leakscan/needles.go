@@ -44,6 +44,23 @@ const (
 	wrapStep     = 4
 )
 
+// TooShort names the secrets shorter than minLen (DefaultMinLen when 0):
+// the scanner does not search for them, so their absence from the repos
+// and the store cannot be proven — a finding, not a log line.
+func TooShort(secrets map[string]string, minLen int) []string {
+	if minLen <= 0 {
+		minLen = DefaultMinLen
+	}
+	var out []string
+	for name, v := range secrets {
+		if n := len(strings.TrimSpace(v)); n < minLen {
+			out = append(out, fmt.Sprintf("%s is %d bytes", name, n))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Needles expands secrets into every form they could be leaked in. Needles
 // shorter than minLen are skipped, each with a warning.
 func Needles(secrets map[string]string, minLen int, warn func(format string, args ...any)) []Needle {
