@@ -2,10 +2,8 @@ package doctor_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,12 +11,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cc-ci/acceptance/fixtures"
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/doctor"
-	"github.com/cc-ci/acceptance/helpers/gitserver"
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/incus/incustest"
+	"github.com/cc-ci/acceptance/helpers/labtarget"
 	"github.com/cc-ci/acceptance/helpers/labtest"
 	"github.com/cc-ci/acceptance/helpers/redact"
 )
@@ -32,17 +29,7 @@ type host struct {
 
 func newHost(t *testing.T) *host {
 	t.Helper()
-	for _, tool := range []string{"git", "nix", gitserver.DefaultBackend} {
-		if _, err := exec.LookPath(tool); err != nil {
-			labtest.Unavailable(t, tool+" not installed (make lab-up installs it)")
-		}
-	}
-	root := t.TempDir()
-	tg, err := fixtures.Generate(fixtures.Options{Dir: filepath.Join(root, "good"), Domain: "ci.lab.test", Gateway: "10.99.0.1",
-		SecretsInputURL: "git+file:///root/cc-ci-secrets", Now: time.Now()})
-	require.NoError(t, err)
-	srv := httptest.NewServer(&gitserver.Server{Root: root, TokenFile: fixtures.TokenFile, Log: t.Logf})
-	t.Cleanup(srv.Close)
+	tg, baseURL, secretsURL := labtarget.Served(t)
 
 	f, err := incustest.New(t.TempDir())
 	require.NoError(t, err)
@@ -59,8 +46,8 @@ func newHost(t *testing.T) *host {
 
 	return &host{fake: f, env: map[string]string{
 		"CCCI_CONFIG": "", "CCCI_INCUS_SOCKET": f.Socket, "CCCI_INSTANCE_TYPE": "virtual-machine", "CCCI_IMAGE": "incus-base",
-		"CCCI_BASE_REPO_URL":    gitserver.URL(srv.URL, "good/cc-ci.git"),
-		"CCCI_SECRETS_REPO_URL": gitserver.URL(srv.URL, "good/cc-ci-secrets.git"),
+		"CCCI_BASE_REPO_URL":    baseURL,
+		"CCCI_SECRETS_REPO_URL": secretsURL,
 		"CCCI_AGE_KEY_FILE":     tg.BootstrapKeyFile(),
 	}}
 }

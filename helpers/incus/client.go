@@ -239,6 +239,9 @@ type Server struct {
 	APIStatus     string            `json:"api_status"`
 	Config        map[string]any    `json:"config"`
 	Environment   ServerEnvironment `json:"environment"`
+	// API extension auth_user: who the server takes the client to be.
+	AuthUserName   string `json:"auth_user_name"`   // for tls, the certificate's fingerprint
+	AuthUserMethod string `json:"auth_user_method"` // unix, tls, oidc, …
 }
 
 // ServerEnvironment is the part of Server that describes the host.
@@ -271,16 +274,21 @@ type Project struct {
 
 // Project returns one project (ErrNotFound when it does not exist or is hidden from us).
 func (c *Client) Project(ctx context.Context, name string) (*Project, error) {
-	var p Project
-	if _, err := c.do(ctx, http.MethodGet, "/1.0/projects/"+url.PathEscape(name), nil, nil, &p); err != nil {
-		return nil, err
-	}
-	return &p, nil
+	return get[Project](ctx, c, "/1.0/projects/"+url.PathEscape(name), nil)
 }
 
 // Projects lists the projects the credentials can see.
 func (c *Client) Projects(ctx context.Context) ([]Project, error) {
 	return list[Project](ctx, c, "/1.0/projects")
+}
+
+// get is GET path?query: one object.
+func get[T any](ctx context.Context, c *Client, path string, query url.Values) (*T, error) {
+	var out T
+	if _, err := c.do(ctx, http.MethodGet, path, query, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }
 
 // list is GET path?recursion=1: the full objects of a server-wide collection.
@@ -299,12 +307,7 @@ type ImageAlias struct {
 
 // ImageAlias resolves an alias in a project.
 func (c *Client) ImageAlias(ctx context.Context, project, alias string) (*ImageAlias, error) {
-	var a ImageAlias
-	_, err := c.do(ctx, http.MethodGet, "/1.0/images/aliases/"+url.PathEscape(alias), projectQuery(project), nil, &a)
-	if err != nil {
-		return nil, err
-	}
-	return &a, nil
+	return get[ImageAlias](ctx, c, "/1.0/images/aliases/"+url.PathEscape(alias), projectQuery(project))
 }
 
 // Image is what GET /1.0/images/{fingerprint} says of an image.
@@ -316,11 +319,7 @@ type Image struct {
 
 // Image returns an image of a project by fingerprint.
 func (c *Client) Image(ctx context.Context, project, fingerprint string) (*Image, error) {
-	var img Image
-	if _, err := c.do(ctx, http.MethodGet, "/1.0/images/"+url.PathEscape(fingerprint), projectQuery(project), nil, &img); err != nil {
-		return nil, err
-	}
-	return &img, nil
+	return get[Image](ctx, c, "/1.0/images/"+url.PathEscape(fingerprint), projectQuery(project))
 }
 
 // Profile is one profile of a project.
@@ -332,11 +331,7 @@ type Profile struct {
 
 // Profile returns a profile of a project.
 func (c *Client) Profile(ctx context.Context, project, name string) (*Profile, error) {
-	var p Profile
-	if _, err := c.do(ctx, http.MethodGet, "/1.0/profiles/"+url.PathEscape(name), projectQuery(project), nil, &p); err != nil {
-		return nil, err
-	}
-	return &p, nil
+	return get[Profile](ctx, c, "/1.0/profiles/"+url.PathEscape(name), projectQuery(project))
 }
 
 // StoragePool is one storage pool (GET /1.0/storage-pools?recursion=1).
@@ -382,62 +377,46 @@ func (c *Client) Certificates(ctx context.Context) ([]Certificate, error) {
 	return list[Certificate](ctx, c, "/1.0/certificates")
 }
 
-// Identity is who the server takes the client to be, and what it may see.
+// Identity is what the server lets the client see.
 type Identity struct {
-	Method      string   // auth_user_method: unix, tls, oidc, …
-	User        string   // auth_user_name: for tls, the certificate's fingerprint
-	Restricted  bool     // a restricted certificate (sees only Projects)
-	Projects    []string // the projects a restricted certificate may use
-	Unknowable  bool     // the server does not say (another method): treat as restricted
-	Description string   // for messages
+	Restricted  bool   // a restricted certificate: it sees only its projects
+	Unknowable  bool   // another authentication method: what it sees is not knowable, treat as restricted
+	Description string // for messages
 }
 
-// Identity reads GET /1.0 (auth_user_name, auth_user_method: API extension
-// auth_user) and, for a TLS client, its own trust-store entry, which even a
-// restricted certificate may read (internal/server/auth/driver_tls.go:
-// certificates are can_view for everyone). It matters because incusd
-// filters what a restricted certificate lists instead of refusing:
-// GET /1.0/instances?all-projects=true leaves out the projects it may not
-// see (cmd/incusd/instances_get.go, GetPermissionChecker), with no 403.
+// Identity reads who the server takes us for (Server: auth_user_*) and, for
+// a TLS client, its own trust-store entry, which even a restricted
+// certificate may read (internal/server/auth/driver_tls.go: certificates are
+// can_view for everyone). It matters because incusd filters what a
+// restricted certificate lists instead of refusing: GET
+// /1.0/instances?all-projects=true leaves out the projects it may not see
+// (cmd/incusd/instances_get.go, GetPermissionChecker), with no 403.
 func (c *Client) Identity(ctx context.Context) (*Identity, error) {
-	var s struct {
-		AuthUserName   string `json:"auth_user_name"`
-		AuthUserMethod string `json:"auth_user_method"`
-	}
-	if _, err := c.do(ctx, http.MethodGet, "/1.0", nil, nil, &s); err != nil {
+	s, err := c.Server(ctx)
+	if err != nil {
 		return nil, err
 	}
-	id := &Identity{Method: s.AuthUserMethod, User: s.AuthUserName}
 	switch s.AuthUserMethod {
 	case "unix":
-		id.Description = "the unix socket (unrestricted)"
-		return id, nil
+		return &Identity{Description: "the unix socket (unrestricted)"}, nil
 	case "tls":
 	default:
-		id.Unknowable = true
-		id.Description = fmt.Sprintf("auth method %q: what it may see is not knowable from the API", s.AuthUserMethod)
-		return id, nil
+		return &Identity{Unknowable: true,
+			Description: fmt.Sprintf("auth method %q: what it may see is not knowable from the API", s.AuthUserMethod)}, nil
 	}
-	var cert struct {
+	cert, err := get[struct {
 		Restricted bool     `json:"restricted"`
 		Projects   []string `json:"projects"`
-	}
-	if _, err := c.do(ctx, http.MethodGet, "/1.0/certificates/"+url.PathEscape(s.AuthUserName), nil, nil, &cert); err != nil {
+	}](ctx, c, "/1.0/certificates/"+url.PathEscape(s.AuthUserName), nil)
+	if err != nil {
 		return nil, fmt.Errorf("read the client certificate's own trust entry: %w", err)
 	}
-	id.Restricted, id.Projects = cert.Restricted, cert.Projects
-	id.Description = "client certificate " + shortFP(s.AuthUserName) + " (unrestricted)"
-	if cert.Restricted {
-		id.Description = fmt.Sprintf("client certificate %s, restricted to projects [%s]", shortFP(s.AuthUserName), strings.Join(cert.Projects, ", "))
+	fp := s.AuthUserName[:min(12, len(s.AuthUserName))]
+	if !cert.Restricted {
+		return &Identity{Description: "client certificate " + fp + " (unrestricted)"}, nil
 	}
-	return id, nil
-}
-
-func shortFP(fp string) string {
-	if len(fp) > 12 {
-		return fp[:12]
-	}
-	return fp
+	return &Identity{Restricted: true,
+		Description: fmt.Sprintf("client certificate %s, restricted to projects [%s]", fp, strings.Join(cert.Projects, ", "))}, nil
 }
 
 // SeesEverything: the identity lists every project's instances.

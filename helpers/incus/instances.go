@@ -74,12 +74,7 @@ func (c *Client) CreateInstance(ctx context.Context, spec InstanceSpec) error {
 
 // Instance returns one instance.
 func (c *Client) Instance(ctx context.Context, project, name string) (*Instance, error) {
-	var in Instance
-	_, err := c.do(ctx, http.MethodGet, instancePath(name), projectQuery(project), nil, &in)
-	if err != nil {
-		return nil, err
-	}
-	return &in, nil
+	return get[Instance](ctx, c, instancePath(name), projectQuery(project))
 }
 
 // Instances lists the instances of one project, or of every project the
@@ -159,12 +154,7 @@ type MemoryState struct {
 
 // State returns the live state of an instance.
 func (c *Client) State(ctx context.Context, project, name string) (*InstanceState, error) {
-	var st InstanceState
-	_, err := c.do(ctx, http.MethodGet, instancePath(name)+"/state", projectQuery(project), nil, &st)
-	if err != nil {
-		return nil, err
-	}
-	return &st, nil
+	return get[InstanceState](ctx, c, instancePath(name)+"/state", projectQuery(project))
 }
 
 // IPv4 returns the global IPv4 address of the instance's own NIC: the

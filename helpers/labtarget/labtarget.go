@@ -5,9 +5,14 @@ package labtarget
 
 import (
 	"context"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/cc-ci/acceptance/fixtures"
+	"github.com/cc-ci/acceptance/helpers/gitserver"
 	"github.com/cc-ci/acceptance/helpers/labtest"
 	"github.com/cc-ci/acceptance/helpers/redact"
 	"github.com/cc-ci/acceptance/helpers/target"
@@ -38,4 +43,27 @@ func TargetSecrets(t testing.TB) map[string]string {
 		t.Fatalf("target secrets: %v", err)
 	}
 	return target.AllSecrets(repos, key, secrets)
+}
+
+// Served generates a fresh good target (new keys) and serves its repos over
+// HTTP with the real git backend, as the lab does, for tests that need a
+// target but no lab: it returns the target and the base and secrets URLs.
+// Without git, nix or git-http-backend (make lab-up installs them) the
+// test is skipped, or fails with CCCI_REQUIRE_LAB=1.
+func Served(t testing.TB) (tg *fixtures.Target, baseURL, secretsURL string) {
+	t.Helper()
+	for _, tool := range []string{"git", "nix", gitserver.DefaultBackend} {
+		if _, err := exec.LookPath(tool); err != nil {
+			labtest.Unavailable(t, tool+" not installed (make lab-up installs it)")
+		}
+	}
+	root := t.TempDir()
+	tg, err := fixtures.Generate(fixtures.Options{Dir: filepath.Join(root, "good"), Domain: "ci.lab.test", Gateway: "10.99.0.1",
+		SecretsInputURL: "git+file:///root/cc-ci-secrets", Now: time.Now()})
+	if err != nil {
+		t.Fatalf("generate a target: %v", err)
+	}
+	srv := httptest.NewServer(&gitserver.Server{Root: root, TokenFile: fixtures.TokenFile, Log: t.Logf})
+	t.Cleanup(srv.Close)
+	return tg, gitserver.URL(srv.URL, "good/cc-ci.git"), gitserver.URL(srv.URL, "good/cc-ci-secrets.git")
 }

@@ -363,11 +363,7 @@ func (mc *Machine) awaitReady(ctx context.Context, timeout time.Duration, keyVia
 func (mc *Machine) readHostKey(ctx context.Context) (ssh.PublicKey, error) {
 	res, err := mc.Exec(ctx, []string{"cat", "/etc/ssh/ssh_host_ed25519_key.pub"})
 	if err != nil {
-		var refused *OwnershipError
-		if errors.As(err, &refused) {
-			return nil, wait.Stop(err)
-		}
-		return nil, err
+		return nil, stopIfRefused(err)
 	}
 	if res.ExitCode != 0 {
 		return nil, fmt.Errorf("exit %d: %s", res.ExitCode, mc.mgr.Redact.Redact(bounded(res.Stderr, 512)))
@@ -395,21 +391,14 @@ func bounded(b []byte, n int) string {
 // StrictModes refuses keys in a directory or file others may write.
 func (mc *Machine) pushAuthorizedKey(ctx context.Context) error {
 	const dir, keys = "/root/.ssh", "/root/.ssh/authorized_keys"
-	stop := func(err error) error {
-		var refused *OwnershipError
-		if errors.As(err, &refused) {
-			return wait.Stop(err)
-		}
-		return err
-	}
 	if err := mc.PushFile(ctx, incus.FileSpec{Path: dir, Mode: 0o700, Dir: true}); err != nil {
-		return stop(err)
+		return stopIfRefused(err)
 	}
 	if err := mc.deleteFile(ctx, keys); err != nil {
-		return stop(err)
+		return stopIfRefused(err)
 	}
 	if err := mc.PushFile(ctx, incus.FileSpec{Path: keys, Mode: 0o600, Data: ssh.MarshalAuthorizedKey(mc.Signer.PublicKey())}); err != nil {
-		return stop(err)
+		return stopIfRefused(err)
 	}
 	for _, p := range []string{dir, keys} {
 		fi, err := mc.mgr.Client.StatFile(ctx, mc.Project, mc.Name, p)
@@ -422,6 +411,16 @@ func (mc *Machine) pushAuthorizedKey(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// stopIfRefused ends a wait at once on a refusal to touch the instance
+// (it will not become ours by waiting); other errors are retried.
+func stopIfRefused(err error) error {
+	var refused *OwnershipError
+	if errors.As(err, &refused) {
+		return wait.Stop(err)
+	}
+	return err
 }
 
 // deleteFile removes a file on the machine through Incus, after checking ownership.

@@ -175,6 +175,10 @@ func ProvisionAgeKey(push PushFunc, path string, key *AgeKey) installdoc.Operato
 	}
 }
 
+// MachineStandIn fills ${MACHINE} where the machine's address is not known
+// yet (reading the document before a machine exists).
+const MachineStandIn = "MACHINE-ADDRESS"
+
 // Placeholders are the values install.md may use, by name.
 func Placeholders(baseURL, secretsURL, domain, gateway, machine string) map[string]string {
 	return map[string]string{"BASE_REPO_URL": baseURL, "SECRETS_REPO_URL": secretsURL,

@@ -166,7 +166,7 @@ func (v *TargetView) AllSecrets() map[string]string {
 // placeholders are the values install.md may use.
 func (r *Run) placeholders(machineIP string) map[string]string {
 	if machineIP == "" {
-		machineIP = "MACHINE-ADDRESS"
+		machineIP = target.MachineStandIn
 	}
 	return target.Placeholders(r.Config.BaseRepoURL, r.Config.SecretsRepoURL, r.Config.Domain, r.Config.Gateway, machineIP)
 }
