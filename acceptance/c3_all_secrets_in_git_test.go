@@ -117,22 +117,49 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 	})
 
 	run.Sentence(t, "no plaintext secret in the machine's Nix store", func(t *testing.T) {
-		mc, cl := installedMachine(t)
-		bin, how, err := leakscan.Binary(ctx, t.TempDir())
-		require.NoError(t, err)
-		t.Logf("leak scanner: %s", how)
-		rep, err := leakscan.Remote(ctx, cl, bin, cfg.ScanPaths, needles)
-		require.NoError(t, err, "scan %v on %s", cfg.ScanPaths, mc.Name)
-		var files, bytes int64
-		var took time.Duration
-		for _, st := range rep.Stats {
-			files, bytes, took = files+st.Files, bytes+st.Bytes, took+st.Duration
-			assert.True(t, st.Canary, "the scan found its canary")
-		}
-		assert.Empty(t, findings(rep.Findings), "plaintext secrets under %v on %s", cfg.ScanPaths, mc.Name)
-		run.Note("leak scan: machine", "%d needles over %v (%d files, %d bytes) in %s on the machine (canary proven): %d findings",
-			len(needles), cfg.ScanPaths, files, bytes, took.Round(time.Millisecond), len(rep.Findings))
+		rep := scanMachine(t, cfg.ScanPaths, leakscan.Walk{}, needles)
+		assert.Empty(t, findings(rep.Findings), "plaintext secrets under %v", cfg.ScanPaths)
 	})
+
+	run.Sentence(t, "no user but root can read a decrypted secret anywhere on the machine", func(t *testing.T) {
+		// A copy in a unit's environment file, under /etc or /var, in a log:
+		// whatever a non-root user can reach and read, outside the store
+		// (scanned whole above); pseudo filesystems are not files. A
+		// certificate chain is public material (docs/decisions.md).
+		walk := leakscan.Walk{ReadableByOthers: true, Skip: append([]string{"/proc", "/sys", "/dev"}, cfg.ScanPaths...),
+			MaxBytes: leakscan.DefaultMaxReadable}
+		private := leakscan.Needles(target.Private(view.AllSecrets()), 0, nil)
+		rep := scanMachine(t, []string{"/", "/dev/shm"}, walk, private)
+		assert.Empty(t, findings(rep.Findings), "secrets a non-root user can read (outside %v)", cfg.ScanPaths)
+	})
+}
+
+// scanMachine runs the leak scanner over dirs on the run's installed
+// machine and notes what it read; every scan must have found its canary.
+func scanMachine(t *testing.T, dirs []string, walk leakscan.Walk, needles []leakscan.Needle) *leakscan.Report {
+	t.Helper()
+	mc, cl := installedMachine(t)
+	ctx := run.Context()
+	bin, how, err := leakscan.Binary(ctx, t.TempDir())
+	require.NoError(t, err)
+	t.Logf("leak scanner: %s", how)
+	rep, err := leakscan.Remote(ctx, cl, bin, dirs, walk, needles)
+	require.NoError(t, err, "scan %v on %s", dirs, mc.Name)
+	var files, bytes int64
+	var took time.Duration
+	var undecodable []string
+	for _, st := range rep.Stats {
+		files, bytes, took = files+st.Files, bytes+st.Bytes, took+st.Duration
+		undecodable = append(undecodable, st.Undecodable...)
+		assert.True(t, st.Canary, "the scan found its canary")
+	}
+	what := "every file"
+	if walk.ReadableByOthers {
+		what = "what a non-root user can read"
+	}
+	run.Note("leak scan: machine "+strings.Join(dirs, " "), "%d needles over %s under %v (%d files, %d bytes) in %s on the machine (canary proven): %d findings; corrupt compressed streams (searched as far as they decode): %v",
+		len(needles), what, dirs, files, bytes, took.Round(time.Millisecond), len(rep.Findings), undecodable)
+	return rep
 }
 
 func findings(fs []leakscan.Finding) []string {

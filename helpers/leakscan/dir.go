@@ -31,7 +31,7 @@ func (s *Scanner) DirProven(ctx context.Context, root string) ([]Finding, Stats,
 		return nil, Stats{}, fmt.Errorf("leakscan: no canary possible in %s: %w", root, err)
 	}
 	sc := New(append(append([]Needle(nil), s.needles...), c))
-	sc.Workers, sc.Chunk = s.Workers, s.Chunk
+	sc.Workers, sc.Chunk, sc.Walk, sc.MaxDecompressed = s.Workers, s.Chunk, s.Walk, s.MaxDecompressed
 	found, st, err := sc.Dir(ctx, root)
 	if err != nil {
 		return nil, st, err
@@ -51,18 +51,24 @@ func (s *Scanner) DirProven(ctx context.Context, root string) ([]Finding, Stats,
 }
 
 // Dir scans every regular file under root (symlinks are not followed), in
-// parallel. Findings in sops-encrypted files (judged by content) are dropped.
+// parallel, as s.Walk says. Findings in sops-encrypted files (judged by
+// content) are dropped. A file that cannot be read is a finding naming it
+// (Unsearched); one that vanishes while the scan runs is not.
 func (s *Scanner) Dir(ctx context.Context, root string) ([]Finding, Stats, error) {
 	start := time.Now()
 	paths := make(chan string, 256)
 	var (
-		mu       sync.Mutex
-		out      []Finding
-		st       Stats
-		firstErr error
-		files    atomic.Int64
-		bytesN   atomic.Int64
+		mu     sync.Mutex
+		out    []Finding
+		st     Stats
+		files  atomic.Int64
+		bytesN atomic.Int64
 	)
+	problem := func(p, what string) {
+		mu.Lock()
+		defer mu.Unlock()
+		out = append(out, Finding{Variant: Unsearched, Where: p, Problem: what})
+	}
 	var wg sync.WaitGroup
 	for w := 0; w < max(s.Workers, 1); w++ {
 		wg.Add(1)
@@ -72,29 +78,56 @@ func (s *Scanner) Dir(ctx context.Context, root string) ([]Finding, Stats, error
 				found, n, err := s.file(p)
 				files.Add(1)
 				bytesN.Add(n)
-				mu.Lock()
-				if err != nil && firstErr == nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
-					firstErr = err
+				if err != nil && !errors.Is(err, fs.ErrNotExist) {
+					problem(p, "not read: "+err.Error())
 				}
 				if len(found) > 0 {
-					kept := outsideSops(found, readSmall(p))
+					kept := outsideSops(found, p, readSmall(p))
+					mu.Lock()
 					st.Allowed += int64(len(found) - len(kept))
+					mu.Unlock()
 					found = kept
 				}
+				mu.Lock()
 				out = append(out, found...)
 				mu.Unlock()
 			}
 		}()
 	}
+	var queued int64
 	walkErr := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				problem(p, "not read: "+err.Error())
+			}
+			return nil
+		}
+		if d.IsDir() && p != root && s.Walk.skips(p) {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && !d.Type().IsRegular() {
+			return nil
+		}
+		if s.Walk.ReadableByOthers || s.Walk.MaxBytes > 0 {
+			info, err := d.Info()
+			if err != nil {
+				return nil // gone since it was listed
+			}
+			if s.Walk.ReadableByOthers && !openToOthers(info, map[bool]fs.FileMode{true: 1, false: 4}[d.IsDir()]) {
+				if d.IsDir() {
+					return filepath.SkipDir // nothing below is reachable by others
+				}
+				return nil
+			}
+			if !d.IsDir() {
+				if queued += info.Size(); s.Walk.MaxBytes > 0 && queued > s.Walk.MaxBytes {
+					problem(p, fmt.Sprintf("the scan's bound of %d bytes was reached here: this file and the rest were not searched", s.Walk.MaxBytes))
+					return filepath.SkipAll
+				}
+			}
 		}
 		if d.Type().IsRegular() {
 			paths <- p
@@ -107,9 +140,7 @@ func (s *Scanner) Dir(ctx context.Context, root string) ([]Finding, Stats, error
 	if walkErr != nil {
 		return nil, st, fmt.Errorf("leakscan: walk %s: %w", root, walkErr)
 	}
-	if firstErr != nil {
-		return nil, st, firstErr
-	}
+	out = st.keepUndecodable(out)
 	sortFindings(out)
 	return out, st, nil
 }
@@ -143,8 +174,12 @@ func borrowCanary(root string) (string, Needle, error) {
 	return path, Needle{Secret: canaryName, Variant: "raw", Bytes: piece}, nil
 }
 
+// openFile opens a file to scan (a seam: as root, tests cannot make a file
+// unreadable).
+var openFile = func(p string) (io.ReadCloser, error) { return os.Open(p) }
+
 func (s *Scanner) file(p string) ([]Finding, int64, error) {
-	f, err := os.Open(p)
+	f, err := openFile(p)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -185,5 +220,7 @@ func plantCanary(dir string) (string, Needle, error) {
 	if _, err := f.Write(append(append([]byte("x "), c.Bytes...), " y\n"...)); err != nil {
 		return "", Needle{}, err
 	}
-	return f.Name(), c, nil
+	// Readable by all, so that a scan of what others can read finds it too:
+	// it is random, not a secret.
+	return f.Name(), c, f.Chmod(0o644)
 }

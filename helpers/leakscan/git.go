@@ -77,7 +77,7 @@ func (s *Scanner) Git(ctx context.Context, repo string) ([]Finding, Stats, error
 		st.Files++
 		st.Bytes += size
 		if len(found) > 0 && int64(raw.Len()) == size { // an object larger than the probe is never exempt
-			kept := outsideSops(found, raw.Bytes())
+			kept := outsideSops(found, where, raw.Bytes())
 			st.Allowed += int64(len(found) - len(kept))
 			found = kept
 		}
@@ -88,6 +88,7 @@ func (s *Scanner) Git(ctx context.Context, repo string) ([]Finding, Stats, error
 	}
 	st.Duration = time.Since(start)
 	out, st.Canary = withoutCanary(out)
+	out = st.keepUndecodable(out)
 	if !st.Canary {
 		return out, st, fmt.Errorf("leakscan: the canary object %s attached to %s was not found: the scan cannot be trusted", id, repo)
 	}

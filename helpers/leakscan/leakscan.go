@@ -2,7 +2,9 @@
 // memory — wherever they might have leaked: every object of a git repo, a
 // directory tree, a machine's /nix/store. It searches every form a secret
 // takes when it leaks (raw, DER, hex, base64 at any alignment, wrapped or
-// not, URL-safe, JSON-escaped, percent-encoded) in one multi-pattern pass.
+// not, URL-safe, escaped in a JSON, .drv or .nix string, UTF-16,
+// percent-encoded; inside gzip, xz, zstd and bzip2 streams) in one
+// multi-pattern pass. A file it cannot read is a finding too.
 // Findings name the secret and the form, never the bytes.
 //
 // Each scan proves itself: it plants a canary (a random needle) where it
@@ -61,8 +63,9 @@ func BuildBinary(ctx context.Context, dir string) (string, error) {
 
 // Remote runs the scanner on the machine, where the data is: the binary goes
 // to a private tmpfs directory, the needles go over stdin, the report comes
-// back as JSON; the directory is removed afterwards.
-func Remote(ctx context.Context, cl *remote.Client, binary string, dirs []string, needles []Needle) (*Report, error) {
+// back as JSON; the directory is removed afterwards. walk says which files
+// under dirs are read.
+func Remote(ctx context.Context, cl *remote.Client, binary string, dirs []string, walk Walk, needles []Needle) (*Report, error) {
 	bin, err := os.ReadFile(binary)
 	if err != nil {
 		return nil, err
@@ -78,9 +81,19 @@ d=$(mktemp -d "$base/ccci-leakscan.XXXXXX"); cat >"$d/scan"; chmod 700 "$d/scan"
 	if err != nil {
 		return nil, err
 	}
-	args := make([]string, len(dirs))
-	for i, d := range dirs {
-		args[i] = remote.ShellQuote(d)
+	var args []string
+	if walk.ReadableByOthers {
+		args = append(args, "-readable-by-others")
+	}
+	for _, s := range walk.Skip {
+		args = append(args, "-skip", remote.ShellQuote(s))
+	}
+	if walk.MaxBytes > 0 {
+		args = append(args, "-max-bytes", fmt.Sprint(walk.MaxBytes))
+	}
+	args = append(args, "--")
+	for _, d := range dirs {
+		args = append(args, remote.ShellQuote(d))
 	}
 	res, err = cl.RunInput(ctx, remote.ShellQuote(dir+"/scan")+" "+strings.Join(args, " "), in, 30*time.Minute)
 	var rep Report

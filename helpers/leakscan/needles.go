@@ -9,12 +9,14 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+
+	"github.com/cc-ci/acceptance/helpers/secretforms"
 )
 
 // Needle is one searchable form of a secret.
 type Needle struct {
 	Secret  string `json:"secret"`  // the secret's name
-	Variant string `json:"variant"` // raw, der, hex, HEX, base64@1, base64url@2, base64-wrapped, json-escaped, percent
+	Variant string `json:"variant"` // raw, der, hex, HEX, base64@1, base64url@2, base64-wrapped, json-/drv-/nix-escaped, utf16le/be, percent
 	Bytes   []byte `json:"bytes"`
 }
 
@@ -25,9 +27,15 @@ type Finding struct {
 	Where   string `json:"where"` // a file, or "git object <id> (<path>)"
 	Offset  int64  `json:"offset"`
 	Length  int64  `json:"length"` // of the matched bytes
+	// Problem: what the scan could not do here (Variant Unsearched or
+	// Undecodable; Secret is empty).
+	Problem string `json:"problem,omitempty"`
 }
 
 func (f Finding) String() string {
+	if f.Problem != "" {
+		return fmt.Sprintf("%s: %s (%s)", f.Where, f.Problem, f.Variant)
+	}
 	return fmt.Sprintf("%s (%s) in %s at offset %d", f.Secret, f.Variant, f.Where, f.Offset)
 }
 
@@ -113,11 +121,13 @@ func Needles(secrets map[string]string, minLen int, warn func(format string, arg
 				}
 			}
 		}
-		if !isPEM && strings.Contains(value, "\n") {
-			add(name, "json-escaped", []byte(strings.ReplaceAll(value, "\n", `\n`)))
-		}
 		for _, f := range forms {
 			add(name, "raw", f)
+			// Inside a quoted string (a .drv, JSON, a .nix file) and in a
+			// UTF-16 file; a PEM's lines (base64) have no escaped form.
+			for _, e := range append(secretforms.Escaped(string(f)), secretforms.UTF16(string(f))...) {
+				add(name, e.Variant, e.Bytes)
+			}
 			add(name, "hex", []byte(hex.EncodeToString(f)))
 			add(name, "HEX", []byte(strings.ToUpper(hex.EncodeToString(f))))
 			if q := url.QueryEscape(string(f)); q != string(f) {

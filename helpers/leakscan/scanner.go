@@ -14,8 +14,11 @@ import (
 type Scanner struct {
 	needles []Needle
 	m       *Matcher
-	Workers int // parallel files; default GOMAXPROCS
-	Chunk   int // read size; default 1 MiB
+	Walk    Walk // which files Dir reads
+	Workers int  // parallel files; default GOMAXPROCS
+	// MaxDecompressed bounds one compressed stream's expansion.
+	MaxDecompressed int64
+	Chunk           int // read size; default 1 MiB
 }
 
 // New builds a scanner for the needles.
@@ -24,7 +27,7 @@ func New(needles []Needle) *Scanner {
 	for i, n := range needles {
 		bs[i] = n.Bytes
 	}
-	return &Scanner{needles: needles, m: NewMatcher(bs), Workers: runtime.GOMAXPROCS(0), Chunk: 1 << 20}
+	return &Scanner{needles: needles, m: NewMatcher(bs), Workers: runtime.GOMAXPROCS(0), Chunk: 1 << 20, MaxDecompressed: MaxDecompressed}
 }
 
 // Stats say how much was read.
@@ -34,6 +37,25 @@ type Stats struct {
 	Allowed  int64         `json:"allowed_in_sops"` // findings dropped: wholly inside a sops file's ENC[…] values or its sops metadata
 	Duration time.Duration `json:"duration_ns"`
 	Canary   bool          `json:"canary_found"`
+	// Undecodable: compressed files corrupt past some point (what decoded
+	// was searched); the first few, and how many.
+	Undecodable  []string `json:"undecodable,omitempty"`
+	UndecodableN int      `json:"undecodable_count,omitempty"`
+}
+
+// keepUndecodable moves the Undecodable notes out of found into st.
+func (st *Stats) keepUndecodable(found []Finding) []Finding {
+	out := found[:0]
+	for _, f := range found {
+		if f.Variant != Undecodable {
+			out = append(out, f)
+			continue
+		}
+		if st.UndecodableN++; len(st.Undecodable) < 10 {
+			st.Undecodable = append(st.Undecodable, f.String())
+		}
+	}
+	return out
 }
 
 // buffers are reused across files: a fresh megabyte per small file would
@@ -76,8 +98,14 @@ func scanReader(r io.Reader, m *Matcher, chunk int, emit func(Match)) error {
 	}
 }
 
-// Reader scans one stream; where names it in findings.
+// Reader scans one stream, and what it decompresses to; where names it in
+// findings.
 func (s *Scanner) Reader(where string, r io.Reader) ([]Finding, error) {
+	return s.stream(where, r, 0)
+}
+
+// raw scans the bytes of one stream as they are.
+func (s *Scanner) raw(where string, r io.Reader) ([]Finding, error) {
 	var out []Finding
 	err := scanReader(r, s.m, s.Chunk, func(x Match) {
 		n := s.needles[x.Needle]

@@ -85,13 +85,17 @@ func looksSops(b []byte) bool {
 }
 
 // outsideSops keeps the findings that are not wholly inside a sops span of content.
-func outsideSops(found []Finding, content []byte) []Finding {
+func outsideSops(found []Finding, where string, content []byte) []Finding {
 	spans := sopsSpans(content)
 	if len(spans) == 0 {
 		return found
 	}
 	var kept []Finding
 	for _, f := range found {
+		if f.Where != where || f.Problem != "" { // found inside what it decompresses to, or not a secret
+			kept = append(kept, f)
+			continue
+		}
 		inside := false
 		for _, sp := range spans {
 			if f.Offset >= sp[0] && f.Offset+f.Length <= sp[1] {

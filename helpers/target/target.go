@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -209,4 +210,34 @@ func AllSecrets(rp *Repos, key *AgeKey, values map[string]string) map[string]str
 		all[k] = v
 	}
 	return all
+}
+
+// Private is every secret but public material (PublicMaterial): what no
+// user but root may read on the machine.
+func Private(all map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range all {
+		if !PublicMaterial(v) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// PublicMaterial reports whether a secret's value is certificates and
+// nothing else (a chain the server hands every client): readable by
+// anyone without harm. A key, or anything besides PEM certificates, is not.
+func PublicMaterial(value string) bool {
+	rest := []byte(strings.TrimSpace(value))
+	n := 0
+	for len(rest) > 0 {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil || blk.Type != "CERTIFICATE" || len(blk.Headers) > 0 {
+			return false
+		}
+		rest = bytes.TrimSpace(rest)
+		n++
+	}
+	return n > 0
 }

@@ -212,3 +212,14 @@ func TestACitationIsBoundToTheBaseCommitItJudged(t *testing.T) {
 	err = OnlyChangedSince(ctx, rp, "HEAD~1", D8Doc)
 	assert.ErrorContains(t, err, "not a commit id", "what the chain records is input: validated before git sees it")
 }
+
+func TestOnlyACertificateChainIsPublicMaterial(t *testing.T) {
+	cert := "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUJ2K3\n-----END CERTIFICATE-----\n"
+	key := "-----BEGIN " + "PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEG\n-----END " + "PRIVATE KEY-----\n"
+	assert.True(t, PublicMaterial(cert+cert), "a chain")
+	assert.False(t, PublicMaterial(cert+key), "a chain with its key")
+	assert.False(t, PublicMaterial(cert+"password=hunter2"), "a chain and something else")
+	assert.False(t, PublicMaterial("a-plain-token-0123456789"))
+	assert.False(t, PublicMaterial(""))
+	assert.Equal(t, map[string]string{"k": key}, Private(map[string]string{"c": cert, "k": key}))
+}
