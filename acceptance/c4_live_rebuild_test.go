@@ -55,13 +55,58 @@ func TestC4GenuineLiveRebuild(t *testing.T) {
 	assertServesGitCert(t, mc.IP, view)
 
 	run.Sentence(t, "converged means stays converged", func(t *testing.T) {
-		_, err := probe.StillConverged(ctx, cl, units, run.Config.Settle)
+		settled, err := probe.StillConverged(ctx, cl, units, run.Config.Settle)
 		require.NoError(t, err, "every unit still converged, same main PID, no restart")
 		assertServesGitCert(t, mc.IP, view)
+		run.MarkConverged(settled) // TestC4GenuineLiveRebuildToTheEnd looks again at the end
 	})
 	if !t.Failed() {
 		writeLiveRecord(t, mc, view, inst, cl)
 	}
+}
+
+// C4, to the end of the run: what converged stays converged while the whole
+// suite runs, and comes back when its machine restarts — NixOS activates
+// the boot generation at every boot, so a working cc-ci that does not
+// survive a restart of its machine is not reproducible in any useful sense.
+//
+// It is a parallel top-level test so that go test runs it after every
+// other test of the run: a parallel test is released only once the
+// sequential tests have all finished (testing.runTests → tRunner). Its
+// name extends TestC4GenuineLiveRebuild's, so `-run TestC4GenuineLiveRebuild`
+// runs both, and the evidence judges them as one (evidence.LiveRebuildTest).
+func TestC4GenuineLiveRebuildToTheEnd(t *testing.T) {
+	t.Parallel()
+	conv := run.ConvergedUnits(t)
+	view := run.Target(t)
+	ctx := run.Context()
+
+	run.Sentence(t, "converged means stays converged for the whole run", func(t *testing.T) {
+		// Not before the hold: a run shorter than it still looks that late.
+		wait := run.Config.Hold - time.Since(conv.At)
+		_, cl := installedMachine(t)
+		_, err := probe.StillConverged(ctx, cl, conv.Units, max(wait, 0))
+		require.NoError(t, err, "at the end of the run (%s after convergence), every unit still converged, same main PID, no restart",
+			time.Since(conv.At).Round(time.Second))
+		assertServesGitCert(t, run.Machine(t).IP, view)
+	})
+
+	run.Sentence(t, "after a restart of its machine, it converges again", func(t *testing.T) {
+		start := time.Now()
+		mc := run.RestartMachine(t)
+		t.Logf("restarted %s through Incus; it answers again after %s", mc.Name, time.Since(start).Round(time.Millisecond))
+		cl, err := mc.SSH(ctx)
+		require.NoError(t, err)
+		defer cl.Close()
+		units, err := probe.AwaitConverged(ctx, cl, run.Config.Units, run.Config.ConvergeTimeout)
+		require.NoError(t, err, "after a restart, the units converge again by themselves (what the switch started must be enabled at boot)")
+		for _, u := range units {
+			t.Logf("converged after the restart: %s", u)
+		}
+		assertSecretsDecrypted(t, cl, view)
+		assertCertFilesFromGit(t, cl, view)
+		assertServesGitCert(t, mc.IP, view)
+	})
 }
 
 // writeLiveRecord leaves this run's live-rebuild record under CCCI_OUT_DIR,

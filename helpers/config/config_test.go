@@ -124,12 +124,14 @@ func TestParseAndFormatSize(t *testing.T) {
 // -timeout it names is the smallest whole minute that holds it.
 func TestTheTimeBudgetAddsUpTheBounds(t *testing.T) {
 	to := Timeouts{CreateTimeout: time.Minute, BootTimeout: 2 * time.Minute, StepTimeout: 2 * time.Minute,
-		ConvergeTimeout: 3 * time.Minute, Settle: 5 * time.Second, TeardownReserve: 90 * time.Second}
+		ConvergeTimeout: 3 * time.Minute, Settle: 5 * time.Second, Hold: 30 * time.Second, TeardownReserve: 90 * time.Second}
 	b := to.Budget(7, 40*time.Minute)
-	assert.Equal(t, time.Minute+2*time.Minute+14*time.Minute+3*time.Minute+5*time.Second+90*time.Second, b.Total)
+	// create, boot, the steps, converge, the hold (the settle window is
+	// inside it), the restart's boot and converge, the reserve.
+	assert.Equal(t, time.Minute+2*time.Minute+14*time.Minute+3*time.Minute+30*time.Second+2*time.Minute+3*time.Minute+90*time.Second, b.Total)
 	assert.Contains(t, b.String(), "7 install steps × CCCI_STEP_TIMEOUT 2m0s 14m0s")
 	assert.Equal(t, 45*time.Second, to.Reserve(135*time.Second), "at most a third of a short -timeout")
-	assert.Equal(t, 22*time.Minute, to.TimeoutNeeded(7, 0), "21m35s rounds up to 22m")
-	assert.Equal(t, 23*time.Minute, to.TimeoutNeeded(7, 30*time.Second), "what has passed counts")
-	assert.Equal(t, 8*time.Minute, to.TimeoutNeeded(0, 0), "no install: create, boot, converge, settle and reserve, 7m35s")
+	assert.Equal(t, 27*time.Minute, to.TimeoutNeeded(7, 0), "27m0s is a whole minute")
+	assert.Equal(t, 28*time.Minute, to.TimeoutNeeded(7, 30*time.Second), "what has passed counts")
+	assert.Equal(t, 13*time.Minute, to.TimeoutNeeded(0, 0), "no install: create, boot, converge, hold, restart and reserve, 13m")
 }

@@ -129,7 +129,8 @@ type Timeouts struct {
 	BootTimeout     time.Duration // create → SSH ready (address, agent, host key, key push, SSH)
 	StepTimeout     time.Duration // per install.md block; also cloning the target
 	ConvergeTimeout time.Duration // units after the switch (systemd's state decides sooner when it can)
-	Settle          time.Duration // how long converged units must stay converged (C4)
+	Settle          time.Duration // how long converged units must stay converged before C4 goes on
+	Hold            time.Duration // C4's last look, at the end of the run, comes at least this long after its settle look
 	TeardownReserve time.Duration // kept before go test's -timeout; the teardown's own bound
 }
 
@@ -147,6 +148,7 @@ func (p *parser) timeouts() Timeouts {
 		StepTimeout:     p.duration("CCCI_STEP_TIMEOUT", "10m"),
 		ConvergeTimeout: p.duration("CCCI_CONVERGE_TIMEOUT", "3m"),
 		Settle:          p.duration("CCCI_SETTLE", "5s"),
+		Hold:            p.duration("CCCI_HOLD", "30s"),
 		TeardownReserve: p.duration("CCCI_TEARDOWN_RESERVE", "90s"),
 	}
 }
@@ -155,6 +157,9 @@ func (p *parser) timeouts() Timeouts {
 func (t Timeouts) validate(p *parser) {
 	if t.TeardownReserve < 30*time.Second {
 		p.failKey("CCCI_TEARDOWN_RESERVE", t.TeardownReserve.String(), "at least 30s: stopping and deleting a machine and proving it gone takes that long")
+	}
+	if t.Hold < t.Settle {
+		p.failKey("CCCI_HOLD", t.Hold.String(), "must be at least CCCI_SETTLE ("+t.Settle.String()+"): the last look is the longer one")
 	}
 	if t.Settle >= t.ConvergeTimeout {
 		p.failKey("CCCI_SETTLE", t.Settle.String(), "must be shorter than CCCI_CONVERGE_TIMEOUT ("+t.ConvergeTimeout.String()+")")
@@ -188,7 +193,9 @@ func (t Timeouts) Budget(steps int, timeout time.Duration) Budget {
 		{"boot (CCCI_BOOT_TIMEOUT)", t.BootTimeout},
 		{fmt.Sprintf("%d install steps × CCCI_STEP_TIMEOUT %s", steps, t.StepTimeout), time.Duration(steps) * t.StepTimeout},
 		{"converge (CCCI_CONVERGE_TIMEOUT)", t.ConvergeTimeout},
-		{"settle (CCCI_SETTLE)", t.Settle},
+		{"hold (CCCI_HOLD)", t.Hold},
+		{"restart: boot (CCCI_BOOT_TIMEOUT)", t.BootTimeout},
+		{"restart: converge (CCCI_CONVERGE_TIMEOUT)", t.ConvergeTimeout},
 		{"teardown reserve", t.Reserve(timeout)},
 	}}
 	for _, term := range b.Terms {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/cc-ci/acceptance/helpers/localfile"
@@ -11,7 +12,9 @@ import (
 )
 
 // LiveRebuildTest is the test whose pass, on a machine the run created, is
-// a live rebuild (C4).
+// a live rebuild (C4). Every recorded top-level test whose name extends it
+// (its look at the end of the run, the restart) is part of it and must
+// pass too.
 const LiveRebuildTest = "TestC4GenuineLiveRebuild"
 
 // RunIDPattern is a run id as the harness makes them (machine.NewRunID).
@@ -64,6 +67,11 @@ func ProvesLiveRebuild(chain []Entry, id string, now time.Time, maxAge time.Dura
 	}
 	if r, ok := e.Result(LiveRebuildTest); !ok || r != "pass" {
 		return fail("%s did not pass (recorded %q)", LiveRebuildTest, r)
+	}
+	for _, t := range e.Tests {
+		if strings.HasPrefix(t.Name, LiveRebuildTest) && !strings.Contains(t.Name, "/") && t.Result != "pass" {
+			return fail("%s did not pass (recorded %q)", t.Name, t.Result)
+		}
 	}
 	at, err := time.Parse(time.RFC3339, e.Time)
 	switch {

@@ -45,6 +45,9 @@ func TestACitedRunMustBeARecentColdPassOfC4(t *testing.T) {
 		{"reused machine", with(func(e *Entry) { e.Machine = "" }), "created no machine"},
 		{"C4 failed", with(func(e *Entry) { e.Tests[0].Result = "fail" }), `TestC4GenuineLiveRebuild did not pass (recorded "fail")`},
 		{"C4 not run", with(func(e *Entry) { e.Tests = e.Tests[1:] }), "did not pass (recorded \"\")"},
+		{"C4's end of run failed", with(func(e *Entry) {
+			e.Tests = append(e.Tests, Test{Name: "TestC4GenuineLiveRebuildToTheEnd", Result: "fail"})
+		}), `TestC4GenuineLiveRebuildToTheEnd did not pass (recorded "fail")`},
 		{"interrupted", with(func(e *Entry) { e.Interrupted = "interrupted by SIGINT" }), "was interrupted (interrupted by SIGINT)"},
 		{"too old", with(func(e *Entry) { e.Time = "2026-11-28T10:00:00Z" }), "recorded 26h0m0s ago, more than 24h0m0s"},
 		{"future", with(func(e *Entry) { e.Time = "2026-11-30T10:00:00Z" }), "in the future"},

@@ -136,6 +136,35 @@ func (mc *Machine) PushFile(ctx context.Context, f incus.FileSpec) error {
 	return mc.mgr.Redact.RedactError(mc.mgr.Client.PushFile(ctx, mc.Project, mc.Name, f))
 }
 
+// Restart restarts the machine through Incus — a clean shutdown and boot,
+// as `incus restart` does — after checking it is ours, and waits until it
+// answers again as it did after creation (keyVia: Spec.SSHKeyVia), with the
+// host key pinned at creation. Its address is read again.
+func (mc *Machine) Restart(ctx context.Context, timeout time.Duration, keyVia string) error {
+	if _, err := mc.Verify(ctx); err != nil {
+		return fmt.Errorf("restart %s: %w", mc.Name, err)
+	}
+	pinned := mc.HostKey
+	before, err := mc.bootMark(ctx)
+	if err != nil {
+		return fmt.Errorf("restart %s: tell its boots apart: %w", mc.Name, err)
+	}
+	if err := mc.mgr.Client.SetState(ctx, mc.Project, mc.Name, "restart", false); err != nil {
+		return err
+	}
+	if err := mc.awaitReady(ctx, timeout, keyVia); err != nil {
+		return fmt.Errorf("after restarting %s: %w", mc.Name, err)
+	}
+	if after, err := mc.bootMark(ctx); err != nil || after == before {
+		return fmt.Errorf("restart %s: Incus said done, but the machine did not boot again (boot id and init's start time %q before and after; %v)", mc.Name, before, err)
+	}
+	if pinned != nil && !bytes.Equal(pinned.Marshal(), mc.HostKey.Marshal()) {
+		return &OwnershipError{Instance: mc.Project + "/" + mc.Name,
+			Why: "after the restart its SSH host key is " + ssh.FingerprintSHA256(mc.HostKey) + ", not the one pinned at creation"}
+	}
+	return nil
+}
+
 // NewRunID returns a run id that sorts by time and is unique across runs.
 func NewRunID(now time.Time) string {
 	b := make([]byte, 3)
@@ -361,18 +390,48 @@ func (mc *Machine) awaitReady(ctx context.Context, timeout time.Duration, keyVia
 // readHostKey reads the machine's SSH host key through Incus: the channel
 // that does not depend on the network path the key is meant to protect.
 func (mc *Machine) readHostKey(ctx context.Context) (ssh.PublicKey, error) {
-	res, err := mc.Exec(ctx, []string{"cat", "/etc/ssh/ssh_host_ed25519_key.pub"})
+	b, err := mc.cat(ctx, "/etc/ssh/ssh_host_ed25519_key.pub")
 	if err != nil {
-		return nil, stopIfRefused(err)
+		return nil, err
 	}
-	if res.ExitCode != 0 {
-		return nil, fmt.Errorf("exit %d: %s", res.ExitCode, mc.mgr.Redact.Redact(bounded(res.Stderr, 512)))
-	}
-	k, _, _, _, err := ssh.ParseAuthorizedKey(res.Stdout)
+	k, _, _, _, err := ssh.ParseAuthorizedKey(b)
 	if err != nil {
 		return nil, fmt.Errorf("parse host key: %w", err)
 	}
 	return k, nil
+}
+
+// cat reads a file through Incus exec (the out-of-band channel).
+func (mc *Machine) cat(ctx context.Context, path string) ([]byte, error) {
+	res, err := mc.Exec(ctx, []string{"cat", path})
+	if err != nil {
+		return nil, stopIfRefused(err)
+	}
+	if res.ExitCode != 0 {
+		return nil, fmt.Errorf("cat %s: exit %d: %s", path, res.ExitCode, mc.mgr.Redact.Redact(bounded(res.Stderr, 512)))
+	}
+	return res.Stdout, nil
+}
+
+// bootMark tells one boot of the machine from the next: the kernel's boot
+// id (new at every boot of a VM) and PID 1's start time (a container shares
+// its host's kernel and boot id; only its init is new).
+func (mc *Machine) bootMark(ctx context.Context) (string, error) {
+	id, err := mc.cat(ctx, "/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return "", err
+	}
+	stat, err := mc.cat(ctx, "/proc/1/stat")
+	if err != nil {
+		return "", err
+	}
+	// "1 (init) S 0 …": the start time is field 22, the 20th after the name.
+	i := bytes.LastIndexByte(stat, ')')
+	f := strings.Fields(string(stat[i+1:]))
+	if i < 0 || len(f) < 20 {
+		return "", fmt.Errorf("/proc/1/stat: %q is not a process's stat line", bounded(stat, 80))
+	}
+	return strings.TrimSpace(string(id)) + " pid1-start " + f[19], nil
 }
 
 // bounded is at most n bytes of b, trimmed, for a message.

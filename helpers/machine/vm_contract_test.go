@@ -106,6 +106,15 @@ func TestEachInstanceTypeRunsTheSameLifecycle(t *testing.T) {
 			if c.typ == incus.VirtualMachine {
 				assert.Contains(t, f.Requests(), "POST /1.0/instances/"+mc.Name+"/exec", "the host key was read through the agent")
 			}
+			// A restart through Incus: reachable again, same pinned host key.
+			pinned := ssh.FingerprintSHA256(mc.HostKey)
+			require.NoError(t, mc.Restart(ctx, 10*time.Second, machine.KeyViaFile))
+			assert.Contains(t, f.Requests(), "PUT /1.0/instances/"+mc.Name+"/state")
+			assert.Equal(t, pinned, ssh.FingerprintSHA256(mc.HostKey))
+			cl, err = mc.SSH(ctx)
+			require.NoError(t, err, "SSH after the restart")
+			cl.Close()
+
 			require.NoError(t, m.DestroyAll(ctx))
 			_, _, exists := f.Instance(project, mc.Name)
 			assert.False(t, exists, "destroyed")
@@ -177,4 +186,18 @@ func TestSSHKeyByTemplateOrCloudInitDependsOnTheImage(t *testing.T) {
 			assert.False(t, exists)
 		})
 	}
+}
+
+// A restart is proven by the machine, not by Incus's answer: a guest that
+// did not boot again (same boot id, same init) is an error naming it.
+func TestARestartThatDidNotBootIsNamed(t *testing.T) {
+	f, m := newFake(t, incustest.Image{NeedsSecureBootOff: true})
+	ctx := context.Background()
+	mc, err := m.Create(ctx, spec(incus.VirtualMachine, machine.KeyViaFile))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.DestroyAll(ctx) })
+	f.RestartWithoutBoot = true
+	err = mc.Restart(ctx, 5*time.Second, machine.KeyViaFile)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "did not boot again")
 }

@@ -54,6 +54,7 @@ type Run struct {
 	key      *target.AgeKey // the bootstrap key, when a target is configured
 	stage    machineStage
 	tgt      targetState
+	conv     convergedState // what C4 saw converge, for its last look
 	rec      record
 	signer   ssh.Signer // signs the evidence entry (CCCI_SIGNING_KEY), or nil
 	local    localFiles

@@ -1,0 +1,56 @@
+package testrun
+
+// What C4 saw converge, kept for its last look at the end of the run, and
+// the restart of the run's machine that follows it.
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cc-ci/acceptance/helpers/machine"
+	"github.com/cc-ci/acceptance/helpers/probe"
+)
+
+// Converged is the units as C4 saw them once they had converged and
+// settled: main PIDs and restart counts included.
+type Converged struct {
+	Units []probe.UnitState
+	At    time.Time
+}
+
+type convergedState struct {
+	mu   sync.Mutex
+	seen *Converged
+}
+
+// MarkConverged records the units C4 saw converge and settle.
+func (r *Run) MarkConverged(units []probe.UnitState) {
+	r.conv.mu.Lock()
+	defer r.conv.mu.Unlock()
+	r.conv.seen = &Converged{Units: units, At: time.Now()}
+}
+
+// ConvergedUnits is what C4 recorded. A test that needs it skips, naming
+// why, when the install failed or C4 never saw the units converge.
+func (r *Run) ConvergedUnits(t testing.TB) *Converged {
+	t.Helper()
+	r.RequireInstalled(t)
+	r.conv.mu.Lock()
+	defer r.conv.mu.Unlock()
+	if r.conv.seen == nil {
+		t.Skipf("cannot judge: the units were not seen converged in this run (%s judges them, and fails when they do not)", installOwner)
+	}
+	return r.conv.seen
+}
+
+// RestartMachine restarts the run's machine through Incus and waits, within
+// the boot timeout, until it answers again with its pinned host key.
+func (r *Run) RestartMachine(t testing.TB) *machine.Machine {
+	t.Helper()
+	mc := r.Machine(t)
+	if err := mc.Restart(r.ctx, r.Config.BootTimeout, r.Config.SSHKeyVia); err != nil {
+		t.Fatalf("restart the machine through Incus: %v", err)
+	}
+	return mc
+}
