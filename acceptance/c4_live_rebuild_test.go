@@ -2,6 +2,7 @@ package acceptance
 
 import (
 	"fmt"
+	"path"
 	"testing"
 	"time"
 
@@ -53,6 +54,24 @@ func TestC4GenuineLiveRebuild(t *testing.T) {
 	assertSecretsDecrypted(t, cl, view)
 	assertCertFilesFromGit(t, cl, view)
 	assertServesGitCert(t, mc.IP, view)
+
+	run.Sentence(t, "the install built what it activated: none of it was in the store before", func(t *testing.T) {
+		if why := run.NotCold(); why != "" {
+			t.Skipf("the store before the install is not known: %s", why)
+		}
+		blank := run.Blank(t)
+		require.NoError(t, blank.Err, "the store as provisioned")
+		sys, err := probe.CurrentSystem(ctx, cl)
+		require.NoError(t, err)
+		require.NotEmpty(t, sys, "/run/current-system after the switch")
+		closure, err := probe.Closure(ctx, cl, sys)
+		require.NoError(t, err)
+		assert.Empty(t, probe.AlreadyThere(closure, blank.Store, blank.Baseline),
+			"paths of the activated system %s that were in the store before the install and that the image's own system does not need: "+
+				"the install activated them without building or fetching them", path.Base(sys))
+		run.Note("store before the install", "%d paths (the image's own system needs %d); the activated system's closure: %d paths",
+			len(blank.Store), len(blank.Baseline), len(closure))
+	})
 
 	run.Sentence(t, "converged means stays converged", func(t *testing.T) {
 		settled, err := probe.StillConverged(ctx, cl, units, run.Config.Settle)

@@ -42,6 +42,7 @@ LAB_BIN=${LAB_BIN:-$LAB_STATE/bin}
 LAB_GIT_LISTEN=${LAB_GIT_LISTEN:-${LAB_BRIDGE_CIDR%/*}:8418}
 LAB_DOMAIN=${LAB_DOMAIN:-ci.lab.test}
 LAB_NOT_BLANK_IMAGE=ccci-not-blank
+LAB_PREBUILT_IMAGE=ccci-prebuilt
 LAB_OVERSIZED_REFERENCE=cc-nix-oversized
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 START=$(date +%s)

@@ -30,6 +30,7 @@ import (
 	"github.com/cc-ci/acceptance/helpers/machine"
 	"github.com/cc-ci/acceptance/helpers/probe"
 	"github.com/cc-ci/acceptance/helpers/redact"
+	"github.com/cc-ci/acceptance/helpers/remote"
 	"github.com/cc-ci/acceptance/helpers/target"
 )
 
@@ -314,7 +315,10 @@ func (r *Run) Machine(t testing.TB) *machine.Machine {
 // BlankReport is the machine's state as provisioned, before any test ran on it.
 type BlankReport struct {
 	Residue []string // cc-ci paths, units, age keys found (empty: blank)
-	Err     error    // the probe itself failed
+	// The store before the install: every path in it, and the closure of
+	// the system the machine was running (a blank NixOS image's own).
+	Store, Baseline map[string]bool
+	Err             error // the probe itself failed
 }
 
 // Blank returns what the machine held when it was provisioned.
@@ -335,8 +339,29 @@ func (r *Run) observeBlank(mc *machine.Machine) {
 		return
 	}
 	defer cl.Close()
-	r.stage.blank.Residue, r.stage.blank.Err = probe.Residue(ctx, cl, append(r.Config.BlankAbsent, r.Config.AgeKeyPath), "cc-ci-*",
+	b := &r.stage.blank
+	b.Residue, b.Err = probe.Residue(ctx, cl, append(r.Config.BlankAbsent, r.Config.AgeKeyPath), "cc-ci-*",
 		[]string{"/root", "/etc", "/var/lib", "/srv", "/home", "/tmp"})
+	if b.Err == nil {
+		b.Store, b.Baseline, b.Err = storeBefore(ctx, cl)
+	}
+}
+
+// storeBefore reads the store as the image has it, before the install.
+func storeBefore(ctx context.Context, cl *remote.Client) (store, baseline map[string]bool, err error) {
+	if store, err = probe.StoreNames(ctx, cl); err != nil {
+		return nil, nil, err
+	}
+	baseline = map[string]bool{}
+	sys, err := probe.CurrentSystem(ctx, cl)
+	if err != nil || sys == "" {
+		return store, baseline, err
+	}
+	closure, err := probe.Closure(ctx, cl, sys)
+	for _, p := range closure {
+		baseline[p] = true
+	}
+	return store, baseline, err
 }
 
 func (r *Run) provision() (*machine.Machine, error) {

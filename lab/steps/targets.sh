@@ -99,11 +99,36 @@ host_defects() {
     incus image set-property "$LAB_NOT_BLANK_IMAGE" ccci.recipe "$want" --project "$LAB_PROJECT"
     rm -rf "$work"
   fi
+  prebuilt_image
   if ! incus info "$LAB_OVERSIZED_REFERENCE" --project "$LAB_PROJECT" >/dev/null 2>&1; then
     incus init "$LAB_IMAGE_ALIAS" "$LAB_OVERSIZED_REFERENCE" --project "$LAB_PROJECT" -c limits.memory=6GiB \
       -c user.ccci-lab.role=host-defect >/dev/null
   fi
-  step "host defects: image $LAB_NOT_BLANK_IMAGE, stopped reference $LAB_PROJECT/$LAB_OVERSIZED_REFERENCE (6GiB)"
+  step "host defects: images $LAB_NOT_BLANK_IMAGE and $LAB_PREBUILT_IMAGE, stopped reference $LAB_PROJECT/$LAB_OVERSIZED_REFERENCE (6GiB)"
+}
+
+# An image whose store already holds the good target's built system — copied
+# from the reference's store and registered valid, never activated, no file
+# of cc-ci outside the store: every residue probe finds it blank, and the
+# switch has nothing left to build. Made again when the reference's system
+# changes (about 30 s).
+prebuilt_image() {
+  local top want have tmp=ccci-lab-prebuild
+  top=$(incus exec cc-nix-test --project "$LAB_PROJECT" -- readlink -f /run/current-system)
+  want="$(image_recipe_hash)-prebuilt-${top##*/}"
+  have=$(incus image get-property "$LAB_PREBUILT_IMAGE" ccci.recipe --project "$LAB_PROJECT" 2>/dev/null || true)
+  [ "$have" = "$want" ] && return 0
+  incus delete -f "$tmp" --project "$LAB_PROJECT" >/dev/null 2>&1 || true
+  incus launch "$LAB_IMAGE_ALIAS" "$tmp" --project "$LAB_PROJECT" -c user.ccci-lab.role=host-defect >/dev/null
+  # shellcheck disable=SC2016 # expanded by the reference's shell
+  incus exec cc-nix-test --project "$LAB_PROJECT" -- sh -c 'nix-store --export $(nix-store --query --requisites "$1")' sh "$top" |
+    incus exec "$tmp" --project "$LAB_PROJECT" -- nix-store --import >/dev/null ||
+    die "could not copy the reference's system into $tmp"
+  incus stop "$tmp" --project "$LAB_PROJECT"
+  incus image delete "$LAB_PREBUILT_IMAGE" --project "$LAB_PROJECT" 2>/dev/null || true
+  incus publish "$tmp" --project "$LAB_PROJECT" --alias "$LAB_PREBUILT_IMAGE" >/dev/null
+  incus image set-property "$LAB_PREBUILT_IMAGE" ccci.recipe "$want" --project "$LAB_PROJECT"
+  incus delete "$tmp" --project "$LAB_PROJECT"
 }
 
 write_env() {
