@@ -120,8 +120,8 @@ stop_long_lived() {
 # Egress tables a killed run left behind (only the harness's own: ccci_egress_*).
 sweep_egress_tables() {
   command -v nft >/dev/null || return 0
-  nft list tables 2>/dev/null | awk '$1 == "table" && $2 == "inet" && $3 ~ /^ccci_egress_/ {print $3}' |
-    while read -r t; do nft delete table inet "$t" && step "deleted leftover egress table $t"; done
+  nft list tables 2>/dev/null | awk '$1 == "table" && ($2 == "netdev" || $2 == "inet") && $3 ~ /^ccci_egress_/ {print $2, $3}' |
+    while read -r f t; do nft delete table "$f" "$t" && step "deleted leftover egress table $f $t"; done
 }
 
 down() {

@@ -1,11 +1,14 @@
-// Package egress observes where a machine opens connections, from the host
-// its traffic passes through (the lab's bridge), so that "the install needs
+// Package egress observes where a machine sends traffic, from the host its
+// NICs are plugged into (the lab's bridge), so that "the install needs
 // nothing but the two repos" is checked on the machine, not taken from the
-// document: nftables, a table of the harness's own per run with a dynamic
-// set that the packet path fills with every new connection's destination
-// (forward hook: traffic leaving through the host; input hook: traffic to the
-// host itself, where the lab's git server listens). Not a proxy: the target
-// cannot route around it. incusd's own `inet incus` table is never touched.
+// document: nftables, a table of the harness's own per run, with an
+// ingress chain on the host side of each of the machine's NICs (its veth or
+// tap device, netdev family) that fills dynamic sets with what the machine
+// starts: every TCP connection (a SYN), every UDP datagram, and every
+// packet of any other protocol, IPv4 and IPv6 alike, whatever its source
+// address and wherever it goes — the host, the internet, another instance on
+// the same bridge. Not a proxy: the target cannot route around it. incusd's
+// own tables are never touched.
 package egress
 
 import (
@@ -23,9 +26,8 @@ import (
 	"time"
 )
 
-// Dest is one destination the machine opened a connection to: a TCP or
-// UDP port, or (Proto set, Port 0) a host reached by another protocol, such
-// as a ping.
+// Dest is one destination the machine sent to: a TCP or UDP port, or
+// (Proto set, Port 0) a host reached by another protocol, such as a ping.
 type Dest struct {
 	IP    string
 	Port  int
@@ -39,7 +41,7 @@ func (d Dest) String() string {
 	return net.JoinHostPort(d.IP, strconv.Itoa(d.Port))
 }
 
-// Observer records one machine's new outbound connections.
+// Observer records what one machine sends.
 type Observer struct {
 	table string
 	seen  map[Dest]bool
@@ -47,45 +49,69 @@ type Observer struct {
 	err   error
 }
 
-// linkOnly are destinations that never leave the link (RFC 5771's Local
-// Network Control Block, the limited broadcast).
-var linkOnly = []string{"224.0.0.0/24", "255.255.255.255"}
+// family is the nftables family of the run's table: netdev, whose ingress
+// hook sees every frame a NIC's host side receives, before routing or
+// bridging decide where it goes.
+const family = "netdev"
 
 // tableName is the run's own table: ccci_egress_<run id>.
 var tableName = regexp.MustCompile(`^ccci_egress_[a-z0-9_]{1,48}$`)
 
-// Start begins recording the connections that machineIP opens.
-func Start(ctx context.Context, machineIP, runID string) (*Observer, error) {
-	ip := net.ParseIP(machineIP).To4()
-	if ip == nil {
-		return nil, fmt.Errorf("egress: %q is not an IPv4 address", machineIP)
+// deviceName is a Linux interface name (IFNAMSIZ, no quotes or spaces).
+var deviceName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
+
+// What a booting system sends on its link by itself, and that reaches no
+// host: link-scope multicast (RFC 5771's 224.0.0.0/24, ff02::/16), the
+// limited broadcast, IGMP membership reports (to a multicast group; IGMP to
+// a host is counted), and IPv6 neighbour discovery and MLD. Not counted.
+const linkChatter = `ip daddr { 224.0.0.0/24, 255.255.255.255 } return
+    ip6 daddr ff02::/16 return
+    ip daddr 224.0.0.0/4 meta l4proto igmp return
+    icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect, mld-listener-query, mld-listener-report, mld-listener-done, mld2-listener-report } return`
+
+// What the machine starts: a TCP connection (SYN without ACK: not a reply
+// to a connection made to it), a UDP datagram, any other protocol by host.
+const recordRules = `meta protocol ip meta l4proto tcp tcp flags & (syn | ack) == syn update @seen4 { ip daddr . tcp dport } return
+    meta protocol ip6 meta l4proto tcp tcp flags & (syn | ack) == syn update @seen6 { ip6 daddr . tcp dport } return
+    meta l4proto tcp return
+    meta protocol ip meta l4proto udp update @seen4 { ip daddr . udp dport } return
+    meta protocol ip6 meta l4proto udp update @seen6 { ip6 daddr . udp dport } return
+    meta protocol ip update @other4 { ip daddr . meta l4proto } return
+    meta protocol ip6 update @other6 { ip6 daddr . meta l4proto } return`
+
+// Start begins recording what the machine sends through its NICs, named by
+// their host-side devices (Incus's volatile.<nic>.host_name).
+func Start(ctx context.Context, devices []string, runID string) (*Observer, error) {
+	if len(devices) == 0 {
+		return nil, fmt.Errorf("egress: the machine has no NIC device on the host to observe")
 	}
 	table, err := tableFor(runID)
 	if err != nil {
 		return nil, err
 	}
-	// A contact is a new flow to a host: TCP and UDP by port (set seen), any
-	// other protocol, a ping say, by host (set other). The link's own chatter
-	// — LLMNR/mDNS to 224.0.0.0/24, IGMP, broadcasts — that a booting system
-	// sends by itself reaches no host and is not the install's doing.
-	match := fmt.Sprintf("ip saddr %s ip daddr != { %s } ct state new", ip, strings.Join(linkOnly, ", "))
-	rules := "meta l4proto { tcp, udp } " + match + " update @seen { ip daddr . th dport }; " +
-		"meta l4proto != { tcp, udp, igmp } " + match + " update @other { ip daddr . meta l4proto }"
-	script := "table inet " + table + " {\n" +
-		"  set seen { type ipv4_addr . inet_service; flags dynamic; size 65536; }\n" +
-		"  set other { type ipv4_addr . inet_proto; flags dynamic; size 65536; }\n" +
-		"  chain through_host { type filter hook forward priority -10; policy accept; " + rules + "; }\n" +
-		"  chain to_host { type filter hook input priority -10; policy accept; " + rules + "; }\n" +
-		"}\n"
-	if _, err := nft(ctx, script, "-f", "-"); err != nil {
-		return nil, fmt.Errorf("egress: create table %s: %w", table, err)
+	var b strings.Builder
+	fmt.Fprintf(&b, "table %s %s {\n", family, table)
+	for _, set := range []string{"seen4 { type ipv4_addr . inet_service", "seen6 { type ipv6_addr . inet_service",
+		"other4 { type ipv4_addr . inet_proto", "other6 { type ipv6_addr . inet_proto"} {
+		fmt.Fprintf(&b, "  set %s; flags dynamic; size 65536; }\n", set)
+	}
+	for i, dev := range devices {
+		if !deviceName.MatchString(dev) {
+			return nil, fmt.Errorf("egress: %q is not a network device name", dev)
+		}
+		fmt.Fprintf(&b, "  chain nic%d { type filter hook ingress device %q priority -10; policy accept;\n    %s\n    %s\n  }\n",
+			i, dev, linkChatter, recordRules)
+	}
+	b.WriteString("}\n")
+	if _, err := nft(ctx, b.String(), "-f", "-"); err != nil {
+		return nil, fmt.Errorf("egress: create table %s on %v: %w", table, devices, err)
 	}
 	return &Observer{table: table, seen: map[Dest]bool{}}, nil
 }
 
 // New returns the destinations recorded since the last call, sorted.
 func (o *Observer) New(ctx context.Context) ([]Dest, error) {
-	out, err := nft(ctx, "", "-j", "list", "table", "inet", o.table)
+	out, err := nft(ctx, "", "-j", "list", "table", family, o.table)
 	if err != nil {
 		return nil, fmt.Errorf("egress: read table %s: %w", o.table, err)
 	}
@@ -110,7 +136,7 @@ func (o *Observer) Close() error {
 	o.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if _, err := nft(ctx, "", "delete", "table", "inet", o.table); err != nil {
+		if _, err := nft(ctx, "", "delete", "table", family, o.table); err != nil {
 			o.err = fmt.Errorf("egress: delete table %s: %w", o.table, err)
 		}
 	})
@@ -124,10 +150,10 @@ func Drop(ctx context.Context, runID string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := nft(ctx, "", "list", "table", "inet", table); err != nil {
+	if _, err := nft(ctx, "", "list", "table", family, table); err != nil {
 		return nil
 	}
-	if _, err := nft(ctx, "", "delete", "table", "inet", table); err != nil {
+	if _, err := nft(ctx, "", "delete", "table", family, table); err != nil {
 		return fmt.Errorf("egress: delete table %s: %w", table, err)
 	}
 	return nil
@@ -139,7 +165,7 @@ func Exists(ctx context.Context, runID string) bool {
 	if err != nil {
 		return false
 	}
-	_, err = nft(ctx, "", "list", "table", "inet", table)
+	_, err = nft(ctx, "", "list", "table", family, table)
 	return err == nil
 }
 
@@ -152,9 +178,9 @@ func tableFor(runID string) (string, error) {
 	return table, nil
 }
 
-// parseSet reads the sets of `nft -j list table`: seen's elements are
-// {"concat": [ip, port]}, other's {"concat": [ip, protocol]}, the protocol
-// by name ("icmp") or, when nft has none, by number.
+// parseSet reads the sets of `nft -j list table`: seen4's and seen6's
+// elements are {"concat": [ip, port]}, other4's and other6's {"concat": [ip,
+// protocol]}, the protocol by name ("icmp") or, when nft has none, by number.
 func parseSet(b []byte) ([]Dest, error) {
 	var doc struct {
 		Nftables []struct {
@@ -181,8 +207,9 @@ func parseSet(b []byte) ([]Dest, error) {
 			}
 			second := e.Concat[1]
 			var err error
-			switch item.Set.Name {
-			case "other":
+			other := strings.HasPrefix(item.Set.Name, "other")
+			switch {
+			case other:
 				if err = json.Unmarshal(second, &d.Proto); err != nil {
 					var n int
 					if err = json.Unmarshal(second, &n); err == nil {
@@ -192,7 +219,7 @@ func parseSet(b []byte) ([]Dest, error) {
 			default:
 				err = json.Unmarshal(second, &d.Port)
 			}
-			if err != nil || (d.Proto == "" && item.Set.Name == "other") {
+			if err != nil || (d.Proto == "" && other) {
 				return nil, fmt.Errorf("set %s: unexpected element %s", item.Set.Name, e.Concat)
 			}
 			out = append(out, d)

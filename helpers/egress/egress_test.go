@@ -10,13 +10,14 @@ import (
 
 // Recorded from the lab (nft 1.0.6, `nft -j list table`; chains left out):
 // a machine that cloned over HTTP and pinged the gateway.
-const recorded = `{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"set": {"family": "inet", "name": "seen", "table": "ccci_egress_probe", "type": ["ipv4_addr", "inet_service"], "handle": 2, "size": 65536, "elem": [{"concat": ["10.99.0.1", 8418]}, {"concat": ["10.99.0.1", 8420]}]}}, {"set": {"family": "inet", "name": "other", "table": "ccci_egress_probe", "type": ["ipv4_addr", "inet_proto"], "handle": 3, "size": 65536, "elem": [{"concat": ["10.99.0.1", "icmp"]}, {"concat": ["10.99.0.2", 132]}]}}]}`
+const recorded = `{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"set": {"family": "inet", "name": "seen4", "table": "ccci_egress_probe", "type": ["ipv4_addr", "inet_service"], "handle": 2, "size": 65536, "elem": [{"concat": ["10.99.0.1", 8418]}, {"concat": ["10.99.0.1", 8420]}]}}, {"set": {"family": "inet", "name": "other4", "table": "ccci_egress_probe", "type": ["ipv4_addr", "inet_proto"], "handle": 3, "size": 65536, "elem": [{"concat": ["10.99.0.1", "icmp"]}, {"concat": ["10.99.0.2", 132]}]}}, {"set": {"family": "netdev", "name": "seen6", "table": "ccci_egress_probe", "type": ["ipv6_addr", "inet_service"], "handle": 4, "size": 65536, "elem": [{"concat": ["fe80::1", 8418]}]}}]}`
 
 func TestParseSet(t *testing.T) {
 	ds, err := parseSet([]byte(recorded))
 	require.NoError(t, err)
 	assert.Equal(t, []Dest{{IP: "10.99.0.1", Port: 8418}, {IP: "10.99.0.1", Port: 8420},
-		{IP: "10.99.0.1", Proto: "icmp"}, {IP: "10.99.0.2", Proto: "protocol 132"}}, ds)
+		{IP: "10.99.0.1", Proto: "icmp"}, {IP: "10.99.0.2", Proto: "protocol 132"}, {IP: "fe80::1", Port: 8418}}, ds)
+	assert.Equal(t, "[fe80::1]:8418", ds[4].String())
 	assert.Equal(t, "10.99.0.1 (icmp)", ds[2].String())
 	assert.Equal(t, "10.99.0.1:8418", ds[0].String())
 	empty, err := parseSet([]byte(`{"nftables": [{"set": {"name": "seen"}}]}`))
@@ -24,9 +25,9 @@ func TestParseSet(t *testing.T) {
 	assert.Empty(t, empty)
 	for _, bad := range []string{`not json`, `{"nftables": [{"set": {"elem": [{"concat": ["not-an-ip", 1]}]}}]}`,
 		`{"nftables": [{"set": {"elem": [{"concat": ["10.0.0.1"]}]}}]}`,
-		`{"nftables": [{"set": {"name": "seen", "elem": [{"concat": ["10.0.0.1", "icmp"]}]}}]}`,
-		`{"nftables": [{"set": {"name": "other", "elem": [{"concat": ["10.0.0.1", ""]}]}}]}`,
-		`{"nftables": [{"set": {"name": "other", "elem": [{"concat": ["10.0.0.1", {"x": 1}]}]}}]}`} {
+		`{"nftables": [{"set": {"name": "seen4", "elem": [{"concat": ["10.0.0.1", "icmp"]}]}}]}`,
+		`{"nftables": [{"set": {"name": "other4", "elem": [{"concat": ["10.0.0.1", ""]}]}}]}`,
+		`{"nftables": [{"set": {"name": "other6", "elem": [{"concat": ["::1", {"x": 1}]}]}}]}`} {
 		_, err := parseSet([]byte(bad))
 		assert.Error(t, err, bad)
 	}
@@ -46,9 +47,11 @@ func TestAllowedIsTheReposAndTheAllowList(t *testing.T) {
 	assert.ErrorContains(t, err, "want host:port")
 }
 
-func TestStartRefusesWhatIsNotAnAddressOrARunID(t *testing.T) {
-	_, err := Start(context.Background(), "10.99.0.5; flush ruleset", "r1")
-	assert.ErrorContains(t, err, "not an IPv4 address")
-	_, err = Start(context.Background(), "10.99.0.5", "r1 } table inet incus {")
+func TestStartRefusesWhatIsNotADeviceOrARunID(t *testing.T) {
+	_, err := Start(context.Background(), []string{`veth0" ; flush ruleset`}, "r1")
+	assert.ErrorContains(t, err, "not a network device name")
+	_, err = Start(context.Background(), nil, "r1")
+	assert.ErrorContains(t, err, "no NIC device")
+	_, err = Start(context.Background(), []string{"veth0"}, "r1 } table inet incus {")
 	assert.ErrorContains(t, err, "no valid table name")
 }

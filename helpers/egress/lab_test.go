@@ -19,10 +19,11 @@ import (
 )
 
 // On a lab machine: a TCP connection, a UDP datagram and a ping to a host
-// are contacts; what every booting Linux sends on its link — LLMNR
-// and mDNS to 224.0.0.0/24, IGMP reports, broadcasts — is not a place the
-// install reached. (Counted, it failed C3 on a slow boot: the chatter came
-// after SSH was up, inside the install's window.)
+// are contacts — from its own address or a second one it gave itself, over
+// IPv4 or IPv6; what every booting Linux sends on its link — LLMNR and mDNS
+// to 224.0.0.0/24, IGMP reports, broadcasts, neighbour discovery — is not a
+// place the install reached. (Counted, it failed C3 on a slow boot: the
+// chatter came after SSH was up, inside the install's window.)
 func TestContactsAreHostsNotTheLinksChatter(t *testing.T) {
 	c, cfg := labtest.Client(t, "unix")
 	if cfg.Egress != "nft" {
@@ -36,21 +37,18 @@ func TestContactsAreHostsNotTheLinksChatter(t *testing.T) {
 	defer cancel()
 	in, err := c.Instance(ctx, cfg.Project, name)
 	require.NoError(t, err)
-	var ip string
 	require.NoError(t, wait.Eventually(ctx, "the address of "+name, 30*time.Second, func(bool) error {
 		st, err := c.State(ctx, cfg.Project, name)
 		if err == nil && st.IPv4(in.NICMACs()...) == "" {
 			err = fmt.Errorf("no IPv4 yet")
-		}
-		if err == nil {
-			ip = st.IPv4(in.NICMACs()...)
 		}
 		return err
 	}))
 	repo, err := url.Parse(cfg.BaseRepoURL) // the lab's git server, on its bridge
 	require.NoError(t, err)
 	gateway, port := repo.Hostname(), repo.Port()
-	obs, err := egress.Start(ctx, ip, runID)
+	require.NotEmpty(t, in.NICDevices(), "the NIC's host side")
+	obs, err := egress.Start(ctx, in.NICDevices(), runID)
 	require.NoError(t, err)
 	defer obs.Close()
 
@@ -58,14 +56,16 @@ func TestContactsAreHostsNotTheLinksChatter(t *testing.T) {
 exec 3>/dev/udp/224.0.0.251/5353; echo mdns >&3; exec 3>&-
 exec 3>/dev/udp/` + gateway + `/5999; echo unicast >&3; exec 3>&-
 exec 3<>/dev/tcp/` + gateway + `/` + port + `; exec 3>&-
-busybox ping -c1 -W2 ` + gateway + ` >/dev/null`
+busybox ping -c1 -W2 ` + gateway + ` >/dev/null
+ip addr add 192.0.2.77/32 dev eth0; busybox ping -I 192.0.2.77 -c1 -W1 198.51.100.1 >/dev/null || true
+echo v6 >/dev/udp/ff0e::db8:1/5999`
 	res, err := c.Exec(ctx, cfg.Project, name, []string{"bash", "-c", script}, nil)
 	require.NoError(t, err)
 	require.Equal(t, 0, res.ExitCode, "stderr: %s", res.Stderr)
 
 	// What the machine does by itself besides (a DNS query, say) may be
 	// there too: the test is that the three are, and the chatter is not.
-	want := []string{gateway + ":5999", gateway + ":" + port, gateway + " (icmp)"}
+	want := []string{gateway + ":5999", gateway + ":" + port, gateway + " (icmp)", "198.51.100.1 (icmp)", "[ff0e::db8:1]:5999"}
 	var seen []string
 	require.NoError(t, wait.Eventually(ctx, "the contacts with hosts", 10*time.Second, func(bool) error {
 		fresh, err := obs.New(ctx)
@@ -78,7 +78,7 @@ busybox ping -c1 -W2 ` + gateway + ` >/dev/null`
 		return err
 	}))
 	for _, d := range seen {
-		assert.False(t, strings.HasPrefix(d, "224.0.0.") || strings.HasPrefix(d, "255.255.255.255"),
+		assert.False(t, strings.HasPrefix(d, "224.0.0.") || strings.HasPrefix(d, "255.255.255.255") || strings.HasPrefix(d, "[ff02:") || strings.HasPrefix(d, "ff02:"),
 			"the link's chatter is not a contact: %s (all: %v)", d, seen)
 	}
 }

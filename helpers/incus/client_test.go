@@ -273,3 +273,15 @@ func TestACommandThatDidNotRunIsAnExitCode(t *testing.T) {
 		})
 	}
 }
+
+// The NICs' host-side devices are what incusd recorded at start, for NIC
+// devices only (a disk has none).
+func TestNICDevicesAreTheNICsHostSides(t *testing.T) {
+	in := Instance{
+		Config: map[string]string{"volatile.eth0.host_name": "veth5c1e", "volatile.eth1.host_name": "tap0a1b",
+			"volatile.root.host_name": "not-a-nic"},
+		ExpandedDevices: map[string]map[string]string{"eth0": {"type": "nic"}, "eth1": {"type": "nic"}, "root": {"type": "disk"},
+			"eth2": {"type": "nic"}}, // not started: no host side yet
+	}
+	assert.Equal(t, []string{"tap0a1b", "veth5c1e"}, in.NICDevices())
+}

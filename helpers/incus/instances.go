@@ -183,6 +183,20 @@ func (s *InstanceState) IPv4(macs ...string) string {
 	return ""
 }
 
+// NICDevices are the host-side network devices of the instance's NICs (a
+// container's veth, a VM's tap): what incusd records, once the instance
+// runs, as volatile.<device>.host_name.
+func (in *Instance) NICDevices() []string {
+	var out []string
+	for dev, d := range in.ExpandedDevices {
+		if h := in.Config["volatile."+dev+".host_name"]; d["type"] == "nic" && h != "" {
+			out = append(out, h)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // NICMACs are the MAC addresses of the instance's NIC devices: the one a
 // device's own config fixes (hwaddr, e.g. a static MAC in a profile), else
 // the one Incus generated for it (volatile.<device>.hwaddr — incusd writes

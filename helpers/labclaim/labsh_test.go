@@ -67,7 +67,7 @@ func TestLabDownLeavesAnIncusThatIsNotTheLabsAlone(t *testing.T) {
 	f := aRealHost(t)
 	canRunLabSh(t)
 	runID := fmt.Sprintf("r-labsh-%d", time.Now().UnixNano()%1e9)
-	obs, err := egress.Start(context.Background(), "192.0.2.7", runID)
+	obs, err := egress.Start(context.Background(), []string{"lo"}, runID)
 	require.NoError(t, err, "a running harness run's egress table")
 	t.Cleanup(func() { _ = obs.Close() })
 

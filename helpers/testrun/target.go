@@ -14,6 +14,7 @@ import (
 
 	"github.com/cc-ci/acceptance/helpers/egress"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
+	"github.com/cc-ci/acceptance/helpers/machine"
 	"github.com/cc-ci/acceptance/helpers/target"
 )
 
@@ -205,7 +206,7 @@ func (r *Run) Installed(t testing.TB) *Install {
 		runner := &installdoc.Runner{Shell: sh, Timeout: r.Config.StepTimeout, Redact: r.Redact, Log: logf, AgeKeyPath: r.Config.AgeKeyPath,
 			Operators: target.Operators(mc.PushFile, r.Config.AgeKeyPath, r.key)}
 		if r.Config.Egress == "nft" {
-			obs, err := egress.Start(r.ctx, mc.IP, r.ID)
+			obs, err := r.observeEgress(mc)
 			if err != nil {
 				inst.EgressErr = err
 			} else {
@@ -230,6 +231,16 @@ func (r *Run) Installed(t testing.TB) *Install {
 	})
 	injectFault("panic:after-install")
 	return r.tgt.inst
+}
+
+// observeEgress starts recording what the machine sends through each of
+// its NICs (their host-side devices, as Incus reports them).
+func (r *Run) observeEgress(mc *machine.Machine) (*egress.Observer, error) {
+	in, err := mc.Verify(r.ctx)
+	if err != nil {
+		return nil, err
+	}
+	return egress.Start(r.ctx, in.NICDevices(), r.ID)
 }
 
 // JudgeInstall is Installed for the test that judges the install itself
