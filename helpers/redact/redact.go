@@ -7,12 +7,13 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"net/url"
 	"regexp"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/cc-ci/acceptance/helpers/secretforms"
 )
 
 // MinLen is the length under which a value is redacted only where it stands
@@ -38,8 +39,9 @@ type Redactor struct {
 // Add registers a secret under a name, in every form the leak scanner
 // searches: as is, each line of a multi-line secret (a PEM key printed line
 // by line), base64 (standard and URL, padded or not), hex (either case),
-// URL-escaped and JSON-escaped — so an Authorization: Basic header, a hex
-// dump or a JSON message carrying it is caught too.
+// URL-escaped, escaped inside a JSON, .drv or .nix string, UTF-16 — so an
+// Authorization: Basic header, a hex dump, a JSON message or a derivation
+// carrying it is caught too.
 func (r *Redactor) Add(name string, secret []byte) {
 	s := strings.TrimSpace(string(secret))
 	if s == "" {
@@ -76,8 +78,8 @@ func (r *Redactor) Add(name string, secret []byte) {
 	add(strings.ToUpper(hex.EncodeToString(b)), " hex")
 	add(url.QueryEscape(s), " url-escaped")
 	add(url.PathEscape(s), " url-escaped")
-	if j, err := json.Marshal(s); err == nil {
-		add(string(j[1:len(j)-1]), " json-escaped")
+	for _, f := range append(secretforms.Escaped(s), secretforms.UTF16(s)...) {
+		add(string(f.Bytes), " "+f.Variant)
 	}
 	r.ordered = r.ordered[:0]
 	for k := range r.secrets {

@@ -47,7 +47,7 @@ func TestRedactShortSecretsWhereTheyStandAlone(t *testing.T) {
 // Every encoding the leak scanner searches is redacted as well.
 func TestRedactEveryEncodingOfASecret(t *testing.T) {
 	var r Redactor
-	secret := `s3cr3t "value"/+?=0123456789`
+	secret := `s3cr3t "value"/+?=\0123456789${x}`
 	r.Add("token", []byte(secret))
 	b := []byte(secret)
 	jsonForm, err := json.Marshal(secret)
@@ -56,6 +56,8 @@ func TestRedactEveryEncodingOfASecret(t *testing.T) {
 		"raw": secret, "basic auth": base64.StdEncoding.EncodeToString(b), "base64url": base64.RawURLEncoding.EncodeToString(b),
 		"hex": hex.EncodeToString(b), "HEX": strings.ToUpper(hex.EncodeToString(b)), "query": url.QueryEscape(secret),
 		"path": url.PathEscape(secret), "json": string(jsonForm[1 : len(jsonForm)-1]),
+		"drv": strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(secret), "nix": strings.NewReplacer(`\`, `\\`, `"`, `\"`, "${", `\${`).Replace(secret),
+		"utf16le": string(utf16le(secret)),
 	} {
 		out := r.Redact("before " + form + " after")
 		assert.Contains(t, out, "[REDACTED token", kind)
@@ -75,4 +77,12 @@ func TestRedactLongestFirst(t *testing.T) {
 func TestNilRedactorPassesThrough(t *testing.T) {
 	var r *Redactor
 	assert.Equal(t, "plain", r.Redact("plain"))
+}
+
+func utf16le(s string) []byte {
+	var b []byte
+	for _, r := range s {
+		b = append(b, byte(r), 0)
+	}
+	return b
 }
