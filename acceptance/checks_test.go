@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/machine"
 	"github.com/cc-ci/acceptance/helpers/probe"
 	"github.com/cc-ci/acceptance/helpers/remote"
@@ -55,7 +54,7 @@ func assertCreatedByThisRun(t *testing.T, mc *machine.Machine) {
 		"created at %s, after this run started at %s", in.CreatedAt, run.Started)
 	assert.Equal(t, cfg.Project, in.Project, "project")
 	assert.Equal(t, cfg.InstanceType, in.Type, "instance type")
-	assert.Equal(t, config.FormatSize(cfg.Memory), in.Config["limits.memory"], "limits.memory")
+	assertMemory(t, "the machine", in.Config["limits.memory"], cfg.Memory)
 }
 
 // assertSecretsDecrypted: /run/secrets holds exactly the secrets the base

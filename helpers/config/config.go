@@ -146,6 +146,20 @@ func (p *parser) size(key, def string) int64 {
 	return n
 }
 
+// sizes is a comma-separated list of sizes, at least one.
+func (p *parser) sizes(key, def string) []int64 {
+	var out []int64
+	for _, v := range p.list(key, def) {
+		n, err := ParseSize(v)
+		if err != nil {
+			_, from := p.src.get(key, def)
+			p.fail(key, v, from, err.Error())
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
 // optionalSize is a size that may be left unset (-1).
 func (p *parser) optionalSize(key string) int64 {
 	if v, _ := p.src.get(key, ""); v == "" {

@@ -236,7 +236,7 @@ type TargetSettings struct {
 	Egress           string   // "nft": observe the machine's connections during the install (lab); "off"
 	EgressAllow      []string // host:port the machine may reach besides the two repos
 	Reference        string   // project/name of the running reference system (cc-nix-test)
-	ReferenceMemory  int64    // its expected limits.memory
+	ReferenceMemory  []int64  // the sizes its limits.memory may be, in bytes (the plan's "4 GB": 4GiB or 4GB)
 	RequiredSecrets  []string // names that must be in git, encrypted
 	CertMinDays      int      // the certificate in git must be valid this much longer
 	ScanPaths        []string // machine paths searched for plaintext secrets
@@ -259,7 +259,7 @@ func (p *parser) target() TargetSettings {
 		Egress:           p.oneOf("CCCI_EGRESS", "off", "off", "nft"),
 		EgressAllow:      p.optionalList("CCCI_EGRESS_ALLOW", ""),
 		Reference:        p.str("CCCI_REFERENCE", "terraform-ci/cc-nix-test"),
-		ReferenceMemory:  p.size("CCCI_REFERENCE_MEMORY", "4GiB"),
+		ReferenceMemory:  p.sizes("CCCI_REFERENCE_MEMORY", "4GiB,4GB"),
 		RequiredSecrets:  p.list("CCCI_REQUIRED_SECRETS", "tls_fullchain,tls_privkey,drone_oauth_client_id,drone_oauth_client_secret,drone_rpc_secret,webhook_hmac,registry_username,registry_password"),
 		CertMinDays:      p.positiveInt("CCCI_CERT_MIN_DAYS", "14"),
 		ScanPaths:        p.list("CCCI_SCAN_PATHS", "/nix/store"),
