@@ -119,7 +119,7 @@ func assertServesGitCert(t *testing.T, machineIP string, view *testrun.TargetVie
 	if addr == "" {
 		addr = net.JoinHostPort(machineIP, "443")
 	}
-	sni := "dashboard." + cfg.Domain
+	sni := cfg.TLSServerName
 	// A moment without a listener (a restart) is retried briefly: whether the
 	// proxy stays up is C4's settle look, not one lucky connection.
 	var served *tlscheck.Served

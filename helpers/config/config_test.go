@@ -32,6 +32,7 @@ func TestDefaultsPointAtTheLab(t *testing.T) {
 	assert.Equal(t, []string{"terraform-ci"}, c.AllowedProjects)
 	assert.Equal(t, int64(4<<30), c.Memory)
 	assert.Equal(t, []int64{4 << 30, 4e9}, c.ReferenceMemory, `the plan's "4 GB", either way`)
+	assert.Equal(t, "dashboard.ci.lab.test", c.TLSServerName, "the documented default, under the domain")
 	assert.Equal(t, int64(12<<30), c.RAMCap)
 	assert.Equal(t, 1, c.MaxMachines)
 	assert.Equal(t, "container", c.InstanceType)
@@ -66,6 +67,7 @@ func TestBadInputNamesTheKeyAndSource(t *testing.T) {
 	}{
 		{"memory not a size", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_MEMORY": "4 gigs"}, []string{"CCCI_MEMORY", "environment", "not a positive size"}},
 		{"memory percentage", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_MEMORY": "50%"}, []string{"CCCI_MEMORY", "percentage"}},
+		{"a TLS name outside the domain", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_TLS_SERVER_NAME": "ci.example.org"}, []string{"CCCI_TLS_SERVER_NAME", "under CCCI_DOMAIN (ci.lab.test)"}},
 		{"a reference size that is not one", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_REFERENCE_MEMORY": "4GiB,four"}, []string{"CCCI_REFERENCE_MEMORY", "four", "not a positive size"}},
 		{"memory over cap", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_MEMORY": "16GiB"}, []string{"CCCI_MEMORY", "larger than CCCI_RAM_CAP 12GiB"}},
 		{"project not allowed", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_PROJECT": "default"}, []string{"CCCI_PROJECT", "not in CCCI_ALLOWED_PROJECTS"}},

@@ -232,6 +232,7 @@ type TargetSettings struct {
 	Gateway          string   // the TLS-passthrough gateway (a parameter of the target)
 	TLSAddr          string   // where to ask for TLS ("" = the machine's address:443)
 	TLSCA            string   // PEM roots for the served certificate ("" = system roots)
+	TLSServerName    string   // a name under Domain the target serves over TLS (the SNI the checks send)
 	Units            []string // the oneshots/services that must converge
 	Egress           string   // "nft": observe the machine's connections during the install (lab); "off"
 	EgressAllow      []string // host:port the machine may reach besides the two repos
@@ -245,7 +246,23 @@ type TargetSettings struct {
 	BlankAbsent      []string // paths a blank machine must not have
 }
 
+// DefaultTLSHost is the host under CCCI_DOMAIN the TLS checks ask for when
+// CCCI_TLS_SERVER_NAME is not set: cc-ci's dashboard, which the plan lists
+// among the services its proxy serves.
+const DefaultTLSHost = "dashboard"
+
 func (p *parser) target() TargetSettings {
+	t := p.targetSettings()
+	if t.TLSServerName == "" {
+		t.TLSServerName = DefaultTLSHost + "." + t.Domain
+	}
+	if n := t.TLSServerName; n != t.Domain && !strings.HasSuffix(n, "."+t.Domain) {
+		p.failKey("CCCI_TLS_SERVER_NAME", n, "must be a name under CCCI_DOMAIN ("+t.Domain+"): the certificate in git is the domain's")
+	}
+	return t
+}
+
+func (p *parser) targetSettings() TargetSettings {
 	return TargetSettings{
 		BaseRepoURL:      p.str("CCCI_BASE_REPO_URL", ""),
 		SecretsRepoURL:   p.str("CCCI_SECRETS_REPO_URL", ""),
@@ -255,6 +272,7 @@ func (p *parser) target() TargetSettings {
 		Gateway:          p.str("CCCI_GATEWAY", ""),
 		TLSAddr:          p.str("CCCI_TLS_ADDR", ""),
 		TLSCA:            p.str("CCCI_TLS_CA", ""),
+		TLSServerName:    p.str("CCCI_TLS_SERVER_NAME", ""),
 		Units:            p.list("CCCI_UNITS", "cc-ci-activation.service,cc-ci-swarm.service,cc-ci-proxy.service,cc-ci-drone.service,cc-ci-bridge.service,cc-ci-dashboard.service"),
 		Egress:           p.oneOf("CCCI_EGRESS", "off", "off", "nft"),
 		EgressAllow:      p.optionalList("CCCI_EGRESS_ALLOW", ""),

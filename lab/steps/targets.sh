@@ -148,6 +148,7 @@ CCCI_SECRETS_REPO_URL=http://${LAB_GIT_LISTEN}/good/cc-ci-secrets.git
 CCCI_AGE_KEY_FILE=${LAB_STATE}/targets/good/keys/bootstrap-age-key.txt
 CCCI_TLS_CA=${LAB_STATE}/targets/good/keys/ca.pem
 CCCI_DOMAIN=${LAB_DOMAIN}
+CCCI_TLS_SERVER_NAME=dashboard.${LAB_DOMAIN}
 CCCI_GATEWAY=${LAB_BRIDGE_CIDR%/*}
 # The lab's bridge is the lab's: the machine's connections are observed there.
 CCCI_EGRESS=nft
