@@ -29,6 +29,7 @@ const gitTimeout = time.Minute
 // CommittedFileError says why a committed path cannot be read as a file.
 type CommittedFileError struct {
 	Repo, Commit, Path, Why string
+	Missing                 bool // the path is not in the commit at all
 }
 
 func (e *CommittedFileError) Error() string {
@@ -51,7 +52,7 @@ func readCommitted(ctx context.Context, gitDir, commit, path string) ([]byte, er
 	}
 	meta, name, ok := strings.Cut(strings.TrimSuffix(ls, "\x00"), "\t")
 	if !ok || name != path {
-		return nil, fail("not committed: " + os.ErrNotExist.Error())
+		return nil, &CommittedFileError{Repo: repoName(gitDir), Commit: commit, Path: path, Why: "not committed: " + os.ErrNotExist.Error(), Missing: true}
 	}
 	f := strings.Fields(meta) // mode type id
 	switch {

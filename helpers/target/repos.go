@@ -2,7 +2,6 @@ package target
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"sort"
@@ -111,48 +110,6 @@ func FileRecipients(rp *Repos, path string) ([]string, error) {
 		return nil, err
 	}
 	return info.Recipients, nil
-}
-
-// LockedInput is the flake.lock entry of an input.
-type LockedInput struct {
-	Type, URL, Rev, NarHash string
-}
-
-// FlakeLock reads flake.lock's entry for the named input.
-func FlakeLock(rp *Repos, input string) (*LockedInput, error) {
-	b, err := rp.readBase(context.Background(), "flake.lock")
-	if err != nil {
-		return nil, fmt.Errorf("base repo: %w", err)
-	}
-	var lock struct {
-		Nodes map[string]struct {
-			Locked map[string]any `json:"locked"`
-		} `json:"nodes"`
-	}
-	if err := json.Unmarshal(b, &lock); err != nil {
-		return nil, fmt.Errorf("base repo flake.lock: %w", err)
-	}
-	n, ok := lock.Nodes[input]
-	if !ok {
-		return nil, fmt.Errorf("base repo flake.lock: no input %q", input)
-	}
-	s := func(k string) string { v, _ := n.Locked[k].(string); return v }
-	return &LockedInput{Type: s("type"), URL: s("url"), Rev: s("rev"), NarHash: s("narHash")}, nil
-}
-
-var flakeInput = regexp.MustCompile(`inputs\.secrets(\.url\s*=|\s*=\s*\{[^}]*url\s*=)\s*"([^"]+)"`)
-
-// FlakeSecretsInput returns the URL of the `secrets` input in flake.nix, or "".
-func FlakeSecretsInput(rp *Repos) (string, error) {
-	b, err := rp.readBase(context.Background(), "flake.nix")
-	if err != nil {
-		return "", fmt.Errorf("base repo: %w", err)
-	}
-	m := flakeInput.FindStringSubmatch(string(b))
-	if m == nil {
-		return "", nil
-	}
-	return m[2], nil
 }
 
 // ReadBase reads a file of the base repo as committed.

@@ -1,0 +1,179 @@
+package target
+
+// How the base pins the secrets repo: the plan (§2) allows a flake input or
+// a git submodule. Read from what git and Nix wrote — flake.lock, the
+// .gitmodules file and the gitlink in the base's tree — never from
+// flake.nix's syntax, which may spell an input in many ways.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+)
+
+// SecretsLink is one way the base pins the secrets repo.
+type SecretsLink struct {
+	Kind    string // "flake input" or "git submodule"
+	Name    string // the input's name, or the submodule's path
+	Where   string // the file that pins it: flake.lock, or the base's tree
+	URL     string
+	Rev     string // the pinned commit
+	NarHash string // a flake input's pinned content hash
+}
+
+func (l SecretsLink) String() string {
+	return fmt.Sprintf("%s %q (%s) at %s", l.Kind, l.Name, l.URL, short(l.Rev))
+}
+
+// SecretsLinks finds every way the base pins the secrets repo at
+// secretsURL: each direct input of the root flake in flake.lock whose URL
+// names that repository (whatever the scheme and credentials) or that is
+// called "secrets" (an input overridden to a local clone at install time
+// locks a file: URL), and each git submodule whose URL names it.
+func SecretsLinks(rp *Repos, secretsURL string) ([]SecretsLink, error) {
+	ctx := context.Background()
+	inputs, err := rootInputs(ctx, rp)
+	if err != nil {
+		return nil, err
+	}
+	var out []SecretsLink
+	for _, in := range inputs {
+		if in.Name == "secrets" || sameRepo(in.URL, secretsURL) {
+			out = append(out, in)
+		}
+	}
+	subs, err := submodules(ctx, rp)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range subs {
+		if sameRepo(s.URL, secretsURL) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// rootInputs are the root flake's direct inputs as flake.lock pins them
+// (none when the base has no flake.lock).
+func rootInputs(ctx context.Context, rp *Repos) ([]SecretsLink, error) {
+	b, err := rp.readBase(ctx, "flake.lock")
+	var missing *CommittedFileError
+	if errors.As(err, &missing) && missing.Missing {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("base repo: %w", err)
+	}
+	var lock struct {
+		Root  string `json:"root"`
+		Nodes map[string]struct {
+			Inputs map[string]json.RawMessage `json:"inputs"`
+			Locked map[string]any             `json:"locked"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal(b, &lock); err != nil {
+		return nil, fmt.Errorf("base repo flake.lock: %w", err)
+	}
+	root, ok := lock.Nodes[lock.Root]
+	if !ok {
+		return nil, fmt.Errorf("base repo flake.lock: the root node %q is not among its nodes", lock.Root)
+	}
+	var out []SecretsLink
+	for name, ref := range root.Inputs {
+		var node string
+		if json.Unmarshal(ref, &node) != nil {
+			continue // a `follows` path: another input's node, judged there
+		}
+		n, ok := lock.Nodes[node]
+		if !ok {
+			return nil, fmt.Errorf("base repo flake.lock: input %q names node %q, which is not there", name, node)
+		}
+		s := func(k string) string { v, _ := n.Locked[k].(string); return v }
+		u := s("url")
+		if s("type") == "github" || s("type") == "gitlab" {
+			u = "https://" + s("type") + ".com/" + s("owner") + "/" + s("repo")
+		}
+		out = append(out, SecretsLink{Kind: "flake input", Name: name, Where: "flake.lock", URL: u, Rev: s("rev"), NarHash: s("narHash")})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// submodules are the base's git submodules: .gitmodules names each path
+// and URL, the tree pins each commit (a gitlink).
+func submodules(ctx context.Context, rp *Repos) ([]SecretsLink, error) {
+	b, err := rp.readBase(ctx, ".gitmodules")
+	var missing *CommittedFileError
+	if errors.As(err, &missing) && missing.Missing {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("base repo: %w", err)
+	}
+	var out []SecretsLink
+	for _, m := range parseGitmodules(string(b)) {
+		if m.Name == "" || strings.HasPrefix(m.Name, "/") || strings.Contains(m.Name, "..") {
+			return nil, fmt.Errorf("base repo .gitmodules: submodule path %q is not a path inside the repo", m.Name)
+		}
+		ls, err := gitOut(ctx, rp.Base, "ls-tree", "-z", "--full-tree", rp.BaseCommit, "--", m.Name)
+		if err != nil {
+			return nil, err
+		}
+		meta, _, _ := strings.Cut(strings.TrimSuffix(ls, "\x00"), "\t")
+		if f := strings.Fields(meta); len(f) == 3 && f[0] == "160000" && f[1] == "commit" {
+			m.Rev = f[2]
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// parseGitmodules reads the path and url of each [submodule "…"] section
+// (git-config syntax, as git writes .gitmodules).
+func parseGitmodules(src string) []SecretsLink {
+	var out []SecretsLink
+	var cur *SecretsLink
+	sc := bufio.NewScanner(strings.NewReader(src))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case strings.HasPrefix(line, "[submodule"):
+			out = append(out, SecretsLink{Kind: "git submodule", Where: "the base's tree (a gitlink)"})
+			cur = &out[len(out)-1]
+		case cur != nil && strings.Contains(line, "="):
+			k, v, _ := strings.Cut(line, "=")
+			v = strings.Trim(strings.TrimSpace(v), `"`)
+			switch strings.ToLower(strings.TrimSpace(k)) {
+			case "path":
+				cur.Name = v
+			case "url":
+				cur.URL = v
+			}
+		}
+	}
+	return out
+}
+
+// sameRepo: two URLs name the same repository — the same host and path,
+// whatever the scheme (https, ssh, git+https), credentials and a trailing
+// .git or slash.
+func sameRepo(a, b string) bool {
+	ka, kb := repoKey(a), repoKey(b)
+	return ka != "" && ka == kb
+}
+
+func repoKey(raw string) string {
+	raw = strings.TrimPrefix(raw, "git+")
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	p := strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), ".git")
+	return strings.ToLower(u.Hostname()) + p
+}
