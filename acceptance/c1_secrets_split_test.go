@@ -66,6 +66,18 @@ func TestC1SecretsRepoSplit(t *testing.T) {
 		run.Note("secrets linkage", "%v", links)
 	})
 
+	run.Sentence(t, "DECISIONS.md records the linkage the base uses", func(t *testing.T) {
+		links, err := target.SecretsLinks(view.Repos, cfg.SecretsRepoURL)
+		require.NoError(t, err)
+		d, err := target.ReadDecisions(view.Repos)
+		require.NoError(t, err)
+		recorded := d.Linkage()
+		require.NotEmpty(t, recorded, "%s records how the base consumes the secrets repo, flake input or git submodule (the plan, §2 and §7)", target.DecisionsDoc)
+		for _, l := range links {
+			assert.Contains(t, recorded, l.Kind, "%s records the linkage as %v, but the base pins the secrets repo as a %s", target.DecisionsDoc, recorded, l)
+		}
+	})
+
 	run.Sentence(t, "the rebuilt system is byte-identical to the running one", func(t *testing.T) {
 		mc, cl := installedMachine(t)
 		rebuilt, err := probe.CurrentSystem(ctx, cl)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/machine"
+	"github.com/cc-ci/acceptance/helpers/target"
 )
 
 // C6 — Resource fit + cleanup. The reference instance and the throwaway are
@@ -26,6 +27,14 @@ func TestC6ResourceFitAndCleanup(t *testing.T) {
 	ref, err := run.Incus.Instance(ctx, project, name)
 	require.NoError(t, err, "the reference instance %s", cfg.Reference)
 	assertMemory(t, cfg.Reference, ref.ExpandedConfig["limits.memory"], cfg.ReferenceMemory...)
+
+	run.Sentence(t, "DECISIONS.md records the final sizing of the reference, as applied", func(t *testing.T) {
+		d, err := target.ReadDecisions(run.Repos(t))
+		require.NoError(t, err)
+		sizes := d.Sizing(name)
+		require.NotEmpty(t, sizes, "%s records the final %s sizing (the plan's C6): a section naming %s states its size", target.DecisionsDoc, name, name)
+		assertMemory(t, cfg.Reference+" (as "+target.DecisionsDoc+" records it)", ref.ExpandedConfig["limits.memory"], sizes...)
+	})
 
 	in, err := run.Incus.Instance(ctx, mc.Project, mc.Name)
 	require.NoError(t, err)

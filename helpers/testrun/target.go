@@ -47,6 +47,7 @@ type Contact struct {
 
 type targetState struct {
 	once    sync.Once
+	repos   *target.Repos // fetched, even when the rest of the target does not load
 	view    *TargetView
 	err     error
 	install sync.Once
@@ -141,6 +142,7 @@ func (r *Run) loadTarget() (*TargetView, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.tgt.repos = repos
 	secrets, err := target.Secrets(repos, r.key, r.Redact)
 	if err != nil {
 		return nil, &ownedError{secretsOwner, err}
@@ -157,6 +159,19 @@ func (r *Run) loadTarget() (*TargetView, error) {
 	logf("target: base %s, secrets %s, %s manifest %s (%d steps)", repos.BaseCommit[:12], repos.SecretsCommit[:12],
 		target.InstallDoc, doc.Manifest[:12], len(doc.Blocks))
 	return &TargetView{Repos: repos, Doc: doc, Secrets: secrets, Key: r.key, docSrc: src}, nil
+}
+
+// Repos are the target's two repos as fetched: for a check that reads
+// committed files only, and must judge them even when the secrets do not
+// decrypt or install.md does not parse (other tests own those failures).
+func (r *Run) Repos(t testing.TB) *target.Repos {
+	t.Helper()
+	r.Require(t)
+	r.tgt.once.Do(func() { r.tgt.view, r.tgt.err = r.loadTarget() })
+	if r.tgt.repos == nil {
+		blocked(t, "the target's repos do not fetch", r.tgt.err)
+	}
+	return r.tgt.repos
 }
 
 // AllSecrets is every secret the target has (target.AllSecrets).
