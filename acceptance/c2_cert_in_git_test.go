@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 
 	"github.com/cc-ci/acceptance/helpers/installdoc"
 	"github.com/cc-ci/acceptance/helpers/tlscheck"
@@ -20,11 +19,10 @@ func TestC2CertInGit(t *testing.T) {
 	cfg := run.Config
 
 	run.Sentence(t, "the certificate in git is usable for the domain", func(t *testing.T) {
-		chain, key := view.Secrets["tls_fullchain"], view.Secrets["tls_privkey"]
-		require.NotEmpty(t, chain, "tls_fullchain is in the secrets repo")
-		require.NotEmpty(t, key, "tls_privkey is in the secrets repo")
+		chainName, keyName := certPair(t, view)
+		chain, key := view.Secrets[chainName], view.Secrets[keyName]
 		assert.Empty(t, tlscheck.CertProblems([]byte(chain), []byte(key), cfg.Domain, cfg.CertMinDays, time.Now()),
-			"the cert+key in git: matching, covering *.%s, valid at least %d more days", cfg.Domain, cfg.CertMinDays)
+			"the cert+key in git (%s, %s): matching, covering *.%s, valid at least %d more days", chainName, keyName, cfg.Domain, cfg.CertMinDays)
 	})
 
 	run.Sentence(t, "no install step brings a certificate from outside git", func(t *testing.T) {

@@ -8,12 +8,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cc-ci/acceptance/helpers/declared"
 	"github.com/cc-ci/acceptance/helpers/egress"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
 	"github.com/cc-ci/acceptance/helpers/leakscan"
 	"github.com/cc-ci/acceptance/helpers/probe"
 	"github.com/cc-ci/acceptance/helpers/sopsfile"
 	"github.com/cc-ci/acceptance/helpers/target"
+	"github.com/cc-ci/acceptance/helpers/testrun"
 )
 
 // C3 — All secrets in git (one exception). Every infra/app secret is
@@ -65,20 +67,34 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		assert.Equal(t, target.SHA256(view.Key.File), p.Fingerprint, "the pushed file is the bootstrap key")
 	})
 
-	run.Sentence(t, "the age key and every decrypted secret are readable by root only", func(t *testing.T) {
+	run.Sentence(t, "the age key is root's alone; no decrypted secret is readable by group or others", func(t *testing.T) {
 		_, cl := installedMachine(t)
-		names, err := probe.ListDir(ctx, cl, "/run/secrets")
+		key, err := probe.Files(ctx, cl, []string{cfg.AgeKeyPath})
 		require.NoError(t, err)
-		paths := []string{cfg.AgeKeyPath, "/var/lib/ci-certs/live/privkey.pem"}
-		for _, n := range names {
-			paths = append(paths, "/run/secrets/"+n)
+		if f := key[0]; assert.NotEmpty(t, f.SHA256, "%s exists", f.Path) {
+			assert.True(t, f.Private(), "%s must be root's and unreadable by group and others: owner %s, mode %s", f.Path, f.Owner, f.Mode)
+		}
+		// Each declared secret, at its declared path and in /run/secrets:
+		// its owner may be the service that reads it (declared), but group
+		// and others may read only public material (a certificate chain).
+		decl := run.Declared(t)
+		tree, err := probe.Tree(ctx, cl, "/run/secrets")
+		require.NoError(t, err)
+		var paths, names []string
+		for _, s := range decl.Secrets {
+			paths, names = append(paths, s.Path), append(names, s.Name)
+		}
+		for _, f := range tree {
+			paths, names = append(paths, "/run/secrets/"+strings.TrimSuffix(f, "@")), append(names, f)
 		}
 		files, err := probe.Files(ctx, cl, paths)
 		require.NoError(t, err)
-		for _, f := range files {
-			if assert.NotEmpty(t, f.SHA256, "%s exists", f.Path) {
-				assert.True(t, f.Private(), "%s must be root's and unreadable by group and others: owner %s, mode %s", f.Path, f.Owner, f.Mode)
+		for i, f := range files {
+			if f.SHA256 == "" || target.PublicMaterial(valueOf(view, decl, names[i])) {
+				continue // a missing file is another sentence's; public material may be read by anyone
 			}
+			m, err := declared.ParseMode(f.Mode)
+			assert.True(t, err == nil && m&0o077 == 0, "%s (secret %s) is readable by group or others: mode %s (only public material may be)", f.Path, names[i], f.Mode)
 		}
 	})
 
@@ -160,6 +176,17 @@ func scanMachine(t *testing.T, dirs []string, walk leakscan.Walk, needles []leak
 	run.Note("leak scan: machine "+strings.Join(dirs, " "), "%d needles over %s under %v (%d files, %d bytes) in %s on the machine (canary proven): %d findings; corrupt compressed streams (searched as far as they decode): %v",
 		len(needles), what, dirs, files, bytes, took.Round(time.Millisecond), len(rep.Findings), undecodable)
 	return rep
+}
+
+// valueOf is the decrypted value of the declared secret called name ("" if
+// none is: then it is judged as private).
+func valueOf(view *testrun.TargetView, decl *declared.Declarations, name string) string {
+	for _, s := range decl.Secrets {
+		if s.Name == name {
+			return view.Secrets[s.Key]
+		}
+	}
+	return ""
 }
 
 func findings(fs []leakscan.Finding) []string {

@@ -6,7 +6,6 @@ package acceptance
 import (
 	"bytes"
 	"net"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cc-ci/acceptance/helpers/declared"
 	"github.com/cc-ci/acceptance/helpers/machine"
 	"github.com/cc-ci/acceptance/helpers/probe"
 	"github.com/cc-ci/acceptance/helpers/remote"
@@ -57,52 +57,78 @@ func assertCreatedByThisRun(t *testing.T, mc *machine.Machine) {
 	assertMemory(t, "the machine", in.Config["limits.memory"], cfg.Memory)
 }
 
-// assertSecretsDecrypted: /run/secrets holds exactly the secrets the base
-// declares, each with the content git holds, root-only.
+// assertSecretsDecrypted: every secret the target declares (sops.secrets of
+// its NixOS configuration) is at its declared path — through symlinks and
+// generation directories — with the value git holds, the declared mode and
+// owners; and /run/secrets holds nothing the target does not declare.
 func assertSecretsDecrypted(t *testing.T, cl *remote.Client, view *testrun.TargetView) {
 	t.Helper()
-	declared, err := target.DeclaredSecrets(view.Repos)
-	require.NoError(t, err)
-	names, err := probe.ListDir(run.Context(), cl, "/run/secrets")
-	require.NoError(t, err)
-	sort.Strings(names)
-	assert.Equal(t, declared, names, "/run/secrets holds exactly the declared secrets")
-	expect := map[string]fileExpectation{}
-	for _, n := range declared {
-		expect["/run/secrets/"+n] = fileExpectation{view.Secrets[n], "400"}
+	decl := run.Declared(t)
+	declared := map[string]bool{}
+	for _, s := range decl.Secrets {
+		declared[s.Name] = true
 	}
-	assertFiles(t, cl, expect)
+	for _, tm := range decl.Templates {
+		if rel, ok := strings.CutPrefix(tm.Path, "/run/secrets/"); ok {
+			declared[rel] = true
+		}
+	}
+	found, err := probe.Tree(run.Context(), cl, "/run/secrets")
+	require.NoError(t, err)
+	for _, f := range found {
+		assert.True(t, declared[f], "/run/secrets/%s is not a secret or template nixosConfigurations.%s declares (declared: %v)",
+			strings.TrimSuffix(f, "@"), decl.Host, decl.Names())
+	}
+	assertDeclaredFiles(t, cl, view, decl.Secrets)
 }
 
 // assertCertFilesFromGit: the certificate and key the proxy reads are the
-// ones decrypted from git, with the modes a deployment gives them.
+// ones decrypted from git, at the paths and with the modes the target
+// declares for them.
 func assertCertFilesFromGit(t *testing.T, cl *remote.Client, view *testrun.TargetView) {
 	t.Helper()
-	assertFiles(t, cl, map[string]fileExpectation{
-		"/var/lib/ci-certs/live/fullchain.pem": {view.Secrets["tls_fullchain"], "444"},
-		"/var/lib/ci-certs/live/privkey.pem":   {view.Secrets["tls_privkey"], "400"},
-	})
+	chain, key := certPair(t, view)
+	var pair []declared.Secret
+	for _, s := range run.Declared(t).Secrets {
+		if s.Key == chain || s.Key == key {
+			pair = append(pair, s)
+		}
+	}
+	require.Len(t, pair, 2, "the target declares the certificate (%s) and its key (%s) as sops secrets", chain, key)
+	assertDeclaredFiles(t, cl, view, pair)
 }
 
-type fileExpectation struct{ value, mode string }
-
-func assertFiles(t *testing.T, cl *remote.Client, expect map[string]fileExpectation) {
+// certPair names the secrets that are the certificate chain and its key.
+func certPair(t *testing.T, view *testrun.TargetView) (chain, key string) {
 	t.Helper()
-	paths := make([]string, 0, len(expect))
-	for p := range expect {
-		paths = append(paths, p)
+	chain, key, ok := tlscheck.Pair(view.Secrets, run.Config.Domain)
+	require.True(t, ok, "%s holds a PEM certificate chain and its private key", target.SecretsDoc)
+	return chain, key
+}
+
+// assertDeclaredFiles: each secret's declared path holds the value of its
+// key (digests only: a secret never goes into a message), with its mode and
+// owners as declared.
+func assertDeclaredFiles(t *testing.T, cl *remote.Client, view *testrun.TargetView, secrets []declared.Secret) {
+	t.Helper()
+	paths := make([]string, len(secrets))
+	for i, s := range secrets {
+		paths[i] = s.Path
 	}
-	sort.Strings(paths)
 	files, err := probe.Files(run.Context(), cl, paths)
 	require.NoError(t, err)
-	for _, f := range files {
-		e := expect[f.Path]
-		if !assert.NotEmpty(t, f.SHA256, "%s exists", f.Path) {
+	for i, f := range files {
+		s := secrets[i]
+		require.Equal(t, target.SecretsDoc, s.SopsFile, "secret %s: this harness reads %s; the target's sopsFile is another file", s.Name, target.SecretsDoc)
+		value, ok := view.Secrets[s.Key]
+		if !assert.True(t, ok, "secret %s: key %q is in %s", s.Name, s.Key, s.SopsFile) || !assert.NotEmpty(t, f.SHA256, "%s (secret %s) exists", f.Path, s.Name) {
 			continue
 		}
-		// Digests only: a secret never goes into an assertion message.
-		assert.Equal(t, target.SHA256([]byte(e.value)), f.SHA256, "%s holds the value from git (sha256)", f.Path)
-		assert.Equal(t, e.mode, f.Mode, "%s mode", f.Path)
+		assert.Equal(t, target.SHA256([]byte(value)), f.SHA256, "%s (secret %s) holds the value of %q in git (sha256)", f.Path, s.Name, s.Key)
+		want, _ := declared.ParseMode(s.Mode)
+		got, err := declared.ParseMode(f.Mode)
+		assert.True(t, err == nil && got == want, "%s (secret %s) mode: declared %s, found %s", f.Path, s.Name, s.Mode, f.Mode)
+		assert.Equal(t, s.Owner+":"+s.Group, f.Owner+":"+f.Group, "%s (secret %s) owner:group as declared", f.Path, s.Name)
 	}
 }
 
@@ -111,7 +137,8 @@ func assertFiles(t *testing.T, cl *remote.Client, expect map[string]fileExpectat
 func assertServesGitCert(t *testing.T, machineIP string, view *testrun.TargetView) {
 	t.Helper()
 	cfg := run.Config
-	gitLeaf, err := tlscheck.FirstCert([]byte(view.Secrets["tls_fullchain"]))
+	chain, _ := certPair(t, view)
+	gitLeaf, err := tlscheck.FirstCert([]byte(view.Secrets[chain]))
 	require.NoError(t, err, "the certificate in git parses")
 	roots, err := tlscheck.Roots(cfg.TLSCA)
 	require.NoError(t, err)

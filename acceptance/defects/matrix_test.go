@@ -157,6 +157,18 @@ var matrix = map[string]failures{
 		"TestC1SecretsRepoSplit":   "store path of the rebuilt system vs the running reference",
 		"TestC4GenuineLiveRebuild": "cc-ci-swarm.service: it is inactive with no job queued and nothing to trigger it",
 	},
+	"cert-not-where-declared": {
+		"TestC2CertInGit":                   "/etc/ssl/cc-ci/fullchain.pem (secret tls_fullchain) exists",
+		"TestC3AllSecretsInGitOneException": "/etc/ssl/cc-ci/fullchain.pem (secret tls_fullchain) exists",
+		"TestC4GenuineLiveRebuild":          "/etc/ssl/cc-ci/fullchain.pem (secret tls_fullchain) exists",
+		"TestC5HonestD8":                    "TestC4GenuineLiveRebuild did not pass", // its D8 evidence cites its own failing run
+	},
+	"secret-group-readable": {
+		"TestC1SecretsRepoSplit":            "store path of the rebuilt system vs the running reference",
+		"TestC3AllSecretsInGitOneException": "/run/secrets/webhook_hmac (secret webhook_hmac) is readable by group or others: mode 440",
+		"TestC4GenuineLiveRebuild":          "/run/secrets/webhook_hmac (secret webhook_hmac) mode: declared 0400, found 440",
+		"TestC5HonestD8":                    "TestC4GenuineLiveRebuild did not pass", // its D8 evidence cites its own failing run
+	},
 	"age-key-world-readable": {
 		"TestC1SecretsRepoSplit":            "store path of the rebuilt system vs the running reference",
 		"TestC3AllSecretsInGitOneException": "/var/lib/sops-nix/key.txt must be root's and unreadable by group and others: owner root, mode 644",
@@ -225,8 +237,8 @@ var matrix = map[string]failures{
 	},
 	"undeclared-secret-file": {
 		"TestC1SecretsRepoSplit":            "store path of the rebuilt system vs the running reference",
-		"TestC3AllSecretsInGitOneException": "/run/secrets holds exactly the declared secrets",
-		"TestC4GenuineLiveRebuild":          "/run/secrets holds exactly the declared secrets",
+		"TestC3AllSecretsInGitOneException": "/run/secrets/drone_rpc_secret.bak is not a secret or template nixosConfigurations.cc-ci declares",
+		"TestC4GenuineLiveRebuild":          "/run/secrets/drone_rpc_secret.bak is not a secret or template nixosConfigurations.cc-ci declares",
 		"TestC5HonestD8":                    "TestC4GenuineLiveRebuild did not pass", // its D8 evidence cites its own failing run
 	},
 	"d8-no-live-part": {

@@ -234,6 +234,7 @@ type TargetSettings struct {
 	TLSCA            string   // PEM roots for the served certificate ("" = system roots)
 	TLSServerName    string   // a name under Domain the target serves over TLS (the SNI the checks send)
 	Units            []string // the oneshots/services that must converge
+	NixOSHost        string   // the base's nixosConfigurations.<host> ("" = its only one)
 	Egress           string   // "nft": observe the machine's connections during the install (lab); "off"
 	EgressAllow      []string // host:port the machine may reach besides the two repos
 	Reference        string   // project/name of the running reference system (cc-nix-test)
@@ -274,6 +275,7 @@ func (p *parser) targetSettings() TargetSettings {
 		TLSCA:            p.str("CCCI_TLS_CA", ""),
 		TLSServerName:    p.str("CCCI_TLS_SERVER_NAME", ""),
 		Units:            p.list("CCCI_UNITS", "cc-ci-activation.service,cc-ci-swarm.service,cc-ci-proxy.service,cc-ci-drone.service,cc-ci-bridge.service,cc-ci-dashboard.service"),
+		NixOSHost:        p.str("CCCI_NIXOS_HOST", ""),
 		Egress:           p.oneOf("CCCI_EGRESS", "off", "off", "nft"),
 		EgressAllow:      p.optionalList("CCCI_EGRESS_ALLOW", ""),
 		Reference:        p.str("CCCI_REFERENCE", "terraform-ci/cc-nix-test"),

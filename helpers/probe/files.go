@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ type FileInfo struct {
 	SHA256 string // "" when the file does not exist
 	Mode   string // octal, e.g. 400
 	Owner  string // user name, e.g. root
+	Group  string // group name, e.g. root
 }
 
 // Private says whether only its owner, root, can read the file.
@@ -33,14 +35,14 @@ func Files(ctx context.Context, cl *remote.Client, paths []string) ([]FileInfo, 
 	for _, p := range paths {
 		q := remote.ShellQuote(p)
 		// -f follows no symlink question away: stat -L reports what a reader gets.
-		res, err := cl.Run(ctx, "if [ -f "+q+" ]; then sha256sum "+q+" | cut -d' ' -f1; stat -L -c '%a %U' "+q+"; fi", 20*time.Second)
+		res, err := cl.Run(ctx, "if [ -f "+q+" ]; then sha256sum "+q+" | cut -d' ' -f1; stat -L -c '%a %U %G' "+q+"; fi", 20*time.Second)
 		if err != nil {
 			return nil, fmt.Errorf("probe file %s: %w", p, err)
 		}
 		f := strings.Fields(string(res.Stdout))
 		fi := FileInfo{Path: p}
-		if len(f) == 3 {
-			fi.SHA256, fi.Mode, fi.Owner = f[0], f[1], f[2]
+		if len(f) == 4 {
+			fi.SHA256, fi.Mode, fi.Owner, fi.Group = f[0], f[1], f[2], f[3]
 		}
 		out = append(out, fi)
 	}
@@ -108,4 +110,24 @@ func CurrentSystemByFile(ctx context.Context, c *incus.Client, project, name str
 		return "", err
 	}
 	return storePath(p)
+}
+
+// Tree lists what is under dir, relative to it: each regular file, and
+// each symlink with "@" after its name. dir itself may be a symlink
+// (sops-nix's /run/secrets → /run/secrets.d/<generation>); no link below it
+// is followed. Nothing when dir is missing.
+func Tree(ctx context.Context, cl *remote.Client, dir string) ([]string, error) {
+	q := remote.ShellQuote(strings.TrimSuffix(dir, "/") + "/")
+	res, err := cl.Run(ctx, "if [ -d "+q+" ]; then find "+q+` -mindepth 1 \( -type f -printf '%P\0' \) -o \( -type l -printf '%P@\0' \); fi`, 20*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("probe tree %s: %w", dir, err)
+	}
+	var out []string
+	for _, name := range strings.Split(string(res.Stdout), "\x00") {
+		if name != "" {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }

@@ -118,28 +118,6 @@ func ReadBase(rp *Repos, path string) (string, error) {
 	return string(b), err
 }
 
-var declaredList = regexp.MustCompile(`(?m)^\s*secrets\s*=\s*\[([^\]]*)\]`)
-var quoted = regexp.MustCompile(`"([^"]+)"`)
-
-// DeclaredSecrets reads the sops secrets the base declares (instance.nix's
-// `secrets = [ … ]`, sops.secrets.<name> on the real host), sorted.
-func DeclaredSecrets(rp *Repos) ([]string, error) {
-	src, err := ReadBase(rp, "instance.nix")
-	if err != nil {
-		return nil, fmt.Errorf("base repo: %w", err)
-	}
-	m := declaredList.FindStringSubmatch(src)
-	if m == nil {
-		return nil, fmt.Errorf("base repo instance.nix: no `secrets = [ … ]` declaration")
-	}
-	var out []string
-	for _, q := range quoted.FindAllStringSubmatch(m[1], -1) {
-		out = append(out, q[1])
-	}
-	sort.Strings(out)
-	return out, nil
-}
-
 // D8Doc is the target's D8 evidence document.
 const D8Doc = "docs/d8-evidence.md"
 

@@ -56,6 +56,7 @@ type Run struct {
 	stage    machineStage
 	tgt      targetState
 	conv     convergedState // what C4 saw converge, for its last look
+	decl     declaredState  // what the target declares, read on the machine
 	rec      record
 	signer   ssh.Signer // signs the evidence entry (CCCI_SIGNING_KEY), or nil
 	local    localFiles

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sort"
+	"strings"
 	"time"
 )
 
@@ -80,10 +82,10 @@ func CertProblems(chainPEM, keyPEM []byte, domain string, minDays int, now time.
 	var out []error
 	leaf, err := FirstCert(chainPEM)
 	if err != nil {
-		return []error{fmt.Errorf("tls_fullchain: %w", err)}
+		return []error{fmt.Errorf("the certificate chain: %w", err)}
 	}
 	if _, err := tls.X509KeyPair(chainPEM, keyPEM); err != nil {
-		out = append(out, fmt.Errorf("tls_privkey does not match the certificate in tls_fullchain: %w", err))
+		out = append(out, fmt.Errorf("the key does not match the certificate: %w", err))
 	}
 	if err := leaf.VerifyHostname("x." + domain); err != nil {
 		out = append(out, fmt.Errorf("the certificate's names %v do not cover *.%s", leaf.DNSNames, domain))
@@ -98,4 +100,33 @@ func CertProblems(chainPEM, keyPEM []byte, domain string, minDays int, now time.
 		out = append(out, fmt.Errorf("the certificate is not valid before %s", leaf.NotBefore.Format(time.RFC3339)))
 	}
 	return out
+}
+
+// Pair finds the certificate and its key among a target's secrets by what
+// they are, not by their names: a secret that is a PEM certificate chain
+// and the secret that is its private key — one whose leaf covers *.domain
+// first, if there is one (CertProblems judges the pair). ok is false when
+// no secret is a certificate with its key.
+func Pair(secrets map[string]string, domain string) (chainName, keyName string, ok bool) {
+	names := make([]string, 0, len(secrets))
+	for n := range secrets {
+		names = append(names, n)
+	}
+	sort.Strings(names) // the same answer every run
+	for _, covering := range []bool{true, false} {
+		for _, c := range names {
+			leaf, err := FirstCert([]byte(secrets[c]))
+			if err != nil || (leaf.VerifyHostname("x."+domain) == nil) != covering {
+				continue
+			}
+			for _, k := range names {
+				if k != c && strings.Contains(secrets[k], "PRIVATE KEY") {
+					if _, err := tls.X509KeyPair([]byte(secrets[c]), []byte(secrets[k])); err == nil {
+						return c, k, true
+					}
+				}
+			}
+		}
+	}
+	return "", "", false
 }

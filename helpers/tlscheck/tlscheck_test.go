@@ -45,12 +45,12 @@ func TestCertProblemsNameTheCause(t *testing.T) {
 		chain, key []byte
 		want       string
 	}{
-		{"key does not match", good, otherKey, "tls_privkey does not match"},
+		{"key does not match", good, otherKey, "the key does not match the certificate"},
 		{"expired", expired, expiredKey, "expired on"},
 		{"expires too soon", soon, soonKey, "fewer than 14"},
 		{"SAN does not cover the domain", wrongSAN, wrongSANKey, "do not cover *.ci.lab.test"},
 		{"not yet valid", future, futureKey, "not valid before"},
-		{"not a certificate", []byte("garbage"), goodKey, "tls_fullchain: no PEM certificate"},
+		{"not a certificate", []byte("garbage"), goodKey, "the certificate chain: no PEM certificate"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -59,4 +59,22 @@ func TestCertProblemsNameTheCause(t *testing.T) {
 			assert.Contains(t, fmt.Sprint(probs), tc.want)
 		})
 	}
+}
+
+// The pair is found by what the secrets are, whatever they are called.
+func TestPairIsFoundByContent(t *testing.T) {
+	now := time.Now()
+	chain, key := cert(t, []string{"*.ci.lab.test"}, now.Add(-time.Hour), now.AddDate(0, 0, 90))
+	_, otherKey := cert(t, []string{"*.ci.lab.test"}, now.Add(-time.Hour), now.AddDate(0, 0, 90))
+	other, _ := cert(t, []string{"*.example.org"}, now.Add(-time.Hour), now.AddDate(0, 0, 90))
+	c, k, ok := Pair(map[string]string{"wildcard/cert": string(chain), "wildcard/key": string(key), "spare_key": string(otherKey),
+		"registry": string(other), "token": "abc"}, "ci.lab.test")
+	require.True(t, ok)
+	assert.Equal(t, "wildcard/cert", c)
+	assert.Equal(t, "wildcard/key", k)
+	_, _, ok = Pair(map[string]string{"cert": string(chain), "key": string(otherKey)}, "ci.lab.test")
+	assert.False(t, ok, "a key that is not the certificate's")
+	c, _, ok = Pair(map[string]string{"other": string(other), "cert": string(chain), "key": string(key)}, "ci.lab.test")
+	assert.True(t, ok)
+	assert.Equal(t, "cert", c, "the one for the domain first")
 }

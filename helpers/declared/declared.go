@@ -1,0 +1,146 @@
+// Package declared reads what the target declares, as a NixOS host declares
+// it: the sops secrets and templates of nixosConfigurations.<host>.config
+// (sops-nix's options), evaluated with Nix from the pinned repos on the
+// throwaway machine — the target's code runs there, never on the runner.
+// The harness expects what the target says, not what the fixtures do.
+package declared
+
+import (
+	"encoding/json"
+	"fmt"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Secret is one sops.secrets.<name>: where sops-nix puts the value of key
+// from sopsFile, and with which mode and owners.
+type Secret struct {
+	Name     string `json:"name"`
+	Key      string `json:"key"`
+	Path     string `json:"path"`
+	Mode     string `json:"mode"`
+	Owner    string `json:"owner"`
+	Group    string `json:"group"`
+	SopsFile string `json:"sopsFile"` // the file in the secrets repo, relative to its root
+}
+
+// Template is one sops.templates.<name>: a file sops-nix renders with
+// secrets in it.
+type Template struct {
+	Name  string `json:"name"`
+	Path  string `json:"path"`
+	Mode  string `json:"mode"`
+	Owner string `json:"owner"`
+	Group string `json:"group"`
+}
+
+// Declarations are a host's sops secrets and templates, sorted by name.
+type Declarations struct {
+	Host      string
+	Secrets   []Secret
+	Templates []Template
+}
+
+// Apply is the projection evaluated on nixosConfigurations.<host>.config:
+// the options the checks read, as JSON. On a NixOS host the module system
+// fills every option; the fallbacks are sops-nix's own defaults
+// (Mic92/sops-nix modules/sops/default.nix: key = name, path =
+// "/run/secrets/<name>", mode "0400", owner and group root; templates
+// under /run/secrets/rendered) for a configuration that spells only some.
+const Apply = `c: let
+  s = c.sops or {};
+  str = v: if v == null then "" else toString v;
+in {
+  secrets = builtins.mapAttrs (n: v: {
+    name = v.name or n; key = v.key or n;
+    path = str (v.path or "/run/secrets/${n}"); mode = str (v.mode or "0400");
+    owner = str (v.owner or "root"); group = str (v.group or "root");
+    sopsFile = str (v.sopsFile or (s.defaultSopsFile or ""));
+  }) (s.secrets or {});
+  templates = builtins.mapAttrs (n: v: {
+    name = v.name or n; path = str (v.path or "/run/secrets/rendered/${n}"); mode = str (v.mode or "0400");
+    owner = str (v.owner or "root"); group = str (v.group or "root");
+  }) (s.templates or {});
+}`
+
+var (
+	// A secret's name may nest (drone/rpc_secret): sops-nix makes the
+	// directories under /run/secrets.
+	nameRE  = regexp.MustCompile(`^[A-Za-z0-9_.@+-]+(/[A-Za-z0-9_.@+-]+)*$`)
+	userRE  = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}\$?$`)
+	hostRE  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,63}$`)
+	storeRE = regexp.MustCompile(`^/nix/store/[0-9a-df-np-sv-z]{32}-[^/]+/`)
+)
+
+// Parse reads the JSON of Apply's result, validating every field before
+// the checks believe it: this is the target's output.
+func Parse(host string, b []byte) (*Declarations, error) {
+	var raw struct {
+		Secrets   map[string]Secret   `json:"secrets"`
+		Templates map[string]Template `json:"templates"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("declarations of %s: %w", host, err)
+	}
+	d := &Declarations{Host: host}
+	for attr, s := range raw.Secrets {
+		where := fmt.Sprintf("sops.secrets.%q", attr)
+		if err := checkFile(where, s.Name, s.Path, s.Mode, s.Owner, s.Group); err != nil {
+			return nil, err
+		}
+		if s.Key == "" {
+			return nil, fmt.Errorf("%s: no key", where)
+		}
+		rel := storeRE.ReplaceAllString(s.SopsFile, "")
+		if rel == s.SopsFile || rel == "" || strings.Contains(rel, "..") {
+			return nil, fmt.Errorf("%s: sopsFile %q is not a file of a flake input in the store", where, s.SopsFile)
+		}
+		s.SopsFile = rel
+		d.Secrets = append(d.Secrets, s)
+	}
+	for attr, tm := range raw.Templates {
+		if err := checkFile(fmt.Sprintf("sops.templates.%q", attr), tm.Name, tm.Path, tm.Mode, tm.Owner, tm.Group); err != nil {
+			return nil, err
+		}
+		d.Templates = append(d.Templates, tm)
+	}
+	sort.Slice(d.Secrets, func(i, j int) bool { return d.Secrets[i].Name < d.Secrets[j].Name })
+	sort.Slice(d.Templates, func(i, j int) bool { return d.Templates[i].Name < d.Templates[j].Name })
+	return d, nil
+}
+
+func checkFile(where, name, p, mode, owner, group string) error {
+	switch {
+	case !nameRE.MatchString(name) || strings.Contains("/"+name+"/", "/../") || strings.Contains("/"+name+"/", "/./"):
+		return fmt.Errorf("%s: name %q is not a file name under /run/secrets", where, name)
+	case !path.IsAbs(p) || path.Clean(p) != p:
+		return fmt.Errorf("%s: path %q is not a clean absolute path", where, p)
+	case !userRE.MatchString(owner) || !userRE.MatchString(group):
+		return fmt.Errorf("%s: owner %q or group %q is not a user or group name", where, owner, group)
+	}
+	if _, err := ParseMode(mode); err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	return nil
+}
+
+// ParseMode reads an octal file mode as sops-nix takes it ("0400", "440").
+func ParseMode(mode string) (uint32, error) {
+	m, err := strconv.ParseUint(mode, 8, 32)
+	if err != nil || m > 0o7777 {
+		return 0, fmt.Errorf("mode %q is not an octal file mode", mode)
+	}
+	return uint32(m), nil
+}
+
+// Names are the declared secrets' names, as /run/secrets holds them.
+func (d *Declarations) Names() []string {
+	out := make([]string, len(d.Secrets))
+	for i, s := range d.Secrets {
+		out[i] = s.Name
+	}
+	return out
+}

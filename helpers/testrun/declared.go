@@ -1,0 +1,69 @@
+package testrun
+
+// What the target declares, read once per run on the installed machine.
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/cc-ci/acceptance/helpers/declared"
+	"github.com/cc-ci/acceptance/helpers/remote"
+	"github.com/cc-ci/acceptance/helpers/target"
+)
+
+// sshDialer opens an SSH connection to the run's machine.
+type sshDialer func(context.Context) (*remote.Client, error)
+
+type declaredState struct {
+	once sync.Once
+	decl *declared.Declarations
+	err  error
+}
+
+// Declared is the target's sops secrets and templates, as its NixOS
+// configuration declares them (declared.Evaluate on the run's machine,
+// after the install: the inputs the switch fetched are there). A failure
+// fails the check that asked: the declarations are the target's.
+func (r *Run) Declared(t testing.TB) *declared.Declarations {
+	t.Helper()
+	view := r.Target(t)
+	mc := r.Machine(t)
+	r.RequireInstalled(t)
+	r.decl.once.Do(func() { r.decl.decl, r.decl.err = r.evaluateDeclarations(view, mc.SSH) })
+	if r.decl.err != nil {
+		t.Fatalf("read what the target declares: %v", r.decl.err)
+	}
+	return r.decl.decl
+}
+
+func (r *Run) evaluateDeclarations(view *TargetView, dial sshDialer) (*declared.Declarations, error) {
+	links, err := target.SecretsLinks(view.Repos, r.Config.SecretsRepoURL)
+	if err != nil {
+		return nil, err
+	}
+	if len(links) == 0 {
+		return nil, fmt.Errorf("the base does not pin the secrets repo %s (flake input or submodule)", r.Config.SecretsRepoURL)
+	}
+	src := declared.Source{}
+	switch l := links[0]; l.Kind {
+	case "flake input":
+		src.Input = l.Name
+	default:
+		src.Submodule = l.Name
+	}
+	if src.Base, src.Secrets, err = view.Repos.Trees(r.ctx); err != nil {
+		return nil, err
+	}
+	cl, err := dial(r.ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	d, err := declared.Evaluate(r.ctx, cl, src, r.Config.NixOSHost, r.Config.StepTimeout)
+	if err == nil {
+		r.Note("declared", "nixosConfigurations.%s: %d sops secrets %v, %d templates", d.Host, len(d.Secrets), d.Names(), len(d.Templates))
+	}
+	return d, err
+}
