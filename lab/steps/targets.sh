@@ -160,7 +160,7 @@ CCCI_SIGNING_KEY=${LAB_STATE}/signing/review_ed25519
 CCCI_D8_CHAIN=${LAB_STATE}/evidence/REVIEW.jsonl
 CCCI_D8_ALLOWED_SIGNERS=${LAB_STATE}/signing/allowed_signers
 # The lab's bounds (a container boots in seconds, a step takes seconds): with
-# the fixture's 5 blocks a run needs -timeout ≥ 18m (ccci doctor prints it).
+# the fixture's 5 blocks a run needs -timeout ≥ 23m (ccci doctor prints it).
 CCCI_BOOT_TIMEOUT=2m
 CCCI_STEP_TIMEOUT=2m
 EOF
