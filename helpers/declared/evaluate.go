@@ -20,7 +20,7 @@ type Source struct {
 	Submodule     string // a submodule's path in the base, or ""
 }
 
-const nixFlags = "--extra-experimental-features 'nix-command flakes' --no-write-lock-file"
+const nixFlags = "--extra-experimental-features 'nix-command flakes'"
 
 // Evaluate reads the declarations on the machine: the trees go to a private
 // tmpfs directory, Nix evaluates nixosConfigurations.<host>.config with
@@ -51,7 +51,7 @@ d=$(mktemp -d "$base/ccci-eval.XXXXXX"); mkdir "$d/base" "$d/secrets"; tar -x -C
 	}
 	eval := func(attr, apply string) ([]byte, error) {
 		ref := remote.ShellQuote("path:" + dir + "/base#" + attr)
-		res, err := cl.Run(ctx, "nix "+nixFlags+" eval --json "+ref+override+" --apply "+remote.ShellQuote(apply), timeout)
+		res, err := cl.Run(ctx, "nix "+nixFlags+" eval --json --no-write-lock-file "+ref+override+" --apply "+remote.ShellQuote(apply), timeout)
 		if err != nil {
 			return nil, fmt.Errorf("declarations: nix eval of %s on the machine: %w", attr, err)
 		}
