@@ -7,8 +7,11 @@ import (
 	"path/filepath"
 	"testing"
 
+	"filippo.io/age"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cc-ci/acceptance/helpers/sopsfile"
 )
 
 const secretsRev = "739247ab087447fe65117b45f6252df9a7fad789"
@@ -79,4 +82,28 @@ func TestTheSecretsRepoIsFoundHoweverTheBasePinsIt(t *testing.T) {
 		_, err := SecretsLinks(baseRepo(t, map[string]string{"flake.lock": `{"root": "root", "nodes": {}}`}, nil), secretsURL)
 		assert.ErrorContains(t, err, `flake.lock: the root node "root"`)
 	})
+}
+
+// A parameter is where the base sets it in plain text, in any file; a sops
+// file's metadata naming a recipient does not make it one.
+func TestPlainParametersAreFoundInAnyCommittedFile(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	require.NoError(t, err)
+	enc, err := sopsfile.Encrypt([]byte("token: a-secret-value-0123\n"), []string{id.Recipient().String()})
+	require.NoError(t, err)
+	rp := baseRepo(t, map[string]string{
+		"hosts.nix":          "{ DOMAIN = \"ci.commoninternet.net\"; }\n",
+		"access.sops.yaml":   string(enc),
+		"README.md":          "cc-ci\n",
+		"nested-params.json": `{"domain": "ci.commoninternet.net"}`,
+	}, nil)
+	files, err := PlainIn(rp, "ci.commoninternet.net")
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"hosts.nix", "nested-params.json"}, files)
+	files, err = PlainIn(rp, id.Recipient().String())
+	require.NoError(t, err)
+	assert.Empty(t, files, "the recipient is only in a sops file's metadata")
+	files, err = PlainIn(rp, "not-there.example")
+	require.NoError(t, err)
+	assert.Empty(t, files)
 }

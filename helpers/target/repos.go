@@ -2,7 +2,9 @@ package target
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os/exec"
 	"regexp"
 	"sort"
 	"strings"
@@ -138,4 +140,39 @@ func Refs(ctx context.Context, gitDir string, max int) ([]string, error) {
 		refs = append(refs[:max], "…")
 	}
 	return refs, nil
+}
+
+// PlainIn names the committed files of the base (at its pinned commit) that
+// hold value as plain text — not inside a sops-encrypted file, whose
+// metadata lists recipients without making them parameters: where an
+// instance parameter (the domain, a recipient) is set, whatever the file.
+func PlainIn(rp *Repos, value string) ([]string, error) {
+	if value == "" {
+		return nil, nil
+	}
+	ctx := context.Background()
+	out, err := gitBytes(ctx, rp.Base, "grep", "-l", "-z", "-I", "-F", "-e", value, rp.BaseCommit, "--")
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() == 1 {
+		return nil, nil // git grep: nothing matched
+	}
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, hit := range strings.Split(string(out), "\x00") {
+		p, ok := strings.CutPrefix(hit, rp.BaseCommit+":")
+		if !ok || p == "" {
+			continue
+		}
+		b, err := rp.readBase(ctx, p)
+		if err != nil {
+			continue // a symlink or a file too large is not where a parameter is set
+		}
+		if _, err := sopsfile.Inspect(b); err == nil {
+			continue
+		}
+		files = append(files, p)
+	}
+	return files, nil
 }
