@@ -9,7 +9,7 @@ GOTESTSUM := $(OUT)/bin/gotestsum
 GOTEST := $(GO) test -count=1
 LAB := lab/lab.sh
 
-.PHONY: help lab-up lab-down lab-status unit test acceptance acceptance-ci defects bench soak vet lint-install dist doctor
+.PHONY: help lab-up lab-down lab-status unit test acceptance acceptance-ci defects bench soak vet lint-install lint-target dist doctor
 DIST ?= $(CURDIR)/dist
 MODULE := github.com/cc-ci/acceptance
 STATIC := CGO_ENABLED=0 $(GO)
@@ -25,6 +25,9 @@ lab-down: ## stop what lab-up started; delete harness-labelled instances
 
 lab-status: ## show lab daemons and instances
 	@bash $(LAB) status
+
+lint-target: ## check the configured target's two repos as a run reads them, no machine, no Incus (CCCI_CONFIG or the lab)
+	$(GO) run ./cmd/ccci lint-target
 
 lint-install: ## check a target's install.md without a lab: make lint-install DOC=path/to/docs/install.md
 	@test -n "$(DOC)" || { echo "usage: make lint-install DOC=path/to/docs/install.md" >&2; exit 2; }

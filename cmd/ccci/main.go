@@ -1,6 +1,7 @@
 // Command ccci holds the harness's tools that need no lab.
 //
 //	ccci lint-install PATH                                  check a target's docs/install.md as a run would; print its steps
+//	ccci lint-target                                        check the configured target's two repos as a run reads them (no machine, no Incus)
 //	ccci verify [-since RUN] [-head HASH] ALLOWED_SIGNERS [REVIEW.jsonl] check the evidence chain, each entry's signature, and that a noted head is still in it
 //	ccci doctor [-timeout D]                                the read-only preflight against the configured host: could a run start?
 //	ccci harness                                            the harness commit this build names in its evidence
@@ -21,6 +22,8 @@ func main() {
 	switch {
 	case len(os.Args) == 3 && os.Args[1] == "lint-install":
 		os.Exit(lintInstall(os.Args[2], os.Stdout, os.Stderr))
+	case len(os.Args) == 2 && os.Args[1] == "lint-target":
+		os.Exit(lintTarget(os.Stdout, os.Stderr))
 	case len(os.Args) >= 2 && os.Args[1] == "verify":
 		os.Exit(verify(os.Args[2:], os.Stdout, os.Stderr))
 	case len(os.Args) >= 2 && os.Args[1] == "doctor":
@@ -30,6 +33,7 @@ func main() {
 		os.Exit(0)
 	}
 	fmt.Fprintln(os.Stderr, "usage: ccci lint-install PATH   (docs/writing-install-md.md)\n"+
+		"       ccci lint-target   (the configured target's repos; docs/writing-install-md.md)\n"+
 		"       ccci verify [-since RUN] [-head HASH] ALLOWED_SIGNERS [REVIEW.jsonl]   (docs/reviewing.md)\n"+
 		"       ccci doctor [-timeout 90m]   (docs/operating.md)\n"+
 		"       ccci harness")

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cc-ci/acceptance/helpers/installdoc/installdoctest"
+	"github.com/cc-ci/acceptance/helpers/labtest"
 )
 
 func lint(t *testing.T, path string) (code int, stdout, stderr string) {
@@ -65,4 +66,30 @@ func TestLintInstallRefusesASymlinkAndAMissingFile(t *testing.T) {
 	code, _, errs = lint(t, filepath.Join(dir, "missing.md"))
 	assert.Equal(t, 2, code)
 	assert.Contains(t, errs, "missing.md")
+}
+
+// lint-target on the lab's targets, fetched as a run fetches them: the good
+// one passes; a repo-level defect fails naming its cause; an unreachable
+// repo is unusable input (2), not a problem of the target.
+func TestLintTargetOnTheLabsTargets(t *testing.T) {
+	cfg := labtest.Config(t)
+	if !cfg.HasTarget() {
+		labtest.Unavailable(t, "no target configured (make lab-up)")
+	}
+	gitBase := strings.TrimSuffix(cfg.BaseRepoURL, "/good/cc-ci.git")
+	run := func(name string) (int, string) {
+		t.Setenv("CCCI_BASE_REPO_URL", gitBase+"/"+name+"/cc-ci.git")
+		t.Setenv("CCCI_SECRETS_REPO_URL", gitBase+"/"+name+"/cc-ci-secrets.git")
+		var out, errb bytes.Buffer
+		code := lintTarget(&out, &errb)
+		return code, out.String() + errb.String()
+	}
+	code, out := run("good")
+	assert.Equal(t, 0, code, out)
+	assert.Contains(t, out, "0 problem(s)")
+	code, out = run("decision-contradicts-linkage")
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, out, "DECISIONS.md: records the linkage as [git submodule]")
+	code, out = run("no-such-target")
+	assert.Equal(t, 2, code, out)
 }
