@@ -7,8 +7,6 @@ package target
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -29,13 +27,9 @@ type Decisions struct {
 // ReadDecisions reads DECISIONS.md as committed; a base without one has
 // no decision recorded (empty, no error).
 func ReadDecisions(rp *Repos) (*Decisions, error) {
-	b, err := rp.readBase(context.Background(), DecisionsDoc)
-	var missing *CommittedFileError
-	if errors.As(err, &missing) && missing.Missing {
-		return &Decisions{}, nil
-	}
+	b, err := rp.readBaseIfThere(context.Background(), DecisionsDoc)
 	if err != nil {
-		return nil, fmt.Errorf("base repo: %w", err)
+		return nil, err
 	}
 	d := &Decisions{}
 	cur := -1

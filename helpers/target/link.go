@@ -62,13 +62,9 @@ func SecretsLinks(rp *Repos, secretsURL string) ([]SecretsLink, error) {
 // rootInputs are the root flake's direct inputs as flake.lock pins them
 // (none when the base has no flake.lock).
 func rootInputs(ctx context.Context, rp *Repos) ([]SecretsLink, error) {
-	b, err := rp.readBase(ctx, "flake.lock")
-	var missing *CommittedFileError
-	if errors.As(err, &missing) && missing.Missing {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("base repo: %w", err)
+	b, err := rp.readBaseIfThere(ctx, "flake.lock")
+	if b == nil || err != nil {
+		return nil, err
 	}
 	var lock struct {
 		Root  string `json:"root"`
@@ -108,13 +104,9 @@ func rootInputs(ctx context.Context, rp *Repos) ([]SecretsLink, error) {
 // submodules are the base's git submodules: .gitmodules names each path
 // and URL, the tree pins each commit (a gitlink).
 func submodules(ctx context.Context, rp *Repos) ([]SecretsLink, error) {
-	b, err := rp.readBase(ctx, ".gitmodules")
-	var missing *CommittedFileError
-	if errors.As(err, &missing) && missing.Missing {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("base repo: %w", err)
+	b, err := rp.readBaseIfThere(ctx, ".gitmodules")
+	if b == nil || err != nil {
+		return nil, err
 	}
 	var out []SecretsLink
 	for _, m := range parseGitmodules(string(b)) {
@@ -158,6 +150,20 @@ func parseGitmodules(src string) []SecretsLink {
 		}
 	}
 	return out
+}
+
+// readBaseIfThere reads a file of the base as committed; nil, and no
+// error, when the commit does not have it.
+func (rp *Repos) readBaseIfThere(ctx context.Context, path string) ([]byte, error) {
+	b, err := rp.readBase(ctx, path)
+	var missing *CommittedFileError
+	if errors.As(err, &missing) && missing.Missing {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("base repo: %w", err)
+	}
+	return b, nil
 }
 
 // sameRepo: two URLs name the same repository — the same host and path,
