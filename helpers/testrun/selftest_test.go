@@ -347,18 +347,18 @@ func nameFromOutput(t *testing.T, out string) string {
 func TestTimeoutDeadlineTearsDownFirst(t *testing.T) {
 	c, cfg := faultLab(t)
 	before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
-	// 60s: the reserve is a third (20s); the budget (create 5s + boot 15s + 0 steps + converge 2s + hold 1s +
-	// the restart's boot 15s and converge 2s + 20s = 60s) fits, teardown starts at 40s.
+	// 75s: the reserve is a third (25s); the budget (create 5s + boot 15s + 0 steps + converge 2s + hold 1s +
+	// the restart's boot 15s and converge 2s + 25s = 65s) fits with room, teardown starts at 50s.
 	start := time.Now()
 	ch := startSuite(t, []string{"CCCI_FAULT=hang:after-provision", "CCCI_BASE_REPO_URL=", "CCCI_CREATE_TIMEOUT=5s",
 		"CCCI_BOOT_TIMEOUT=15s", "CCCI_CONVERGE_TIMEOUT=2s", "CCCI_SETTLE=1s", "CCCI_HOLD=1s"},
-		"-test.run", "TestMachineIsBrandNewAndBlank", "-test.timeout", "60s")
+		"-test.run", "TestMachineIsBrandNewAndBlank", "-test.timeout", "75s")
 	code := ch.wait(t)
 	out := ch.out.String()
 	assert.NotEqual(t, 0, code)
 	assert.Contains(t, out, "the -timeout deadline is near")
 	assert.NotContains(t, out, "panic: test timed out", "teardown must come before go test's own timeout")
-	assert.Less(t, time.Since(start), 60*time.Second, "the run ended before go test's deadline")
+	assert.Less(t, time.Since(start), 75*time.Second, "the run ended before go test's deadline")
 	noneOfTheRunLeft(t, c, cfg, before)
 	es := ch.evidence(t)
 	if assert.Len(t, es, 1) {
