@@ -1,14 +1,12 @@
 package acceptance
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/machine"
 	"github.com/cc-ci/acceptance/helpers/target"
 )
@@ -45,18 +43,4 @@ func TestC6ResourceFitAndCleanup(t *testing.T) {
 	t.Logf("running RAM: %s", ram)
 	run.Note("RAM", "%s", ram)
 	assert.True(t, ram.Fits, "running instances fit the guideline: %s", ram)
-}
-
-// assertMemory: an instance's limits.memory, read as bytes, is one of want.
-func assertMemory(t *testing.T, who, limit string, want ...int64) {
-	t.Helper()
-	n, err := config.ParseSize(limit)
-	if !assert.NoError(t, err, "%s limits.memory %q", who, limit) {
-		return
-	}
-	accepted := make([]string, len(want))
-	for i, w := range want {
-		accepted[i] = fmt.Sprintf("%s (%d bytes)", config.FormatSize(w), w)
-	}
-	assert.Contains(t, want, n, "%s limits.memory is %q (%d bytes); accepted: %s", who, limit, n, strings.Join(accepted, ", "))
 }

@@ -5,6 +5,7 @@ package acceptance
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/declared"
 	"github.com/cc-ci/acceptance/helpers/machine"
 	"github.com/cc-ci/acceptance/helpers/probe"
@@ -165,3 +167,17 @@ func assertServesGitCert(t *testing.T, machineIP string, view *testrun.TargetVie
 }
 
 func fingerprint(der []byte) string { return "sha256:" + strings.ToLower(target.SHA256(der))[:16] }
+
+// assertMemory: an instance's limits.memory, read as bytes, is one of want.
+func assertMemory(t *testing.T, who, limit string, want ...int64) {
+	t.Helper()
+	n, err := config.ParseSize(limit)
+	if !assert.NoError(t, err, "%s limits.memory %q", who, limit) {
+		return
+	}
+	accepted := make([]string, len(want))
+	for i, w := range want {
+		accepted[i] = fmt.Sprintf("%s (%d bytes)", config.FormatSize(w), w)
+	}
+	assert.Contains(t, want, n, "%s limits.memory is %q (%d bytes); accepted: %s", who, limit, n, strings.Join(accepted, ", "))
+}

@@ -116,7 +116,11 @@ func (s *Scanner) Dir(ctx context.Context, root string) ([]Finding, Stats, error
 			if err != nil {
 				return nil // gone since it was listed
 			}
-			if s.Walk.ReadableByOthers && !openToOthers(info, map[bool]fs.FileMode{true: 1, false: 4}[d.IsDir()]) {
+			need := fs.FileMode(4) // read a file
+			if d.IsDir() {
+				need = 1 // search a directory
+			}
+			if s.Walk.ReadableByOthers && !openToOthers(info, need) {
 				if d.IsDir() {
 					return filepath.SkipDir // nothing below is reachable by others
 				}

@@ -49,15 +49,6 @@ func Files(ctx context.Context, cl *remote.Client, paths []string) ([]FileInfo, 
 	return out, nil
 }
 
-// ListDir lists the names in a directory ("" entries when it is missing).
-func ListDir(ctx context.Context, cl *remote.Client, dir string) ([]string, error) {
-	res, err := cl.Run(ctx, "if [ -d "+remote.ShellQuote(dir)+" ]; then ls -A "+remote.ShellQuote(dir)+"; fi", 20*time.Second)
-	if err != nil {
-		return nil, fmt.Errorf("probe dir %s: %w", dir, err)
-	}
-	return strings.Fields(string(res.Stdout)), nil
-}
-
 // CurrentSystem is the store path /run/current-system points at ("" if none).
 func CurrentSystem(ctx context.Context, cl *remote.Client) (string, error) {
 	res, err := cl.Run(ctx, "readlink -f /run/current-system || true", 20*time.Second)

@@ -4,7 +4,9 @@
 package secretforms
 
 import (
+	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"strings"
 	"unicode/utf16"
 )
@@ -59,30 +61,13 @@ func atermEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`, "\t", `\t`).Replace(s)
 }
 
-// jsonEscape is encoding/json's string escaping with SetEscapeHTML(false):
-// `"` `\` and control characters; U+2028 and U+2029 as \u escapes.
+// jsonEscape is the secret as encoding/json writes it inside a string,
+// without its HTML escapes.
 func jsonEscape(s string) string {
-	const hexDigits = "0123456789abcdef"
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case r < 0x20 || r == '\u2028' || r == '\u2029':
-			b.WriteString(`\u`)
-			for shift := 12; shift >= 0; shift -= 4 {
-				b.WriteByte(hexDigits[(r>>shift)&0xf])
-			}
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s) // a string always encodes
+	out := bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	return string(out[1 : len(out)-1])
 }

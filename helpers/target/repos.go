@@ -176,3 +176,13 @@ func PlainIn(rp *Repos, value string) ([]string, error) {
 	}
 	return files, nil
 }
+
+// Trees are the committed trees of both repos at their pinned commits, as
+// tar streams (git archive): what a machine evaluates the declarations from.
+func (rp *Repos) Trees(ctx context.Context) (base, secrets []byte, err error) {
+	if base, err = gitBytes(ctx, rp.Base, "archive", "--format=tar", rp.BaseCommit); err != nil {
+		return nil, nil, err
+	}
+	secrets, err = gitBytes(ctx, rp.Secrets, "archive", "--format=tar", rp.SecretsCommit)
+	return base, secrets, err
+}

@@ -10,6 +10,7 @@ package targetlint
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -97,7 +98,7 @@ func Check(ctx context.Context, tg Target, cfg *config.Config, placeholders map[
 		add("C1", "secrets repo .sops.yaml", "%v", err)
 	} else if inFile, err := target.FileRecipients(rp, target.SecretsDoc); err != nil {
 		add("C1", "secrets repo "+target.SecretsDoc, "%v", err)
-	} else if strings.Join(fromRules, " ") != strings.Join(inFile, " ") {
+	} else if !slices.Equal(fromRules, inFile) {
 		add("C1", "secrets repo "+target.SecretsDoc, "is encrypted to %v, not to the recipients .sops.yaml names %v", inFile, fromRules)
 	}
 
@@ -130,7 +131,7 @@ func Check(ctx context.Context, tg Target, cfg *config.Config, placeholders map[
 			add("C1", target.DecisionsDoc, "records no linkage of the secrets repo (flake input or git submodule)")
 		}
 		for _, l := range links {
-			if len(recorded) > 0 && !strings.Contains(strings.Join(recorded, ","), l.Kind) {
+			if len(recorded) > 0 && !slices.Contains(recorded, l.Kind) {
 				add("C1", target.DecisionsDoc, "records the linkage as %v, but the base pins the secrets repo as a %s", recorded, l.Kind)
 			}
 		}

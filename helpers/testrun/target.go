@@ -102,11 +102,16 @@ func (r *Run) blockingError() error {
 	return nil
 }
 
+// loadTargetOnce fetches and reads the target, the first time it is asked.
+func (r *Run) loadTargetOnce() {
+	r.tgt.once.Do(func() { r.tgt.view, r.tgt.err = r.loadTarget() })
+}
+
 // Target fetches and reads the target once per run (no machine needed).
 func (r *Run) Target(t testing.TB) *TargetView {
 	t.Helper()
 	r.Require(t)
-	r.tgt.once.Do(func() { r.tgt.view, r.tgt.err = r.loadTarget() })
+	r.loadTargetOnce()
 	if r.tgt.err != nil {
 		blocked(t, "the target does not load", r.tgt.err)
 	}
@@ -119,7 +124,7 @@ func (r *Run) installSteps() int {
 	if !r.Config.HasTarget() {
 		return 0
 	}
-	r.tgt.once.Do(func() { r.tgt.view, r.tgt.err = r.loadTarget() })
+	r.loadTargetOnce()
 	if r.tgt.err != nil {
 		return 0
 	}
@@ -167,7 +172,7 @@ func (r *Run) loadTarget() (*TargetView, error) {
 func (r *Run) Repos(t testing.TB) *target.Repos {
 	t.Helper()
 	r.Require(t)
-	r.tgt.once.Do(func() { r.tgt.view, r.tgt.err = r.loadTarget() })
+	r.loadTargetOnce()
 	if r.tgt.repos == nil {
 		blocked(t, "the target's repos do not fetch", r.tgt.err)
 	}
