@@ -28,7 +28,7 @@ func TestC1SecretsRepoSplit(t *testing.T) {
 	})
 
 	run.Sentence(t, "the secrets repo is private: an anonymous read is refused", func(t *testing.T) {
-		refused, answer, err := target.AnonymousRead(ctx, cfg.SecretsRepoURL)
+		refused, answer, err := target.AnonymousRead(ctx, cfg.SecretsRepoURL, cfg.SecretsKnownHosts)
 		require.NoError(t, err)
 		assert.True(t, refused, "%s must refuse a client without credentials; the server answered: %s", cfg.SecretsRepoURL, answer)
 		run.Note("secrets repo private", "anonymous read of %s refused: %s", cfg.SecretsRepoURL, firstLine(answer))

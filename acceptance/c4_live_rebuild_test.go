@@ -42,7 +42,7 @@ func TestC4GenuineLiveRebuild(t *testing.T) {
 	// Read even when the switch failed: the unit states say why. The wait
 	// ends as soon as systemd's state decides; the timeout is the backstop.
 	start := time.Now()
-	units, err := probe.AwaitConverged(ctx, cl, run.Config.Units, run.Config.ConvergeTimeout)
+	units, err := probe.AwaitConverged(ctx, cl, run.Units(t), run.Config.ConvergeTimeout)
 	t.Logf("units verdict in %.1fs after the first probe (the switch ended %.1fs before it)",
 		time.Since(start).Seconds(), start.Sub(inst.Ended).Seconds())
 	require.NoError(t, err, "the reconcile units converge")
@@ -117,7 +117,7 @@ func TestC4GenuineLiveRebuildToTheEnd(t *testing.T) {
 		cl, err := mc.SSH(ctx)
 		require.NoError(t, err)
 		defer cl.Close()
-		units, err := probe.AwaitConverged(ctx, cl, run.Config.Units, run.Config.ConvergeTimeout)
+		units, err := probe.AwaitConverged(ctx, cl, run.Units(t), run.Config.ConvergeTimeout)
 		require.NoError(t, err, "after a restart, the units converge again by themselves (what the switch started must be enabled at boot)")
 		for _, u := range units {
 			t.Logf("converged after the restart: %s", u)

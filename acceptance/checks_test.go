@@ -70,10 +70,10 @@ func assertSecretsDecrypted(t *testing.T, cl *remote.Client, view *testrun.Targe
 	for _, s := range decl.Secrets {
 		declared[s.Name] = true
 	}
+	// sops-nix renders every template under rendered/ (and links a path of
+	// its own to it): Mic92/sops-nix pkgs/sops-install-secrets/main.go.
 	for _, tm := range decl.Templates {
-		if rel, ok := strings.CutPrefix(tm.Path, "/run/secrets/"); ok {
-			declared[rel] = true
-		}
+		declared["rendered/"+tm.Name] = true
 	}
 	found, err := probe.Tree(run.Context(), cl, "/run/secrets")
 	require.NoError(t, err)
@@ -82,6 +82,34 @@ func assertSecretsDecrypted(t *testing.T, cl *remote.Client, view *testrun.Targe
 			strings.TrimSuffix(f, "@"), decl.Host, decl.Names())
 	}
 	assertDeclaredFiles(t, cl, view, decl.Secrets)
+	assertDeclaredTemplates(t, cl, decl.Templates)
+}
+
+// assertDeclaredTemplates: each template is rendered at its declared path,
+// with its mode and owners as declared (its content is the target's own).
+func assertDeclaredTemplates(t *testing.T, cl *remote.Client, templates []declared.Template) {
+	t.Helper()
+	paths := make([]string, len(templates))
+	for i, tm := range templates {
+		paths[i] = tm.Path
+	}
+	files, err := probe.Files(run.Context(), cl, paths)
+	require.NoError(t, err)
+	for i, f := range files {
+		tm := templates[i]
+		if assert.NotEmpty(t, f.SHA256, "%s (template %s) is rendered", f.Path, tm.Name) {
+			assertModeAndOwners(t, f, "template "+tm.Name, tm.Mode, tm.Owner, tm.Group)
+		}
+	}
+}
+
+// assertModeAndOwners: a file's mode and owner:group are the declared ones.
+func assertModeAndOwners(t *testing.T, f probe.FileInfo, what, mode, owner, group string) {
+	t.Helper()
+	want, _ := declared.ParseMode(mode)
+	got, err := declared.ParseMode(f.Mode)
+	assert.True(t, err == nil && got == want, "%s (%s) mode: declared %s, found %s", f.Path, what, mode, f.Mode)
+	assert.Equal(t, owner+":"+group, f.Owner+":"+f.Group, "%s (%s) owner:group as declared", f.Path, what)
 }
 
 // assertCertFilesFromGit: the certificate and key the proxy reads are the
@@ -127,10 +155,7 @@ func assertDeclaredFiles(t *testing.T, cl *remote.Client, view *testrun.TargetVi
 			continue
 		}
 		assert.Equal(t, target.SHA256([]byte(value)), f.SHA256, "%s (secret %s) holds the value of %q in git (sha256)", f.Path, s.Name, s.Key)
-		want, _ := declared.ParseMode(s.Mode)
-		got, err := declared.ParseMode(f.Mode)
-		assert.True(t, err == nil && got == want, "%s (secret %s) mode: declared %s, found %s", f.Path, s.Name, s.Mode, f.Mode)
-		assert.Equal(t, s.Owner+":"+s.Group, f.Owner+":"+f.Group, "%s (secret %s) owner:group as declared", f.Path, s.Name)
+		assertModeAndOwners(t, f, "secret "+s.Name, s.Mode, s.Owner, s.Group)
 	}
 }
 

@@ -40,6 +40,7 @@ LAB_SOCKET=${INCUS_SOCKET:-/var/lib/incus/unix.socket}
 lab_pin_incus_cli "$LAB_SOCKET" "$LAB_STATE/incus-cli"
 LAB_BIN=${LAB_BIN:-$LAB_STATE/bin}
 LAB_GIT_LISTEN=${LAB_GIT_LISTEN:-${LAB_BRIDGE_CIDR%/*}:8418}
+LAB_GIT_SSH_LISTEN=${LAB_GIT_SSH_LISTEN:-${LAB_BRIDGE_CIDR%/*}:2222}
 LAB_DOMAIN=${LAB_DOMAIN:-ci.lab.test}
 LAB_NOT_BLANK_IMAGE=ccci-not-blank
 LAB_PREBUILT_IMAGE=ccci-prebuilt

@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -47,6 +48,9 @@ func skipped(cause string) string { return skipMark + cause }
 
 var matrix = map[string]failures{
 	"good": {},
+	// A flavour: the same instance installed the plan's other way (a deploy
+	// key over SSH, nested flake inputs, another TLS name). Nothing fails.
+	"good-deploy-key": {},
 	// One defect, one failure per sentence it breaks: the install cannot
 	// start (C3 owns "with only the age key, the install succeeds"); the
 	// checks that need the installed machine say they could not judge.
@@ -209,7 +213,7 @@ var matrix = map[string]failures{
 		"TestC1SecretsRepoSplit": "DECISIONS.md records the linkage as [git submodule], but the base pins the secrets repo as a flake input",
 	},
 	"decision-sizing-not-applied": {
-		"TestC6ResourceFitAndCleanup": "terraform-ci/cc-nix-test (as DECISIONS.md records it) limits.memory is \"4GiB\"",
+		"TestC6ResourceFitAndCleanup": "terraform-ci/cc-nix-test (as DECISIONS.md records it) limits.memory is \"4GB\"",
 	},
 	"flake-lock-stale": {
 		"TestC1SecretsRepoSplit": "flake.lock pins the secrets repo's current commit",
@@ -386,8 +390,8 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	for _, d := range fixtures.Defects() {
-		require.Contains(t, matrix, d, "defect %s has no row in the matrix", d)
+	for _, d := range append(fixtures.Defects(), fixtures.Flavours()...) {
+		require.Contains(t, matrix, d, "target %s has no row in the matrix", d)
 	}
 	c, _ := labtest.Client(t, "https")
 	// The suite is built once; each row runs it (a row used to rebuild and relink it).
@@ -418,8 +422,14 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 		want := matrix[name]
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			slots <- struct{}{}
-			defer func() { <-slots }()
+			for range slotsFor(name) {
+				slots <- struct{}{}
+			}
+			defer func() {
+				for range slotsFor(name) {
+					<-slots
+				}
+			}()
 			start := time.Now()
 			tgt, env := name, onHost[name]
 			if env != nil {
@@ -429,6 +439,7 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 				}
 			}
 			keysBefore := digests(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), tgt, "keys"))
+			env = append(env, targetSettings(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), tgt))...)
 			results, wrote := runSuite(t, suite, gitBase+"/"+tgt, append(append(hostEnv, env...), rowSettings[name]...)...)
 			mu.Lock()
 			defer mu.Unlock()
@@ -491,6 +502,19 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 				time.Since(start).Round(time.Second), verdictLatency(results["TestC4GenuineLiveRebuild"])))
 		})
 	}
+}
+
+// runsAlone are rows that would make another row's machine fail: the IPv6
+// defect pings every node on the bridge to find a neighbour, and a
+// machine installing beside it answers — a packet its own run rightly
+// counts as a contact. They take every slot.
+var runsAlone = map[string]bool{"install-sends-over-ipv6": true}
+
+func slotsFor(name string) int {
+	if runsAlone[name] {
+		return matrixWorkers
+	}
+	return 1
 }
 
 // matrixWorkers is how many rows run at once: the lab has two CPUs, and a
@@ -653,6 +677,23 @@ func verdictLatency(r *result) string {
 
 // targetsRoot is the lab's directory of targets, from the good target's key file.
 func targetsRoot(goodKey string) string { return filepath.Dir(filepath.Dir(filepath.Dir(goodKey))) }
+
+// targetSettings are the settings a target needs besides the lab's
+// (fixtures.SettingsFile, a flavour's), as KEY=value environment entries.
+func targetSettings(t *testing.T, dir string) []string {
+	t.Helper()
+	file := filepath.Join(dir, fixtures.SettingsFile)
+	if _, err := os.Lstat(file); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	kv, err := config.SettingsFile(file)
+	require.NoError(t, err)
+	var env []string
+	for k, v := range kv {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
 
 // digests maps each file of dir to its sha256.
 func digests(t *testing.T, dir string) map[string]string {

@@ -38,7 +38,7 @@ func lintTarget(stdout, stderr io.Writer) int {
 	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*cfg.StepTimeout+time.Minute)
 	defer cancel()
-	rp, err := target.Fetch(ctx, dir, cfg.BaseRepoURL, cfg.SecretsRepoURL, key, r)
+	rp, err := target.Fetch(ctx, dir, cfg.TargetSettings, key, r)
 	if err != nil {
 		fmt.Fprintf(stderr, "lint-target: %v\n", r.RedactError(err))
 		return 2

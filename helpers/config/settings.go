@@ -224,27 +224,30 @@ func (t Timeouts) TimeoutNeeded(steps int, elapsed time.Duration) time.Duration 
 
 // TargetSettings are the target and what the C-tests expect of it.
 type TargetSettings struct {
-	BaseRepoURL      string   // the base repo, as the machine clones it
-	SecretsRepoURL   string   // the private secrets repo
-	AgeKeyFile       string   // the operator's copy of the bootstrap age key (0600)
-	AgeKeyPath       string   // where install.md provisions it on the machine
-	Domain           string   // the instance's wildcard domain
-	Gateway          string   // the TLS-passthrough gateway (a parameter of the target)
-	TLSAddr          string   // where to ask for TLS ("" = the machine's address:443)
-	TLSCA            string   // PEM roots for the served certificate ("" = system roots)
-	TLSServerName    string   // a name under Domain the target serves over TLS (the SNI the checks send)
-	Units            []string // the oneshots/services that must converge
-	NixOSHost        string   // the base's nixosConfigurations.<host> ("" = its only one)
-	Egress           string   // "nft": observe the machine's connections during the install (lab); "off"
-	EgressAllow      []string // host:port the machine may reach besides the two repos
-	Reference        string   // project/name of the running reference system (cc-nix-test)
-	ReferenceMemory  []int64  // the sizes its limits.memory may be, in bytes (the plan's "4 GB": 4GiB or 4GB)
-	RequiredSecrets  []string // names that must be in git, encrypted
-	CertMinDays      int      // the certificate in git must be valid this much longer
-	ScanPaths        []string // machine paths searched for plaintext secrets
-	StalePhrases     []string // docs must not describe the old operator-dropped cert (case-insensitive)
-	ForbiddenPhrases []string // the D8 evidence must not say these (case-insensitive)
-	BlankAbsent      []string // paths a blank machine must not have
+	BaseRepoURL       string   // the base repo, as the machine clones it
+	SecretsRepoURL    string   // the private secrets repo
+	AgeKeyFile        string   // the operator's copy of the bootstrap age key (0600)
+	AccessFile        string   // the sops file in the base holding the secrets repo's read credential
+	AccessKey         string   // its key there: an HTTPS token, or an OpenSSH private key (a read-only deploy key)
+	SecretsKnownHosts string   // known_hosts pinning the secrets repo's SSH host key (with a deploy key)
+	AgeKeyPath        string   // where install.md provisions it on the machine
+	Domain            string   // the instance's wildcard domain
+	Gateway           string   // the TLS-passthrough gateway (a parameter of the target)
+	TLSAddr           string   // where to ask for TLS ("" = the machine's address:443)
+	TLSCA             string   // PEM roots for the served certificate ("" = system roots)
+	TLSServerName     string   // a name under Domain the target serves over TLS (the SNI the checks send)
+	Units             []string // the oneshots/services that must converge ("" = those the target's configuration starts at boot)
+	NixOSHost         string   // the base's nixosConfigurations.<host> ("" = its only one)
+	Egress            string   // "nft": observe the machine's connections during the install (lab); "off"
+	EgressAllow       []string // host:port the machine may reach besides the two repos
+	Reference         string   // project/name of the running reference system (cc-nix-test)
+	ReferenceMemory   []int64  // the sizes its limits.memory may be, in bytes (the plan's "4 GB": 4GiB or 4GB)
+	RequiredSecrets   []string // names that must be in git, encrypted
+	CertMinDays       int      // the certificate in git must be valid this much longer
+	ScanPaths         []string // machine paths searched for plaintext secrets
+	StalePhrases      []string // docs must not describe the old operator-dropped cert (case-insensitive)
+	ForbiddenPhrases  []string // the D8 evidence must not say these (case-insensitive)
+	BlankAbsent       []string // paths a blank machine must not have
 }
 
 // DefaultTLSHost is the host under CCCI_DOMAIN the TLS checks ask for when
@@ -265,27 +268,30 @@ func (p *parser) target() TargetSettings {
 
 func (p *parser) targetSettings() TargetSettings {
 	return TargetSettings{
-		BaseRepoURL:      p.str("CCCI_BASE_REPO_URL", ""),
-		SecretsRepoURL:   p.str("CCCI_SECRETS_REPO_URL", ""),
-		AgeKeyFile:       p.str("CCCI_AGE_KEY_FILE", ""),
-		AgeKeyPath:       p.str("CCCI_AGE_KEY_PATH", DefaultAgeKeyPath),
-		Domain:           p.str("CCCI_DOMAIN", "ci.lab.test"),
-		Gateway:          p.str("CCCI_GATEWAY", ""),
-		TLSAddr:          p.str("CCCI_TLS_ADDR", ""),
-		TLSCA:            p.str("CCCI_TLS_CA", ""),
-		TLSServerName:    p.str("CCCI_TLS_SERVER_NAME", ""),
-		Units:            p.list("CCCI_UNITS", "cc-ci-activation.service,cc-ci-swarm.service,cc-ci-proxy.service,cc-ci-drone.service,cc-ci-bridge.service,cc-ci-dashboard.service"),
-		NixOSHost:        p.str("CCCI_NIXOS_HOST", ""),
-		Egress:           p.oneOf("CCCI_EGRESS", "off", "off", "nft"),
-		EgressAllow:      p.optionalList("CCCI_EGRESS_ALLOW", ""),
-		Reference:        p.str("CCCI_REFERENCE", "terraform-ci/cc-nix-test"),
-		ReferenceMemory:  p.sizes("CCCI_REFERENCE_MEMORY", "4GiB,4GB"),
-		RequiredSecrets:  p.list("CCCI_REQUIRED_SECRETS", "tls_fullchain,tls_privkey,drone_oauth_client_id,drone_oauth_client_secret,drone_rpc_secret,webhook_hmac,registry_username,registry_password"),
-		CertMinDays:      p.positiveInt("CCCI_CERT_MIN_DAYS", "14"),
-		ScanPaths:        p.list("CCCI_SCAN_PATHS", "/nix/store"),
-		StalePhrases:     p.list("CCCI_STALE_PHRASES", "drops the cert,drop the cert,cert file by hand,certificate files by hand,certificate file by hand,operator drops"),
-		ForbiddenPhrases: p.list("CCCI_FORBIDDEN_PHRASES", "infeasible by design"),
-		BlankAbsent:      p.list("CCCI_BLANK_ABSENT", "/var/lib/sops-nix,/var/lib/ci-certs,/run/secrets,/root/cc-ci,/root/cc-ci-secrets"),
+		BaseRepoURL:       p.str("CCCI_BASE_REPO_URL", ""),
+		SecretsRepoURL:    p.str("CCCI_SECRETS_REPO_URL", ""),
+		AgeKeyFile:        p.str("CCCI_AGE_KEY_FILE", ""),
+		AccessFile:        p.str("CCCI_SECRETS_ACCESS_FILE", "bootstrap/access.sops.yaml"),
+		AccessKey:         p.str("CCCI_SECRETS_ACCESS_KEY", "secrets_repo_token"),
+		SecretsKnownHosts: p.str("CCCI_SECRETS_KNOWN_HOSTS", ""),
+		AgeKeyPath:        p.str("CCCI_AGE_KEY_PATH", DefaultAgeKeyPath),
+		Domain:            p.str("CCCI_DOMAIN", "ci.lab.test"),
+		Gateway:           p.str("CCCI_GATEWAY", ""),
+		TLSAddr:           p.str("CCCI_TLS_ADDR", ""),
+		TLSCA:             p.str("CCCI_TLS_CA", ""),
+		TLSServerName:     p.str("CCCI_TLS_SERVER_NAME", ""),
+		Units:             p.optionalList("CCCI_UNITS", ""),
+		NixOSHost:         p.str("CCCI_NIXOS_HOST", ""),
+		Egress:            p.oneOf("CCCI_EGRESS", "off", "off", "nft"),
+		EgressAllow:       p.optionalList("CCCI_EGRESS_ALLOW", ""),
+		Reference:         p.str("CCCI_REFERENCE", "terraform-ci/cc-nix-test"),
+		ReferenceMemory:   p.sizes("CCCI_REFERENCE_MEMORY", "4GiB,4GB"),
+		RequiredSecrets:   p.list("CCCI_REQUIRED_SECRETS", "tls_fullchain,tls_privkey,drone_oauth_client_id,drone_oauth_client_secret,drone_rpc_secret,webhook_hmac,registry_username,registry_password"),
+		CertMinDays:       p.positiveInt("CCCI_CERT_MIN_DAYS", "14"),
+		ScanPaths:         p.list("CCCI_SCAN_PATHS", "/nix/store"),
+		StalePhrases:      p.list("CCCI_STALE_PHRASES", "drops the cert,drop the cert,cert file by hand,certificate files by hand,certificate file by hand,operator drops"),
+		ForbiddenPhrases:  p.list("CCCI_FORBIDDEN_PHRASES", "infeasible by design"),
+		BlankAbsent:       p.list("CCCI_BLANK_ABSENT", "/var/lib/sops-nix,/var/lib/ci-certs,/run/secrets,/root/cc-ci,/root/cc-ci-secrets"),
 	}
 }
 

@@ -37,11 +37,16 @@ type Template struct {
 	Group string `json:"group"`
 }
 
-// Declarations are a host's sops secrets and templates, sorted by name.
+// Declarations are a host's sops secrets and templates, sorted by name,
+// and the services it starts at boot.
 type Declarations struct {
 	Host      string
 	Secrets   []Secret
 	Templates []Template
+	// Units are the systemd.services.<name> the configuration enables and
+	// has wanted by multi-user.target, as <name>.service: what NixOS starts
+	// at every boot, so what must converge after the switch.
+	Units []string
 }
 
 // Apply is the projection evaluated on nixosConfigurations.<host>.config:
@@ -64,6 +69,11 @@ in {
     name = v.name or n; path = str (v.path or "/run/secrets/rendered/${n}"); mode = str (v.mode or "0400");
     owner = str (v.owner or "root"); group = str (v.group or "root");
   }) (s.templates or {});
+  # nixos/modules/system/boot/systemd.nix: enable defaults to true, and
+  # wantedBy = [ "multi-user.target" ] is what links a unit into the boot.
+  units = let sv = (c.systemd or {}).services or {}; in builtins.filter
+    (n: (sv.${n}.enable or true) && builtins.elem "multi-user.target" (sv.${n}.wantedBy or [ ]))
+    (builtins.attrNames sv);
 }`
 
 var (
@@ -73,6 +83,7 @@ var (
 	userRE  = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}\$?$`)
 	hostRE  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,63}$`)
 	storeRE = regexp.MustCompile(`^/nix/store/[0-9a-df-np-sv-z]{32}-[^/]+/`)
+	unitRE  = regexp.MustCompile(`^[A-Za-z0-9:_.@-]{1,200}$`)
 )
 
 // Parse reads the JSON of Apply's result, validating every field before
@@ -81,6 +92,7 @@ func Parse(host string, b []byte) (*Declarations, error) {
 	var raw struct {
 		Secrets   map[string]Secret   `json:"secrets"`
 		Templates map[string]Template `json:"templates"`
+		Units     []string            `json:"units"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return nil, fmt.Errorf("declarations of %s: %w", host, err)
@@ -107,6 +119,13 @@ func Parse(host string, b []byte) (*Declarations, error) {
 		}
 		d.Templates = append(d.Templates, tm)
 	}
+	for _, u := range raw.Units {
+		if !unitRE.MatchString(u) {
+			return nil, fmt.Errorf("systemd.services.%q: not a unit name", u)
+		}
+		d.Units = append(d.Units, u+".service")
+	}
+	sort.Strings(d.Units)
 	sort.Slice(d.Secrets, func(i, j int) bool { return d.Secrets[i].Name < d.Secrets[j].Name })
 	sort.Slice(d.Templates, func(i, j int) bool { return d.Templates[i].Name < d.Templates[j].Name })
 	return d, nil

@@ -23,6 +23,12 @@ func TestApplyFillsSopsNixDefaults(t *testing.T) {
 	    tls_fullchain = { key = "cert"; path = "/var/lib/ci-certs/live/fullchain.pem"; mode = "0444"; sopsFile = "` + store + `secrets/tls.yaml"; };
 	  };
 	  templates."drone.env" = { owner = "drone"; };
+	};
+	systemd.services = {
+	  cc-ci-swarm = { wantedBy = [ "multi-user.target" ]; };
+	  docker = { wantedBy = [ "multi-user.target" ]; enable = true; };
+	  disabled = { wantedBy = [ "multi-user.target" ]; enable = false; };
+	  on-demand = { };
 	}; }`
 	out, err := exec.Command("nix-instantiate", "--eval", "--strict", "--json", "--expr", "("+Apply+") "+config).Output()
 	var stderr []byte
@@ -37,6 +43,7 @@ func TestApplyFillsSopsNixDefaults(t *testing.T) {
 		{Name: "tls_fullchain", Key: "cert", Path: "/var/lib/ci-certs/live/fullchain.pem", Mode: "0444", Owner: "root", Group: "root", SopsFile: "secrets/tls.yaml"},
 	}, d.Secrets)
 	assert.Equal(t, []Template{{Name: "drone.env", Path: "/run/secrets/rendered/drone.env", Mode: "0400", Owner: "drone", Group: "root"}}, d.Templates)
+	assert.Equal(t, []string{"cc-ci-swarm.service", "docker.service"}, d.Units, "enabled and wanted by multi-user.target: what every boot starts")
 }
 
 // The declarations are the target's output: each field is validated.
@@ -66,4 +73,9 @@ func TestBadDeclarationsAreRefusedNamingTheOption(t *testing.T) {
 	}
 	_, err = Parse("h", []byte("not json"))
 	assert.ErrorContains(t, err, "declarations of h")
+}
+
+func TestAUnitNameThatIsNotOneIsRefused(t *testing.T) {
+	_, err := Parse("h", []byte(`{"secrets": {}, "templates": {}, "units": ["x; reboot"]}`))
+	assert.ErrorContains(t, err, `systemd.services."x; reboot": not a unit name`)
 }

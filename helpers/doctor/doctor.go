@@ -299,13 +299,13 @@ func (r *Report) target(ctx context.Context, cfg *config.Config, red *redact.Red
 	defer os.RemoveAll(dir)
 	fctx, cancel := context.WithTimeout(ctx, cfg.StepTimeout)
 	defer cancel()
-	repos, err := target.Fetch(fctx, dir, cfg.BaseRepoURL, cfg.SecretsRepoURL, key, red)
+	repos, err := target.Fetch(fctx, dir, cfg.TargetSettings, key, red)
 	if err != nil {
 		r.add(Blocker, "repos", red.Redact(err.Error()), "check the URLs and the read credential")
 		return 0
 	}
 	r.add(OK, "repos", fmt.Sprintf("base %s at %.12s, secrets at %.12s", cfg.BaseRepoURL, repos.BaseCommit, repos.SecretsCommit), "")
-	if refused, answer, err := target.AnonymousRead(fctx, cfg.SecretsRepoURL); err != nil || !refused {
+	if refused, answer, err := target.AnonymousRead(fctx, cfg.SecretsRepoURL, cfg.SecretsKnownHosts); err != nil || !refused {
 		detail := answer
 		if err != nil {
 			detail = err.Error()

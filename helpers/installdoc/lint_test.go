@@ -57,3 +57,18 @@ func TestLintReportsWhatTheCTestsWillObjectTo(t *testing.T) {
 		})
 	}
 }
+
+func TestOnlyNixosRebuildSwitchIsTheSwitch(t *testing.T) {
+	for body, want := range map[string]bool{
+		"nixos-rebuild switch --flake /root/cc-ci#cc-ci":                        true,
+		"nixos-rebuild --flake /root/cc-ci#cc-ci switch":                        true,
+		"/run/current-system/sw/bin/nixos-rebuild \\\n  switch --flake .#cc-ci": true,
+		"cd /root/cc-ci && nixos-rebuild switch":                                true,
+		"/root/cc-ci/bin/switch":                                                false, // a script of the target's own
+		"nixos-rebuild build --flake .#cc-ci; ./switch":                         false,
+		"nixos-rebuild build && systemctl switch":                               false,
+		"echo nixos-rebuild-switch":                                             false,
+	} {
+		assert.Equal(t, want, IsSwitch(body), "IsSwitch(%q)", body)
+	}
+}

@@ -2,6 +2,7 @@ package installdoc
 
 import (
 	"fmt"
+	"path"
 	"strings"
 )
 
@@ -38,9 +39,26 @@ func ReadModel(doc *Doc, ageKeyPath string) Model {
 	return m
 }
 
-// IsSwitch says whether a block runs the one switch.
+// IsSwitch says whether a block runs the one switch: `nixos-rebuild`
+// (by any path) with the action `switch` among its arguments, in any order
+// (`nixos-rebuild --flake .#cc-ci switch` is the same command). A wrapper
+// script of the target's own does not count: the plan's switch is
+// nixos-rebuild's, whatever the script would run.
 func IsSwitch(body string) bool {
-	return strings.Contains(body, "nixos-rebuild switch") || strings.Contains(body, "bin/switch")
+	for _, line := range strings.Split(strings.ReplaceAll(body, "\\\n", " "), "\n") {
+		rebuild := false
+		for _, w := range strings.Fields(line) {
+			switch {
+			case w == ";" || w == "&&" || w == "||" || w == "|":
+				rebuild = false
+			case path.Base(w) == "nixos-rebuild":
+				rebuild = true
+			case rebuild && strings.TrimRight(w, ";") == "switch":
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // AgeKeyStep is the one operator step the harness performs in the

@@ -34,7 +34,7 @@ func TargetSecrets(t testing.TB) map[string]string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	repos, err := target.Fetch(ctx, t.TempDir(), c.BaseRepoURL, c.SecretsRepoURL, key, r)
+	repos, err := target.Fetch(ctx, t.TempDir(), c.TargetSettings, key, r)
 	if err != nil {
 		t.Fatalf("fetch target: %v", err)
 	}

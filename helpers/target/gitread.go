@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cc-ci/acceptance/helpers/gitexec"
+	"github.com/cc-ci/acceptance/helpers/remote"
 )
 
 // The target's repos are hostile input. They are cloned bare — there is no
@@ -97,15 +98,22 @@ func gitBytes(ctx context.Context, dir string, args ...string) ([]byte, error) {
 // all and reports whether it was refused, with what the server answered.
 // Over HTTP(S) it is git's smart-HTTP discovery request (what `git clone`
 // sends first), so the answer is the server's own status; other URLs go
-// through `git ls-remote` with no credential helper and no prompt. A server
-// that cannot be reached is an error: privacy cannot be judged.
-func AnonymousRead(ctx context.Context, url string) (refused bool, answer string, err error) {
+// through `git ls-remote` with no credential helper and no prompt — over
+// SSH with no identity at all, the host key pinned by knownHosts
+// (CCCI_SECRETS_KNOWN_HOSTS). A server that cannot be reached is an error:
+// privacy cannot be judged.
+func AnonymousRead(ctx context.Context, url, knownHosts string) (refused bool, answer string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, gitTimeout)
 	defer cancel()
 	if strings.HasPrefix(url, "http://") || strings.HasPrefix(url, "https://") {
 		return anonymousHTTP(ctx, url)
 	}
-	out, answer, runErr := gitexec.Run(ctx, []string{"GIT_ASKPASS=", "SSH_ASKPASS=", "GIT_SSH_COMMAND=ssh -o BatchMode=yes"}, nil,
+	if knownHosts == "" {
+		knownHosts = "/dev/null"
+	}
+	ssh := "ssh -F /dev/null -o IdentitiesOnly=yes -o IdentityFile=none -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=" +
+		remote.ShellQuote(knownHosts)
+	out, answer, runErr := gitexec.Run(ctx, []string{"GIT_ASKPASS=", "SSH_ASKPASS=", "GIT_SSH_COMMAND=" + ssh}, nil,
 		"-c", "credential.helper=", "ls-remote", "--", url)
 	if runErr == nil {
 		return false, fmt.Sprintf("listed %d refs to an anonymous client", strings.Count(string(out), "\n")), nil
@@ -114,6 +122,9 @@ func AnonymousRead(ctx context.Context, url string) (refused bool, answer string
 		if strings.Contains(answer, denied) {
 			return true, answer, nil
 		}
+	}
+	if strings.Contains(answer, "Host key verification failed") {
+		return false, answer, fmt.Errorf("anonymous read of %s: the server's host key is not the one CCCI_SECRETS_KNOWN_HOSTS pins (%s)", url, knownHosts)
 	}
 	return false, answer, fmt.Errorf("anonymous read of %s: neither served nor refused: %w: %s", url, runErr, answer)
 }

@@ -18,17 +18,18 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/gitexec"
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
 	"github.com/cc-ci/acceptance/helpers/redact"
+	"github.com/cc-ci/acceptance/helpers/remote"
 	"github.com/cc-ci/acceptance/helpers/sopsfile"
 )
 
 // Paths in the base repo.
 const (
 	InstallDoc = "docs/install.md"
-	AccessFile = "bootstrap/access.sops.yaml"
 	SecretsDoc = "secrets/secrets.yaml"
 )
 
@@ -80,8 +81,10 @@ type Repos struct {
 }
 
 // Fetch clones both repos into dir the way install.md does: the base
-// publicly, the secrets repo with the read token decrypted from the base.
-func Fetch(ctx context.Context, dir, baseURL, secretsURL string, key *AgeKey, r *redact.Redactor) (*Repos, error) {
+// publicly, the secrets repo with the read token decrypted from the base
+// (the sops file CCCI_SECRETS_ACCESS_FILE, its key CCCI_SECRETS_ACCESS_KEY).
+func Fetch(ctx context.Context, dir string, cfg config.TargetSettings, key *AgeKey, r *redact.Redactor) (*Repos, error) {
+	baseURL, secretsURL := cfg.BaseRepoURL, cfg.SecretsRepoURL
 	rp := &Repos{Base: filepath.Join(dir, "cc-ci.git"), Secrets: filepath.Join(dir, "cc-ci-secrets.git")}
 	if err := clone(ctx, nil, baseURL, rp.Base); err != nil {
 		return nil, fmt.Errorf("fetch base repo %s: %w", baseURL, err)
@@ -90,31 +93,65 @@ func Fetch(ctx context.Context, dir, baseURL, secretsURL string, key *AgeKey, r 
 	if rp.BaseCommit, err = gitOut(ctx, rp.Base, "rev-parse", "--verify", "HEAD^{commit}"); err != nil {
 		return nil, fmt.Errorf("base repo %s: %w", baseURL, err)
 	}
-	access, err := rp.readBase(ctx, AccessFile)
+	access, err := rp.readBase(ctx, cfg.AccessFile)
 	if err != nil {
-		return nil, fmt.Errorf("base repo: %w", err)
+		return nil, fmt.Errorf("base repo (CCCI_SECRETS_ACCESS_FILE): %w", err)
 	}
 	vals, err := sopsfile.Decrypt(access, key.Identity)
 	if err != nil {
-		return nil, fmt.Errorf("base repo %s: decrypt with the bootstrap key: %w", AccessFile, err)
+		return nil, fmt.Errorf("base repo %s: decrypt with the bootstrap key: %w", cfg.AccessFile, err)
 	}
-	tok := vals["secrets_repo_token"]
+	tok := vals[cfg.AccessKey]
 	if tok == "" {
-		return nil, fmt.Errorf("base repo %s: no secrets_repo_token", AccessFile)
+		return nil, fmt.Errorf("base repo %s: no %s (CCCI_SECRETS_ACCESS_KEY)", cfg.AccessFile, cfg.AccessKey)
 	}
 	r.Add("secrets-repo-token", []byte(tok))
 	rp.AccessToken = tok
-	auth := base64.StdEncoding.EncodeToString([]byte("ci:" + tok))
-	r.Add("secrets-repo-auth", []byte(auth))
-	// The header goes through the environment, not the command line.
-	env := []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader", "GIT_CONFIG_VALUE_0=Authorization: Basic " + auth}
-	if err := clone(ctx, env, secretsURL, rp.Secrets); err != nil {
+	env, done, err := credentialEnv(dir, tok, cfg.SecretsKnownHosts, r)
+	if err != nil {
+		return nil, fmt.Errorf("base repo %s, key %s: %w", cfg.AccessFile, cfg.AccessKey, err)
+	}
+	err = clone(ctx, env, secretsURL, rp.Secrets)
+	done()
+	if err != nil {
 		return nil, fmt.Errorf("fetch secrets repo %s: %w", secretsURL, r.RedactError(err))
 	}
 	if rp.SecretsCommit, err = gitOut(ctx, rp.Secrets, "rev-parse", "--verify", "HEAD^{commit}"); err != nil {
 		return nil, fmt.Errorf("secrets repo %s: %w", secretsURL, err)
 	}
 	return rp, nil
+}
+
+// credentialEnv is the environment a clone of the secrets repo needs for
+// the credential the base holds: an HTTPS token goes in an Authorization
+// header (through the environment, never the command line); an OpenSSH
+// private key — a read-only deploy key — is written, 0600, to a private
+// directory under dir for ssh to read, with the host key pinned by
+// knownHosts (CCCI_SECRETS_KNOWN_HOSTS). done removes the key file.
+func credentialEnv(dir, cred, knownHosts string, r *redact.Redactor) (env []string, done func(), err error) {
+	if !strings.HasPrefix(strings.TrimSpace(cred), "-----BEGIN OPENSSH PRIVATE KEY-----") {
+		auth := base64.StdEncoding.EncodeToString([]byte("ci:" + cred))
+		r.Add("secrets-repo-auth", []byte(auth))
+		return []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader", "GIT_CONFIG_VALUE_0=Authorization: Basic " + auth}, func() {}, nil
+	}
+	if knownHosts == "" {
+		return nil, nil, errors.New("the credential is an SSH deploy key: set CCCI_SECRETS_KNOWN_HOSTS to the known_hosts file that pins the secrets repo's host key")
+	}
+	if _, err := os.Stat(knownHosts); err != nil {
+		return nil, nil, fmt.Errorf("CCCI_SECRETS_KNOWN_HOSTS: %w", err)
+	}
+	keyDir, err := os.MkdirTemp(dir, "deploy-key-")
+	if err != nil {
+		return nil, nil, err
+	}
+	done = func() { _ = os.RemoveAll(keyDir) }
+	keyFile := filepath.Join(keyDir, "id")
+	if err := os.WriteFile(keyFile, []byte(strings.TrimSpace(cred)+"\n"), 0o600); err != nil {
+		done()
+		return nil, nil, err
+	}
+	return []string{"GIT_SSH_COMMAND=ssh -F /dev/null -i " + remote.ShellQuote(keyFile) + " -o IdentitiesOnly=yes -o BatchMode=yes" +
+		" -o StrictHostKeyChecking=yes -o UserKnownHostsFile=" + remote.ShellQuote(knownHosts)}, done, nil
 }
 
 // clone makes a mirror: bare (no work tree, no checkout, nothing to

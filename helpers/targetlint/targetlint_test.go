@@ -21,15 +21,15 @@ import (
 // lint fetches a generated target as a run would (file:// URLs) and lints it.
 func lint(t *testing.T, tg *fixtures.Target) []Problem {
 	t.Helper()
-	cfg := &config.Config{}
-	cfg.AgeKeyPath, cfg.Domain, cfg.Reference = config.DefaultAgeKeyPath, "ci.lab.test", "terraform-ci/cc-nix-test"
-	cfg.SecretsRepoURL = "file://" + tg.SecretsRepo()
+	cfg, err := config.LoadFrom(func(string) (string, bool) { return "", false }) // the defaults
+	require.NoError(t, err)
+	cfg.BaseRepoURL, cfg.SecretsRepoURL = "file://"+tg.BaseRepo(), "file://"+tg.SecretsRepo()
 	cfg.RequiredSecrets = []string{"drone_rpc_secret", "registry_password"}
 	cfg.CertMinDays, cfg.ForbiddenPhrases, cfg.StalePhrases = 14, []string{"infeasible by design"}, []string{"operator drops", "drops the cert"}
 	var r redact.Redactor
 	key, err := target.LoadAgeKey(tg.BootstrapKeyFile(), &r)
 	require.NoError(t, err)
-	rp, err := target.Fetch(context.Background(), t.TempDir(), "file://"+tg.BaseRepo(), cfg.SecretsRepoURL, key, &r)
+	rp, err := target.Fetch(context.Background(), t.TempDir(), cfg.TargetSettings, key, &r)
 	require.NoError(t, err)
 	secrets, serr := target.Secrets(rp, key, &r)
 	return Check(context.Background(), Target{Repos: rp, Secrets: secrets, SecretsErr: serr, Key: key}, cfg,

@@ -28,9 +28,31 @@ type declaredState struct {
 // fails the check that asked: the declarations are the target's.
 func (r *Run) Declared(t testing.TB) *declared.Declarations {
 	t.Helper()
+	r.RequireInstalled(t)
+	return r.declarations(t)
+}
+
+// Units are the units that must converge: CCCI_UNITS when set, otherwise
+// the services the target's configuration starts at boot (Declarations.Units).
+// Read even when the install failed: the evaluation needs only the repos
+// and the machine's Nix, and the unit states then say what went wrong.
+func (r *Run) Units(t testing.TB) []string {
+	t.Helper()
+	if len(r.Config.Units) > 0 {
+		return r.Config.Units
+	}
+	units := r.declarations(t).Units
+	if len(units) == 0 {
+		t.Fatalf("nixosConfigurations.%s starts no service at boot (systemd.services.<name>.wantedBy = [ \"multi-user.target\" ]): nothing to converge; name the units with CCCI_UNITS",
+			r.declarations(t).Host)
+	}
+	return units
+}
+
+func (r *Run) declarations(t testing.TB) *declared.Declarations {
+	t.Helper()
 	view := r.Target(t)
 	mc := r.Machine(t)
-	r.RequireInstalled(t)
 	r.decl.once.Do(func() { r.decl.decl, r.decl.err = r.evaluateDeclarations(view, mc.SSH) })
 	if r.decl.err != nil {
 		t.Fatalf("read what the target declares: %v", r.decl.err)
@@ -63,7 +85,7 @@ func (r *Run) evaluateDeclarations(view *TargetView, dial sshDialer) (*declared.
 	defer cl.Close()
 	d, err := declared.Evaluate(r.ctx, cl, src, r.Config.NixOSHost, r.Config.StepTimeout)
 	if err == nil {
-		r.Note("declared", "nixosConfigurations.%s: %d sops secrets %v, %d templates", d.Host, len(d.Secrets), d.Names(), len(d.Templates))
+		r.Note("declared", "nixosConfigurations.%s: %d sops secrets %v, %d templates, units started at boot %v", d.Host, len(d.Secrets), d.Names(), len(d.Templates), d.Units)
 	}
 	return d, err
 }

@@ -143,7 +143,7 @@ func (r *Run) loadTarget() (*TargetView, error) {
 	r.local.add(func() { os.RemoveAll(dir) })
 	ctx, cancel := context.WithTimeout(r.ctx, cfg.StepTimeout)
 	defer cancel()
-	repos, err := target.Fetch(ctx, dir, cfg.BaseRepoURL, cfg.SecretsRepoURL, r.key, r.Redact)
+	repos, err := target.Fetch(ctx, dir, cfg.TargetSettings, r.key, r.Redact)
 	if err != nil {
 		return nil, err
 	}

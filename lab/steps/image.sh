@@ -10,7 +10,7 @@ IMAGE_EXTRA="git nix-bin busybox-static nginx-light age openssl curl"
 # stands in for nixpkgs' sops on the real host.
 SOPS_MODULE=github.com/getsops/sops/v3/cmd/sops@v3.13.3
 image_recipe_hash() {
-  { echo "$IMAGE_BASE $IMAGE_EXTRA"; echo "$MIRROR $SOPS_MODULE"; declare -f build_image; } | sha256sum | cut -c1-16
+  { echo "$IMAGE_BASE $IMAGE_EXTRA"; echo "$MIRROR $SOPS_MODULE"; declare -f build_image; cat "$REPO_ROOT/lab/image/nixos-rebuild"; } | sha256sum | cut -c1-16
 }
 
 build_sops() {
@@ -63,6 +63,8 @@ build_image() {
   mkdir -p "$rootfs/etc/nix"
   printf 'build-users-group =\nsandbox = false\nsubstituters =\n' >"$rootfs/etc/nix/nix.conf"
   install -m 0755 "$LAB_CACHE/bin/sops" "$rootfs/usr/local/bin/sops"
+  # The switch every cc-ci install.md runs: the lab's nixos-rebuild (see the file).
+  install -m 0755 "$REPO_ROOT/lab/image/nixos-rebuild" "$rootfs/usr/local/sbin/nixos-rebuild"
   # A blank machine: nothing of cc-ci, not even nginx running.
   chroot "$rootfs" systemctl disable nginx >/dev/null 2>&1 || true
   rm -rf "$rootfs/var/cache/apt/archives/"*.deb "$rootfs/var/lib/apt/lists/"*
@@ -70,8 +72,9 @@ build_image() {
   cat >"$work/templates/authorized_keys.tpl" <<'EOF'
 {{ config_get("user.ssh_authorized_keys", "") }}
 EOF
-  echo '{{ instance.name }}' >"$work/templates/hostname.tpl"
-  printf '127.0.0.1 localhost\n127.0.1.1 {{ instance.name }}\n' >"$work/templates/hosts.tpl"
+  # A stock NixOS image calls itself nixos until its configuration names it.
+  echo nixos >"$rootfs/etc/hostname"
+  printf '127.0.0.1 localhost\n127.0.1.1 nixos\n' >"$rootfs/etc/hosts"
   cat >"$work/metadata.yaml" <<EOF
 architecture: x86_64
 creation_date: $(date +%s)
@@ -88,12 +91,6 @@ templates:
     mode: "0600"
     create_only: false
     template: authorized_keys.tpl
-  /etc/hostname:
-    when: [create, copy]
-    template: hostname.tpl
-  /etc/hosts:
-    when: [create, copy]
-    template: hosts.tpl
 EOF
   mkdir -p "$rootfs/root/.ssh"; chmod 700 "$rootfs/root/.ssh"
   tar -C "$work" -cf "$tarball.tmp" metadata.yaml templates rootfs

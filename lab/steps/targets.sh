@@ -4,14 +4,18 @@
 # The miniature cc-ci target: generated once with fresh keys, then served by
 # a real git server on the bridge (the machines' gateway address).
 target_and_gitserver() {
-  mkdir -p "$LAB_STATE/targets"
+  mkdir -p "$LAB_STATE/targets" "$LAB_STATE/gitserver"
+  # The git server's SSH host key: the flavours pin it in git (bootstrap/known_hosts).
+  local hostkey="$LAB_STATE/gitserver/ssh_host_ed25519_key"
+  [ -f "$hostkey" ] || ssh-keygen -q -t ed25519 -N '' -C "cc-ci lab git server" -f "$hostkey"
   "$LAB_BIN/ccci-fixtures" generate -root "$LAB_STATE/targets" -domain "$LAB_DOMAIN" -gateway "${LAB_BRIDGE_CIDR%/*}" \
-    | sed 's/^/[lab] /'
+    -ssh-base "ssh://git@$LAB_GIT_SSH_LISTEN" -ssh-host-key "$hostkey.pub" | sed 's/^/[lab] /'
   if alive "$LAB_STATE/pids/gitserver"; then
     # Restart so a rebuilt binary is the one serving.
     kill "$(cat "$LAB_STATE/pids/gitserver")"; sleep 0.5
   fi
   setsid "$LAB_BIN/ccci-fixtures" serve -root "$LAB_STATE/targets" -listen "$LAB_GIT_LISTEN" \
+    -ssh-listen "$LAB_GIT_SSH_LISTEN" -ssh-host-key "$hostkey" \
     </dev/null >>/var/log/incus/ccci-gitserver.log 2>&1 &
   echo $! >"$LAB_STATE/pids/gitserver"
   for _ in $(seq 50); do curl -fs -o /dev/null "http://$LAB_GIT_LISTEN/good/cc-ci.git/info/refs?service=git-upload-pack" 2>/dev/null && break; sleep 0.1; done
@@ -64,13 +68,16 @@ seed_d8() {
   mkdir -p "$ev"
   for name in $("$LAB_BIN/ccci-fixtures" targets); do
     base="http://${LAB_GIT_LISTEN}/$name/cc-ci.git"
+    # A target's own settings (a flavour's: ccci-fixtures writes them) come last.
+    local own=()
+    [ -f "$LAB_STATE/targets/$name/settings.env" ] && mapfile -t own < <(grep -v '^#' "$LAB_STATE/targets/$name/settings.env")
     "$LAB_BIN/ccci-fixtures" cite -check -root "$LAB_STATE/targets" -target "$name" -base-url "$base" \
       -chain "$ev/REVIEW.jsonl" >/dev/null 2>&1 && continue
     (cd "$REPO_ROOT" && CCCI_CONFIG="$LAB_STATE/lab.env" CCCI_ACCEPTANCE=1 CCCI_REVIEW_FILE="$ev/REVIEW.md" \
       CCCI_OUT_DIR="$ev/out" CCCI_STATE_FILE="$ev/.run-state.json" GOTOOLCHAIN=local \
       CCCI_BASE_REPO_URL="$base" CCCI_SECRETS_REPO_URL="http://${LAB_GIT_LISTEN}/$name/cc-ci-secrets.git" \
       CCCI_STEP_TIMEOUT=40s CCCI_CONVERGE_TIMEOUT=15s CCCI_SETTLE=3s \
-      go test -count=1 -timeout 15m -run '^TestC4GenuineLiveRebuild$' ./acceptance) >"$ev/seed-$name.log" 2>&1 || true
+      env "${own[@]}" go test -count=1 -timeout 15m -run '^TestC4GenuineLiveRebuild$' ./acceptance) >"$ev/seed-$name.log" 2>&1 || true
     "$LAB_BIN/ccci-fixtures" cite -root "$LAB_STATE/targets" -target "$name" -base-url "$base" \
       -chain "$ev/REVIEW.jsonl" -out "$ev/out" | sed 's/^/[lab] /' ||
       { tail -30 "$ev/seed-$name.log" >&2; die "the D8 seed run of target $name left nothing to cite (log: $ev/seed-$name.log)"; }

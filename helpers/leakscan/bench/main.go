@@ -60,27 +60,27 @@ func secrets() map[string]string {
 	}
 	der, _ := x509.MarshalPKCS8PrivateKey(key)
 	return map[string]string{
-		"tls_privkey":               string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE " + "KEY", Bytes: der})),
+		"tls_key":                   string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE " + "KEY", Bytes: der})),
 		"drone_oauth_client_id":     tok(16),
 		"drone_oauth_client_secret": tok(32),
 		"drone_rpc_secret":          tok(32),
 		"webhook_hmac":              tok(32),
 		"registry_password":         tok(24),
-		"secrets_repo_token":        tok(24),
+		"repo_token":                tok(24),
 		"bootstrap_age_key":         "AGE-SECRET" + "-KEY-1" + strings.ToUpper(tok(29))[:58],
 	}
 }
 
 // plants are the leaks hidden in the tree: one per interesting variant.
 func plants(s map[string]string) map[string][]byte {
-	der := func() []byte { b, _ := pem.Decode([]byte(s["tls_privkey"])); return b.Bytes }()
+	der := func() []byte { b, _ := pem.Decode([]byte(s["tls_key"])); return b.Bytes }()
 	return map[string][]byte{
 		"raw token":         []byte("DRONE_RPC_SECRET=" + s["drone_rpc_secret"] + "\n"),
 		"hex":               []byte(hex.EncodeToString([]byte(s["webhook_hmac"]))),
 		"base64@1":          []byte(base64.StdEncoding.EncodeToString([]byte("x" + s["registry_password"] + "tail-bytes"))),
-		"base64url@2":       []byte(base64.URLEncoding.EncodeToString([]byte("xy" + s["secrets_repo_token"] + "tail-bytes"))),
+		"base64url@2":       []byte(base64.URLEncoding.EncodeToString([]byte("xy" + s["repo_token"] + "tail-bytes"))),
 		"DER in a binary":   append(append([]byte{0, 1, 2, 3}, der...), 0, 0),
-		"PEM line":          []byte(strings.Split(s["tls_privkey"], "\n")[2] + "\n"),
+		"PEM line":          []byte(strings.Split(s["tls_key"], "\n")[2] + "\n"),
 		"age key":           []byte(s["bootstrap_age_key"] + "\n"),
 		"percent-encoded":   []byte("u=" + s["drone_oauth_client_secret"] + "&"),
 		"wrapped base64 76": wrap(base64.StdEncoding.EncodeToString([]byte("header:"+s["drone_oauth_client_id"]+":trailer-bytes")), 20),

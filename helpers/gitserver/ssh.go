@@ -1,0 +1,166 @@
+package gitserver
+
+// Git over SSH, read-only, as a forge serves a repo to its deploy keys:
+// user "git", public-key authentication only, one command
+// (git-upload-pack '<repo>'), and a repo readable only by the keys listed
+// in its deploy-keys file (authorized_keys format, beside the bare repo).
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// SSHServer serves the bare repos under Root to their deploy keys.
+type SSHServer struct {
+	Root           string     // directory of bare repos, as Server's
+	DeployKeysFile string     // name of the authorized_keys file inside a bare repo
+	HostKey        ssh.Signer // the server's host key (clients pin it in known_hosts)
+	Log            func(format string, args ...any)
+}
+
+const extKey = "ccci-key" // the authenticated key, carried from auth to the command
+
+// Serve accepts connections on l until it is closed.
+func (s *SSHServer) Serve(l net.Listener) error {
+	cfg := &ssh.ServerConfig{
+		// Any key may authenticate; which repos it may read is decided per
+		// repo, as a forge does. No password, no keyboard-interactive, no
+		// "none": a client without a key is refused at the door.
+		PublicKeyCallback: func(md ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			if md.User() != "git" {
+				return nil, fmt.Errorf("user %q: only git", md.User())
+			}
+			return &ssh.Permissions{Extensions: map[string]string{extKey: string(key.Marshal())}}, nil
+		},
+	}
+	cfg.AddHostKey(s.HostKey)
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			return err
+		}
+		go s.serveConn(conn, cfg)
+	}
+}
+
+func (s *SSHServer) serveConn(nc net.Conn, cfg *ssh.ServerConfig) {
+	defer nc.Close()
+	conn, chans, reqs, err := ssh.NewServerConn(nc, cfg)
+	if err != nil {
+		s.logf("ssh %s: refused: %v", nc.RemoteAddr(), err)
+		return
+	}
+	defer conn.Close()
+	go ssh.DiscardRequests(reqs)
+	key, _ := ssh.ParsePublicKey([]byte(conn.Permissions.Extensions[extKey]))
+	for nch := range chans {
+		if nch.ChannelType() != "session" {
+			_ = nch.Reject(ssh.UnknownChannelType, "only sessions")
+			continue
+		}
+		ch, chReqs, err := nch.Accept()
+		if err != nil {
+			return
+		}
+		go s.session(ch, chReqs, key)
+	}
+}
+
+// session runs the one exec request a git client sends.
+func (s *SSHServer) session(ch ssh.Channel, reqs <-chan *ssh.Request, key ssh.PublicKey) {
+	defer ch.Close()
+	for req := range reqs {
+		if req.Type != "exec" {
+			_ = req.Reply(false, nil)
+			continue
+		}
+		var p struct{ Command string }
+		if err := ssh.Unmarshal(req.Payload, &p); err != nil {
+			_ = req.Reply(false, nil)
+			return
+		}
+		_ = req.Reply(true, nil)
+		status := s.uploadPack(ch, p.Command, key)
+		_, _ = ch.SendRequest("exit-status", false, binary.BigEndian.AppendUint32(nil, status))
+		return
+	}
+}
+
+func (s *SSHServer) uploadPack(ch ssh.Channel, command string, key ssh.PublicKey) uint32 {
+	dir, err := s.authorize(command, key)
+	if err != nil {
+		s.logf("ssh %q by %s: refused: %v", command, ssh.FingerprintSHA256(key), err)
+		fmt.Fprintf(ch.Stderr(), "cc-ci git: %v\n", err)
+		return 1
+	}
+	s.logf("ssh git-upload-pack %s by %s", dir, ssh.FingerprintSHA256(key))
+	cmd := exec.Command("git-upload-pack", "--strict", dir)
+	cmd.Stdout, cmd.Stderr = ch, ch.Stderr()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return 1
+	}
+	if err := cmd.Start(); err != nil {
+		return 1
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _, _ = io.Copy(stdin, ch); _ = stdin.Close() }()
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return uint32(ee.ExitCode())
+	}
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+// authorize reads the command a git client sends (git-upload-pack
+// '<repo>'; git-receive-pack and anything else refused) and returns the
+// repo's directory if key is one of its deploy keys.
+func (s *SSHServer) authorize(command string, key ssh.PublicKey) (string, error) {
+	verb, arg, ok := strings.Cut(command, " ")
+	if !ok || verb != "git-upload-pack" {
+		return "", fmt.Errorf("read-only: only git-upload-pack is served")
+	}
+	arg = strings.Trim(arg, "'")
+	repo, ok := repoOf(path.Clean("/" + arg))
+	if !ok || repo != strings.Trim(path.Clean("/"+arg), "/") {
+		return "", fmt.Errorf("no repository %q", arg)
+	}
+	dir := filepath.Join(s.Root, filepath.FromSlash(repo))
+	keys, err := os.ReadFile(filepath.Join(dir, s.DeployKeysFile))
+	if err != nil {
+		return "", fmt.Errorf("no repository %q readable over ssh", arg)
+	}
+	for rest := keys; len(bytes.TrimSpace(rest)) > 0; {
+		var k ssh.PublicKey
+		if k, _, _, rest, err = ssh.ParseAuthorizedKey(rest); err != nil {
+			return "", fmt.Errorf("repository %q: its deploy keys do not parse", arg)
+		}
+		if bytes.Equal(k.Marshal(), key.Marshal()) {
+			return dir, nil
+		}
+	}
+	return "", fmt.Errorf("key %s may not read %q", ssh.FingerprintSHA256(key), arg)
+}
+
+func (s *SSHServer) logf(format string, args ...any) {
+	if s.Log != nil {
+		s.Log(format, args...)
+	}
+}
