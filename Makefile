@@ -74,8 +74,8 @@ bench: ## leak scanner vs ripgrep and grep on a generated 1 GiB tree (installs r
 	$(GO) test -run '^$$' -bench . -benchmem ./helpers/leakscan/
 	$(GO) run ./helpers/leakscan/bench
 
-soak: lab-up ## the good target N times back to back (N=5): passes, min/median/max time, leftovers after each
-	@N=$${N:-5} bash lab/soak.sh
+soak: lab-up ## the good target (or TARGET=good-deploy-key) N times back to back (N=5): passes, min/median/max time, leftovers after each
+	@N=$${N:-5} TARGET=$${TARGET:-good} bash lab/soak.sh
 
 $(GOTESTSUM):
 	GOBIN=$(OUT)/bin $(GO) install gotest.tools/gotestsum@v1.13.0

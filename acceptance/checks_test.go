@@ -120,7 +120,7 @@ func assertCertFilesFromGit(t *testing.T, cl *remote.Client, view *testrun.Targe
 	chain, key := certPair(t, view)
 	var pair []declared.Secret
 	for _, s := range run.Declared(t).Secrets {
-		if s.Key == chain || s.Key == key {
+		if n := target.SecretName(s.SopsFile, s.Key); n == chain || n == key {
 			pair = append(pair, s)
 		}
 	}
@@ -149,8 +149,7 @@ func assertDeclaredFiles(t *testing.T, cl *remote.Client, view *testrun.TargetVi
 	require.NoError(t, err)
 	for i, f := range files {
 		s := secrets[i]
-		require.Equal(t, target.SecretsDoc, s.SopsFile, "secret %s: this harness reads %s; the target's sopsFile is another file", s.Name, target.SecretsDoc)
-		value, ok := view.Secrets[s.Key]
+		value, ok := view.Secrets[target.SecretName(s.SopsFile, s.Key)]
 		if !assert.True(t, ok, "secret %s: key %q is in %s", s.Name, s.Key, s.SopsFile) || !assert.NotEmpty(t, f.SHA256, "%s (secret %s) exists", f.Path, s.Name) {
 			continue
 		}

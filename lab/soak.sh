@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
-# make soak: the acceptance suite on the good target N times back to back.
+# make soak: the acceptance suite on the good target N times back to back
+# (TARGET=good-deploy-key: on that flavour, with its settings.env).
 # Reports passes, min/median/max wall time, and harness instances left after
 # each run (asked of the Incus API: labelled instances in the allowed project).
 set -euo pipefail
 N=${N:-5}
+TARGET=${TARGET:-good}
 cd "$(dirname "$0")/.."
 export PATH=/usr/libexec/incus:$PATH CCCI_ACCEPTANCE=1 GOTOOLCHAIN=local
+if [ "$TARGET" != good ]; then
+  dir="${LAB_STATE:-/var/lib/cc-ci-lab}/targets/$TARGET"
+  [ -f "$dir/target.json" ] || { echo "soak: no lab target $TARGET (make lab-up)" >&2; exit 2; }
+  base=$(sed -n 's/^CCCI_BASE_REPO_URL=//p' "${LAB_STATE:-/var/lib/cc-ci-lab}/lab.env")
+  export CCCI_BASE_REPO_URL="${base%/good/cc-ci.git}/$TARGET/cc-ci.git"
+  export CCCI_SECRETS_REPO_URL="${base%/good/cc-ci.git}/$TARGET/cc-ci-secrets.git"
+  if [ -f "$dir/settings.env" ]; then
+    while IFS= read -r kv; do export "${kv?}"; done < <(grep -v '^#' "$dir/settings.env")
+  fi
+fi
 # shellcheck source=lab/incus-cli.sh
 . lab/incus-cli.sh
 lab_pin_incus_cli "${INCUS_SOCKET:-/var/lib/incus/unix.socket}" "${LAB_STATE:-/var/lib/cc-ci-lab}/incus-cli"
-out=out/soak; mkdir -p "$out"
+out=out/soak-$TARGET; mkdir -p "$out"
 go test -c -o "$out/acceptance.test" ./acceptance
 pass=0; times=()
 for i in $(seq "$N"); do

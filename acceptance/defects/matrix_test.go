@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,6 +36,7 @@ import (
 	"github.com/cc-ci/acceptance/helpers/labtest"
 	"github.com/cc-ci/acceptance/helpers/leakscan"
 	"github.com/cc-ci/acceptance/helpers/machine"
+	"github.com/cc-ci/acceptance/helpers/sopsfile"
 )
 
 // failures maps a C-test to a text its failure output must contain, or,
@@ -400,7 +402,11 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 		t.Fatalf("build the acceptance suite: %v\n%s", err, out)
 	}
 	// Nothing the harness writes may hold a secret, whatever the target did.
-	scanner := leakscan.New(leakscan.Needles(labtarget.TargetSecrets(t), 0, nil))
+	secrets := labtarget.TargetSecrets(t)
+	for _, f := range fixtures.Flavours() {
+		maps.Copy(secrets, flavourCredential(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), f)))
+	}
+	scanner := leakscan.New(leakscan.Needles(secrets, 0, nil))
 	// Rows run matrixWorkers at a time, as concurrent CI runs would: the RAM
 	// guardrail gets one more throwaway's room per extra row.
 	hostEnv := []string{"CCCI_RAM_CAP=" + config.FormatSize(cfg.RAMCap+int64(matrixWorkers-1)*cfg.Memory)}
@@ -677,6 +683,27 @@ func verdictLatency(r *result) string {
 
 // targetsRoot is the lab's directory of targets, from the good target's key file.
 func targetsRoot(goodKey string) string { return filepath.Dir(filepath.Dir(filepath.Dir(goodKey))) }
+
+// flavourCredential is the secrets repo credential a flavour keeps in its
+// base (its settings name the file and key), decrypted: a secret of its own
+// that nothing the harness writes may hold.
+func flavourCredential(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	tg, err := fixtures.Load(dir)
+	require.NoError(t, err)
+	kv := map[string]string{}
+	for _, e := range targetSettings(t, dir) {
+		k, v, _ := strings.Cut(e, "=")
+		kv[k] = v
+	}
+	enc, err := tg.ReadBase(kv["CCCI_SECRETS_ACCESS_FILE"])
+	require.NoError(t, err, "flavour %s: its credential file", filepath.Base(dir))
+	key, err := os.ReadFile(tg.BootstrapKeyFile())
+	require.NoError(t, err)
+	vals, err := sopsfile.Decrypt(enc, string(key))
+	require.NoError(t, err, "flavour %s: decrypt its credential", filepath.Base(dir))
+	return map[string]string{filepath.Base(dir) + "-credential": vals[kv["CCCI_SECRETS_ACCESS_KEY"]]}
+}
 
 // targetSettings are the settings a target needs besides the lab's
 // (fixtures.SettingsFile, a flavour's), as KEY=value environment entries.

@@ -192,10 +192,56 @@ func Secrets(rp *Repos, key *AgeKey, r *redact.Redactor) (map[string]string, err
 	if err != nil {
 		return nil, fmt.Errorf("secrets repo %s: %w", SecretsDoc, err)
 	}
+	if err := otherSopsFiles(rp, key, vals); err != nil {
+		return nil, err
+	}
 	for name, v := range vals {
 		r.Add(name, []byte(v))
 	}
 	return vals, nil
+}
+
+// SecretName is the name Secrets gives the value of key in a sops file:
+// the key itself in SecretsDoc, "<file>:<key>" in any other. A key is as
+// sops-nix writes it (nested with "/") or as the file flattens (".").
+func SecretName(file, key string) string {
+	key = strings.ReplaceAll(key, "/", ".")
+	if file == SecretsDoc || file == "" {
+		return key
+	}
+	return file + ":" + key
+}
+
+// otherSopsFiles adds to vals the values of every other sops file the
+// secrets repo holds at its installed commit (a host's sops.secrets may
+// name any of them as sopsFile), named by SecretName. A file that is not a
+// sops file is C1's to judge, not a source of secrets.
+func otherSopsFiles(rp *Repos, key *AgeKey, vals map[string]string) error {
+	ctx := context.Background()
+	ls, err := gitOut(ctx, rp.Secrets, "ls-tree", "-r", "-z", "--name-only", "--full-tree", rp.SecretsCommit)
+	if err != nil {
+		return fmt.Errorf("secrets repo: %w", err)
+	}
+	for _, file := range strings.Split(ls, "\x00") {
+		if file == "" || file == SecretsDoc || file == ".sops.yaml" {
+			continue
+		}
+		enc, err := rp.readSecrets(ctx, file)
+		if err != nil {
+			continue // a symlink, a submodule: C1 names it
+		}
+		if _, err := sopsfile.Inspect(enc); err != nil {
+			continue
+		}
+		more, err := sopsfile.Decrypt(enc, key.Identity)
+		if err != nil {
+			return fmt.Errorf("secrets repo %s: %w", file, err)
+		}
+		for k, v := range more {
+			vals[SecretName(file, k)] = v
+		}
+	}
+	return nil
 }
 
 // PushFunc writes one file on the machine (the machine's own PushFile checks

@@ -223,3 +223,40 @@ func TestOnlyACertificateChainIsPublicMaterial(t *testing.T) {
 	assert.False(t, PublicMaterial(""))
 	assert.Equal(t, map[string]string{"k": key}, Private(map[string]string{"c": cert, "k": key}))
 }
+
+// A host's secrets may come from several sops files (sops.secrets.<name>.sopsFile):
+// every sops file of the secrets repo is decrypted, its values named
+// "<file>:<key>"; a file that is not sops is left to C1; one the key cannot
+// decrypt is refused naming it.
+func TestEverySopsFileOfTheSecretsRepoIsRead(t *testing.T) {
+	path, id := keyFile(t, 0o600)
+	key, err := LoadAgeKey(path, &redact.Redactor{})
+	require.NoError(t, err)
+	enc := func(plain string, to string) string {
+		b, err := sopsfile.Encrypt([]byte(plain), []string{to})
+		require.NoError(t, err)
+		return string(b)
+	}
+	me := id.Recipient().String()
+	rp := committed(t, map[string]string{
+		SecretsDoc:         enc("a: first-secret-value\n", me),
+		"secrets/tls.yaml": enc("cert: a-certificate-value\ndrone:\n  rpc: nested-secret-value\n", me),
+		".sops.yaml":       "creation_rules: []\n",
+		"README.md":        "not a sops file\n",
+	}, nil)
+	r := &redact.Redactor{}
+	vals, err := Secrets(rp, key, r)
+	require.NoError(t, err)
+	assert.Equal(t, "first-secret-value", vals[SecretName(SecretsDoc, "a")])
+	assert.Equal(t, "a-certificate-value", vals[SecretName("secrets/tls.yaml", "cert")])
+	assert.Equal(t, "nested-secret-value", vals[SecretName("secrets/tls.yaml", "drone/rpc")], "sops-nix's nested key")
+	assert.NotContains(t, r.Redact("x nested-secret-value"), "nested-secret-value", "registered for redaction")
+
+	other, _ := keyFile(t, 0o600)
+	stranger, err := LoadAgeKey(other, &redact.Redactor{})
+	require.NoError(t, err)
+	rp = committed(t, map[string]string{SecretsDoc: enc("a: first-secret-value\n", me),
+		"secrets/other.yaml": enc("b: second-secret-value\n", stranger.Recipient)}, nil)
+	_, err = Secrets(rp, key, &redact.Redactor{})
+	assert.ErrorContains(t, err, "secrets repo secrets/other.yaml")
+}

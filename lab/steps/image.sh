@@ -52,6 +52,11 @@ build_image() {
   printf '[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n' >"$rootfs/etc/systemd/network/10-eth0.network"
   chroot "$rootfs" systemctl enable systemd-networkd systemd-resolved ssh >/dev/null 2>&1
   ln -sf ../run/systemd/resolve/stub-resolv.conf "$rootfs/etc/resolv.conf"
+  # No name service on the link (LLMNR, mDNS): every machine of this image is
+  # called nixos, and one answering another's probe for that name would be a
+  # packet its own run counts as a contact. A stock NixOS runs no resolved.
+  mkdir -p "$rootfs/etc/systemd/resolved.conf.d"
+  printf '[Resolve]\nLLMNR=no\nMulticastDNS=no\n' >"$rootfs/etc/systemd/resolved.conf.d/no-link-names.conf"
   # Per-instance identity: empty machine-id, fresh SSH host keys generated at first boot.
   : >"$rootfs/etc/machine-id"
   rm -f "$rootfs"/etc/ssh/ssh_host_*
