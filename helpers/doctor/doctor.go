@@ -51,7 +51,10 @@ func (r *Report) Ready() bool {
 	return !slices.ContainsFunc(r.Rows, func(x Row) bool { return x.Status == Blocker })
 }
 
+// add appends a row; a detail of several lines (what a server answered)
+// is joined into one, so the table stays a table.
 func (r *Report) add(s Status, check, detail, fix string) {
+	detail = strings.Join(strings.Fields(detail), " ")
 	r.Rows = append(r.Rows, Row{s, check, detail, fix})
 }
 

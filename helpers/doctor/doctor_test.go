@@ -83,6 +83,9 @@ func TestTheDoctorPassesAReadyHostWithGETsOnly(t *testing.T) {
 	}
 	assert.Contains(t, row(r, "reference").Detail, "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-cc-ci-24.11", "read by the file API")
 	assert.Contains(t, row(r, "install.md").Detail, "blocks, linted")
+	for _, x := range r.Rows {
+		assert.NotContains(t, x.Detail, "\n", "row %s: one line, or the table breaks", x.Check)
+	}
 }
 
 // Each blocker an operator meets first is named, with its fix.
