@@ -89,18 +89,24 @@ func assertSecretsDecrypted(t *testing.T, cl *remote.Client, view *testrun.Targe
 // with its mode and owners as declared (its content is the target's own).
 func assertDeclaredTemplates(t *testing.T, cl *remote.Client, templates []declared.Template) {
 	t.Helper()
-	paths := make([]string, len(templates))
-	for i, tm := range templates {
-		paths[i] = tm.Path
-	}
-	files, err := probe.Files(run.Context(), cl, paths)
-	require.NoError(t, err)
-	for i, f := range files {
+	for i, f := range filesAt(t, cl, templates, func(tm declared.Template) string { return tm.Path }) {
 		tm := templates[i]
 		if assert.NotEmpty(t, f.SHA256, "%s (template %s) is rendered", f.Path, tm.Name) {
 			assertModeAndOwners(t, f, "template "+tm.Name, tm.Mode, tm.Owner, tm.Group)
 		}
 	}
+}
+
+// filesAt probes the file at each item's path, in the items' order.
+func filesAt[T any](t *testing.T, cl *remote.Client, items []T, path func(T) string) []probe.FileInfo {
+	t.Helper()
+	paths := make([]string, len(items))
+	for i, it := range items {
+		paths[i] = path(it)
+	}
+	files, err := probe.Files(run.Context(), cl, paths)
+	require.NoError(t, err)
+	return files
 }
 
 // assertModeAndOwners: a file's mode and owner:group are the declared ones.
@@ -141,13 +147,7 @@ func certPair(t *testing.T, view *testrun.TargetView) (chain, key string) {
 // owners as declared.
 func assertDeclaredFiles(t *testing.T, cl *remote.Client, view *testrun.TargetView, secrets []declared.Secret) {
 	t.Helper()
-	paths := make([]string, len(secrets))
-	for i, s := range secrets {
-		paths[i] = s.Path
-	}
-	files, err := probe.Files(run.Context(), cl, paths)
-	require.NoError(t, err)
-	for i, f := range files {
+	for i, f := range filesAt(t, cl, secrets, func(s declared.Secret) string { return s.Path }) {
 		s := secrets[i]
 		value, ok := view.Secrets[target.SecretName(s.SopsFile, s.Key)]
 		if !assert.True(t, ok, "secret %s: key %q is in %s", s.Name, s.Key, s.SopsFile) || !assert.NotEmpty(t, f.SHA256, "%s (secret %s) exists", f.Path, s.Name) {
