@@ -53,6 +53,8 @@ var matrix = map[string]failures{
 	// A flavour: the same instance installed the plan's other way (a deploy
 	// key over SSH, nested flake inputs, another TLS name). Nothing fails.
 	"good-deploy-key": {},
+	// The plan's other linkage: the secrets repo a git submodule. Nothing fails.
+	"good-submodule": {},
 	// One defect, one failure per sentence it breaks: the install cannot
 	// start (C3 owns "with only the age key, the install succeeds"); the
 	// checks that need the installed machine say they could not judge.
@@ -685,8 +687,8 @@ func verdictLatency(r *result) string {
 func targetsRoot(goodKey string) string { return filepath.Dir(filepath.Dir(filepath.Dir(goodKey))) }
 
 // flavourCredential is the secrets repo credential a flavour keeps in its
-// base (its settings name the file and key), decrypted: a secret of its own
-// that nothing the harness writes may hold.
+// base when its settings name another file and key than the good target's,
+// decrypted: a secret of its own that nothing the harness writes may hold.
 func flavourCredential(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	tg, err := fixtures.Load(dir)
@@ -695,6 +697,9 @@ func flavourCredential(t *testing.T, dir string) map[string]string {
 	for _, e := range targetSettings(t, dir) {
 		k, v, _ := strings.Cut(e, "=")
 		kv[k] = v
+	}
+	if kv["CCCI_SECRETS_ACCESS_FILE"] == "" {
+		return nil // the good target's credential: among its secrets already
 	}
 	enc, err := tg.ReadBase(kv["CCCI_SECRETS_ACCESS_FILE"])
 	require.NoError(t, err, "flavour %s: its credential file", filepath.Base(dir))

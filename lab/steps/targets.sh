@@ -9,7 +9,7 @@ target_and_gitserver() {
   local hostkey="$LAB_STATE/gitserver/ssh_host_ed25519_key"
   [ -f "$hostkey" ] || ssh-keygen -q -t ed25519 -N '' -C "cc-ci lab git server" -f "$hostkey"
   "$LAB_BIN/ccci-fixtures" generate -root "$LAB_STATE/targets" -domain "$LAB_DOMAIN" -gateway "${LAB_BRIDGE_CIDR%/*}" \
-    -ssh-base "ssh://git@$LAB_GIT_SSH_LISTEN" -ssh-host-key "$hostkey.pub" | sed 's/^/[lab] /'
+    -http-base "http://$LAB_GIT_LISTEN" -ssh-base "ssh://git@$LAB_GIT_SSH_LISTEN" -ssh-host-key "$hostkey.pub" | sed 's/^/[lab] /'
   if alive "$LAB_STATE/pids/gitserver"; then
     # Restart so a rebuilt binary is the one serving.
     kill "$(cat "$LAB_STATE/pids/gitserver")"; sleep 0.5
