@@ -61,9 +61,7 @@ func TestCreateReachDestroy(t *testing.T) {
 	cl, err := mc.SSH(ctx)
 	require.NoError(t, err)
 	defer cl.Close()
-	res, err := cl.Run(ctx, "hostname", 10*time.Second)
-	require.NoError(t, err)
-	assert.Equal(t, mc.Name, strings.TrimSpace(string(res.Stdout)))
+	require.NoError(t, mc.ReachedBySSH(ctx, cl))
 
 	_, err = cl.Run(ctx, "false", 10*time.Second)
 	var ce *remote.CommandError
@@ -78,7 +76,7 @@ func TestCreateReachDestroy(t *testing.T) {
 	require.NoError(t, err)
 	_, err = sh.Exec(ctx, "cd /tmp\nexport GREETING=hi\ncat", 10*time.Second)
 	require.NoError(t, err)
-	res, err = sh.Exec(ctx, `echo "$PWD $GREETING"`, 10*time.Second)
+	res, err := sh.Exec(ctx, `echo "$PWD $GREETING"`, 10*time.Second)
 	require.NoError(t, err)
 	assert.Equal(t, "/tmp hi", strings.TrimSpace(string(res.Stdout)))
 	res, err = sh.Exec(ctx, "false | true\necho not reached", 10*time.Second)

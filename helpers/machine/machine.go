@@ -128,6 +128,29 @@ func (mc *Machine) Exec(ctx context.Context, argv []string) (*incus.ExecResult, 
 	return res, mc.mgr.Redact.RedactError(err)
 }
 
+// ReachedBySSH proves cl is connected to this machine and not another: its
+// /etc/machine-id read over SSH is the one Incus reads. (Not the host name:
+// the image chooses it — a stock NixOS one says "nixos" whatever the
+// instance is called.)
+func (mc *Machine) ReachedBySSH(ctx context.Context, cl *remote.Client) error {
+	res, err := cl.Run(ctx, "cat /etc/machine-id", 10*time.Second)
+	if err != nil {
+		return err
+	}
+	out, err := mc.Exec(ctx, []string{"cat", "/etc/machine-id"})
+	if err != nil {
+		return err
+	}
+	id := strings.TrimSpace(string(out.Stdout))
+	switch {
+	case id == "":
+		return fmt.Errorf("%s has no machine id (read through Incus)", mc.Name)
+	case id != strings.TrimSpace(string(res.Stdout)):
+		return fmt.Errorf("SSH reached another machine than %s: /etc/machine-id over SSH and through Incus differ", mc.Name)
+	}
+	return nil
+}
+
 // PushFile writes a file on the machine through Incus, after checking ownership.
 func (mc *Machine) PushFile(ctx context.Context, f incus.FileSpec) error {
 	if _, err := mc.Verify(ctx); err != nil {
