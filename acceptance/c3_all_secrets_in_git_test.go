@@ -183,7 +183,8 @@ func scanMachine(t *testing.T, dirs []string, walk leakscan.Walk, needles []leak
 func valueOf(view *testrun.TargetView, decl *declared.Declarations, name string) string {
 	for _, s := range decl.Secrets {
 		if s.Name == name {
-			return view.Secrets[target.SecretName(s.SopsFile, s.Key)]
+			v, _ := view.Value(s)
+			return v
 		}
 	}
 	return ""

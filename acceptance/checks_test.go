@@ -149,7 +149,7 @@ func assertDeclaredFiles(t *testing.T, cl *remote.Client, view *testrun.TargetVi
 	t.Helper()
 	for i, f := range filesAt(t, cl, secrets, func(s declared.Secret) string { return s.Path }) {
 		s := secrets[i]
-		value, ok := view.Secrets[target.SecretName(s.SopsFile, s.Key)]
+		value, ok := view.Value(s)
 		if !assert.True(t, ok, "secret %s: key %q is in %s", s.Name, s.Key, s.SopsFile) || !assert.NotEmpty(t, f.SHA256, "%s (secret %s) exists", f.Path, s.Name) {
 			continue
 		}

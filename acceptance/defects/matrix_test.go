@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,7 +35,6 @@ import (
 	"github.com/cc-ci/acceptance/helpers/labtest"
 	"github.com/cc-ci/acceptance/helpers/leakscan"
 	"github.com/cc-ci/acceptance/helpers/machine"
-	"github.com/cc-ci/acceptance/helpers/sopsfile"
 )
 
 // failures maps a C-test to a text its failure output must contain, or,
@@ -404,9 +402,13 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 		t.Fatalf("build the acceptance suite: %v\n%s", err, out)
 	}
 	// Nothing the harness writes may hold a secret, whatever the target did.
+	// … nor any secret of a flavour's (its own credential: a deploy key).
 	secrets := labtarget.TargetSecrets(t)
 	for _, f := range fixtures.Flavours() {
-		maps.Copy(secrets, flavourCredential(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), f)))
+		at := []string{"CCCI_BASE_REPO_URL=" + gitBase + "/" + f + "/cc-ci.git", "CCCI_SECRETS_REPO_URL=" + gitBase + "/" + f + "/cc-ci-secrets.git"}
+		for name, v := range labtarget.TargetSecretsWith(t, append(at, targetSettings(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), f))...)) {
+			secrets[f+"/"+name] = v // beside the good target's same-named ones
+		}
 	}
 	scanner := leakscan.New(leakscan.Needles(secrets, 0, nil))
 	// Rows run matrixWorkers at a time, as concurrent CI runs would: the RAM
@@ -685,30 +687,6 @@ func verdictLatency(r *result) string {
 
 // targetsRoot is the lab's directory of targets, from the good target's key file.
 func targetsRoot(goodKey string) string { return filepath.Dir(filepath.Dir(filepath.Dir(goodKey))) }
-
-// flavourCredential is the secrets repo credential a flavour keeps in its
-// base when its settings name another file and key than the good target's,
-// decrypted: a secret of its own that nothing the harness writes may hold.
-func flavourCredential(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	tg, err := fixtures.Load(dir)
-	require.NoError(t, err)
-	kv := map[string]string{}
-	for _, e := range targetSettings(t, dir) {
-		k, v, _ := strings.Cut(e, "=")
-		kv[k] = v
-	}
-	if kv["CCCI_SECRETS_ACCESS_FILE"] == "" {
-		return nil // the good target's credential: among its secrets already
-	}
-	enc, err := tg.ReadBase(kv["CCCI_SECRETS_ACCESS_FILE"])
-	require.NoError(t, err, "flavour %s: its credential file", filepath.Base(dir))
-	key, err := os.ReadFile(tg.BootstrapKeyFile())
-	require.NoError(t, err)
-	vals, err := sopsfile.Decrypt(enc, string(key))
-	require.NoError(t, err, "flavour %s: decrypt its credential", filepath.Base(dir))
-	return map[string]string{filepath.Base(dir) + "-credential": vals[kv["CCCI_SECRETS_ACCESS_KEY"]]}
-}
 
 // targetSettings are the settings a target needs besides the lab's
 // (fixtures.SettingsFile, a flavour's), as KEY=value environment entries.

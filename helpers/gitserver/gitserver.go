@@ -23,7 +23,7 @@ type Server struct {
 	Root      string // directory of bare repos (any depth): /variant/cc-ci.git
 	TokenFile string // name of the token file inside a private bare repo
 	Backend   string
-	Log       func(format string, args ...any)
+	Log       Logf
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -34,7 +34,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if strings.Contains(p, "git-receive-pack") || r.URL.Query().Get("service") == "git-receive-pack" {
-		s.logf("refused push to %s", repo)
+		s.Log.printf("refused push to %s", repo)
 		http.Error(w, "read-only server", http.StatusForbidden)
 		return
 	}
@@ -47,7 +47,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, pass, ok := r.BasicAuth()
 		want := strings.TrimSpace(string(tok))
 		if !ok || subtle.ConstantTimeCompare([]byte(pass), []byte(want)) != 1 {
-			s.logf("%s %s: 401 (private repo, %s)", r.Method, p, map[bool]string{true: "wrong token", false: "no credentials"}[ok])
+			s.Log.printf("%s %s: 401 (private repo, %s)", r.Method, p, map[bool]string{true: "wrong token", false: "no credentials"}[ok])
 			w.Header().Set("WWW-Authenticate", `Basic realm="cc-ci private"`)
 			http.Error(w, "authentication required", http.StatusUnauthorized)
 			return
@@ -60,7 +60,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := &cgi.Handler{Path: backend, Root: "/", Env: []string{
 		"GIT_PROJECT_ROOT=" + s.Root, "GIT_HTTP_EXPORT_ALL=1",
 	}}
-	s.logf("%s %s", r.Method, p)
+	s.Log.printf("%s %s", r.Method, p)
 	h.ServeHTTP(w, r)
 }
 
@@ -79,9 +79,12 @@ func repoOf(p string) (string, bool) {
 	return "", false
 }
 
-func (s *Server) logf(format string, args ...any) {
-	if s.Log != nil {
-		s.Log(format, args...)
+// Logf logs a line, as log.Printf and testing.T.Logf do; nil logs nothing.
+type Logf func(format string, args ...any)
+
+func (l Logf) printf(format string, args ...any) {
+	if l != nil {
+		l(format, args...)
 	}
 }
 

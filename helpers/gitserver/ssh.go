@@ -27,7 +27,7 @@ type SSHServer struct {
 	Root           string     // directory of bare repos, as Server's
 	DeployKeysFile string     // name of the authorized_keys file inside a bare repo
 	HostKey        ssh.Signer // the server's host key (clients pin it in known_hosts)
-	Log            func(format string, args ...any)
+	Log            Logf
 }
 
 const extKey = "ccci-key" // the authenticated key, carried from auth to the command
@@ -59,7 +59,7 @@ func (s *SSHServer) serveConn(nc net.Conn, cfg *ssh.ServerConfig) {
 	defer nc.Close()
 	conn, chans, reqs, err := ssh.NewServerConn(nc, cfg)
 	if err != nil {
-		s.logf("ssh %s: refused: %v", nc.RemoteAddr(), err)
+		s.Log.printf("ssh %s: refused: %v", nc.RemoteAddr(), err)
 		return
 	}
 	defer conn.Close()
@@ -101,11 +101,11 @@ func (s *SSHServer) session(ch ssh.Channel, reqs <-chan *ssh.Request, key ssh.Pu
 func (s *SSHServer) uploadPack(ch ssh.Channel, command string, key ssh.PublicKey) uint32 {
 	dir, err := s.authorize(command, key)
 	if err != nil {
-		s.logf("ssh %q by %s: refused: %v", command, ssh.FingerprintSHA256(key), err)
+		s.Log.printf("ssh %q by %s: refused: %v", command, ssh.FingerprintSHA256(key), err)
 		fmt.Fprintf(ch.Stderr(), "cc-ci git: %v\n", err)
 		return 1
 	}
-	s.logf("ssh git-upload-pack %s by %s", dir, ssh.FingerprintSHA256(key))
+	s.Log.printf("ssh git-upload-pack %s by %s", dir, ssh.FingerprintSHA256(key))
 	cmd := exec.Command("git-upload-pack", "--strict", dir)
 	cmd.Stdout, cmd.Stderr = ch, ch.Stderr()
 	stdin, err := cmd.StdinPipe()
@@ -157,10 +157,4 @@ func (s *SSHServer) authorize(command string, key ssh.PublicKey) (string, error)
 		}
 	}
 	return "", fmt.Errorf("key %s may not read %q", ssh.FingerprintSHA256(key), arg)
-}
-
-func (s *SSHServer) logf(format string, args ...any) {
-	if s.Log != nil {
-		s.Log(format, args...)
-	}
 }

@@ -6,12 +6,15 @@ package labtarget
 import (
 	"context"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cc-ci/acceptance/fixtures"
+	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/gitserver"
 	"github.com/cc-ci/acceptance/helpers/labtest"
 	"github.com/cc-ci/acceptance/helpers/redact"
@@ -23,7 +26,28 @@ import (
 // bootstrap key) — what nothing the harness writes may contain.
 func TargetSecrets(t testing.TB) map[string]string {
 	t.Helper()
-	c := labtest.Config(t)
+	return TargetSecretsWith(t, nil)
+}
+
+// TargetSecretsWith is TargetSecrets for the target the configuration
+// names once settings (KEY=value, as a run's environment takes them)
+// override it: another lab target, with the settings it needs.
+func TargetSecretsWith(t testing.TB, settings []string) map[string]string {
+	t.Helper()
+	over := map[string]string{}
+	for _, kv := range settings {
+		k, v, _ := strings.Cut(kv, "=")
+		over[k] = v
+	}
+	c, err := config.LoadFrom(func(k string) (string, bool) {
+		if v, ok := over[k]; ok {
+			return v, true
+		}
+		return os.LookupEnv(k)
+	})
+	if err != nil {
+		labtest.Unavailable(t, err.Error())
+	}
 	if !c.HasTarget() {
 		labtest.Unavailable(t, "no target configured")
 	}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/cc-ci/acceptance/helpers/gitexec"
-	"github.com/cc-ci/acceptance/helpers/remote"
 )
 
 // The target's repos are hostile input. They are cloned bare — there is no
@@ -111,9 +110,7 @@ func AnonymousRead(ctx context.Context, url, knownHosts string) (refused bool, a
 	if knownHosts == "" {
 		knownHosts = "/dev/null"
 	}
-	ssh := "ssh -F /dev/null -o IdentitiesOnly=yes -o IdentityFile=none -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=" +
-		remote.ShellQuote(knownHosts)
-	out, answer, runErr := gitexec.Run(ctx, []string{"GIT_ASKPASS=", "SSH_ASKPASS=", "GIT_SSH_COMMAND=" + ssh}, nil,
+	out, answer, runErr := gitexec.Run(ctx, []string{"GIT_ASKPASS=", "SSH_ASKPASS=", "GIT_SSH_COMMAND=" + sshCommand("none", knownHosts)}, nil,
 		"-c", "credential.helper=", "ls-remote", "--", url)
 	if runErr == nil {
 		return false, fmt.Sprintf("listed %d refs to an anonymous client", strings.Count(string(out), "\n")), nil

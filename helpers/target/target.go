@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"filippo.io/age"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/gitexec"
@@ -124,12 +125,13 @@ func Fetch(ctx context.Context, dir string, cfg config.TargetSettings, key *AgeK
 
 // credentialEnv is the environment a clone of the secrets repo needs for
 // the credential the base holds: an HTTPS token goes in an Authorization
-// header (through the environment, never the command line); an OpenSSH
+// header (through the environment, never the command line); an SSH
 // private key — a read-only deploy key — is written, 0600, to a private
 // directory under dir for ssh to read, with the host key pinned by
 // knownHosts (CCCI_SECRETS_KNOWN_HOSTS). done removes the key file.
 func credentialEnv(dir, cred, knownHosts string, r *redact.Redactor) (env []string, done func(), err error) {
-	if !strings.HasPrefix(strings.TrimSpace(cred), "-----BEGIN OPENSSH PRIVATE KEY-----") {
+	var locked *ssh.PassphraseMissingError
+	if _, err := ssh.ParseRawPrivateKey([]byte(cred)); err != nil && !errors.As(err, &locked) { // not a private key: a token
 		auth := base64.StdEncoding.EncodeToString([]byte("ci:" + cred))
 		r.Add("secrets-repo-auth", []byte(auth))
 		return []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader", "GIT_CONFIG_VALUE_0=Authorization: Basic " + auth}, func() {}, nil
@@ -150,8 +152,15 @@ func credentialEnv(dir, cred, knownHosts string, r *redact.Redactor) (env []stri
 		done()
 		return nil, nil, err
 	}
-	return []string{"GIT_SSH_COMMAND=ssh -F /dev/null -i " + remote.ShellQuote(keyFile) + " -o IdentitiesOnly=yes -o BatchMode=yes" +
-		" -o StrictHostKeyChecking=yes -o UserKnownHostsFile=" + remote.ShellQuote(knownHosts)}, done, nil
+	return []string{"GIT_SSH_COMMAND=" + sshCommand(keyFile, knownHosts)}, done, nil
+}
+
+// sshCommand is the ssh git runs for the secrets repo: no configuration
+// but these options, the one identity given ("none": no identity at all),
+// never a prompt, the server's host key checked against knownHosts only.
+func sshCommand(identity, knownHosts string) string {
+	return "ssh -F /dev/null -o IdentitiesOnly=yes -o IdentityFile=" + remote.ShellQuote(identity) +
+		" -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=" + remote.ShellQuote(knownHosts)
 }
 
 // clone makes a mirror: bare (no work tree, no checkout, nothing to

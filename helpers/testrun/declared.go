@@ -41,12 +41,12 @@ func (r *Run) Units(t testing.TB) []string {
 	if len(r.Config.Units) > 0 {
 		return r.Config.Units
 	}
-	units := r.declarations(t).Units
-	if len(units) == 0 {
+	d := r.declarations(t)
+	if len(d.Units) == 0 {
 		t.Fatalf("nixosConfigurations.%s starts no service at boot (systemd.services.<name>.wantedBy = [ \"multi-user.target\" ]): nothing to converge; name the units with CCCI_UNITS",
-			r.declarations(t).Host)
+			d.Host)
 	}
-	return units
+	return d.Units
 }
 
 func (r *Run) declarations(t testing.TB) *declared.Declarations {

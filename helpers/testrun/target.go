@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cc-ci/acceptance/helpers/declared"
 	"github.com/cc-ci/acceptance/helpers/egress"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
 	"github.com/cc-ci/acceptance/helpers/machine"
@@ -177,6 +178,13 @@ func (r *Run) Repos(t testing.TB) *target.Repos {
 		blocked(t, "the target's repos do not fetch", r.tgt.err)
 	}
 	return r.tgt.repos
+}
+
+// Value is the decrypted value of a declared secret: its key in the sops
+// file it names.
+func (v *TargetView) Value(s declared.Secret) (string, bool) {
+	val, ok := v.Secrets[target.SecretName(s.SopsFile, s.Key)]
+	return val, ok
 }
 
 // AllSecrets is every secret the target has (target.AllSecrets).
