@@ -33,7 +33,7 @@ func TestContactsAreHostsNotTheLinksChatter(t *testing.T) {
 	runID := fmt.Sprintf("r-egress-%d", time.Now().UnixNano()%1e9)
 	name := labtest.StartedInstance(t, c, cfg, "ccci-egress", map[string]string{l.CreatedBy(): machine.CreatedBy,
 		l.RunID(): runID, l.ExpiresAt(): time.Now().Add(10 * time.Minute).UTC().Format(time.RFC3339)})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	in, err := c.Instance(ctx, cfg.Project, name)
 	require.NoError(t, err)
@@ -58,6 +58,9 @@ exec 3>/dev/udp/` + gateway + `/5999; echo unicast >&3; exec 3>&-
 exec 3<>/dev/tcp/` + gateway + `/` + port + `; exec 3>&-
 busybox ping -c1 -W2 ` + gateway + ` >/dev/null
 ip addr add 192.0.2.77/32 dev eth0; busybox ping -I 192.0.2.77 -c1 -W1 198.51.100.1 >/dev/null || true
+# right after boot the link-local address is tentative (duplicate address
+# detection) and the kernel has no source for the datagram: wait it out
+for i in $(seq 30); do ip -6 addr show dev eth0 | grep -q tentative || break; sleep 1; done
 echo v6 >/dev/udp/ff0e::db8:1/5999`
 	res, err := c.Exec(ctx, cfg.Project, name, []string{"bash", "-c", script}, nil)
 	require.NoError(t, err)
