@@ -14,10 +14,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -387,14 +389,11 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 	if gitBase == cfg.BaseRepoURL {
 		labtest.Unavailable(t, "CCCI_BASE_REPO_URL is not the lab's good target")
 	}
-	names := make([]string, 0, len(matrix))
-	for n := range matrix {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	for _, d := range append(fixtures.Defects(), fixtures.Flavours()...) {
 		require.Contains(t, matrix, d, "target %s has no row in the matrix", d)
 	}
+	rows := withFlavours(t)
+	names := slices.Sorted(maps.Keys(rows))
 	c, _ := labtest.Client(t, "https")
 	// The suite is built once; each row runs it (a row used to rebuild and relink it).
 	suite := filepath.Join(t.TempDir(), "acceptance.test")
@@ -417,19 +416,26 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 	slots := make(chan struct{}, matrixWorkers)
 	var mu sync.Mutex // guards what the rows collect below
 	var table []string
-	failedBy := map[string][]string{} // sentence → defects that fail it
-	var good map[string]*result
+	// Per good target (good, each of fixtures.DefectFlavours): its run, and
+	// sentence → the defects made on it that fail the sentence.
+	failedBy := map[string]map[string][]string{}
+	goods := map[string]map[string]*result{}
 	// Runs when every row is done (cleanups wait for parallel subtests).
 	t.Cleanup(func() {
 		noHarnessInstanceLeft(t, c, cfg, "")
 		sort.Strings(table)
 		t.Logf("defect matrix:\n%s", strings.Join(table, "\n"))
-		if len(table) == len(matrix) && good != nil {
-			checkCoverage(t, good, failedBy)
+		if len(table) != len(rows) {
+			return
+		}
+		for _, g := range append([]string{"good"}, fixtures.DefectFlavours...) {
+			if goods[g] != nil {
+				checkCoverage(t, g, goods[g], failedBy[g])
+			}
 		}
 	})
 	for _, name := range names {
-		want := matrix[name]
+		want := rows[name]
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			for range slotsFor(name) {
@@ -441,28 +447,32 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 				}
 			}()
 			start := time.Now()
-			tgt, env := name, onHost[name]
+			flavour, defect := madeOn(name)
+			tgt, env := name, slices.Clone(onHost[defect])
 			if env != nil {
-				tgt = "good"
+				tgt = flavour
 				for i := range env {
 					env[i] = strings.ReplaceAll(env[i], "{signing}", filepath.Dir(cfg.D8Signers))
 				}
 			}
 			keysBefore := digests(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), tgt, "keys"))
 			env = append(env, targetSettings(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), tgt))...)
-			results, wrote := runSuite(t, suite, gitBase+"/"+tgt, append(append(hostEnv, env...), rowSettings[name]...)...)
+			results, wrote := runSuite(t, suite, gitBase+"/"+tgt, append(append(hostEnv, env...), rowSettings[defect]...)...)
 			mu.Lock()
 			defer mu.Unlock()
-			if name == "good" {
-				good = results
+			if defect == flavour {
+				goods[flavour] = results
+			}
+			if failedBy[flavour] == nil {
+				failedBy[flavour] = map[string][]string{}
 			}
 			for test, r := range results {
 				if r.action == "fail" {
-					failedBy[test] = append(failedBy[test], name)
+					failedBy[flavour][test] = append(failedBy[flavour][test], name)
 				}
 				for sub, action := range r.subs {
 					if action == "fail" {
-						failedBy[sub] = append(failedBy[sub], name)
+						failedBy[flavour][sub] = append(failedBy[flavour][sub], name)
 					}
 				}
 			}
@@ -514,6 +524,57 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 	}
 }
 
+// flavourWording is how a flavour words what the good target's rows
+// expect: its own TLS server name.
+var flavourWording = map[string]*strings.Replacer{
+	"good-deploy-key": strings.NewReplacer("dashboard.", "drone."),
+}
+
+// withFlavours is the matrix and, for each of fixtures.DefectFlavours,
+// every row that applies to it, made on it (fixtures.FlavourDefects; the
+// host's rows run on the flavour too), expecting what the row expects of
+// the good target in the flavour's words.
+func withFlavours(t *testing.T) map[string]failures {
+	t.Helper()
+	rows := maps.Clone(matrix)
+	made := fixtures.FlavourDefects()
+	for _, f := range fixtures.DefectFlavours {
+		for h := range onHost {
+			made = append(made, fixtures.OnFlavour(f, h))
+		}
+	}
+	for _, name := range made {
+		flavour, defect := madeOn(name)
+		wording, ok := flavourWording[flavour]
+		require.True(t, ok, "flavour %s has no wording in the matrix", flavour)
+		want := failures{}
+		for test, cause := range matrix[defect] {
+			want[test] = wording.Replace(cause)
+		}
+		rows[name] = want
+	}
+	for _, f := range fixtures.DefectFlavours {
+		for _, d := range fixtures.Defects() {
+			if why := fixtures.NotOnFlavour(f, d); why != "" {
+				t.Logf("%s: not made on %s: %s", d, f, why)
+			}
+		}
+	}
+	return rows
+}
+
+// madeOn splits a row's name into the good target it was made on (good or
+// a flavour) and its defect (the flavour itself for its own good row).
+func madeOn(name string) (flavour, defect string) {
+	if f, d, ok := strings.Cut(name, "+"); ok {
+		return f, d
+	}
+	if slices.Contains(fixtures.Flavours(), name) {
+		return name, name
+	}
+	return "good", name
+}
+
 // runsAlone are rows that would make another row's machine fail: the IPv6
 // defect pings every node on the bridge to find a neighbour, and a
 // machine installing beside it answers — a packet its own run rightly
@@ -521,7 +582,7 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 var runsAlone = map[string]bool{"install-sends-over-ipv6": true}
 
 func slotsFor(name string) int {
-	if runsAlone[name] {
+	if _, defect := madeOn(name); runsAlone[defect] {
 		return matrixWorkers
 	}
 	return 1
@@ -552,9 +613,10 @@ func noHarnessInstanceLeft(t *testing.T, c *incus.Client, cfg *config.Config, ru
 // defect now fails (remove it). Empty is the goal.
 var notYetFailable = map[string]string{}
 
-// checkCoverage is the mutation-coverage table: every test and sentence of
-// the suite, as the good target ran it, with the defects that make it fail.
-func checkCoverage(t *testing.T, good map[string]*result, failedBy map[string][]string) {
+// checkCoverage is the mutation-coverage table of one good target (good,
+// or a flavour): every test and sentence of the suite, as it ran on that
+// target, with the defects made on it that make it fail.
+func checkCoverage(t *testing.T, target string, good map[string]*result, failedBy map[string][]string) {
 	t.Helper()
 	var all []string
 	for test, r := range good {
@@ -571,7 +633,7 @@ func checkCoverage(t *testing.T, good map[string]*result, failedBy map[string][]
 		reason, listed := notYetFailable[s]
 		switch {
 		case len(by) == 0 && !listed:
-			t.Errorf("no defect target makes %q fail: a check that cannot fail is a defect (add a broken target, or list it in notYetFailable with why)", s)
+			t.Errorf("no defect made on %s makes %q fail: a check that cannot fail is a defect (add a broken target, or list it in notYetFailable with why)", target, s)
 		case len(by) > 0 && listed:
 			t.Errorf("%q is failed by %v now: remove it from notYetFailable", s, by)
 		}
@@ -581,7 +643,7 @@ func checkCoverage(t *testing.T, good map[string]*result, failedBy map[string][]
 		}
 		rows = append(rows, fmt.Sprintf("| %s | %s |", strings.ReplaceAll(s, "_", " "), cell))
 	}
-	t.Logf("mutation coverage (fixtures/README.md):\n| sentence | made to fail by |\n|---|---|\n%s", strings.Join(rows, "\n"))
+	t.Logf("mutation coverage on %s (fixtures/README.md):\n| sentence | made to fail by |\n|---|---|\n%s", target, strings.Join(rows, "\n"))
 }
 
 type result struct {

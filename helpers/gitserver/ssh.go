@@ -3,7 +3,8 @@ package gitserver
 // Git over SSH, read-only, as a forge serves a repo to its deploy keys:
 // user "git", public-key authentication only, one command
 // (git-upload-pack '<repo>'), and a repo readable only by the keys listed
-// in its deploy-keys file (authorized_keys format, beside the bare repo).
+// in its deploy-keys file (authorized_keys format, beside the bare repo) —
+// or by any key, if it is public (no token file: the HTTP server's mark).
 
 import (
 	"bytes"
@@ -26,6 +27,7 @@ import (
 type SSHServer struct {
 	Root           string     // directory of bare repos, as Server's
 	DeployKeysFile string     // name of the authorized_keys file inside a bare repo
+	TokenFile      string     // as Server's: a repo served over SSH without it is public, read by any key ("": none is)
 	HostKey        ssh.Signer // the server's host key (clients pin it in known_hosts)
 	Log            Logf
 }
@@ -147,6 +149,11 @@ func (s *SSHServer) authorize(command string, key ssh.PublicKey) (string, error)
 	if err != nil {
 		return "", fmt.Errorf("no repository %q readable over ssh", arg)
 	}
+	if s.TokenFile != "" {
+		if _, err := os.Lstat(filepath.Join(dir, s.TokenFile)); errors.Is(err, os.ErrNotExist) {
+			return dir, nil // public, as a forge serves a public repo to any key
+		}
+	}
 	for rest := keys; len(bytes.TrimSpace(rest)) > 0; {
 		var k ssh.PublicKey
 		if k, _, _, rest, err = ssh.ParseAuthorizedKey(rest); err != nil {
@@ -156,5 +163,5 @@ func (s *SSHServer) authorize(command string, key ssh.PublicKey) (string, error)
 			return dir, nil
 		}
 	}
-	return "", fmt.Errorf("key %s may not read %q", ssh.FingerprintSHA256(key), arg)
+	return "", fmt.Errorf("Permission denied: key %s may not read %q", ssh.FingerprintSHA256(key), arg)
 }

@@ -73,6 +73,18 @@ func TestSSHServesARepoToItsDeployKeysOnly(t *testing.T) {
 	out, err = clone("/dev/null", "good/cc-ci-secrets.git", "anonymous")
 	require.Error(t, err, "no key, no read: %s", out)
 
+	// Public (no token file, as the HTTP server judges it): any key reads it.
+	srv.TokenFile = "ccci-token"
+	require.NoError(t, os.WriteFile(filepath.Join(root, "good/cc-ci-secrets.git/ccci-token"), []byte("t\n"), 0o600))
+	out, err = clone(strangerFile, "good/cc-ci-secrets.git", "stranger-again")
+	require.Error(t, err, "a private repo is read by its deploy keys only")
+	assert.Contains(t, out, "Permission denied")
+	require.NoError(t, os.Remove(filepath.Join(root, "good/cc-ci-secrets.git/ccci-token")))
+	out, err = clone(strangerFile, "good/cc-ci-secrets.git", "stranger-public")
+	require.NoError(t, err, "a public repo is read by any key: %s", out)
+	out, err = clone("/dev/null", "good/cc-ci-secrets.git", "anonymous-public")
+	require.Error(t, err, "still no key, no read: %s", out)
+
 	out, err = clone(deployFile, "good/cc-ci.git", "public")
 	require.Error(t, err, "a repo without deploy keys is not served over ssh")
 	assert.Contains(t, out, "readable over ssh")

@@ -2,6 +2,9 @@ package target
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/cc-ci/acceptance/helpers/gitexec"
 )
@@ -93,12 +98,15 @@ func gitBytes(ctx context.Context, dir string, args ...string) ([]byte, error) {
 	return gitexec.In(ctx, dir, repoName(dir), args...)
 }
 
-// AnonymousRead asks the server for the repo's refs with no credentials at
-// all and reports whether it was refused, with what the server answered.
-// Over HTTP(S) it is git's smart-HTTP discovery request (what `git clone`
-// sends first), so the answer is the server's own status; other URLs go
-// through `git ls-remote` with no credential helper and no prompt — over
-// SSH with no identity at all, the host key pinned by knownHosts
+// AnonymousRead asks the server for the repo's refs as a stranger and
+// reports whether it was refused, with what the server answered. Over
+// HTTP(S) it is git's smart-HTTP discovery request with no credentials (what
+// `git clone` sends first), so the answer is the server's own status; other
+// URLs go through `git ls-remote` with no credential helper and no prompt.
+// Over SSH the stranger holds a key made for this one request, registered
+// nowhere: an SSH server refuses a client without any key at the door, so
+// only a key shows whether the repo is readable by anyone who has one (as
+// a forge serves a public repo); the host key is pinned by knownHosts
 // (CCCI_SECRETS_KNOWN_HOSTS). A server that cannot be reached is an error:
 // privacy cannot be judged.
 func AnonymousRead(ctx context.Context, url, knownHosts string) (refused bool, answer string, err error) {
@@ -110,7 +118,12 @@ func AnonymousRead(ctx context.Context, url, knownHosts string) (refused bool, a
 	if knownHosts == "" {
 		knownHosts = "/dev/null"
 	}
-	out, answer, runErr := gitexec.Run(ctx, []string{"GIT_ASKPASS=", "SSH_ASKPASS=", "GIT_SSH_COMMAND=" + sshCommand("none", knownHosts)}, nil,
+	identity, done, err := strangerKey()
+	if err != nil {
+		return false, "", fmt.Errorf("anonymous read of %s: %w", url, err)
+	}
+	defer done()
+	out, answer, runErr := gitexec.Run(ctx, []string{"GIT_ASKPASS=", "SSH_ASKPASS=", "GIT_SSH_COMMAND=" + sshCommand(identity, knownHosts)}, nil,
 		"-c", "credential.helper=", "ls-remote", "--", url)
 	if runErr == nil {
 		return false, fmt.Sprintf("listed %d refs to an anonymous client", strings.Count(string(out), "\n")), nil
@@ -186,4 +199,17 @@ func OnlyChangedSince(ctx context.Context, rp *Repos, cited string, allowed ...s
 			cited, strings.Join(changed, ", "), strings.Join(allowed, ", "))
 	}
 	return nil
+}
+
+// strangerKey writes a fresh ed25519 key, registered nowhere (keyFileIn).
+func strangerKey() (string, func(), error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return "", nil, err
+	}
+	blk, err := ssh.MarshalPrivateKey(priv, "cc-ci acceptance: a stranger")
+	if err != nil {
+		return "", nil, err
+	}
+	return keyFileIn("", pem.EncodeToMemory(blk))
 }

@@ -142,17 +142,27 @@ func credentialEnv(dir, cred, knownHosts string, r *redact.Redactor) (env []stri
 	if _, err := os.Stat(knownHosts); err != nil {
 		return nil, nil, fmt.Errorf("CCCI_SECRETS_KNOWN_HOSTS: %w", err)
 	}
-	keyDir, err := os.MkdirTemp(dir, "deploy-key-")
+	keyFile, done, err := keyFileIn(dir, []byte(strings.TrimSpace(cred)+"\n"))
 	if err != nil {
 		return nil, nil, err
 	}
-	done = func() { _ = os.RemoveAll(keyDir) }
-	keyFile := filepath.Join(keyDir, "id")
-	if err := os.WriteFile(keyFile, []byte(strings.TrimSpace(cred)+"\n"), 0o600); err != nil {
-		done()
-		return nil, nil, err
-	}
 	return []string{"GIT_SSH_COMMAND=" + sshCommand(keyFile, knownHosts)}, done, nil
+}
+
+// keyFileIn writes a private key for ssh to read: 0600, in a 0700
+// directory of its own under parent ("": the temp dir). done removes both.
+func keyFileIn(parent string, key []byte) (file string, done func(), err error) {
+	keyDir, err := os.MkdirTemp(parent, "ssh-key-")
+	if err != nil {
+		return "", nil, err
+	}
+	done = func() { _ = os.RemoveAll(keyDir) }
+	file = filepath.Join(keyDir, "id")
+	if err := os.WriteFile(file, key, 0o600); err != nil {
+		done()
+		return "", nil, err
+	}
+	return file, done, nil
 }
 
 // sshCommand is the ssh git runs for the secrets repo: no configuration
