@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -70,8 +71,19 @@ func PathsFor(md string) Paths {
 }
 
 // Append chains e to the last entry, signs it when signer is not nil (the
-// runner's key), and writes it to both files.
+// runner's key), and writes it to both files. Runs that share a chain (two
+// CI jobs, the lab's seeding two at a time) take turns: the chain file is
+// locked from reading its last entry to writing this one, so no two
+// entries chain to the same one.
 func Append(p Paths, e Entry, signer ssh.Signer) (Entry, error) {
+	if err := os.MkdirAll(filepath.Dir(p.JSONL), 0o755); err != nil {
+		return e, err
+	}
+	unlock, err := lock(p.JSONL)
+	if err != nil {
+		return e, err
+	}
+	defer unlock()
 	prev, err := lastHash(p.JSONL)
 	if err != nil {
 		return e, err
@@ -94,9 +106,6 @@ func Append(p Paths, e Entry, signer ssh.Signer) (Entry, error) {
 	}
 	line, err := json.Marshal(e)
 	if err != nil {
-		return e, err
-	}
-	if err := os.MkdirAll(filepath.Dir(p.JSONL), 0o755); err != nil {
 		return e, err
 	}
 	if err := appendFile(p.JSONL, append(line, '\n')); err != nil {
@@ -228,6 +237,20 @@ func Markdown(e Entry) string {
 	}
 	b.WriteString("\n")
 	return b.String()
+}
+
+// lock takes an exclusive flock(2) on the chain file (made if missing;
+// never through a symlink) and returns its release.
+func lock(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("evidence: lock %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("evidence: lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil // closing the last descriptor releases the lock
 }
 
 func appendFile(path string, b []byte) error {

@@ -1,9 +1,11 @@
 package evidence
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -39,6 +41,26 @@ func TestEntriesChainAndEditsAreDetected(t *testing.T) {
 	err = Verify(p.JSONL)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "chain broken")
+}
+
+// Runs that share a chain append one at a time: however many at once, the
+// chain holds (each entry links to the one before it in the file).
+func TestConcurrentAppendsKeepTheChain(t *testing.T) {
+	p := PathsFor(filepath.Join(t.TempDir(), "REVIEW.md"))
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := Append(p, Entry{RunID: fmt.Sprintf("r%d", i), Outcome: "pass"}, nil)
+			assert.NoError(t, err)
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, Verify(p.JSONL))
+	es, err := Read(p.JSONL)
+	require.NoError(t, err)
+	assert.Len(t, es, 16)
 }
 
 // The evidence committed in this repository must still chain: an edited or

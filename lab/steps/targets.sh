@@ -62,30 +62,49 @@ signing_key() {
 # and its record is committed into the target's D8 evidence, as cc-ci's
 # maintainers would after a run; a target whose C4 fails cites its failing
 # run (C5 then says it did not pass). With the matrix's short waits: about
-# 10 s a target, a minute for unit-hangs.
+# 10 s a target, a minute for unit-hangs; two at a time (SEED_WORKERS), the
+# suite built once.
 seed_d8() {
-  local ev="$LAB_STATE/evidence" name base n=0
+  local ev="$LAB_STATE/evidence" name
   mkdir -p "$ev"
+  SEED_SUITE="$LAB_BIN/acceptance.test"
+  (cd "$REPO_ROOT" && GOTOOLCHAIN=local go test -c -o "$SEED_SUITE" ./acceptance) || die "could not build the acceptance suite"
+  : >"$ev/seeded"
+  : >"$ev/unseeded"
   for name in $("$LAB_BIN/ccci-fixtures" targets); do
-    base="http://${LAB_GIT_LISTEN}/$name/cc-ci.git"
-    # A target's own settings (a flavour's: ccci-fixtures writes them) come last.
-    local own=()
-    [ -f "$LAB_STATE/targets/$name/settings.env" ] && mapfile -t own < <(grep -v '^#' "$LAB_STATE/targets/$name/settings.env")
-    "$LAB_BIN/ccci-fixtures" cite -check -root "$LAB_STATE/targets" -target "$name" -base-url "$base" \
-      -chain "$ev/REVIEW.jsonl" >/dev/null 2>&1 && continue
-    (cd "$REPO_ROOT" && CCCI_CONFIG="$LAB_STATE/lab.env" CCCI_ACCEPTANCE=1 CCCI_REVIEW_FILE="$ev/REVIEW.md" \
-      CCCI_OUT_DIR="$ev/out" CCCI_STATE_FILE="$ev/.run-state.json" GOTOOLCHAIN=local \
-      CCCI_BASE_REPO_URL="$base" CCCI_SECRETS_REPO_URL="http://${LAB_GIT_LISTEN}/$name/cc-ci-secrets.git" \
-      CCCI_STEP_TIMEOUT=40s CCCI_CONVERGE_TIMEOUT=15s CCCI_SETTLE=3s \
-      env "${own[@]}" go test -count=1 -timeout 15m -run '^TestC4GenuineLiveRebuild$' ./acceptance) >"$ev/seed-$name.log" 2>&1 || true
-    "$LAB_BIN/ccci-fixtures" cite -root "$LAB_STATE/targets" -target "$name" -base-url "$base" \
-      -chain "$ev/REVIEW.jsonl" -out "$ev/out" | sed 's/^/[lab] /' ||
-      { tail -30 "$ev/seed-$name.log" >&2; die "the D8 seed run of target $name left nothing to cite (log: $ev/seed-$name.log)"; }
-    n=$((n + 1))
+    while [ "$(jobs -rp | wc -l)" -ge "${SEED_WORKERS:-2}" ]; do wait -n || true; done
+    seed_one "$name" &
   done
-  step "D8: every target cites a live run of itself from the last 12h ($n run now)"
+  wait
+  [ ! -s "$ev/unseeded" ] || die "target(s) with nothing to cite: $(tr '\n' ' ' <"$ev/unseeded")(logs: $ev/seed-<target>.log)"
+  step "D8: every target cites a live run of itself from the last 12h ($(wc -l <"$ev/seeded") run now)"
   "$LAB_BIN/ccci-fixtures" cite -check -root "$LAB_STATE/targets" -target good -base-url "http://${LAB_GIT_LISTEN}/good/cc-ci.git" \
     -chain "$ev/REVIEW.jsonl" >/dev/null || die "the good target does not cite a fresh run of itself"
+}
+
+# seed_one makes target $1 cite a fresh run of itself (nothing to do if it
+# does). Runs beside another: the RAM cap leaves room for its throwaway too,
+# the evidence chain takes one entry at a time (evidence.Append locks it).
+seed_one() {
+  local name=$1 ev="$LAB_STATE/evidence" base own=()
+  base="http://${LAB_GIT_LISTEN}/$name/cc-ci.git"
+  "$LAB_BIN/ccci-fixtures" cite -check -root "$LAB_STATE/targets" -target "$name" -base-url "$base" \
+    -chain "$ev/REVIEW.jsonl" >/dev/null 2>&1 && return 0
+  # A target's own settings (a flavour's: ccci-fixtures writes them) come last.
+  [ -f "$LAB_STATE/targets/$name/settings.env" ] && mapfile -t own < <(grep -v '^#' "$LAB_STATE/targets/$name/settings.env")
+  (cd "$REPO_ROOT/acceptance" && CCCI_CONFIG="$LAB_STATE/lab.env" CCCI_ACCEPTANCE=1 CCCI_REVIEW_FILE="$ev/REVIEW.md" \
+    CCCI_OUT_DIR="$ev/out" CCCI_STATE_FILE="$ev/.run-state-$name.json" CCCI_RAM_CAP=16GiB \
+    CCCI_BASE_REPO_URL="$base" CCCI_SECRETS_REPO_URL="http://${LAB_GIT_LISTEN}/$name/cc-ci-secrets.git" \
+    CCCI_STEP_TIMEOUT=40s CCCI_CONVERGE_TIMEOUT=15s CCCI_SETTLE=3s \
+    env "${own[@]}" "$SEED_SUITE" -test.count=1 -test.timeout 15m -test.run '^TestC4GenuineLiveRebuild$') >"$ev/seed-$name.log" 2>&1 || true
+  if ! "$LAB_BIN/ccci-fixtures" cite -root "$LAB_STATE/targets" -target "$name" -base-url "$base" \
+    -chain "$ev/REVIEW.jsonl" -out "$ev/out" | sed 's/^/[lab] /'; then
+    tail -30 "$ev/seed-$name.log" >&2
+    echo "[lab] the D8 seed run of target $name left nothing to cite (log: $ev/seed-$name.log)" >&2
+    echo "$name" >>"$ev/unseeded"
+    return 1
+  fi
+  echo "$name" >>"$ev/seeded"
 }
 
 # Defects of the host rather than the target, for the defect matrix: an image
