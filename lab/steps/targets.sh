@@ -65,21 +65,30 @@ signing_key() {
 # 10 s a target, a minute for unit-hangs; two at a time (SEED_WORKERS), the
 # suite built once.
 seed_d8() {
-  local ev="$LAB_STATE/evidence" name
+  local ev="$LAB_STATE/evidence" name pids=()
   mkdir -p "$ev"
   SEED_SUITE="$LAB_BIN/acceptance.test"
   (cd "$REPO_ROOT" && GOTOOLCHAIN=local go test -c -o "$SEED_SUITE" ./acceptance) || die "could not build the acceptance suite"
   : >"$ev/seeded"
   : >"$ev/unseeded"
+  # Our own jobs only: the git server is a job of this shell too.
   for name in $("$LAB_BIN/ccci-fixtures" targets); do
-    while [ "$(jobs -rp | wc -l)" -ge "${SEED_WORKERS:-2}" ]; do wait -n || true; done
+    while [ "$(live "${pids[@]}")" -ge "${SEED_WORKERS:-2}" ]; do sleep 0.2; done
     seed_one "$name" &
+    pids+=($!)
   done
-  wait
+  while [ "$(live "${pids[@]}")" -gt 0 ]; do sleep 0.2; done
   [ ! -s "$ev/unseeded" ] || die "target(s) with nothing to cite: $(tr '\n' ' ' <"$ev/unseeded")(logs: $ev/seed-<target>.log)"
   step "D8: every target cites a live run of itself from the last 12h ($(wc -l <"$ev/seeded") run now)"
   "$LAB_BIN/ccci-fixtures" cite -check -root "$LAB_STATE/targets" -target good -base-url "http://${LAB_GIT_LISTEN}/good/cc-ci.git" \
     -chain "$ev/REVIEW.jsonl" >/dev/null || die "the good target does not cite a fresh run of itself"
+}
+
+# live counts the processes of the given PIDs still running.
+live() {
+  local n=0 p
+  for p in "$@"; do kill -0 "$p" 2>/dev/null && n=$((n + 1)); done
+  echo "$n"
 }
 
 # seed_one makes target $1 cite a fresh run of itself (nothing to do if it
