@@ -23,17 +23,29 @@ func Stop(err error) error { return Fatal{Err: err} }
 
 // TimeoutError says what was awaited, for how long, and what the last try saw.
 type TimeoutError struct {
-	What    string
-	Timeout time.Duration
-	Tries   int
-	Last    error
+	What      string
+	Timeout   time.Duration
+	Tries     int
+	Last      error
+	ByContext bool // the caller's context ended the wait before the timeout would have
 }
 
 func (e *TimeoutError) Error() string {
-	return fmt.Sprintf("timed out after %s (%d tries) waiting for %s: last try: %v", e.Timeout, e.Tries, e.What, e.Last)
+	by := ""
+	if e.ByContext {
+		by = ", the caller's deadline"
+	}
+	return fmt.Sprintf("timed out after %s (%d tries%s) waiting for %s: last try: %v", e.Timeout.Round(time.Millisecond), e.Tries, by, e.What, e.Last)
 }
 
-func (e *TimeoutError) Unwrap() error { return e.Last }
+// Unwrap gives the last try's error and, when the caller's deadline ended
+// the wait, context.DeadlineExceeded.
+func (e *TimeoutError) Unwrap() []error {
+	if e.ByContext {
+		return []error{e.Last, context.DeadlineExceeded}
+	}
+	return []error{e.Last}
+}
 
 // Options tune the backoff. Zero values mean 200ms first interval, 5s max.
 type Options struct {
@@ -58,6 +70,15 @@ func EventuallyWith(ctx context.Context, what string, timeout time.Duration, o O
 		o.MaxInterval = 5 * time.Second
 	}
 	deadline := time.Now().Add(timeout)
+	byCtx := false
+	// A context that ends first bounds the wait, a little before its end:
+	// the last try (the one that gathers diagnostics) still happens.
+	if d, ok := ctx.Deadline(); ok {
+		if early := d.Add(-min(time.Second, time.Until(d)/10)); early.Before(deadline) {
+			deadline, byCtx = early, true
+			timeout = max(time.Until(early), 0)
+		}
+	}
 	interval := o.Interval
 	var last error
 	for tries := 1; ; tries++ {
@@ -75,7 +96,7 @@ func EventuallyWith(ctx context.Context, what string, timeout time.Duration, o O
 			o.Log("%s: try %d: %v", what, tries, err)
 		}
 		if lastTry {
-			return &TimeoutError{What: what, Timeout: timeout, Tries: tries, Last: last}
+			return &TimeoutError{What: what, Timeout: timeout, Tries: tries, Last: last, ByContext: byCtx}
 		}
 		sleep := min(interval, time.Until(deadline))
 		select {

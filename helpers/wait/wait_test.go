@@ -59,3 +59,25 @@ func TestEventuallyHonoursContext(t *testing.T) {
 	err := Eventually(ctx, "ctx", time.Minute, func(bool) error { return errors.New("no") })
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 }
+
+// A caller's deadline shorter than the wait's own timeout still gets the
+// last try, whose diagnostics explain the timeout.
+func TestEventuallyGivesTheLastTryBeforeTheCallersDeadline(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	sawLast := false
+	err := Eventually(ctx, "ctx", time.Minute, func(last bool) error {
+		if last {
+			sawLast = true
+			return errors.New("diagnostics of the last try")
+		}
+		return errors.New("no")
+	})
+	assert.True(t, sawLast, "the condition was told it was on its last try")
+	var te *TimeoutError
+	require.ErrorAs(t, err, &te)
+	assert.True(t, te.ByContext)
+	assert.ErrorContains(t, err, "the caller's deadline")
+	assert.ErrorContains(t, err, "diagnostics of the last try")
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+}
