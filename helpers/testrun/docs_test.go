@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -68,4 +69,39 @@ func documentedRuns(md string) []string {
 		out = append(out, binaryRun.FindAllString(c, -1)...)
 	}
 	return out
+}
+
+// README's "What is where" names every package of the module, so a
+// newcomer finds each one's job there.
+func TestEveryPackageIsInTheReadme(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	require.NoError(t, err)
+	_, table, ok := strings.Cut(string(readme), "## What is where")
+	require.True(t, ok, "README.md has its What is where section")
+	table, _, _ = strings.Cut(table, "\n## ")
+	var pkgs []string
+	require.NoError(t, filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") || d.Name() == "out" || d.Name() == "dist" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
+			rel, _ := filepath.Rel(root, filepath.Dir(path))
+			if !slices.Contains(pkgs, rel) {
+				pkgs = append(pkgs, rel)
+			}
+		}
+		return nil
+	}))
+	require.NotEmpty(t, pkgs)
+	for _, p := range pkgs {
+		if p == "." {
+			continue
+		}
+		assert.Regexp(t, "`"+regexp.QuoteMeta(p)+"/?`", table, "README.md's What is where does not name %s", p)
+	}
 }
