@@ -16,6 +16,7 @@ import (
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
 	"github.com/cc-ci/acceptance/helpers/localfile"
+	"github.com/cc-ci/acceptance/helpers/target"
 )
 
 func main() {
@@ -67,8 +68,7 @@ func placeholders(stderr io.Writer) (map[string]string, string) {
 		fmt.Fprintf(stderr, "lint-install: no usable configuration, placeholders shown unresolved (%v)\n", err)
 		cfg = &config.Config{TargetSettings: config.TargetSettings{AgeKeyPath: config.DefaultAgeKeyPath}}
 	}
-	v := map[string]string{"BASE_REPO_URL": cfg.BaseRepoURL, "SECRETS_REPO_URL": cfg.SecretsRepoURL,
-		"DOMAIN": cfg.Domain, "GATEWAY": cfg.Gateway, "MACHINE": ""}
+	v := target.Placeholders(cfg.BaseRepoURL, cfg.SecretsRepoURL, cfg.Domain, cfg.Gateway, "")
 	for k, val := range v {
 		if val == "" {
 			v[k] = "${" + k + "}"

@@ -76,7 +76,7 @@ func (l *lab) lint(t *testing.T, tg *fixtures.Target) []Problem {
 	require.NoError(t, err)
 	secrets, serr := target.Secrets(rp, key, &r)
 	return Check(context.Background(), Target{Repos: rp, Secrets: secrets, SecretsErr: serr, Key: key}, cfg,
-		map[string]string{"BASE_REPO_URL": "b", "SECRETS_REPO_URL": "s", "DOMAIN": "ci.lab.test", "GATEWAY": "10.99.0.1", "MACHINE": "m"})
+		target.Placeholders("b", "s", "ci.lab.test", "10.99.0.1", "m"))
 }
 
 // The good target has no problem; each repo-level defect has one naming
