@@ -48,6 +48,8 @@ const skipMark = "skip: "
 
 func skipped(cause string) string { return skipMark + cause }
 
+func TestMain(m *testing.M) { os.Exit(labtest.Main(m)) }
+
 var matrix = map[string]failures{
 	"good": {},
 	// A flavour: the same instance installed the plan's other way (a deploy
@@ -396,10 +398,7 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 	names := slices.Sorted(maps.Keys(rows))
 	c, _ := labtest.Client(t, "https")
 	// The suite is built once; each row runs it (a row used to rebuild and relink it).
-	suite := filepath.Join(t.TempDir(), "acceptance.test")
-	if out, err := exec.Command("go", "test", "-c", "-o", suite, filepath.Join(moduleRoot(t), "acceptance")).CombinedOutput(); err != nil {
-		t.Fatalf("build the acceptance suite: %v\n%s", err, out)
-	}
+	suite := labtest.Suite(t)
 	// Nothing the harness writes may hold a secret, whatever the target did.
 	// … nor any secret of a flavour's (its own credential: a deploy key).
 	secrets := labtarget.TargetSecrets(t)
@@ -695,7 +694,7 @@ func runSuite(t *testing.T, suite, repoBase string, env ...string) (map[string]*
 	w := written{reviewDir: t.TempDir(), tmpDir: t.TempDir()}
 	// As `go test -json` runs it: in the package's directory, through test2json.
 	cmd := exec.Command("go", "tool", "test2json", "-t", suite, "-test.v=test2json", "-test.count=1", "-test.timeout=15m")
-	cmd.Dir = filepath.Join(moduleRoot(t), "acceptance")
+	cmd.Dir = labtest.AcceptanceDir()
 	// Short waits: a target that hangs must fail in bounded time.
 	cmd.Env = append(os.Environ(), "CCCI_ACCEPTANCE=1", "CCCI_REVIEW_FILE="+filepath.Join(w.reviewDir, "REVIEW.md"), "TMPDIR="+w.tmpDir,
 		"CCCI_OUT_DIR="+filepath.Join(w.reviewDir, "out"),
@@ -795,12 +794,6 @@ func digests(t *testing.T, dir string) map[string]string {
 		out[e.Name()] = fmt.Sprintf("%x", sha256.Sum256(b))
 	}
 	return out
-}
-
-func moduleRoot(t *testing.T) string {
-	dir, err := filepath.Abs("../..")
-	require.NoError(t, err)
-	return dir
 }
 
 // shortNames is "C3" for the tests a defect fails, "C3 (skip C1,C2)" when

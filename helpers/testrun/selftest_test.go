@@ -24,33 +24,12 @@ import (
 	"github.com/cc-ci/acceptance/helpers/evidence"
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/labtarget"
+	"github.com/cc-ci/acceptance/helpers/labtest"
 	"github.com/cc-ci/acceptance/helpers/leakscan"
 	"github.com/cc-ci/acceptance/helpers/machine"
 )
 
-var (
-	buildOnce sync.Once
-	suiteBin  string
-	buildErr  error
-	buildOut  []byte
-)
-
-// suite compiles the acceptance test binary once per process.
-func suite(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ccci-suite-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		suiteBin = filepath.Join(dir, "acceptance.test")
-		cmd := exec.Command("go", "test", "-c", "-o", suiteBin, "../../acceptance")
-		buildOut, buildErr = cmd.CombinedOutput()
-	})
-	require.NoError(t, buildErr, "build the acceptance suite: %s", buildOut)
-	return suiteBin
-}
+func TestMain(m *testing.M) { os.Exit(labtest.Main(m)) }
 
 type child struct {
 	cmd    *exec.Cmd
@@ -133,7 +112,7 @@ func (c *child) evidence(t *testing.T) []evidence.Entry {
 // startSuite starts the acceptance suite with extra environment.
 func startSuite(t *testing.T, env []string, args ...string) *child {
 	t.Helper()
-	bin := suite(t)
+	bin := labtest.Suite(t)
 	cmd := exec.Command(bin, append([]string{"-test.v", "-test.count=1"}, args...)...)
 	review := filepath.Join(t.TempDir(), "REVIEW.md")
 	tmp := t.TempDir()
