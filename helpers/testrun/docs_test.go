@@ -71,6 +71,28 @@ func documentedRuns(md string) []string {
 	return out
 }
 
+// sourceFiles are the module's non-test Go files (relative paths), its
+// hidden, output and testdata directories left out.
+func sourceFiles(t *testing.T, root string) []string {
+	t.Helper()
+	var files []string
+	require.NoError(t, filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") || d.Name() == "out" || d.Name() == "dist" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
+			rel, _ := filepath.Rel(root, path)
+			files = append(files, rel)
+		}
+		return nil
+	}))
+	require.NotEmpty(t, files)
+	return files
+}
+
 // README's "What is where" names every package of the module, so a
 // newcomer finds each one's job there.
 func TestEveryPackageIsInTheReadme(t *testing.T) {
@@ -82,26 +104,36 @@ func TestEveryPackageIsInTheReadme(t *testing.T) {
 	require.True(t, ok, "README.md has its What is where section")
 	table, _, _ = strings.Cut(table, "\n## ")
 	var pkgs []string
-	require.NoError(t, filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
+	for _, f := range sourceFiles(t, root) {
+		pkgs = append(pkgs, filepath.Dir(f))
+	}
+	slices.Sort(pkgs)
+	for _, p := range slices.Compact(pkgs) {
+		if p != "." {
+			assert.Regexp(t, "`"+regexp.QuoteMeta(p)+"/?`", table, "README.md's What is where does not name %s", p)
 		}
-		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") || d.Name() == "out" || d.Name() == "dist" || d.Name() == "testdata") {
-			return filepath.SkipDir
+	}
+}
+
+// Every CCCI_* key the harness's code reads (any non-test Go file of the
+// module) is in docs/configuration.md, which claims to list them all.
+func TestEveryKeyTheCodeReadsIsDocumented(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	doc, err := os.ReadFile(filepath.Join(root, "docs/configuration.md"))
+	require.NoError(t, err)
+	key := regexp.MustCompile(`"(CCCI_[A-Z0-9_]*[A-Z0-9])`)
+	read := map[string]string{} // key → a file that reads it
+	for _, f := range sourceFiles(t, root) {
+		b, err := os.ReadFile(filepath.Join(root, f))
+		require.NoError(t, err)
+		for _, m := range key.FindAllStringSubmatch(string(b), -1) {
+			read[m[1]] = f
 		}
-		if !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
-			rel, _ := filepath.Rel(root, filepath.Dir(path))
-			if !slices.Contains(pkgs, rel) {
-				pkgs = append(pkgs, rel)
-			}
-		}
-		return nil
-	}))
-	require.NotEmpty(t, pkgs)
-	for _, p := range pkgs {
-		if p == "." {
-			continue
-		}
-		assert.Regexp(t, "`"+regexp.QuoteMeta(p)+"/?`", table, "README.md's What is where does not name %s", p)
+	}
+	require.NotEmpty(t, read)
+	for k, file := range read {
+		assert.True(t, strings.Contains(string(doc), "`"+k+"`") || strings.Contains(string(doc), "`"+k+"="),
+			"%s (read in %s) is not in docs/configuration.md", k, file)
 	}
 }
