@@ -581,7 +581,7 @@ func withFlavours(t *testing.T) map[string]failures {
 // madeOn splits a row's name into the good target it was made on (good or
 // a flavour) and its defect (the flavour itself for its own good row).
 func madeOn(name string) (flavour, defect string) {
-	if f, d, ok := strings.Cut(name, "+"); ok {
+	if f, d, ok := fixtures.SplitOnFlavour(name); ok {
 		return f, d
 	}
 	if slices.Contains(fixtures.Flavours(), name) {

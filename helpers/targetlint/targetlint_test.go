@@ -131,7 +131,7 @@ func TestEveryRepoLevelDefectIsFoundWithoutAMachine(t *testing.T) {
 		made[name] = func(dir string) (*fixtures.Target, error) { return fixtures.GenerateDefect(good, name, dir) }
 	}
 	for _, name := range fixtures.FlavourDefects() {
-		flavour, defect, _ := strings.Cut(name, "+")
+		flavour, defect, _ := fixtures.SplitOnFlavour(name)
 		if want, ok := repoLevel[defect]; ok {
 			if own, ok := onFlavour[name]; ok {
 				want = own
