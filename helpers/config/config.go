@@ -35,8 +35,6 @@ type Config struct {
 	TargetSettings
 	Evidence
 	Stages
-	// Tests of the harness itself: a project outside the allow-list where they put decoys.
-	DecoyProject string
 }
 
 // Error is a configuration problem, naming the key and the source of its value.
@@ -99,7 +97,7 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 	}
 	p := &parser{src: src}
 	c := &Config{IncusAccess: p.incusAccess(), MachineSettings: p.machine(), Guardrails: p.guardrails(),
-		Timeouts: p.timeouts(), TargetSettings: p.target(), Evidence: p.evidence(), Stages: p.stages(), DecoyProject: p.str("CCCI_DECOY_PROJECT", "lichen")}
+		Timeouts: p.timeouts(), TargetSettings: p.target(), Evidence: p.evidence(), Stages: p.stages()}
 	p.validate(c)
 	for key, fv := range src.file {
 		if !src.seen[key] && !switches[key] {

@@ -4,7 +4,9 @@
 package labtest
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -90,27 +92,69 @@ func Tail(s string) string {
 	return s
 }
 
-// StartedInstance starts a small container (256MiB) from the lab's image in
-// the configured project, named prefix-<n>, with extra config (labels), and
-// waits until it has booted far enough to have its SSH host key. It is
-// removed when the test ends.
+// Decoy is a small container a test starts and removes itself.
+type Decoy struct {
+	Project, Image string
+	Memory         string            // limits.memory ("256MiB" if empty)
+	Prefix         string            // the name is prefix-<n>
+	Config         map[string]string // labels and more
+}
+
+// Start creates and starts d on c (the lab's incusd or incustest) and
+// removes it when the test ends; it returns its name.
+func (d Decoy) Start(t testing.TB, c *incus.Client) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	name := fmt.Sprintf("%s-%d", d.Prefix, time.Now().UnixNano()%1e9)
+	conf := map[string]string{"limits.memory": cmp.Or(d.Memory, "256MiB")}
+	maps.Copy(conf, d.Config)
+	if err := c.CreateInstance(ctx, incus.InstanceSpec{Name: name, Project: d.Project, Type: incus.Container,
+		ImageAlias: d.Image, Config: conf}); err != nil {
+		t.Fatalf("create %s/%s: %v", d.Project, name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = c.SetState(ctx, d.Project, name, "stop", true)
+		if err := c.DeleteInstance(ctx, d.Project, name); err != nil && !errors.Is(err, incus.ErrNotFound) {
+			t.Errorf("remove %s/%s: %v", d.Project, name, err)
+		}
+	})
+	if err := c.SetState(ctx, d.Project, name, "start", false); err != nil {
+		t.Fatalf("start %s/%s: %v", d.Project, name, err)
+	}
+	return name
+}
+
+// DecoyProject is the lab's project outside the allow-list, where the
+// harness's own tests put instances that must survive it: the project of
+// the lab's decoy, the instance labelled user.ccci-lab.role=decoy
+// (lab/steps/targets.sh). No setting names it: the lab says where it is.
+func DecoyProject(t testing.TB, c *incus.Client) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	all, err := c.Instances(ctx, "")
+	if err != nil {
+		t.Fatalf("find the lab's decoy: %v", err)
+	}
+	for _, in := range all {
+		if in.Config["user.ccci-lab.role"] == "decoy" {
+			return in.Project
+		}
+	}
+	t.Fatal("the lab runs no instance labelled user.ccci-lab.role=decoy: run `make lab-up`")
+	return ""
+}
+
+// StartedInstance starts a Decoy (256MiB) from the lab's image in the
+// configured project, named prefix-<n>, with extra config (labels), and
+// waits until it has booted far enough to have its SSH host key.
 func StartedInstance(t testing.TB, c *incus.Client, cfg *config.Config, prefix string, extra map[string]string) string {
 	t.Helper()
 	ctx := context.Background()
-	name := fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1e9)
-	conf := map[string]string{"limits.memory": "256MiB"}
-	maps.Copy(conf, extra)
-	if err := c.CreateInstance(ctx, incus.InstanceSpec{Name: name, Project: cfg.Project, Type: incus.Container,
-		ImageAlias: cfg.Image, Config: conf}); err != nil {
-		t.Fatalf("create %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		_ = c.SetState(context.Background(), cfg.Project, name, "stop", true)
-		_ = c.DeleteInstance(context.Background(), cfg.Project, name)
-	})
-	if err := c.SetState(ctx, cfg.Project, name, "start", false); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
+	name := Decoy{Project: cfg.Project, Image: cfg.Image, Prefix: prefix, Config: extra}.Start(t, c)
 	err := wait.Eventually(ctx, "the host key of "+name, time.Minute, func(bool) error {
 		res, err := c.Exec(ctx, cfg.Project, name, []string{"test", "-s", "/etc/ssh/ssh_host_ed25519_key.pub"}, nil)
 		if err == nil && res.ExitCode != 0 {

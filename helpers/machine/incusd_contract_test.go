@@ -207,6 +207,7 @@ func TestTheFakeAnswersAsIncusdDoes(t *testing.T) {
 func TestARestrictedCertificatesPartialSumIsNotBelieved(t *testing.T) {
 	ctx := context.Background()
 	f, m := newFake(t, incustest.Image{})
+	f.Projects["lichen"] = true
 	require.NoError(t, m.Client.CreateInstance(ctx, incus.InstanceSpec{Name: "tenant", Project: "lichen", Type: incus.Container,
 		ImageAlias: "incus-base", Config: map[string]string{"limits.memory": "8GiB"}}))
 	require.NoError(t, m.Client.SetState(ctx, "lichen", "tenant", "start", false))

@@ -40,6 +40,12 @@ func newFake(t *testing.T, img incustest.Image) (*incustest.Server, *machine.Man
 	require.NoError(t, err)
 	t.Cleanup(f.Close)
 	f.Images["incus-base"] = img
+	f.Projects[project] = true
+	return fakeManager(t, f)
+}
+
+// fakeManager is a fresh run's manager on f.
+func fakeManager(t *testing.T, f *incustest.Server) (*incustest.Server, *machine.Manager) {
 	c, err := incus.New(incus.Config{Socket: f.Socket})
 	require.NoError(t, err)
 	m := &machine.Manager{Client: c, Labels: machine.Labels{Prefix: "ccci"}, RunID: machine.NewRunID(time.Now()),

@@ -12,13 +12,20 @@ import (
 	"github.com/cc-ci/acceptance/helpers/remote"
 )
 
+// Runner runs one command on the machine under test and returns what it
+// printed; *remote.Client is the real one, a test answers from recordings.
+// A non-zero exit is a *remote.CommandError.
+type Runner interface {
+	Run(ctx context.Context, command string, timeout time.Duration) (*remote.Result, error)
+}
+
 // Residue lists what a blank machine must not have: each path that exists,
 // each systemd unit matching unitGlob, and each file under searchDirs that
 // holds an age secret key. Empty means blank.
-func Residue(ctx context.Context, cl *remote.Client, paths []string, unitGlob string, searchDirs []string) ([]string, error) {
+func Residue(ctx context.Context, m Runner, paths []string, unitGlob string, searchDirs []string) ([]string, error) {
 	var found []string
 	for _, p := range paths {
-		res, err := cl.Run(ctx, "test -e "+remote.ShellQuote(p)+" && echo present || true", 15*time.Second)
+		res, err := m.Run(ctx, "test -e "+remote.ShellQuote(p)+" && echo present || true", 15*time.Second)
 		if err != nil {
 			return nil, fmt.Errorf("probe path %s: %w", p, err)
 		}
@@ -27,7 +34,7 @@ func Residue(ctx context.Context, cl *remote.Client, paths []string, unitGlob st
 		}
 	}
 	// All unit files, matched here: systemctl exits 1 when a pattern matches nothing.
-	res, err := cl.Run(ctx, "systemctl list-unit-files --no-legend --plain --no-pager", 15*time.Second)
+	res, err := m.Run(ctx, "systemctl list-unit-files --no-legend --plain --no-pager", 15*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("probe units %s: %w", unitGlob, err)
 	}
@@ -51,7 +58,7 @@ func Residue(ctx context.Context, cl *remote.Client, paths []string, unitGlob st
 	script := "dirs=(); for d in " + strings.Join(quoted, " ") + `; do [ -e "$d" ] && dirs+=("$d"); done
 rc=0; grep -rlsI -e 'AGE-SECRET-KEY-[1]' "${dirs[@]}" || rc=$?
 [ "$rc" -le 1 ]`
-	res, err = cl.Run(ctx, script, 2*time.Minute)
+	res, err = m.Run(ctx, script, 2*time.Minute)
 	if err != nil {
 		return nil, fmt.Errorf("probe age keys: %w", err)
 	}

@@ -30,12 +30,12 @@ func (f FileInfo) Private() bool {
 }
 
 // Files reads the SHA-256 and mode of each path.
-func Files(ctx context.Context, cl *remote.Client, paths []string) ([]FileInfo, error) {
+func Files(ctx context.Context, m Runner, paths []string) ([]FileInfo, error) {
 	out := make([]FileInfo, 0, len(paths))
 	for _, p := range paths {
 		q := remote.ShellQuote(p)
 		// -f follows no symlink question away: stat -L reports what a reader gets.
-		res, err := cl.Run(ctx, "if [ -f "+q+" ]; then sha256sum "+q+" | cut -d' ' -f1; stat -L -c '%a %U %G' "+q+"; fi", 20*time.Second)
+		res, err := m.Run(ctx, "if [ -f "+q+" ]; then sha256sum "+q+" | cut -d' ' -f1; stat -L -c '%a %U %G' "+q+"; fi", 20*time.Second)
 		if err != nil {
 			return nil, fmt.Errorf("probe file %s: %w", p, err)
 		}
@@ -50,8 +50,8 @@ func Files(ctx context.Context, cl *remote.Client, paths []string) ([]FileInfo, 
 }
 
 // CurrentSystem is the store path /run/current-system points at ("" if none).
-func CurrentSystem(ctx context.Context, cl *remote.Client) (string, error) {
-	res, err := cl.Run(ctx, "readlink -f /run/current-system || true", 20*time.Second)
+func CurrentSystem(ctx context.Context, m Runner) (string, error) {
+	res, err := m.Run(ctx, "readlink -f /run/current-system || true", 20*time.Second)
 	if err != nil {
 		return "", fmt.Errorf("probe /run/current-system: %w", err)
 	}
@@ -107,9 +107,9 @@ func CurrentSystemByFile(ctx context.Context, c *incus.Client, project, name str
 // each symlink with "@" after its name. dir itself may be a symlink
 // (sops-nix's /run/secrets → /run/secrets.d/<generation>); no link below it
 // is followed. Nothing when dir is missing.
-func Tree(ctx context.Context, cl *remote.Client, dir string) ([]string, error) {
+func Tree(ctx context.Context, m Runner, dir string) ([]string, error) {
 	q := remote.ShellQuote(strings.TrimSuffix(dir, "/") + "/")
-	res, err := cl.Run(ctx, "if [ -d "+q+" ]; then find "+q+` -mindepth 1 \( -type f -printf '%P\0' \) -o \( -type l -printf '%P@\0' \); fi`, 20*time.Second)
+	res, err := m.Run(ctx, "if [ -d "+q+" ]; then find "+q+` -mindepth 1 \( -type f -printf '%P\0' \) -o \( -type l -printf '%P@\0' \); fi`, 20*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("probe tree %s: %w", dir, err)
 	}

@@ -14,8 +14,8 @@ import (
 // StoreNames are the store paths in /nix/store as the machine holds them
 // (entries that are not store paths, such as .links, are left out); none
 // when there is no store.
-func StoreNames(ctx context.Context, cl *remote.Client) (map[string]bool, error) {
-	res, err := cl.Run(ctx, "[ -d /nix/store ] && ls -1A /nix/store || true", 2*time.Minute)
+func StoreNames(ctx context.Context, m Runner) (map[string]bool, error) {
+	res, err := m.Run(ctx, "[ -d /nix/store ] && ls -1A /nix/store || true", 2*time.Minute)
 	if err != nil {
 		return nil, fmt.Errorf("probe /nix/store: %w", err)
 	}
@@ -30,7 +30,7 @@ func StoreNames(ctx context.Context, cl *remote.Client) (map[string]bool, error)
 
 // Closure is every store path the roots need (nix-store -qR), each checked
 // to be a store path before it is believed.
-func Closure(ctx context.Context, cl *remote.Client, roots ...string) ([]string, error) {
+func Closure(ctx context.Context, m Runner, roots ...string) ([]string, error) {
 	if len(roots) == 0 {
 		return nil, nil
 	}
@@ -38,7 +38,7 @@ func Closure(ctx context.Context, cl *remote.Client, roots ...string) ([]string,
 	for i, r := range roots {
 		quoted[i] = remote.ShellQuote(r)
 	}
-	res, err := cl.Run(ctx, "nix-store --query --requisites -- "+strings.Join(quoted, " "), 2*time.Minute)
+	res, err := m.Run(ctx, "nix-store --query --requisites -- "+strings.Join(quoted, " "), 2*time.Minute)
 	if err != nil {
 		return nil, fmt.Errorf("the closure of %v: %w", roots, err)
 	}

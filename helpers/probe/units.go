@@ -75,13 +75,13 @@ func (u UnitState) String() string {
 const unitProps = "Id,Type,LoadState,ActiveState,SubState,Result,ExecMainStatus,Job,TriggeredBy,TimeoutStartUSec,InactiveExitTimestamp,MainPID,NRestarts"
 
 // Units reads the state of each unit.
-func Units(ctx context.Context, cl *remote.Client, names []string) ([]UnitState, error) {
+func Units(ctx context.Context, m Runner, names []string) ([]UnitState, error) {
 	quoted := make([]string, len(names))
 	for i, n := range names {
 		quoted[i] = remote.ShellQuote(n)
 	}
 	// The machine's clock in the same breath, for how long a unit has been activating.
-	res, err := cl.Run(ctx, "date +@%s; systemctl show --no-pager --timestamp=unix -p "+unitProps+" "+strings.Join(quoted, " "), 20*time.Second)
+	res, err := m.Run(ctx, "date +@%s; systemctl show --no-pager --timestamp=unix -p "+unitProps+" "+strings.Join(quoted, " "), 20*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("probe units: %w", err)
 	}
@@ -90,8 +90,8 @@ func Units(ctx context.Context, cl *remote.Client, names []string) ([]UnitState,
 }
 
 // jobsQueued is the number of jobs in systemd's queue.
-func jobsQueued(ctx context.Context, cl *remote.Client) (int, error) {
-	res, err := cl.Run(ctx, "systemctl list-jobs --no-pager --no-legend | wc -l", 20*time.Second)
+func jobsQueued(ctx context.Context, m Runner) (int, error) {
+	res, err := m.Run(ctx, "systemctl list-jobs --no-pager --no-legend | wc -l", 20*time.Second)
 	if err != nil {
 		return 0, fmt.Errorf("probe jobs: %w", err)
 	}
@@ -169,10 +169,10 @@ func ParseUnits(stdout string, want int, now string) ([]UnitState, error) {
 // state ends the wait at once; a timeout reports, from its last try, the
 // units that did not converge, `systemctl --failed`, the job queue and each
 // such unit's journal tail (redacted, then cut).
-func AwaitConverged(ctx context.Context, cl *remote.Client, names []string, timeout time.Duration) ([]UnitState, error) {
+func AwaitConverged(ctx context.Context, m Runner, names []string, timeout time.Duration) ([]UnitState, error) {
 	var last []UnitState
 	err := wait.Eventually(ctx, "units "+strings.Join(names, ", ")+" to converge", timeout, func(lastTry bool) error {
-		units, err := Units(ctx, cl, names)
+		units, err := Units(ctx, m, names)
 		if err != nil {
 			return err
 		}
@@ -187,9 +187,9 @@ func AwaitConverged(ctx context.Context, cl *remote.Client, names []string, time
 			return nil
 		}
 		msg := describe(bad)
-		why := hopeless(ctx, cl, bad)
+		why := hopeless(ctx, m, bad)
 		if why != "" || lastTry {
-			msg += why + diagnostics(ctx, cl, bad)
+			msg += why + diagnostics(ctx, m, bad)
 		}
 		if why != "" {
 			return wait.Stop(errors.New(msg))
@@ -203,12 +203,12 @@ func AwaitConverged(ctx context.Context, cl *remote.Client, names []string, time
 // by waiting, why ("" when waiting may still help). The job queue is read
 // only when a unit is inactive; if it cannot be read, inactive units are
 // left to the timeout.
-func hopeless(ctx context.Context, cl *remote.Client, bad []UnitState) string {
+func hopeless(ctx context.Context, m Runner, bad []UnitState) string {
 	jobs := -1 // not read yet
 	var why []string
 	for _, u := range bad {
 		if u.ActiveState == "inactive" && jobs < 0 {
-			n, err := jobsQueued(ctx, cl)
+			n, err := jobsQueued(ctx, m)
 			if err != nil {
 				n = 1 // unknown: as if a job might still start it
 			}
@@ -228,7 +228,7 @@ func hopeless(ctx context.Context, cl *remote.Client, bad []UnitState) string {
 // one that fell over or was restarted since before (converged states): no
 // longer converged, another main PID, a higher restart count — each with its
 // journal tail (redacted).
-func StillConverged(ctx context.Context, cl *remote.Client, before []UnitState, settle time.Duration) ([]UnitState, error) {
+func StillConverged(ctx context.Context, m Runner, before []UnitState, settle time.Duration) ([]UnitState, error) {
 	select {
 	case <-time.After(settle):
 	case <-ctx.Done():
@@ -238,7 +238,7 @@ func StillConverged(ctx context.Context, cl *remote.Client, before []UnitState, 
 	for i, u := range before {
 		names[i] = u.Name
 	}
-	now, err := Units(ctx, cl, names)
+	now, err := Units(ctx, m, names)
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +259,7 @@ func StillConverged(ctx context.Context, cl *remote.Client, before []UnitState, 
 		fell = append(fell, u)
 	}
 	if len(fell) > 0 {
-		return now, fmt.Errorf("after %s, %s%s", settle, strings.Join(why, "; "), diagnostics(ctx, cl, fell))
+		return now, fmt.Errorf("after %s, %s%s", settle, strings.Join(why, "; "), diagnostics(ctx, m, fell))
 	}
 	return now, nil
 }
@@ -272,16 +272,16 @@ func describe(units []UnitState) string {
 	return "not converged: " + strings.Join(s, "; ")
 }
 
-func diagnostics(ctx context.Context, cl *remote.Client, bad []UnitState) string {
+func diagnostics(ctx context.Context, m Runner, bad []UnitState) string {
 	var b strings.Builder
 	run := func(title, cmd string) {
-		res, err := cl.Run(ctx, cmd, 20*time.Second)
+		res, err := m.Run(ctx, cmd, 20*time.Second)
 		fmt.Fprintf(&b, "\n--- %s\n", title)
 		if err != nil && res == nil {
 			fmt.Fprintf(&b, "(%v)", err)
 			return
 		}
-		b.WriteString(strings.TrimSpace(cl.Tail(res.Stdout, 2048)))
+		b.WriteString(strings.TrimSpace(res.StdoutTail(2048)))
 	}
 	run("systemctl --failed", "systemctl --failed --no-pager --no-legend || true")
 	run("systemctl list-jobs", "systemctl list-jobs --no-pager --no-legend || true")

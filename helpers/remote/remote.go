@@ -91,7 +91,12 @@ type Result struct {
 	Stdout   []byte
 	Stderr   []byte
 	Duration time.Duration
+	redact   *redact.Redactor // the client's: for StdoutTail
 }
+
+// StdoutTail is at most n trailing bytes of what the command printed,
+// redacted first: the way the machine's output goes into a message.
+func (r *Result) StdoutTail(n int) string { return Tail(r.redact, r.Stdout, n) }
 
 // CommandError is a command that ran and exited non-zero: the target's fault,
 // as opposed to an error reaching the machine (the harness's or the lab's).
@@ -136,7 +141,7 @@ func (c *Client) RunInput(ctx context.Context, command string, stdin []byte, tim
 		sess.Close()
 		return nil, fmt.Errorf("remote: %q on %s: %w", c.redact(command), c.cfg.Addr, ctx.Err())
 	}
-	res := &Result{Command: command, Stdout: out.Bytes(), Stderr: errb.Bytes(), Duration: time.Since(start)}
+	res := &Result{Command: command, Stdout: out.Bytes(), Stderr: errb.Bytes(), Duration: time.Since(start), redact: c.cfg.Redact}
 	var exit *ssh.ExitError
 	switch {
 	case errors.As(err, &exit):

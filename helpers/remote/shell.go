@@ -94,7 +94,7 @@ func (s *Shell) Exec(ctx context.Context, block string, timeout time.Duration) (
 		s.sess.Close()
 		return nil, s.end(fmt.Errorf("remote: block on %s did not finish: %w", s.c.cfg.Addr, ctx.Err()))
 	}
-	res := &Result{Command: block, Stdout: r.out, Stderr: s.stderr.Bytes(), Duration: time.Since(start)}
+	res := &Result{Command: block, Stdout: r.out, Stderr: s.stderr.Bytes(), Duration: time.Since(start), redact: s.c.cfg.Redact}
 	if r.err != nil {
 		// No marker: the shell exited, which with set -e means the block failed.
 		code, werr := s.exitCode()

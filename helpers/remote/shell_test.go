@@ -2,10 +2,12 @@ package remote
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -80,4 +82,25 @@ func (endless) Read(p []byte) (int, error) {
 		p[i] = 'x'
 	}
 	return len(p), nil
+}
+
+// A document's block that reads its standard input (a `read`, a `cat`, an
+// installer asking a question) must not eat the commands the harness sends
+// after it: the shell's stdin carries the whole session. Each block gets
+// /dev/null instead, so the next block still runs and its output is its own.
+func TestABlockThatReadsStdinCannotSwallowTheNext(t *testing.T) {
+	ctx := context.Background()
+	cl, err := Dial(ctx, localMachine(t))
+	require.NoError(t, err)
+	defer cl.Close()
+	sh, err := cl.Shell(ctx)
+	require.NoError(t, err)
+	defer sh.Close()
+
+	res, err := sh.Exec(ctx, `cat; answer=given`, 5*time.Second)
+	require.NoError(t, err, "a block reading stdin ends at once, with nothing read")
+	assert.Empty(t, string(res.Stdout))
+	res, err = sh.Exec(ctx, `echo "next block runs, state kept: $answer"`, 5*time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, "next block runs, state kept: given\n", string(res.Stdout))
 }

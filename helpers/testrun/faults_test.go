@@ -46,15 +46,16 @@ func faultLab(t *testing.T) (*incus.Client, *config.Config) {
 	require.NoError(t, c.CreateInstance(ctx, incus.InstanceSpec{Name: name, Project: cfg.Project, Type: incus.Container,
 		ImageAlias: cfg.Image, Config: map[string]string{"limits.memory": "256MiB"}}))
 	t.Cleanup(func() { _ = c.DeleteInstance(context.Background(), cfg.Project, name) })
-	other, err := c.Instances(ctx, cfg.DecoyProject)
+	decoys := labtest.DecoyProject(t, c)
+	other, err := c.Instances(ctx, decoys)
 	require.NoError(t, err)
 	t.Cleanup(func() { // runs before the deletion above
 		_, err := c.Instance(ctx, cfg.Project, name)
 		assert.NoError(t, err, "the unlabelled decoy %s/%s must survive", cfg.Project, name)
 		for _, in := range other {
-			now, err := c.Instance(ctx, cfg.DecoyProject, in.Name)
-			if assert.NoError(t, err, "%s/%s must survive", cfg.DecoyProject, in.Name) {
-				assert.Equal(t, in.Status, now.Status, "%s/%s must be left as it was", cfg.DecoyProject, in.Name)
+			now, err := c.Instance(ctx, decoys, in.Name)
+			if assert.NoError(t, err, "%s/%s must survive", decoys, in.Name) {
+				assert.Equal(t, in.Status, now.Status, "%s/%s must be left as it was", decoys, in.Name)
 			}
 		}
 	})
@@ -263,9 +264,10 @@ func TestStateFileNamingAnotherInstanceIsRefused(t *testing.T) {
 	unlabelled := labtest.StartedInstance(t, c, cfg, "decoy-state", nil)
 	otherRun := labtest.StartedInstance(t, c, cfg, "decoy-state", map[string]string{l.CreatedBy(): machine.CreatedBy, l.RunID(): "r-another-run",
 		l.ExpiresAt(): time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
-	decoys, err := c.Instances(ctx, cfg.DecoyProject)
+	decoyProject := labtest.DecoyProject(t, c)
+	decoys, err := c.Instances(ctx, decoyProject)
 	require.NoError(t, err)
-	require.NotEmpty(t, decoys, "the lab runs an instance in %s", cfg.DecoyProject)
+	require.NotEmpty(t, decoys, "the lab runs an instance in %s", decoyProject)
 
 	rows := []struct {
 		name          string
@@ -274,7 +276,7 @@ func TestStateFileNamingAnotherInstanceIsRefused(t *testing.T) {
 		want          string
 	}{
 		{"unlabelled instance in the allowed project", cfg.Project, unlabelled, "r-whatever", "", "does not carry the label " + l.CreatedBy()},
-		{"instance in another project", cfg.DecoyProject, decoys[0].Name, "r-whatever", "", "not in the allow-list"},
+		{"instance in another project", decoyProject, decoys[0].Name, "r-whatever", "", "not in the allow-list"},
 		{"another run's machine, a wrong run id", cfg.Project, otherRun, "r-mine", "", `"r-another-run" is not run r-mine`},
 		{"another run's machine, a wrong uuid", cfg.Project, otherRun, "r-another-run", "00000000-0000-4000-8000-000000000000",
 			"a different instance under the same name"},

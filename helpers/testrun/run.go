@@ -128,7 +128,7 @@ func Main(m *testing.M, dst **Run) int {
 		logf("%s: tearing down before exit", sig)
 		r.abort("interrupted by "+sig.String(), cancel, 130)
 	}()
-	if d := r.deadline(); !d.IsZero() {
+	if d := r.deadline(goTestTimeout()); !d.IsZero() {
 		time.AfterFunc(time.Until(d), func() {
 			logf("the -timeout deadline is near (teardown reserve %s): tearing down and failing the run", r.Config.TeardownReserve)
 			r.abort("go test's -timeout deadline was near: torn down early", func() {}, 1)
@@ -230,9 +230,9 @@ func goTestTimeout() time.Duration {
 	return timeout
 }
 
-// deadline is when teardown must start so that it ends before go test's -timeout.
-func (r *Run) deadline() time.Time {
-	timeout := goTestTimeout()
+// deadline is when teardown must start so that it ends before go test's
+// -timeout (0: none, so no deadline).
+func (r *Run) deadline(timeout time.Duration) time.Time {
 	if timeout == 0 {
 		return time.Time{}
 	}

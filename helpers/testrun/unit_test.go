@@ -140,3 +140,20 @@ func TestTheStateFileRoundTripsAndRefusesBadInput(t *testing.T) {
 func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
 
 func replace(s, old, new string) string { return strings.Replace(s, old, new, 1) }
+
+// Teardown starts a reserve before go test's -timeout, so that it ends
+// before go test kills the process: the reserve configured, or a third of a
+// short -timeout.
+func TestTeardownStartsTheReserveBeforeTheTimeout(t *testing.T) {
+	started := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	r := &Run{Started: started, Config: &config.Config{Timeouts: config.Timeouts{TeardownReserve: 90 * time.Second}}}
+	for _, c := range []struct {
+		timeout, startsAfter time.Duration
+	}{
+		{40 * time.Minute, 40*time.Minute - 90*time.Second},
+		{3 * time.Minute, 2 * time.Minute}, // a third of it: the reserve would leave the run nothing
+	} {
+		assert.Equal(t, started.Add(c.startsAfter), r.deadline(c.timeout), "-timeout %s", c.timeout)
+	}
+	assert.True(t, r.deadline(0).IsZero(), "no -timeout, no deadline")
+}

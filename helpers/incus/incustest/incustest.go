@@ -350,6 +350,10 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, project string) 
 		fail(w, 400, "bad request: "+err.Error())
 		return
 	}
+	if !s.Projects[project] { // cmd/incusd/instances_post.go instancesPost: the project is loaded first
+		fail(w, 404, "Failed loading project: Project not found")
+		return
+	}
 	if _, exists := s.instances[project+"/"+req.Name]; exists {
 		s.async(w, "Creating instance", fmt.Errorf("Instance %q already exists", req.Name), nil)
 		return

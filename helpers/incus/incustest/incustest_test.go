@@ -17,7 +17,7 @@ func TestAVMsAgentAnswersLate(t *testing.T) {
 	f, err := incustest.New(t.TempDir())
 	require.NoError(t, err)
 	defer f.Close()
-	f.Images["img"], f.AgentDelay = incustest.Image{}, 2
+	f.Images["img"], f.AgentDelay, f.Projects["p"] = incustest.Image{}, 2, true
 	c, err := incus.New(incus.Config{Socket: f.Socket})
 	require.NoError(t, err)
 	ctx := context.Background()
