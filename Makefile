@@ -9,7 +9,7 @@ GOTESTSUM := $(OUT)/bin/gotestsum
 GOTEST := $(GO) test -count=1
 LAB := lab/lab.sh
 
-.PHONY: help lab-up lab-down lab-status unit test acceptance acceptance-ci defects bench soak vet lint-install lint-target dist doctor
+.PHONY: help lab-up lab-down lab-status unit breakages test acceptance acceptance-ci defects bench soak vet lint-install lint-target dist doctor
 DIST ?= $(CURDIR)/dist
 MODULE := github.com/cc-ci/acceptance
 STATIC := CGO_ENABLED=0 $(GO)
@@ -41,6 +41,9 @@ vet: ## go vet
 
 unit: ## the tests that need no lab (the lab's are skipped, even if one is up; make test runs them)
 	CCCI_CONFIG= CCCI_INCUS_URL= CCCI_INCUS_SOCKET=/nonexistent/incus.socket CCCI_ACCEPTANCE= $(GO) test ./...
+
+breakages: ## make each breakage issue 20 names in a copy of HEAD; each must fail make unit (≈8 min, no lab)
+	@bash tools/breakages.sh
 
 acceptance: lab-up $(GOTESTSUM) ## bring up the lab and run the acceptance suite (C1–C7); evidence → REVIEW.md, out/junit.xml
 	@mkdir -p $(OUT)

@@ -5,8 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"time"
 
+	"github.com/cc-ci/acceptance/helpers/bounds"
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/doctor"
 	"github.com/cc-ci/acceptance/helpers/redact"
@@ -28,7 +28,7 @@ func doctorCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "doctor: %v\n", err)
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute+cfg.StepTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), bounds.Checks+cfg.StepTimeout)
 	defer cancel()
 	rep := doctor.Run(ctx, doctor.Options{Config: cfg, Timeout: *timeout, Redact: &redact.Redactor{}})
 	rep.Write(stdout)

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
+	"github.com/cc-ci/acceptance/helpers/bounds"
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/redact"
 	"github.com/cc-ci/acceptance/helpers/target"
@@ -36,7 +36,7 @@ func lintTarget(stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*cfg.StepTimeout+time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*cfg.StepTimeout+bounds.Git) // two clones, then reading them
 	defer cancel()
 	rp, err := target.Fetch(ctx, dir, cfg.TargetSettings, key, r)
 	if err != nil {

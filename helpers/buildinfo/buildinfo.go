@@ -8,8 +8,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
-	"time"
 
+	"github.com/cc-ci/acceptance/helpers/bounds"
 	"github.com/cc-ci/acceptance/helpers/gitexec"
 )
 
@@ -48,7 +48,7 @@ func Harness() string {
 // checkout is HEAD of the git checkout at root, "-dirty" when a tracked
 // file other than REVIEW.* differs from it.
 func checkout(root string) string {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), bounds.Git)
 	defer cancel()
 	rev, err := gitexec.In(ctx, root, "the harness checkout", "rev-parse", "HEAD")
 	if err != nil {

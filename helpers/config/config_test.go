@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cc-ci/acceptance/helpers/bounds"
 )
 
 // env builds a lookup with no config file unless the map names one.
@@ -82,7 +84,7 @@ func TestBadInputNamesTheKeyAndSource(t *testing.T) {
 		{"config file missing", map[string]string{"CCCI_CONFIG": "/nonexistent.env"}, []string{"CCCI_CONFIG", "/nonexistent.env", "cannot open"}},
 		{"unknown key in file", map[string]string{"CCCI_CONFIG": typoFile}, []string{"CCCI_MEMORYY", "typo.env line 2", "unknown setting"}},
 		{"memory Inf", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_MEMORY": "Inf"}, []string{"CCCI_MEMORY", "not a positive size"}},
-		{"teardown reserve too short", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_TEARDOWN_RESERVE": "5s"}, []string{"CCCI_TEARDOWN_RESERVE", "at least 30s"}},
+		{"teardown reserve too short", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_TEARDOWN_RESERVE": "5s"}, []string{"CCCI_TEARDOWN_RESERVE", "must hold stopping and deleting a machine and proving it gone, a fixed wait of 1m0s"}},
 		{"settle not shorter than converge", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_SETTLE": "3m"}, []string{"CCCI_SETTLE", "shorter than CCCI_CONVERGE_TIMEOUT (3m0s)"}},
 		{"file key way for another user", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_SSH_USER": "ops"}, []string{"CCCI_SSH_KEY_VIA", "CCCI_SSH_USER must be root"}},
 		{"memory NaN GiB", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_MEMORY": "NaNGiB"}, []string{"CCCI_MEMORY", "not a positive size"}},
@@ -138,4 +140,16 @@ func TestTheTimeBudgetAddsUpTheBounds(t *testing.T) {
 	assert.Equal(t, 27*time.Minute, to.TimeoutNeeded(7, 0), "27m0s is a whole minute")
 	assert.Equal(t, 28*time.Minute, to.TimeoutNeeded(7, 30*time.Second), "what has passed counts")
 	assert.Equal(t, 13*time.Minute, to.TimeoutNeeded(0, 0), "no install: create, boot, converge, hold, restart and reserve, 13m")
+}
+
+// Each fixed wait names the setting that holds it by its key: a misspelt
+// key would silently leave the wait unchecked at load.
+func TestEveryFixedWaitIsHeldByASetting(t *testing.T) {
+	for _, w := range bounds.Table {
+		if w.Within == "" {
+			continue
+		}
+		_, ok := Timeouts{}.Setting(w.Within)
+		assert.True(t, ok, "%s: %s is not a timeout setting", w.What, w.Within)
+	}
 }

@@ -3,10 +3,14 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/cc-ci/acceptance/helpers/bounds"
 )
 
 // IncusAccess is how to reach Incus.
@@ -134,13 +138,6 @@ type Timeouts struct {
 	TeardownReserve time.Duration // kept before go test's -timeout; the teardown's own bound
 }
 
-// Fixed bounds that are not settings, named here so the whole picture is in one place.
-const (
-	ReuseTimeout   = time.Minute      // checking a kept machine (SKIP_provision) through Incus
-	ProbeTimeout   = 3 * time.Minute  // the blank-state probe of a new machine
-	ConnectTimeout = 20 * time.Second // the first answer of the Incus API
-)
-
 func (p *parser) timeouts() Timeouts {
 	return Timeouts{
 		CreateTimeout:   p.duration("CCCI_CREATE_TIMEOUT", "1m"),
@@ -153,10 +150,28 @@ func (p *parser) timeouts() Timeouts {
 	}
 }
 
-// validate: the bounds must be consistent with each other.
+// Setting is the value of the timeout setting key (CCCI_*_TIMEOUT …); false if key is none.
+func (t Timeouts) Setting(key string) (time.Duration, bool) {
+	d, ok := map[string]time.Duration{"CCCI_CREATE_TIMEOUT": t.CreateTimeout, "CCCI_BOOT_TIMEOUT": t.BootTimeout,
+		"CCCI_STEP_TIMEOUT": t.StepTimeout, "CCCI_CONVERGE_TIMEOUT": t.ConvergeTimeout, "CCCI_SETTLE": t.Settle,
+		"CCCI_HOLD": t.Hold, "CCCI_TEARDOWN_RESERVE": t.TeardownReserve}[key]
+	return d, ok
+}
+
+// validate: the bounds must be consistent with each other, and each
+// setting must hold the fixed waits it contains (helpers/bounds).
 func (t Timeouts) validate(p *parser) {
-	if t.TeardownReserve < 30*time.Second {
-		p.failKey("CCCI_TEARDOWN_RESERVE", t.TeardownReserve.String(), "at least 30s: stopping and deleting a machine and proving it gone takes that long")
+	longest := map[string]bounds.Wait{} // per setting, the longest wait it holds
+	for _, w := range bounds.Table {
+		if w.D > longest[w.Within].D {
+			longest[w.Within] = w
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(longest)) {
+		if have, ok := t.Setting(key); ok && have < longest[key].D {
+			w := longest[key]
+			p.failKey(key, have.String(), fmt.Sprintf("must hold %s, a fixed wait of %s (helpers/bounds)", w.What, w.D))
+		}
 	}
 	if t.Hold < t.Settle {
 		p.failKey("CCCI_HOLD", t.Hold.String(), "must be at least CCCI_SETTLE ("+t.Settle.String()+"): the last look is the longer one")

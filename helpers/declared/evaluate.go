@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cc-ci/acceptance/helpers/bounds"
 	"github.com/cc-ci/acceptance/helpers/remote"
 )
 
@@ -37,7 +38,7 @@ d=$(mktemp -d "$base/ccci-eval.XXXXXX"); mkdir "$d/base" "$d/secrets"; tar -x -C
 		return nil, fmt.Errorf("declarations: copy the base to the machine: %w", err)
 	}
 	dir := strings.TrimSpace(string(res.Stdout))
-	defer func() { _, _ = cl.Run(context.WithoutCancel(ctx), "rm -rf "+remote.ShellQuote(dir), time.Minute) }()
+	defer func() { _, _ = cl.Run(context.WithoutCancel(ctx), "rm -rf "+remote.ShellQuote(dir), bounds.Cleanup) }()
 	into := dir + "/secrets"
 	if src.Submodule != "" {
 		into = dir + "/base/" + src.Submodule

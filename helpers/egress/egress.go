@@ -23,7 +23,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
+
+	"github.com/cc-ci/acceptance/helpers/bounds"
 )
 
 // Dest is one destination the machine sent to: a TCP or UDP port, or
@@ -134,7 +135,7 @@ func (o *Observer) New(ctx context.Context) ([]Dest, error) {
 // the first call's result.
 func (o *Observer) Close() error {
 	o.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), bounds.Kill)
 		defer cancel()
 		if _, err := nft(ctx, "", "delete", "table", family, o.table); err != nil {
 			o.err = fmt.Errorf("egress: delete table %s: %w", o.table, err)

@@ -21,6 +21,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/cc-ci/acceptance/helpers/bounds"
 )
 
 // Config says how to reach one Incus server. Exactly one of Socket or URL is used.
@@ -46,7 +48,7 @@ type Client struct {
 func New(cfg Config) (*Client, error) {
 	timeout := cfg.Timeout
 	if timeout == 0 {
-		timeout = 2 * time.Minute
+		timeout = bounds.API
 	}
 	switch {
 	case cfg.URL != "":

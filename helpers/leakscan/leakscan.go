@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cc-ci/acceptance/helpers/bounds"
 	"github.com/cc-ci/acceptance/helpers/remote"
 )
 
@@ -71,12 +72,12 @@ func Remote(ctx context.Context, cl *remote.Client, binary string, dirs []string
 		return nil, err
 	}
 	res, err := cl.RunInput(ctx, `base=/dev/shm; [ -d "$base" ] || base=/tmp
-d=$(mktemp -d "$base/ccci-leakscan.XXXXXX"); cat >"$d/scan"; chmod 700 "$d/scan"; echo "$d"`, bin, 2*time.Minute)
+d=$(mktemp -d "$base/ccci-leakscan.XXXXXX"); cat >"$d/scan"; chmod 700 "$d/scan"; echo "$d"`, bin, bounds.Scan)
 	if err != nil {
 		return nil, fmt.Errorf("leakscan: copy the scanner to the machine: %w", err)
 	}
 	dir := strings.TrimSpace(string(res.Stdout))
-	defer func() { _, _ = cl.Run(context.WithoutCancel(ctx), "rm -rf "+remote.ShellQuote(dir), time.Minute) }()
+	defer func() { _, _ = cl.Run(context.WithoutCancel(ctx), "rm -rf "+remote.ShellQuote(dir), bounds.Cleanup) }()
 	in, err := json.Marshal(needles)
 	if err != nil {
 		return nil, err
@@ -95,7 +96,7 @@ d=$(mktemp -d "$base/ccci-leakscan.XXXXXX"); cat >"$d/scan"; chmod 700 "$d/scan"
 	for _, d := range dirs {
 		args = append(args, remote.ShellQuote(d))
 	}
-	res, err = cl.RunInput(ctx, remote.ShellQuote(dir+"/scan")+" "+strings.Join(args, " "), in, 30*time.Minute)
+	res, err = cl.RunInput(ctx, remote.ShellQuote(dir+"/scan")+" "+strings.Join(args, " "), in, bounds.LeakScan)
 	var rep Report
 	if res != nil && len(res.Stdout) > 0 {
 		if jerr := json.Unmarshal(res.Stdout, &rep); jerr != nil {

@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/cc-ci/acceptance/helpers/bounds"
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/redact"
@@ -133,7 +134,7 @@ func (mc *Machine) Exec(ctx context.Context, argv []string) (*incus.ExecResult, 
 // the image chooses it — a stock NixOS one says "nixos" whatever the
 // instance is called.)
 func (mc *Machine) ReachedBySSH(ctx context.Context, cl *remote.Client) error {
-	res, err := cl.Run(ctx, "cat /etc/machine-id", 10*time.Second)
+	res, err := cl.Run(ctx, "cat /etc/machine-id", bounds.Command)
 	if err != nil {
 		return err
 	}
@@ -401,7 +402,7 @@ func (mc *Machine) awaitReady(ctx context.Context, timeout time.Duration, keyVia
 			return err
 		}
 		defer cl.Close()
-		_, err = cl.Run(ctx, "true", 10*time.Second)
+		_, err = cl.Run(ctx, "true", bounds.Command)
 		return err
 	})
 	if err != nil {

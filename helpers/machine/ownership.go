@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cc-ci/acceptance/helpers/bounds"
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/wait"
 )
@@ -110,7 +111,7 @@ func destroyChecked(ctx context.Context, c *incus.Client, project, name string,
 	}
 	// Retried: an instance still being created or started refuses to be
 	// deleted ("busy") for a moment; only "not found" ends it.
-	err := wait.Eventually(ctx, "deletion of "+id, 2*time.Minute, func(bool) error {
+	err := wait.Eventually(ctx, "deletion of "+id, bounds.Destroy, func(bool) error {
 		if gone, err := checked(); gone || err != nil {
 			return err
 		}

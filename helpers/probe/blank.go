@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cc-ci/acceptance/helpers/bounds"
 	"github.com/cc-ci/acceptance/helpers/remote"
 )
 
@@ -25,7 +26,7 @@ type Runner interface {
 func Residue(ctx context.Context, m Runner, paths []string, unitGlob string, searchDirs []string) ([]string, error) {
 	var found []string
 	for _, p := range paths {
-		res, err := m.Run(ctx, "test -e "+remote.ShellQuote(p)+" && echo present || true", 15*time.Second)
+		res, err := m.Run(ctx, "test -e "+remote.ShellQuote(p)+" && echo present || true", bounds.Command)
 		if err != nil {
 			return nil, fmt.Errorf("probe path %s: %w", p, err)
 		}
@@ -34,7 +35,7 @@ func Residue(ctx context.Context, m Runner, paths []string, unitGlob string, sea
 		}
 	}
 	// All unit files, matched here: systemctl exits 1 when a pattern matches nothing.
-	res, err := m.Run(ctx, "systemctl list-unit-files --no-legend --plain --no-pager", 15*time.Second)
+	res, err := m.Run(ctx, "systemctl list-unit-files --no-legend --plain --no-pager", bounds.Command)
 	if err != nil {
 		return nil, fmt.Errorf("probe units %s: %w", unitGlob, err)
 	}
@@ -58,7 +59,7 @@ func Residue(ctx context.Context, m Runner, paths []string, unitGlob string, sea
 	script := "dirs=(); for d in " + strings.Join(quoted, " ") + `; do [ -e "$d" ] && dirs+=("$d"); done
 rc=0; grep -rlsI -e 'AGE-SECRET-KEY-[1]' "${dirs[@]}" || rc=$?
 [ "$rc" -le 1 ]`
-	res, err = m.Run(ctx, script, 2*time.Minute)
+	res, err = m.Run(ctx, script, bounds.Scan)
 	if err != nil {
 		return nil, fmt.Errorf("probe age keys: %w", err)
 	}

@@ -7,8 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
+	"github.com/cc-ci/acceptance/helpers/bounds"
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/remote"
 )
@@ -35,7 +35,7 @@ func Files(ctx context.Context, m Runner, paths []string) ([]FileInfo, error) {
 	for _, p := range paths {
 		q := remote.ShellQuote(p)
 		// -f follows no symlink question away: stat -L reports what a reader gets.
-		res, err := m.Run(ctx, "if [ -f "+q+" ]; then sha256sum "+q+" | cut -d' ' -f1; stat -L -c '%a %U %G' "+q+"; fi", 20*time.Second)
+		res, err := m.Run(ctx, "if [ -f "+q+" ]; then sha256sum "+q+" | cut -d' ' -f1; stat -L -c '%a %U %G' "+q+"; fi", bounds.Command)
 		if err != nil {
 			return nil, fmt.Errorf("probe file %s: %w", p, err)
 		}
@@ -51,7 +51,7 @@ func Files(ctx context.Context, m Runner, paths []string) ([]FileInfo, error) {
 
 // CurrentSystem is the store path /run/current-system points at ("" if none).
 func CurrentSystem(ctx context.Context, m Runner) (string, error) {
-	res, err := m.Run(ctx, "readlink -f /run/current-system || true", 20*time.Second)
+	res, err := m.Run(ctx, "readlink -f /run/current-system || true", bounds.Command)
 	if err != nil {
 		return "", fmt.Errorf("probe /run/current-system: %w", err)
 	}
@@ -109,7 +109,7 @@ func CurrentSystemByFile(ctx context.Context, c *incus.Client, project, name str
 // is followed. Nothing when dir is missing.
 func Tree(ctx context.Context, m Runner, dir string) ([]string, error) {
 	q := remote.ShellQuote(strings.TrimSuffix(dir, "/") + "/")
-	res, err := m.Run(ctx, "if [ -d "+q+" ]; then find "+q+` -mindepth 1 \( -type f -printf '%P\0' \) -o \( -type l -printf '%P@\0' \); fi`, 20*time.Second)
+	res, err := m.Run(ctx, "if [ -d "+q+" ]; then find "+q+` -mindepth 1 \( -type f -printf '%P\0' \) -o \( -type l -printf '%P@\0' \); fi`, bounds.Command)
 	if err != nil {
 		return nil, fmt.Errorf("probe tree %s: %w", dir, err)
 	}

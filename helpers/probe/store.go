@@ -6,8 +6,8 @@ import (
 	"path"
 	"sort"
 	"strings"
-	"time"
 
+	"github.com/cc-ci/acceptance/helpers/bounds"
 	"github.com/cc-ci/acceptance/helpers/remote"
 )
 
@@ -15,7 +15,7 @@ import (
 // (entries that are not store paths, such as .links, are left out); none
 // when there is no store.
 func StoreNames(ctx context.Context, m Runner) (map[string]bool, error) {
-	res, err := m.Run(ctx, "[ -d /nix/store ] && ls -1A /nix/store || true", 2*time.Minute)
+	res, err := m.Run(ctx, "[ -d /nix/store ] && ls -1A /nix/store || true", bounds.Scan)
 	if err != nil {
 		return nil, fmt.Errorf("probe /nix/store: %w", err)
 	}
@@ -38,7 +38,7 @@ func Closure(ctx context.Context, m Runner, roots ...string) ([]string, error) {
 	for i, r := range roots {
 		quoted[i] = remote.ShellQuote(r)
 	}
-	res, err := m.Run(ctx, "nix-store --query --requisites -- "+strings.Join(quoted, " "), 2*time.Minute)
+	res, err := m.Run(ctx, "nix-store --query --requisites -- "+strings.Join(quoted, " "), bounds.Scan)
 	if err != nil {
 		return nil, fmt.Errorf("the closure of %v: %w", roots, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cc-ci/acceptance/helpers/bounds"
 	"github.com/cc-ci/acceptance/helpers/remote"
 	"github.com/cc-ci/acceptance/helpers/wait"
 )
@@ -81,7 +82,7 @@ func Units(ctx context.Context, m Runner, names []string) ([]UnitState, error) {
 		quoted[i] = remote.ShellQuote(n)
 	}
 	// The machine's clock in the same breath, for how long a unit has been activating.
-	res, err := m.Run(ctx, "date +@%s; systemctl show --no-pager --timestamp=unix -p "+unitProps+" "+strings.Join(quoted, " "), 20*time.Second)
+	res, err := m.Run(ctx, "date +@%s; systemctl show --no-pager --timestamp=unix -p "+unitProps+" "+strings.Join(quoted, " "), bounds.Command)
 	if err != nil {
 		return nil, fmt.Errorf("probe units: %w", err)
 	}
@@ -91,7 +92,7 @@ func Units(ctx context.Context, m Runner, names []string) ([]UnitState, error) {
 
 // jobsQueued is the number of jobs in systemd's queue.
 func jobsQueued(ctx context.Context, m Runner) (int, error) {
-	res, err := m.Run(ctx, "systemctl list-jobs --no-pager --no-legend | wc -l", 20*time.Second)
+	res, err := m.Run(ctx, "systemctl list-jobs --no-pager --no-legend | wc -l", bounds.Command)
 	if err != nil {
 		return 0, fmt.Errorf("probe jobs: %w", err)
 	}
@@ -275,7 +276,7 @@ func describe(units []UnitState) string {
 func diagnostics(ctx context.Context, m Runner, bad []UnitState) string {
 	var b strings.Builder
 	run := func(title, cmd string) {
-		res, err := m.Run(ctx, cmd, 20*time.Second)
+		res, err := m.Run(ctx, cmd, bounds.Command)
 		fmt.Fprintf(&b, "\n--- %s\n", title)
 		if err != nil && res == nil {
 			fmt.Fprintf(&b, "(%v)", err)

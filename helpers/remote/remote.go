@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/cc-ci/acceptance/helpers/bounds"
 	"github.com/cc-ci/acceptance/helpers/redact"
 )
 
@@ -46,7 +47,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		cfg.User = "root"
 	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = 10 * time.Second
+		cfg.Timeout = bounds.Dial
 	}
 	sshCfg := &ssh.ClientConfig{
 		User:              cfg.User,

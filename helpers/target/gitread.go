@@ -13,10 +13,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/cc-ci/acceptance/helpers/bounds"
 	"github.com/cc-ci/acceptance/helpers/gitexec"
 )
 
@@ -27,9 +27,6 @@ import (
 
 // MaxFileSize bounds any one committed file the harness reads.
 const MaxFileSize = 8 << 20
-
-// gitTimeout bounds one git command on a local clone.
-const gitTimeout = time.Minute
 
 // CommittedFileError says why a committed path cannot be read as a file.
 type CommittedFileError struct {
@@ -93,7 +90,7 @@ func gitOut(ctx context.Context, dir string, args ...string) (string, error) {
 
 // gitBytes runs git in a repo and returns its output (bounded by gitexec).
 func gitBytes(ctx context.Context, dir string, args ...string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, gitTimeout)
+	ctx, cancel := context.WithTimeout(ctx, bounds.Git)
 	defer cancel()
 	return gitexec.In(ctx, dir, repoName(dir), args...)
 }
@@ -110,7 +107,7 @@ func gitBytes(ctx context.Context, dir string, args ...string) ([]byte, error) {
 // (CCCI_SECRETS_KNOWN_HOSTS). A server that cannot be reached is an error:
 // privacy cannot be judged.
 func AnonymousRead(ctx context.Context, url, knownHosts string) (refused bool, answer string, err error) {
-	ctx, cancel := context.WithTimeout(ctx, gitTimeout)
+	ctx, cancel := context.WithTimeout(ctx, bounds.Git)
 	defer cancel()
 	if strings.HasPrefix(url, "http://") || strings.HasPrefix(url, "https://") {
 		return anonymousHTTP(ctx, url)

@@ -137,3 +137,24 @@ func TestEveryKeyTheCodeReadsIsDocumented(t *testing.T) {
 			"%s (read in %s) is not in docs/configuration.md", k, file)
 	}
 }
+
+// Every wait is in one table: a setting (config.Timeouts) or a fixed bound
+// (helpers/bounds), never a duration written where it is waited on, where
+// nobody checks that it fits in the wait around it. Polling intervals and
+// clock-skew allowances are not waits; the lab's own tooling (fixtures'
+// commands, labtest, labtarget) sets up the lab and is no part of a run.
+func TestEveryWaitIsInTheTable(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	literal := regexp.MustCompile(`(WithTimeout\(|Eventually\(|\.Run\(|RunInput\(|time\.After\(|Timeout:|Timeout =).*\btime\.(Second|Minute|Hour)\b`)
+	for _, f := range sourceFiles(t, root) {
+		if strings.HasPrefix(f, "helpers/bounds/") || strings.HasPrefix(f, "fixtures/") || strings.HasPrefix(f, "helpers/lab") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(root, f))
+		require.NoError(t, err)
+		for i, line := range strings.Split(string(b), "\n") {
+			assert.False(t, literal.MatchString(line), "%s:%d waits a literal duration; name it in helpers/bounds: %s", f, i+1, strings.TrimSpace(line))
+		}
+	}
+}

@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/cc-ci/acceptance/helpers/bounds"
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/evidence"
 	"github.com/cc-ci/acceptance/helpers/incus"
@@ -179,7 +180,7 @@ func (r *Run) start() error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, config.ConnectTimeout)
+	ctx, cancel := context.WithTimeout(r.ctx, bounds.Connect)
 	defer cancel()
 	if _, err := c.Server(ctx); err != nil {
 		return fmt.Errorf("Incus API at %s: %w", c.Endpoint, err)
@@ -332,7 +333,7 @@ func (r *Run) Blank(t testing.TB) BlankReport {
 
 // observeBlank reads, read-only, whether the machine carries anything of cc-ci.
 func (r *Run) observeBlank(mc *machine.Machine) {
-	ctx, cancel := context.WithTimeout(r.ctx, config.ProbeTimeout)
+	ctx, cancel := context.WithTimeout(r.ctx, bounds.Probe)
 	defer cancel()
 	cl, err := mc.SSH(ctx)
 	if err != nil {
@@ -374,7 +375,7 @@ func (r *Run) provision() (*machine.Machine, error) {
 		r.stage.keptInstall = inst
 		// The state file is input like any other: it is believed only as far
 		// as Incus confirms it (project, labels, uuid, host key).
-		ctx, cancel := context.WithTimeout(r.ctx, config.ReuseTimeout)
+		ctx, cancel := context.WithTimeout(r.ctx, bounds.Reuse)
 		defer cancel()
 		mc, err := r.Manager.Reuse(ctx, kept)
 		if err != nil {

@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/cc-ci/acceptance/helpers/bounds"
 )
 
 // Served is what a server presented.
@@ -27,7 +29,7 @@ type Served struct {
 // that a wrong certificate can be reported (not just refused); verification
 // against roots is done afterwards and returned in VerifyErr.
 func Fetch(ctx context.Context, addr, name string, roots *x509.CertPool) (*Served, error) {
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: &tls.Config{
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: bounds.Dial}, Config: &tls.Config{
 		ServerName: name,
 		// Verification happens below, on this connection only, with the given roots.
 		InsecureSkipVerify: true, //nolint:gosec

@@ -1,0 +1,51 @@
+// Package bounds is every fixed wait of the harness in one table: the
+// bounds that are not settings (the settings are config.Timeouts). Each
+// runs inside a wait that is a setting, named in Within; config checks at
+// load that the setting holds it, so lowering a setting below what it
+// contains is refused with both named instead of cutting a wait short.
+package bounds
+
+import "time"
+
+const (
+	Connect = 20 * time.Second // the first answer of the Incus API
+	API     = 2 * time.Minute  // one Incus API request, when its caller set no deadline
+	Dial    = 10 * time.Second // one SSH or TLS dial
+	Command = 20 * time.Second // one read-only probe command on the machine
+	Scan    = 2 * time.Minute  // a probe command that walks the store or the disk
+	Probe   = 3 * time.Minute  // the blank-state probe of a new machine (its Scans included)
+	Reuse   = time.Minute      // checking a kept machine (SKIP_provision) through Incus
+	Git     = time.Minute      // one git command on a local clone of the target
+	Destroy = time.Minute      // stopping and deleting one machine and proving it gone
+	Cleanup = time.Minute      // removing what the harness put on the machine (a temp dir)
+	Kill    = 10 * time.Second // a child process (guardian, nft) to end after it was told to
+	Checks  = 5 * time.Minute  // ccci doctor's checks of the host, besides fetching the target (CCCI_STEP_TIMEOUT)
+	// LeakScan is the scan of the machine's store and disk for the target's
+	// secrets; measured in seconds on the lab (make bench), bounded for a
+	// real host's store of many GiB.
+	LeakScan = 30 * time.Minute
+)
+
+// Wait is one row of the table.
+type Wait struct {
+	What   string
+	D      time.Duration
+	Within string // the setting (CCCI_*) whose wait contains it; "" for go test's -timeout alone
+}
+
+// Table is every fixed wait, with the setting that contains it.
+var Table = []Wait{
+	{"the first answer of the Incus API", Connect, "CCCI_CREATE_TIMEOUT"},
+	{"one Incus API request", API, ""},
+	{"one SSH or TLS dial", Dial, "CCCI_BOOT_TIMEOUT"},
+	{"one probe command on the machine", Command, "CCCI_CONVERGE_TIMEOUT"},
+	{"a probe that walks the store or the disk", Scan, ""},
+	{"the blank-state probe", Probe, ""},
+	{"checking a kept machine", Reuse, ""},
+	{"one git command reading the target", Git, "CCCI_STEP_TIMEOUT"},
+	{"stopping and deleting a machine and proving it gone", Destroy, "CCCI_TEARDOWN_RESERVE"},
+	{"removing the harness's files from the machine", Cleanup, "CCCI_TEARDOWN_RESERVE"},
+	{"a child process to end", Kill, "CCCI_TEARDOWN_RESERVE"},
+	{"the leak scan of the machine", LeakScan, ""},
+	{"ccci doctor's checks of the host", Checks, ""},
+}
