@@ -28,10 +28,10 @@ func TestC1SecretsRepoSplit(t *testing.T) {
 	})
 
 	run.Sentence(t, "the secrets repo is private: an anonymous read is refused", func(t *testing.T) {
-		refused, answer, err := target.AnonymousRead(ctx, cfg.SecretsRepoURL, cfg.SecretsKnownHosts)
+		refused, answer, err := target.AnonymousRead(ctx, cfg.Target.SecretsRepoURL, cfg.Target.SecretsKnownHosts)
 		require.NoError(t, err)
-		assert.True(t, refused, "%s must refuse a client without credentials; the server answered: %s", cfg.SecretsRepoURL, answer)
-		run.Note("secrets repo private", "anonymous read of %s refused: %s", cfg.SecretsRepoURL, firstLine(answer))
+		assert.True(t, refused, "%s must refuse a client without credentials; the server answered: %s", cfg.Target.SecretsRepoURL, answer)
+		run.Note("secrets repo private", "anonymous read of %s refused: %s", cfg.Target.SecretsRepoURL, firstLine(answer))
 	})
 
 	run.Sentence(t, "recipients match .sops.yaml and the base's parameters", func(t *testing.T) {
@@ -44,7 +44,7 @@ func TestC1SecretsRepoSplit(t *testing.T) {
 		// Parameters of the base: set in plain text in a committed file of
 		// it, whichever (a sops file's metadata lists recipients too, and
 		// does not count).
-		params := map[string]string{"the domain": cfg.Domain, "the gateway": cfg.Gateway}
+		params := map[string]string{"the domain": cfg.Target.Domain, "the gateway": cfg.Target.Gateway}
 		for _, r := range inFile {
 			params["recipient "+r] = r
 		}
@@ -61,9 +61,9 @@ func TestC1SecretsRepoSplit(t *testing.T) {
 	})
 
 	run.Sentence(t, "the base pins the secrets repo (a flake input or a git submodule)", func(t *testing.T) {
-		links, err := target.SecretsLinks(view.Repos, cfg.SecretsRepoURL)
+		links, err := target.SecretsLinks(view.Repos, cfg.Target.SecretsRepoURL)
 		require.NoError(t, err)
-		require.NotEmpty(t, links, "the base pins %s: as a flake input in flake.lock (named secrets, or by its URL) or as a git submodule", cfg.SecretsRepoURL)
+		require.NotEmpty(t, links, "the base pins %s: as a flake input in flake.lock (named secrets, or by its URL) or as a git submodule", cfg.Target.SecretsRepoURL)
 		for _, l := range links {
 			assert.Equal(t, view.Repos.SecretsCommit, l.Rev, "%s pins the secrets repo's current commit: %s", l.Where, l)
 			if l.Kind == "flake input" {
@@ -74,7 +74,7 @@ func TestC1SecretsRepoSplit(t *testing.T) {
 	})
 
 	run.Sentence(t, "DECISIONS.md records the linkage the base uses", func(t *testing.T) {
-		links, err := target.SecretsLinks(view.Repos, cfg.SecretsRepoURL)
+		links, err := target.SecretsLinks(view.Repos, cfg.Target.SecretsRepoURL)
 		require.NoError(t, err)
 		d, err := target.ReadDecisions(view.Repos)
 		require.NoError(t, err)
@@ -89,12 +89,12 @@ func TestC1SecretsRepoSplit(t *testing.T) {
 		mc, cl := installedMachine(t)
 		rebuilt, err := probe.CurrentSystem(ctx, cl)
 		require.NoError(t, err)
-		project, name, _ := strings.Cut(cfg.Reference, "/")
+		project, name, _ := strings.Cut(cfg.Expect.Reference, "/")
 		running, err := probe.CurrentSystemVia(ctx, run.Incus, project, name)
-		require.NoError(t, err, "read the running reference system %s", cfg.Reference)
+		require.NoError(t, err, "read the running reference system %s", cfg.Expect.Reference)
 		require.NotEmpty(t, rebuilt, "the throwaway machine has a /run/current-system")
-		assert.Equal(t, running, rebuilt, "store path of the rebuilt system vs the running reference %s", cfg.Reference)
-		t.Logf("running %s = rebuilt %s: %s", cfg.Reference, mc.Name, rebuilt)
+		assert.Equal(t, running, rebuilt, "store path of the rebuilt system vs the running reference %s", cfg.Expect.Reference)
+		t.Logf("running %s = rebuilt %s: %s", cfg.Expect.Reference, mc.Name, rebuilt)
 	})
 }
 

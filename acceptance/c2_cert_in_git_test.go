@@ -21,8 +21,8 @@ func TestC2CertInGit(t *testing.T) {
 	run.Sentence(t, "the certificate in git is usable for the domain", func(t *testing.T) {
 		chainName, keyName := certPair(t, view)
 		chain, key := view.Secrets[chainName], view.Secrets[keyName]
-		assert.Empty(t, tlscheck.CertProblems([]byte(chain), []byte(key), cfg.Domain, cfg.CertMinDays, time.Now()),
-			"the cert+key in git (%s, %s): matching, covering *.%s, valid at least %d more days", chainName, keyName, cfg.Domain, cfg.CertMinDays)
+		assert.Empty(t, tlscheck.CertProblems([]byte(chain), []byte(key), cfg.Target.Domain, cfg.Expect.CertMinDays, time.Now()),
+			"the cert+key in git (%s, %s): matching, covering *.%s, valid at least %d more days", chainName, keyName, cfg.Target.Domain, cfg.Expect.CertMinDays)
 	})
 
 	run.Sentence(t, "no install step brings a certificate from outside git", func(t *testing.T) {

@@ -27,7 +27,7 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 	ctx := run.Context()
 
 	run.Sentence(t, "every required secret is in git, encrypted", func(t *testing.T) {
-		for _, name := range cfg.RequiredSecrets {
+		for _, name := range cfg.Expect.RequiredSecrets {
 			assert.NotEmpty(t, view.Secrets[name], "secret %s is in %s (decrypted with the bootstrap key)", name, target.SecretsDoc)
 		}
 		enc, err := target.ReadSecretsFile(view.Repos)
@@ -38,17 +38,17 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 	})
 
 	run.Sentence(t, "the age key is the only thing the operator provides", func(t *testing.T) {
-		m := installdoc.ReadModel(view.Doc, cfg.AgeKeyPath)
+		m := installdoc.ReadModel(view.Doc, cfg.Target.AgeKeyPath)
 		assert.Equal(t, []string{installdoc.AgeKeyStep}, m.Operator, "operator (out-of-band) steps in %s", view.Doc.Path)
 	})
 
 	run.Sentence(t, "during the install the machine reached nothing but the two repos", func(t *testing.T) {
 		inst := run.Installed(t)
-		if cfg.Egress == "off" {
+		if cfg.Expect.Egress == "off" {
 			t.Skip("the machine's connections are not observed (CCCI_EGRESS=off): on the real host the gateway is not the harness's")
 		}
 		require.NoError(t, inst.EgressErr, "observe the machine's connections (nftables on the host it talks through)")
-		allowed, err := egress.AllowedFor(ctx, []string{cfg.BaseRepoURL, cfg.SecretsRepoURL}, cfg.EgressAllow)
+		allowed, err := egress.AllowedFor(ctx, []string{cfg.Target.BaseRepoURL, cfg.Target.SecretsRepoURL}, cfg.Expect.EgressAllow)
 		require.NoError(t, err)
 		var seen []string
 		for _, c := range inst.Contacts {
@@ -63,13 +63,13 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		inst := run.RequireInstalled(t)
 		require.Len(t, inst.Record.Pushed, 1, "files the harness pushed to the machine out of band: %v", inst.Record.Pushed)
 		p := inst.Record.Pushed[0]
-		assert.Equal(t, cfg.AgeKeyPath, p.Path, "the documented path of the age key")
+		assert.Equal(t, cfg.Target.AgeKeyPath, p.Path, "the documented path of the age key")
 		assert.Equal(t, target.SHA256(view.Key.File), p.Fingerprint, "the pushed file is the bootstrap key")
 	})
 
 	run.Sentence(t, "the age key is root's alone; no decrypted secret is readable by group or others", func(t *testing.T) {
 		_, cl := installedMachine(t)
-		key, err := probe.Files(ctx, cl, []string{cfg.AgeKeyPath})
+		key, err := probe.Files(ctx, cl, []string{cfg.Target.AgeKeyPath})
 		require.NoError(t, err)
 		if f := key[0]; assert.NotEmpty(t, f.SHA256, "%s exists", f.Path) {
 			assert.True(t, f.Private(), "%s must be root's and unreadable by group and others: owner %s, mode %s", f.Path, f.Owner, f.Mode)
@@ -133,8 +133,8 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 	})
 
 	run.Sentence(t, "no plaintext secret in the machine's Nix store", func(t *testing.T) {
-		rep := scanMachine(t, cfg.ScanPaths, leakscan.Walk{}, needles)
-		assert.Empty(t, findings(rep.Findings), "plaintext secrets under %v", cfg.ScanPaths)
+		rep := scanMachine(t, cfg.Expect.ScanPaths, leakscan.Walk{}, needles)
+		assert.Empty(t, findings(rep.Findings), "plaintext secrets under %v", cfg.Expect.ScanPaths)
 	})
 
 	run.Sentence(t, "no user but root can read a decrypted secret anywhere on the machine", func(t *testing.T) {
@@ -142,11 +142,11 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		// whatever a non-root user can reach and read, outside the store
 		// (scanned whole above); pseudo filesystems are not files. A
 		// certificate chain is public material (docs/decisions.md).
-		walk := leakscan.Walk{ReadableByOthers: true, Skip: append([]string{"/proc", "/sys", "/dev"}, cfg.ScanPaths...),
+		walk := leakscan.Walk{ReadableByOthers: true, Skip: append([]string{"/proc", "/sys", "/dev"}, cfg.Expect.ScanPaths...),
 			MaxBytes: leakscan.DefaultMaxReadable}
 		private := leakscan.Needles(target.Private(view.AllSecrets()), 0, nil)
 		rep := scanMachine(t, []string{"/", "/dev/shm"}, walk, private)
-		assert.Empty(t, findings(rep.Findings), "secrets a non-root user can read (outside %v)", cfg.ScanPaths)
+		assert.Empty(t, findings(rep.Findings), "secrets a non-root user can read (outside %v)", cfg.Expect.ScanPaths)
 	})
 }
 

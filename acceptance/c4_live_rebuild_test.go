@@ -42,7 +42,7 @@ func TestC4GenuineLiveRebuild(t *testing.T) {
 	// Read even when the switch failed: the unit states say why. The wait
 	// ends as soon as systemd's state decides; the timeout is the backstop.
 	start := time.Now()
-	units, err := probe.AwaitConverged(ctx, cl, run.Units(t), run.Config.ConvergeTimeout)
+	units, err := probe.AwaitConverged(ctx, cl, run.Units(t), run.Config.Timeouts.ConvergeTimeout)
 	t.Logf("units verdict in %.1fs after the first probe (the switch ended %.1fs before it)",
 		time.Since(start).Seconds(), start.Sub(inst.Ended).Seconds())
 	require.NoError(t, err, "the reconcile units converge")
@@ -74,7 +74,7 @@ func TestC4GenuineLiveRebuild(t *testing.T) {
 	})
 
 	run.Sentence(t, "converged means stays converged", func(t *testing.T) {
-		settled, err := probe.StillConverged(ctx, cl, units, run.Config.Settle)
+		settled, err := probe.StillConverged(ctx, cl, units, run.Config.Timeouts.Settle)
 		require.NoError(t, err, "every unit still converged, same main PID, no restart")
 		assertServesGitCert(t, mc.IP, view)
 		run.MarkConverged(settled) // TestC4GenuineLiveRebuildToTheEnd looks again at the end
@@ -102,7 +102,7 @@ func TestC4GenuineLiveRebuildToTheEnd(t *testing.T) {
 
 	run.Sentence(t, "converged means stays converged for the whole run", func(t *testing.T) {
 		// Not before the hold: a run shorter than it still looks that late.
-		wait := run.Config.Hold - time.Since(conv.At)
+		wait := run.Config.Timeouts.Hold - time.Since(conv.At)
 		_, cl := installedMachine(t)
 		_, err := probe.StillConverged(ctx, cl, conv.Units, max(wait, 0))
 		require.NoError(t, err, "at the end of the run (%s after convergence), every unit still converged, same main PID, no restart",
@@ -117,7 +117,7 @@ func TestC4GenuineLiveRebuildToTheEnd(t *testing.T) {
 		cl, err := mc.SSH(ctx)
 		require.NoError(t, err)
 		defer cl.Close()
-		units, err := probe.AwaitConverged(ctx, cl, run.Units(t), run.Config.ConvergeTimeout)
+		units, err := probe.AwaitConverged(ctx, cl, run.Units(t), run.Config.Timeouts.ConvergeTimeout)
 		require.NoError(t, err, "after a restart, the units converge again by themselves (what the switch started must be enabled at boot)")
 		for _, u := range units {
 			t.Logf("converged after the restart: %s", u)

@@ -38,10 +38,10 @@ func TestC5HonestD8(t *testing.T) {
 		require.NotEmpty(t, live, "%s has a live part (a \"## Live\" section)", target.D8Doc)
 		cited := evidence.CitedRuns(live)
 		require.NotEmpty(t, cited, "%s's live part cites a run of the harness (its id, r<date>t<time>-<hex>)", target.D8Doc)
-		chain, err := evidence.Chain(cfg.D8Chain)
+		chain, err := evidence.Chain(cfg.Evidence.D8Chain)
 		require.NoError(t, err, "the evidence chain CCCI_D8_CHAIN")
-		require.NotEmpty(t, cfg.D8Signers, "CCCI_D8_ALLOWED_SIGNERS names the keys whose runs may be cited: without it no citation can be trusted")
-		allowed, err := evidence.LoadAllowedSigners(cfg.D8Signers)
+		require.NotEmpty(t, cfg.Evidence.D8Signers, "CCCI_D8_ALLOWED_SIGNERS names the keys whose runs may be cited: without it no citation can be trusted")
+		allowed, err := evidence.LoadAllowedSigners(cfg.Evidence.D8Signers)
 		require.NoError(t, err, "CCCI_D8_ALLOWED_SIGNERS")
 		bind := evidence.Binding{Incus: run.Incus.Endpoint, Allowed: allowed}
 		// Every cited run must hold: a passing run of C4 on a machine it
@@ -51,7 +51,7 @@ func TestC5HonestD8(t *testing.T) {
 		// a fabricated one.
 		var bad []string
 		for _, id := range cited {
-			e, err := evidence.ProvesLiveRebuildFor(chain, id, time.Now(), cfg.D8MaxAge, bind)
+			e, err := evidence.ProvesLiveRebuildFor(chain, id, time.Now(), cfg.Evidence.D8MaxAge, bind)
 			if err == nil {
 				err = target.OnlyChangedSince(run.Context(), view.Repos, e.BaseCommit, target.D8Doc)
 			}
@@ -60,14 +60,14 @@ func TestC5HonestD8(t *testing.T) {
 				continue
 			}
 			run.Note("D8 live run", "%s cites run %s of %s: C4 passed on %s (base %.12s), recorded %s, signed by %s",
-				target.D8Doc, id, cfg.D8Chain, e.Machine, e.BaseCommit, e.Time, e.Signer)
+				target.D8Doc, id, cfg.Evidence.D8Chain, e.Machine, e.BaseCommit, e.Time, e.Signer)
 		}
 		assert.Empty(t, bad, "every run %s cites must be a signed pass of C4 on a machine it created within %s in %s, on this Incus, of this base",
-			target.D8Doc, cfg.D8MaxAge, cfg.D8Chain)
+			target.D8Doc, cfg.Evidence.D8MaxAge, cfg.Evidence.D8Chain)
 	})
 
 	run.Sentence(t, "the infeasible wording is gone", func(t *testing.T) {
-		for _, phrase := range cfg.ForbiddenPhrases {
+		for _, phrase := range cfg.Expect.ForbiddenPhrases {
 			assert.False(t, target.ContainsPhrase(doc, phrase), "%s must not say %q", target.D8Doc, phrase)
 		}
 	})

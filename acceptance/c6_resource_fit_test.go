@@ -21,24 +21,24 @@ func TestC6ResourceFitAndCleanup(t *testing.T) {
 	cfg := run.Config
 	ctx := run.Context()
 
-	project, name, _ := strings.Cut(cfg.Reference, "/")
+	project, name, _ := strings.Cut(cfg.Expect.Reference, "/")
 	ref, err := run.Incus.Instance(ctx, project, name)
-	require.NoError(t, err, "the reference instance %s", cfg.Reference)
-	assertMemory(t, cfg.Reference, ref.ExpandedConfig["limits.memory"], cfg.ReferenceMemory...)
+	require.NoError(t, err, "the reference instance %s", cfg.Expect.Reference)
+	assertMemory(t, cfg.Expect.Reference, ref.ExpandedConfig["limits.memory"], cfg.Expect.ReferenceMemory...)
 
 	run.Sentence(t, "DECISIONS.md records the final sizing of the reference, as applied", func(t *testing.T) {
 		d, err := target.ReadDecisions(run.Repos(t))
 		require.NoError(t, err)
 		sizes := d.Sizing(name)
 		require.NotEmpty(t, sizes, "%s records the final %s sizing (the plan's C6): a section naming %s states its size", target.DecisionsDoc, name, name)
-		assertMemory(t, cfg.Reference+" (as "+target.DecisionsDoc+" records it)", ref.ExpandedConfig["limits.memory"], sizes...)
+		assertMemory(t, cfg.Expect.Reference+" (as "+target.DecisionsDoc+" records it)", ref.ExpandedConfig["limits.memory"], sizes...)
 	})
 
 	in, err := run.Incus.Instance(ctx, mc.Project, mc.Name)
 	require.NoError(t, err)
-	assertMemory(t, "throwaway "+mc.Project+"/"+mc.Name, in.ExpandedConfig["limits.memory"], cfg.Memory)
+	assertMemory(t, "throwaway "+mc.Project+"/"+mc.Name, in.ExpandedConfig["limits.memory"], cfg.Machine.Memory)
 
-	ram, err := machine.RAM(ctx, run.Incus, machine.GuardrailsFrom(cfg), 0)
+	ram, err := machine.RAM(ctx, run.Incus, cfg.Guardrails, 0)
 	require.NoError(t, err)
 	t.Logf("running RAM: %s", ram)
 	run.Note("RAM", "%s", ram)

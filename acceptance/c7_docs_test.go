@@ -26,10 +26,10 @@ func TestC7Docs(t *testing.T) {
 
 	// install.md parsed (every shell block tagged, placeholders known) when
 	// the target was loaded; here: its steps are the new model's.
-	m := installdoc.ReadModel(view.Doc, cfg.AgeKeyPath)
+	m := installdoc.ReadModel(view.Doc, cfg.Target.AgeKeyPath)
 	assert.Len(t, m.CloneBase, 1, "one step clones the base repo")
 	assert.Len(t, m.CloneSecrets, 1, "one step clones the secrets repo")
-	assert.Len(t, m.AgeKey, 1, "one operator step provisions the age key to %s", cfg.AgeKeyPath)
+	assert.Len(t, m.AgeKey, 1, "one operator step provisions the age key to %s", cfg.Target.AgeKeyPath)
 	assert.Len(t, m.Switches, 1, "exactly one switch: %v", m.Switches)
 
 	install := strings.ToLower(docs[target.InstallDoc])
@@ -37,7 +37,7 @@ func TestC7Docs(t *testing.T) {
 	assert.Contains(t, install, "gateway", "install.md states the gateway precondition")
 
 	for path, text := range docs {
-		for _, phrase := range cfg.StalePhrases {
+		for _, phrase := range cfg.Expect.StalePhrases {
 			assert.False(t, target.ContainsPhrase(text, phrase), "%s still describes the operator-dropped certificate (%q)", path, phrase)
 		}
 	}

@@ -50,13 +50,13 @@ func assertCreatedByThisRun(t *testing.T, mc *machine.Machine) {
 	cfg := run.Config
 	in, err := run.Incus.Instance(run.Context(), mc.Project, mc.Name)
 	require.NoError(t, err, "the machine must exist in Incus")
-	labels := machine.Labels{Prefix: cfg.LabelPrefix}
+	labels := machine.Labels{Prefix: cfg.Guardrails.LabelPrefix}
 	assert.Equal(t, run.ID, in.Config[labels.RunID()], "created by this run (run-id label)")
 	assert.False(t, in.CreatedAt.Before(run.Started.Truncate(time.Second)),
 		"created at %s, after this run started at %s", in.CreatedAt, run.Started)
-	assert.Equal(t, cfg.Project, in.Project, "project")
-	assert.Equal(t, cfg.InstanceType, in.Type, "instance type")
-	assertMemory(t, "the machine", in.Config["limits.memory"], cfg.Memory)
+	assert.Equal(t, cfg.Machine.Project, in.Project, "project")
+	assert.Equal(t, cfg.Machine.InstanceType, in.Type, "instance type")
+	assertMemory(t, "the machine", in.Config["limits.memory"], cfg.Machine.Memory)
 }
 
 // assertSecretsDecrypted: every secret the target declares (sops.secrets of
@@ -137,7 +137,7 @@ func assertCertFilesFromGit(t *testing.T, cl *remote.Client, view *testrun.Targe
 // certPair names the secrets that are the certificate chain and its key.
 func certPair(t *testing.T, view *testrun.TargetView) (chain, key string) {
 	t.Helper()
-	chain, key, ok := tlscheck.Pair(view.Secrets, run.Config.Domain)
+	chain, key, ok := tlscheck.Pair(view.Secrets, run.Config.Target.Domain)
 	require.True(t, ok, "%s holds a PEM certificate chain and its private key", target.SecretsDoc)
 	return chain, key
 }
@@ -166,13 +166,13 @@ func assertServesGitCert(t *testing.T, machineIP string, view *testrun.TargetVie
 	chain, _ := certPair(t, view)
 	gitLeaf, err := tlscheck.FirstCert([]byte(view.Secrets[chain]))
 	require.NoError(t, err, "the certificate in git parses")
-	roots, err := tlscheck.Roots(cfg.TLSCA)
+	roots, err := tlscheck.Roots(cfg.Target.TLSCA)
 	require.NoError(t, err)
-	addr := cfg.TLSAddr
+	addr := cfg.Target.TLSAddr
 	if addr == "" {
 		addr = net.JoinHostPort(machineIP, "443")
 	}
-	sni := cfg.TLSServerName
+	sni := cfg.Target.TLSServerName
 	// A moment without a listener (a restart) is retried briefly: whether the
 	// proxy stays up is C4's settle look, not one lucky connection.
 	var served *tlscheck.Served

@@ -53,8 +53,8 @@ func TestTheDroneJobPassesOnTheGoodTargetAndFailsOnABrokenOne(t *testing.T) {
 	settings, secrets := split(t, job)
 	scanner := leakscan.New(leakscan.Needles(allSecrets(t, cfg), 0, nil))
 	evidenceDir := t.TempDir()
-	copyFile(t, cfg.D8Chain, filepath.Join(evidenceDir, "REVIEW.jsonl"))
-	copyFile(t, cfg.D8Signers, filepath.Join(evidenceDir, "allowed_signers"))
+	copyFile(t, cfg.Evidence.D8Chain, filepath.Join(evidenceDir, "REVIEW.jsonl"))
+	copyFile(t, cfg.Evidence.D8Signers, filepath.Join(evidenceDir, "allowed_signers"))
 	chainLen := func() int {
 		es, err := evidence.Chain(filepath.Join(evidenceDir, "REVIEW.jsonl"))
 		require.NoError(t, err, "the persistent chain holds")
@@ -81,18 +81,18 @@ func TestTheDroneJobPassesOnTheGoodTargetAndFailsOnABrokenOne(t *testing.T) {
 			for k, v := range lab {
 				env[k] = v
 			}
-			env["CCCI_BASE_REPO_URL"] = repo(cfg.BaseRepoURL)
+			env["CCCI_BASE_REPO_URL"] = repo(cfg.Target.BaseRepoURL)
 			delete(env, "CCCI_SECRETS_REPO_URL") // from the Drone secret, as on the runner
 			for _, k := range []string{"CCCI_INCUS_CLIENT_CERT", "CCCI_INCUS_CLIENT_KEY", "CCCI_INCUS_SERVER_CERT", "CCCI_AGE_KEY_FILE", "CCCI_SIGNING_KEY",
 				"CCCI_D8_CHAIN", "CCCI_D8_ALLOWED_SIGNERS"} {
 				delete(env, k) // the job writes these files from its secrets, or finds them in the evidence directory
 			}
-			env["INCUS_CLIENT_CERT"] = fileText(t, cfg.IncusClientCert)
-			env["INCUS_CLIENT_KEY"] = fileText(t, cfg.IncusClientKey)
-			env["INCUS_SERVER_CERT"] = fileText(t, cfg.IncusServerCert)
-			env["BOOTSTRAP_AGE_KEY"] = fileText(t, cfg.AgeKeyFile)
-			env["SECRETS_REPO_URL"] = repo(cfg.SecretsRepoURL)
-			env["REVIEW_SIGNING_KEY"] = fileText(t, cfg.SigningKey)
+			env["INCUS_CLIENT_CERT"] = fileText(t, cfg.Incus.ClientCert)
+			env["INCUS_CLIENT_KEY"] = fileText(t, cfg.Incus.ClientKey)
+			env["INCUS_SERVER_CERT"] = fileText(t, cfg.Incus.ServerCert)
+			env["BOOTSTRAP_AGE_KEY"] = fileText(t, cfg.Target.AgeKeyFile)
+			env["SECRETS_REPO_URL"] = repo(cfg.Target.SecretsRepoURL)
+			env["REVIEW_SIGNING_KEY"] = fileText(t, cfg.Evidence.SigningKey)
 			for k := range secrets {
 				require.Contains(t, env, k, "the job's secret %s has a lab value", k)
 			}
@@ -134,7 +134,7 @@ func TestTheDroneJobPassesOnTheGoodTargetAndFailsOnABrokenOne(t *testing.T) {
 // as the maintainers make after a run), and returns its name.
 func citingTarget(t *testing.T, cfg *config.Config, e evidence.Entry) string {
 	t.Helper()
-	good := filepath.Dir(filepath.Dir(cfg.AgeKeyFile)) // …/targets/good/keys/bootstrap-age-key.txt
+	good := filepath.Dir(filepath.Dir(cfg.Target.AgeKeyFile)) // …/targets/good/keys/bootstrap-age-key.txt
 	name := "cijob-" + e.RunID
 	dir := filepath.Join(filepath.Dir(good), name)
 	out, err := exec.Command("cp", "-a", good, dir).CombinedOutput()
@@ -238,8 +238,8 @@ func workspace(t *testing.T, root string) string {
 
 func allSecrets(t *testing.T, cfg *config.Config) map[string]string {
 	all := labtarget.TargetSecrets(t)
-	all["incus-client-key"] = fileText(t, cfg.IncusClientKey)
-	all["review-signing-key"] = fileText(t, cfg.SigningKey)
+	all["incus-client-key"] = fileText(t, cfg.Incus.ClientKey)
+	all["review-signing-key"] = fileText(t, cfg.Evidence.SigningKey)
 	return all
 }
 

@@ -387,8 +387,8 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 	if !cfg.HasTarget() {
 		labtest.Unavailable(t, "no target configured (make lab-up)")
 	}
-	gitBase := strings.TrimSuffix(cfg.BaseRepoURL, "/good/cc-ci.git")
-	if gitBase == cfg.BaseRepoURL {
+	gitBase := strings.TrimSuffix(cfg.Target.BaseRepoURL, "/good/cc-ci.git")
+	if gitBase == cfg.Target.BaseRepoURL {
 		labtest.Unavailable(t, "CCCI_BASE_REPO_URL is not the lab's good target")
 	}
 	for _, d := range append(fixtures.Defects(), fixtures.Flavours()...) {
@@ -404,14 +404,14 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 	secrets := labtarget.TargetSecrets(t)
 	for _, f := range fixtures.Flavours() {
 		at := []string{"CCCI_BASE_REPO_URL=" + gitBase + "/" + f + "/cc-ci.git", "CCCI_SECRETS_REPO_URL=" + gitBase + "/" + f + "/cc-ci-secrets.git"}
-		for name, v := range labtarget.TargetSecretsWith(t, append(at, targetSettings(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), f))...)) {
+		for name, v := range labtarget.TargetSecretsWith(t, append(at, targetSettings(t, filepath.Join(targetsRoot(cfg.Target.AgeKeyFile), f))...)) {
 			secrets[f+"/"+name] = v // beside the good target's same-named ones
 		}
 	}
 	scanner := leakscan.New(leakscan.Needles(secrets, 0, nil))
 	// Rows run matrixWorkers at a time, as concurrent CI runs would: the RAM
 	// guardrail gets one more throwaway's room per extra row.
-	hostEnv := []string{"CCCI_RAM_CAP=" + config.FormatSize(cfg.RAMCap+int64(matrixWorkers-1)*cfg.Memory)}
+	hostEnv := []string{"CCCI_RAM_CAP=" + config.FormatSize(cfg.Guardrails.RAMCap+int64(matrixWorkers-1)*cfg.Machine.Memory)}
 	slots := make(chan struct{}, matrixWorkers)
 	var mu sync.Mutex // guards what the rows collect below
 	var table []string
@@ -456,11 +456,11 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 			if env != nil {
 				tgt = flavour
 				for i := range env {
-					env[i] = strings.ReplaceAll(env[i], "{signing}", filepath.Dir(cfg.D8Signers))
+					env[i] = strings.ReplaceAll(env[i], "{signing}", filepath.Dir(cfg.Evidence.D8Signers))
 				}
 			}
-			keysBefore := digests(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), tgt, "keys"))
-			env = append(env, targetSettings(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), tgt))...)
+			keysBefore := digests(t, filepath.Join(targetsRoot(cfg.Target.AgeKeyFile), tgt, "keys"))
+			env = append(env, targetSettings(t, filepath.Join(targetsRoot(cfg.Target.AgeKeyFile), tgt))...)
 			results, wrote := runSuite(t, suite, gitBase+"/"+tgt, append(append(hostEnv, env...), rowSettings[defect]...)...)
 			mu.Lock()
 			defer mu.Unlock()
@@ -480,7 +480,7 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 					}
 				}
 			}
-			assert.Equal(t, keysBefore, digests(t, filepath.Join(targetsRoot(cfg.AgeKeyFile), tgt, "keys")),
+			assert.Equal(t, keysBefore, digests(t, filepath.Join(targetsRoot(cfg.Target.AgeKeyFile), tgt, "keys")),
 				"the target's key files on this host are unchanged (nothing written through a symlink)")
 			var leaks []string
 			found, err := scanner.Reader("the suite's -json output", bytes.NewReader(wrote.output))
@@ -613,9 +613,9 @@ const matrixWorkers = 2
 // any run, if empty) is left in the project.
 func noHarnessInstanceLeft(t *testing.T, c *incus.Client, cfg *config.Config, runID string) {
 	t.Helper()
-	ins, err := c.Instances(context.Background(), cfg.Project)
+	ins, err := c.Instances(context.Background(), cfg.Machine.Project)
 	require.NoError(t, err)
-	l := machine.Labels{Prefix: cfg.LabelPrefix}
+	l := machine.Labels{Prefix: cfg.Guardrails.LabelPrefix}
 	for _, in := range ins {
 		if in.Config[l.CreatedBy()] == machine.CreatedBy && (runID == "" || in.Config[l.RunID()] == runID) {
 			t.Errorf("instance %s (run %s) left behind", in.Name, in.Config[l.RunID()])

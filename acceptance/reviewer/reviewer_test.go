@@ -53,8 +53,8 @@ func TestTheReviewersKitReverifiesWithoutGo(t *testing.T) {
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "ccci.env"), settings, 0o600))
 			env := []string{"CCCI_ACCEPTANCE=1", "CCCI_CONFIG=" + filepath.Join(dir, "ccci.env")}
 			if c.target != "good" {
-				env = append(env, "CCCI_BASE_REPO_URL="+labtest.Target(cfg.BaseRepoURL, c.target),
-					"CCCI_SECRETS_REPO_URL="+labtest.Target(cfg.SecretsRepoURL, c.target))
+				env = append(env, "CCCI_BASE_REPO_URL="+labtest.Target(cfg.Target.BaseRepoURL, c.target),
+					"CCCI_SECRETS_REPO_URL="+labtest.Target(cfg.Target.SecretsRepoURL, c.target))
 			}
 			start := time.Now()
 			out, err := run(t, dir, env, filepath.Join(kit, "ccci-acceptance"), "-test.count=1", "-test.v", "-test.timeout=40m")
@@ -67,7 +67,7 @@ func TestTheReviewersKitReverifiesWithoutGo(t *testing.T) {
 			}
 			require.NoError(t, err, "the kit must pass on the good target:\n%s", labtest.Tail(string(out)))
 			// The reviewer checks the run's evidence with the kit's own tool.
-			signers := filepath.Join(filepath.Dir(cfg.SigningKey), "allowed_signers")
+			signers := filepath.Join(filepath.Dir(cfg.Evidence.SigningKey), "allowed_signers")
 			out, err = run(t, dir, nil, filepath.Join(kit, "ccci"), "verify", signers, filepath.Join(dir, "REVIEW.jsonl"))
 			require.NoError(t, err, "ccci verify: %s", out)
 			assert.Contains(t, string(out), "1 entries, chained and signed")

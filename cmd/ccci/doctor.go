@@ -28,7 +28,7 @@ func doctorCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "doctor: %v\n", err)
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), bounds.Checks+cfg.StepTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), bounds.Checks+cfg.Timeouts.StepTimeout)
 	defer cancel()
 	rep := doctor.Run(ctx, doctor.Options{Config: cfg, Timeout: *timeout, Redact: &redact.Redactor{}})
 	rep.Write(stdout)

@@ -25,7 +25,7 @@ func lintTarget(stdout, stderr io.Writer) int {
 		return 2
 	}
 	r := &redact.Redactor{}
-	key, err := target.LoadAgeKey(cfg.AgeKeyFile, r)
+	key, err := target.LoadAgeKey(cfg.Target.AgeKeyFile, r)
 	if err != nil {
 		fmt.Fprintf(stderr, "lint-target: %v\n", err)
 		return 2
@@ -36,9 +36,9 @@ func lintTarget(stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*cfg.StepTimeout+bounds.Git) // two clones, then reading them
+	ctx, cancel := context.WithTimeout(context.Background(), 2*cfg.Timeouts.StepTimeout+bounds.Git) // two clones, then reading them
 	defer cancel()
-	rp, err := target.Fetch(ctx, dir, cfg.TargetSettings, key, r)
+	rp, err := target.Fetch(ctx, dir, cfg.Target, key, r)
 	if err != nil {
 		fmt.Fprintf(stderr, "lint-target: %v\n", r.RedactError(err))
 		return 2
@@ -47,7 +47,7 @@ func lintTarget(stdout, stderr io.Writer) int {
 	values, _ := placeholders(stderr)
 	problems := targetlint.Check(ctx, targetlint.Target{Repos: rp, Secrets: secrets, SecretsErr: serr, Key: key}, cfg, values)
 	fmt.Fprintf(stdout, "lint-target: base %s at %.12s, secrets %s at %.12s: %d problem(s)\n",
-		cfg.BaseRepoURL, rp.BaseCommit, cfg.SecretsRepoURL, rp.SecretsCommit, len(problems))
+		cfg.Target.BaseRepoURL, rp.BaseCommit, cfg.Target.SecretsRepoURL, rp.SecretsCommit, len(problems))
 	for _, p := range problems {
 		fmt.Fprintln(stdout, r.Redact(p.String()))
 	}

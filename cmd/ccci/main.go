@@ -66,13 +66,13 @@ func placeholders(stderr io.Writer) (map[string]string, string) {
 	cfg, err := config.Load()
 	if err != nil {
 		fmt.Fprintf(stderr, "lint-install: no usable configuration, placeholders shown unresolved (%v)\n", err)
-		cfg = &config.Config{TargetSettings: config.TargetSettings{AgeKeyPath: config.DefaultAgeKeyPath}}
+		cfg = &config.Config{Target: config.Target{AgeKeyPath: config.DefaultAgeKeyPath}}
 	}
-	v := target.Placeholders(cfg.BaseRepoURL, cfg.SecretsRepoURL, cfg.Domain, cfg.Gateway, "")
+	v := target.Placeholders(cfg.Target.BaseRepoURL, cfg.Target.SecretsRepoURL, cfg.Target.Domain, cfg.Target.Gateway, "")
 	for k, val := range v {
 		if val == "" {
 			v[k] = "${" + k + "}"
 		}
 	}
-	return v, cfg.AgeKeyPath
+	return v, cfg.Target.AgeKeyPath
 }

@@ -76,7 +76,7 @@ func TestLintTargetOnTheLabsTargets(t *testing.T) {
 	if !cfg.HasTarget() {
 		labtest.Unavailable(t, "no target configured (make lab-up)")
 	}
-	gitBase := strings.TrimSuffix(cfg.BaseRepoURL, "/good/cc-ci.git")
+	gitBase := strings.TrimSuffix(cfg.Target.BaseRepoURL, "/good/cc-ci.git")
 	run := func(name string) (int, string) {
 		t.Setenv("CCCI_BASE_REPO_URL", gitBase+"/"+name+"/cc-ci.git")
 		t.Setenv("CCCI_SECRETS_REPO_URL", gitBase+"/"+name+"/cc-ci-secrets.git")

@@ -11,11 +11,11 @@ const (
 	Connect = 20 * time.Second // the first answer of the Incus API
 	API     = 2 * time.Minute  // one Incus API request, when its caller set no deadline
 	Dial    = 10 * time.Second // one SSH or TLS dial
-	Command = 20 * time.Second // one read-only probe command on the machine
+	Command = 10 * time.Second // one read-only probe command on the machine (systemctl show, sha256sum of a file)
 	Scan    = 2 * time.Minute  // a probe command that walks the store or the disk
 	Probe   = 3 * time.Minute  // the blank-state probe of a new machine (its Scans included)
 	Reuse   = time.Minute      // checking a kept machine (SKIP_provision) through Incus
-	Git     = time.Minute      // one git command on a local clone of the target
+	Git     = 30 * time.Second // one git command on a local clone of the target (cat-file, ls-tree)
 	Destroy = time.Minute      // stopping and deleting one machine and proving it gone
 	Cleanup = time.Minute      // removing what the harness put on the machine (a temp dir)
 	Kill    = 10 * time.Second // a child process (guardian, nft) to end after it was told to
@@ -35,7 +35,7 @@ type Wait struct {
 
 // Table is every fixed wait, with the setting that contains it.
 var Table = []Wait{
-	{"the first answer of the Incus API", Connect, "CCCI_CREATE_TIMEOUT"},
+	{"the first answer of the Incus API", Connect, ""},
 	{"one Incus API request", API, ""},
 	{"one SSH or TLS dial", Dial, "CCCI_BOOT_TIMEOUT"},
 	{"one probe command on the machine", Command, "CCCI_CONVERGE_TIMEOUT"},
@@ -48,4 +48,15 @@ var Table = []Wait{
 	{"a child process to end", Kill, "CCCI_TEARDOWN_RESERVE"},
 	{"the leak scan of the machine", LeakScan, ""},
 	{"ccci doctor's checks of the host", Checks, ""},
+}
+
+// Longest is the longest fixed wait the setting within holds (0 if none).
+func Longest(within string) time.Duration {
+	var d time.Duration
+	for _, w := range Table {
+		if w.Within == within {
+			d = max(d, w.D)
+		}
+	}
+	return d
 }

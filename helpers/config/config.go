@@ -24,17 +24,18 @@ const DefaultAgeKeyPath = "/var/lib/sops-nix/key.txt"
 // LabSettings is where `lab/lab.sh up` writes the settings that point at the lab.
 const LabSettings = "/var/lib/cc-ci-lab/lab.env"
 
-// Config is the whole harness configuration, in groups (settings.go); a
-// group's fields are promoted, so cfg.Project reads Machine's. Every field
-// has a CCCI_* key; docs/configuration.md lists them.
+// Config is the whole harness configuration, in named groups
+// (settings.go): cfg.Machine.Image, cfg.Target.Domain. Every field has a
+// CCCI_* key; docs/configuration.md lists them.
 type Config struct {
-	IncusAccess
-	MachineSettings
-	Guardrails
-	Timeouts
-	TargetSettings
-	Evidence
-	Stages
+	Incus      IncusAccess     // how to reach Incus
+	Machine    MachineSettings // what to create and how to reach it
+	Guardrails Guardrails      // the limits no run may cross
+	Timeouts   Timeouts        // every wait that is a setting
+	Target     Target          // where the target is and how it is fetched
+	Expect     Expectations    // what the C-tests expect of it, beyond its own declarations
+	Evidence   Evidence        // where records go and how a cited run is judged
+	Stages     Stages          // SKIP_* switches for debugging
 }
 
 // Error is a configuration problem, naming the key and the source of its value.
@@ -96,8 +97,8 @@ func LoadFrom(env func(string) (string, bool)) (*Config, error) {
 		src.file, src.path = f, path
 	}
 	p := &parser{src: src}
-	c := &Config{IncusAccess: p.incusAccess(), MachineSettings: p.machine(), Guardrails: p.guardrails(),
-		Timeouts: p.timeouts(), TargetSettings: p.target(), Evidence: p.evidence(), Stages: p.stages()}
+	c := &Config{Incus: p.incusAccess(), Machine: p.machine(), Guardrails: p.guardrails(),
+		Timeouts: p.timeouts(), Target: p.target(), Expect: p.expectations(), Evidence: p.evidence(), Stages: p.stages()}
 	p.validate(c)
 	for key, fv := range src.file {
 		if !src.seen[key] && !switches[key] {
@@ -207,27 +208,27 @@ func (p *parser) optionalList(key, def string) []string {
 
 // validate checks each group, then the relations between groups.
 func (p *parser) validate(c *Config) {
-	c.IncusAccess.validate(p)
-	c.MachineSettings.validate(p)
+	c.Incus.validate(p)
+	c.Machine.validate(p)
 	c.Guardrails.validate(p)
 	c.Timeouts.validate(p)
-	if c.Project == "" {
+	if c.Machine.Project == "" {
 		// An empty project means "default" to Incus: never let a blank value land there.
 		p.failKey("CCCI_PROJECT", "", "empty: name the project (Incus would read it as \"default\")")
-	} else if !slices.Contains(c.AllowedProjects, c.Project) {
-		p.failKey("CCCI_PROJECT", c.Project, "not in CCCI_ALLOWED_PROJECTS ("+strings.Join(c.AllowedProjects, ",")+")")
+	} else if !slices.Contains(c.Guardrails.AllowedProjects, c.Machine.Project) {
+		p.failKey("CCCI_PROJECT", c.Machine.Project, "not in CCCI_ALLOWED_PROJECTS ("+strings.Join(c.Guardrails.AllowedProjects, ",")+")")
 	}
-	if c.Memory > 0 && c.RAMCap > 0 && c.Memory > c.RAMCap {
-		p.failKey("CCCI_MEMORY", FormatSize(c.Memory), "larger than CCCI_RAM_CAP "+FormatSize(c.RAMCap))
+	if c.Machine.Memory > 0 && c.Guardrails.RAMCap > 0 && c.Machine.Memory > c.Guardrails.RAMCap {
+		p.failKey("CCCI_MEMORY", FormatSize(c.Machine.Memory), "larger than CCCI_RAM_CAP "+FormatSize(c.Guardrails.RAMCap))
 	}
-	if c.Reference != "" {
-		project, name, ok := strings.Cut(c.Reference, "/")
+	if c.Expect.Reference != "" {
+		project, name, ok := strings.Cut(c.Expect.Reference, "/")
 		switch {
 		case !ok || project == "" || name == "":
-			p.failKey("CCCI_REFERENCE", c.Reference, "want project/name")
-		case !slices.Contains(c.AllowedProjects, project):
+			p.failKey("CCCI_REFERENCE", c.Expect.Reference, "want project/name")
+		case !slices.Contains(c.Guardrails.AllowedProjects, project):
 			// It is only read (Incus exec of readlink), but never outside the allow-list.
-			p.failKey("CCCI_REFERENCE", c.Reference, "project "+project+" is not in CCCI_ALLOWED_PROJECTS ("+strings.Join(c.AllowedProjects, ",")+")")
+			p.failKey("CCCI_REFERENCE", c.Expect.Reference, "project "+project+" is not in CCCI_ALLOWED_PROJECTS ("+strings.Join(c.Guardrails.AllowedProjects, ",")+")")
 		}
 	}
 }
@@ -289,18 +290,18 @@ func readFile(path string) (map[string]fileValue, error) {
 	return out, sc.Err()
 }
 
-// Incus returns the client settings for one transport ("https" or "unix").
-func (c *Config) Incus(transport string) incus.Config {
+// Config is the client settings for one transport ("https" or "unix").
+func (a IncusAccess) Config(transport string) incus.Config {
 	if transport == "unix" {
-		return incus.Config{Socket: c.IncusSocket, Target: c.IncusTarget}
+		return incus.Config{Socket: a.Socket, Target: a.Member}
 	}
-	return incus.Config{URL: c.IncusURL, ClientCert: c.IncusClientCert, ClientKey: c.IncusClientKey,
-		ServerCert: c.IncusServerCert, Target: c.IncusTarget}
+	return incus.Config{URL: a.URL, ClientCert: a.ClientCert, ClientKey: a.ClientKey,
+		ServerCert: a.ServerCert, Target: a.Member}
 }
 
 // HasTarget reports whether a target is configured (repos and the age key).
 func (c *Config) HasTarget() bool {
-	return c.BaseRepoURL != "" && c.SecretsRepoURL != "" && c.AgeKeyFile != ""
+	return c.Target.BaseRepoURL != "" && c.Target.SecretsRepoURL != "" && c.Target.AgeKeyFile != ""
 }
 
 // defaultReviewFile is REVIEW.md at the module root (tests run in their

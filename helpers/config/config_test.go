@@ -29,15 +29,15 @@ func socketFile(t *testing.T) string {
 func TestDefaultsPointAtTheLab(t *testing.T) {
 	c, err := LoadFrom(env(map[string]string{"CCCI_INCUS_SOCKET": socketFile(t)}))
 	require.NoError(t, err)
-	assert.Equal(t, "unix", c.Transport)
-	assert.Equal(t, "terraform-ci", c.Project)
-	assert.Equal(t, []string{"terraform-ci"}, c.AllowedProjects)
-	assert.Equal(t, int64(4<<30), c.Memory)
-	assert.Equal(t, []int64{4 << 30, 4e9}, c.ReferenceMemory, `the plan's "4 GB", either way`)
-	assert.Equal(t, "dashboard.ci.lab.test", c.TLSServerName, "the documented default, under the domain")
-	assert.Equal(t, int64(12<<30), c.RAMCap)
-	assert.Equal(t, 1, c.MaxMachines)
-	assert.Equal(t, "container", c.InstanceType)
+	assert.Equal(t, "unix", c.Incus.Transport)
+	assert.Equal(t, "terraform-ci", c.Machine.Project)
+	assert.Equal(t, []string{"terraform-ci"}, c.Guardrails.AllowedProjects)
+	assert.Equal(t, int64(4<<30), c.Machine.Memory)
+	assert.Equal(t, []int64{4 << 30, 4e9}, c.Expect.ReferenceMemory, `the plan's "4 GB", either way`)
+	assert.Equal(t, "dashboard.ci.lab.test", c.Target.TLSServerName, "the documented default, under the domain")
+	assert.Equal(t, int64(12<<30), c.Guardrails.RAMCap)
+	assert.Equal(t, 1, c.Guardrails.MaxMachines)
+	assert.Equal(t, "container", c.Machine.InstanceType)
 }
 
 func TestFileValuesAndEnvironmentOverride(t *testing.T) {
@@ -47,8 +47,8 @@ func TestFileValuesAndEnvironmentOverride(t *testing.T) {
 	require.NoError(t, os.WriteFile(file, []byte("# lab\nCCCI_INCUS_SOCKET="+sock+"\nCCCI_MEMORY=\"2GiB\"\nCCCI_PROJECT=terraform-ci\n"), 0o600))
 	c, err := LoadFrom(env(map[string]string{"CCCI_CONFIG": file, "CCCI_MEMORY": "3GiB"}))
 	require.NoError(t, err)
-	assert.Equal(t, int64(3<<30), c.Memory, "environment wins over the file")
-	assert.Equal(t, sock, c.IncusSocket)
+	assert.Equal(t, int64(3<<30), c.Machine.Memory, "environment wins over the file")
+	assert.Equal(t, sock, c.Incus.Socket)
 }
 
 // Each bad value is refused with an error that names the key and where the value came from.
@@ -136,7 +136,8 @@ func TestTheTimeBudgetAddsUpTheBounds(t *testing.T) {
 	// inside it), the restart's boot and converge, the reserve.
 	assert.Equal(t, time.Minute+2*time.Minute+14*time.Minute+3*time.Minute+30*time.Second+2*time.Minute+3*time.Minute+90*time.Second, b.Total)
 	assert.Contains(t, b.String(), "7 install steps × CCCI_STEP_TIMEOUT 2m0s 14m0s")
-	assert.Equal(t, 45*time.Second, to.Reserve(135*time.Second), "at most a third of a short -timeout")
+	assert.Equal(t, 80*time.Second, to.Reserve(240*time.Second), "at most a third of a short -timeout")
+	assert.Equal(t, bounds.Destroy, to.Reserve(135*time.Second), "never less than deleting a machine takes")
 	assert.Equal(t, 27*time.Minute, to.TimeoutNeeded(7, 0), "27m0s is a whole minute")
 	assert.Equal(t, 28*time.Minute, to.TimeoutNeeded(7, 30*time.Second), "what has passed counts")
 	assert.Equal(t, 13*time.Minute, to.TimeoutNeeded(0, 0), "no install: create, boot, converge, hold, restart and reserve, 13m")

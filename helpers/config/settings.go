@@ -15,26 +15,26 @@ import (
 
 // IncusAccess is how to reach Incus.
 type IncusAccess struct {
-	Transport       string // "https" (default when a URL is set) or "unix"
-	IncusURL        string
-	IncusSocket     string
-	IncusClientCert string
-	IncusClientKey  string
-	IncusServerCert string
-	IncusTarget     string // cluster member, empty when standalone
+	Transport  string // "https" (default when a URL is set) or "unix"
+	URL        string
+	Socket     string
+	ClientCert string
+	ClientKey  string
+	ServerCert string
+	Member     string // cluster member, empty when standalone
 }
 
 func (p *parser) incusAccess() IncusAccess {
 	a := IncusAccess{
-		IncusURL:        p.str("CCCI_INCUS_URL", ""),
-		IncusSocket:     p.str("CCCI_INCUS_SOCKET", "/var/lib/incus/unix.socket"),
-		IncusClientCert: p.str("CCCI_INCUS_CLIENT_CERT", ""),
-		IncusClientKey:  p.str("CCCI_INCUS_CLIENT_KEY", ""),
-		IncusServerCert: p.str("CCCI_INCUS_SERVER_CERT", ""),
-		IncusTarget:     p.str("CCCI_INCUS_TARGET", ""),
+		URL:        p.str("CCCI_INCUS_URL", ""),
+		Socket:     p.str("CCCI_INCUS_SOCKET", "/var/lib/incus/unix.socket"),
+		ClientCert: p.str("CCCI_INCUS_CLIENT_CERT", ""),
+		ClientKey:  p.str("CCCI_INCUS_CLIENT_KEY", ""),
+		ServerCert: p.str("CCCI_INCUS_SERVER_CERT", ""),
+		Member:     p.str("CCCI_INCUS_TARGET", ""),
 	}
 	def := "unix"
-	if a.IncusURL != "" {
+	if a.URL != "" {
 		def = "https"
 	}
 	a.Transport = p.oneOf("CCCI_TRANSPORT", def, "https", "unix")
@@ -54,14 +54,14 @@ func (a IncusAccess) validate(p *parser) {
 	}
 	switch a.Transport {
 	case "https":
-		if !strings.HasPrefix(a.IncusURL, "https://") {
-			p.failKey("CCCI_INCUS_URL", a.IncusURL, "must be https://host:port when CCCI_TRANSPORT=https")
+		if !strings.HasPrefix(a.URL, "https://") {
+			p.failKey("CCCI_INCUS_URL", a.URL, "must be https://host:port when CCCI_TRANSPORT=https")
 		}
-		need("CCCI_INCUS_CLIENT_CERT", a.IncusClientCert)
-		need("CCCI_INCUS_CLIENT_KEY", a.IncusClientKey)
-		need("CCCI_INCUS_SERVER_CERT", a.IncusServerCert)
+		need("CCCI_INCUS_CLIENT_CERT", a.ClientCert)
+		need("CCCI_INCUS_CLIENT_KEY", a.ClientKey)
+		need("CCCI_INCUS_SERVER_CERT", a.ServerCert)
 	case "unix":
-		need("CCCI_INCUS_SOCKET", a.IncusSocket)
+		need("CCCI_INCUS_SOCKET", a.Socket)
 	}
 }
 
@@ -72,9 +72,16 @@ type MachineSettings struct {
 	InstanceType string // container | virtual-machine
 	Memory       int64  // bytes, limits.memory of the throwaway machine
 	SSHUser      string
-	SSHKeyVia    string // file (Incus file API, after the agent answers) | template (user.ssh_authorized_keys) | cloud-init
-	SecureBoot   string // security.secureboot of a VM: "false" (NixOS images are unsigned), "true", or "profile" (leave it)
-	StateFile    string // run state written with SKIP_teardown, read with SKIP_provision
+	// How the run's SSH key reaches the machine: "file" (the Incus file API,
+	// once the agent answers — needs nothing of the image but sshd and the
+	// agent), "template" (user.ssh_authorized_keys, if the image's templates
+	// honour it) or "cloud-init" (cloud-init.user-data, if it runs cloud-init).
+	SSHKeyVia string
+	// SecureBoot is a VM's security.secureboot: "false" (NixOS images are
+	// unsigned), "true"; "profile" or "" leaves it to the profile. Ignored
+	// for containers.
+	SecureBoot string
+	StateFile  string // run state written with SKIP_teardown, read with SKIP_provision
 }
 
 func (p *parser) machine() MachineSettings {
@@ -102,21 +109,28 @@ type Guardrails struct {
 	RAMCap                int64 // bytes, sum over running instances incl. the new one
 	DefaultInstanceMemory int64 // bytes counted for a running instance with no limits.memory
 	MaxMachines           int
-	OtherTenantsRAM       int64         // bytes a restricted certificate cannot see, as the operator states them; -1 = not stated
-	TTL                   time.Duration // expires-at label = creation + TTL; the reaper acts after it
-	LabelPrefix           string        // user.<prefix>.run-id etc.
+	// OtherTenantsRAM is what the operator states the instances a restricted
+	// certificate cannot see hold (bytes), counted when OtherTenantsStated;
+	// unstated (the zero value), a partial sum refuses.
+	OtherTenantsRAM    int64
+	OtherTenantsStated bool
+	TTL                time.Duration // expires-at label = creation + TTL; the reaper acts after it
+	LabelPrefix        string        // user.<prefix>.run-id etc.
 }
 
 func (p *parser) guardrails() Guardrails {
-	return Guardrails{
+	g := Guardrails{
 		AllowedProjects:       p.list("CCCI_ALLOWED_PROJECTS", "terraform-ci"),
 		RAMCap:                p.size("CCCI_RAM_CAP", "12GiB"),
 		DefaultInstanceMemory: p.size("CCCI_DEFAULT_INSTANCE_MEMORY", "1GiB"),
 		MaxMachines:           p.positiveInt("CCCI_MAX_MACHINES", "1"),
-		OtherTenantsRAM:       p.optionalSize("CCCI_OTHER_TENANTS_RAM"),
 		TTL:                   p.duration("CCCI_TTL", "2h"),
 		LabelPrefix:           p.str("CCCI_LABEL_PREFIX", "ccci"),
 	}
+	if ram := p.optionalSize("CCCI_OTHER_TENANTS_RAM"); ram >= 0 {
+		g.OtherTenantsRAM, g.OtherTenantsStated = ram, true
+	}
+	return g
 }
 
 func (g Guardrails) validate(p *parser) {
@@ -182,9 +196,10 @@ func (t Timeouts) validate(p *parser) {
 }
 
 // Reserve is the teardown reserve a run with this -timeout keeps: the
-// setting, but at most a third of the timeout.
+// setting, but at most a third of a short timeout — never less than the
+// longest wait teardown makes (helpers/bounds).
 func (t Timeouts) Reserve(timeout time.Duration) time.Duration {
-	return min(t.TeardownReserve, timeout/3)
+	return min(t.TeardownReserve, max(timeout/3, bounds.Longest("CCCI_TEARDOWN_RESERVE")))
 }
 
 // Budget is the longest a run may take with these bounds and an install of
@@ -237,32 +252,38 @@ func (t Timeouts) TimeoutNeeded(steps int, elapsed time.Duration) time.Duration 
 	}
 }
 
-// TargetSettings are the target and what the C-tests expect of it.
-type TargetSettings struct {
-	BaseRepoURL       string   // the base repo, as the machine clones it
-	SecretsRepoURL    string   // the private secrets repo
-	AgeKeyFile        string   // the operator's copy of the bootstrap age key (0600)
-	AccessFile        string   // the sops file in the base holding the secrets repo's read credential
-	AccessKey         string   // its key there: an HTTPS token, or an OpenSSH private key (a read-only deploy key)
-	SecretsKnownHosts string   // known_hosts pinning the secrets repo's SSH host key (with a deploy key)
-	AgeKeyPath        string   // where install.md provisions it on the machine
-	Domain            string   // the instance's wildcard domain
-	Gateway           string   // the TLS-passthrough gateway (a parameter of the target)
-	TLSAddr           string   // where to ask for TLS ("" = the machine's address:443)
-	TLSCA             string   // PEM roots for the served certificate ("" = system roots)
-	TLSServerName     string   // a name under Domain the target serves over TLS (the SNI the checks send)
-	Units             []string // the oneshots/services that must converge ("" = those the target's configuration starts at boot)
-	NixOSHost         string   // the base's nixosConfigurations.<host> ("" = its only one)
-	Egress            string   // "nft": observe the machine's connections during the install (lab); "off"
-	EgressAllow       []string // host:port the machine may reach besides the two repos
-	Reference         string   // project/name of the running reference system (cc-nix-test)
-	ReferenceMemory   []int64  // the sizes its limits.memory may be, in bytes (the plan's "4 GB": 4GiB or 4GB)
-	RequiredSecrets   []string // names that must be in git, encrypted
-	CertMinDays       int      // the certificate in git must be valid this much longer
-	ScanPaths         []string // machine paths searched for plaintext secrets
-	StalePhrases      []string // docs must not describe the old operator-dropped cert (case-insensitive)
-	ForbiddenPhrases  []string // the D8 evidence must not say these (case-insensitive)
-	BlankAbsent       []string // paths a blank machine must not have
+// Target is where the target is and how a run fetches and reaches it.
+type Target struct {
+	BaseRepoURL       string // the base repo, as the machine clones it
+	SecretsRepoURL    string // the private secrets repo
+	AgeKeyFile        string // the operator's copy of the bootstrap age key (0600)
+	AccessFile        string // the sops file in the base holding the secrets repo's read credential
+	AccessKey         string // its key there: an HTTPS token, or an OpenSSH private key (a read-only deploy key)
+	SecretsKnownHosts string // known_hosts pinning the secrets repo's SSH host key (with a deploy key)
+	AgeKeyPath        string // where install.md provisions it on the machine
+	NixOSHost         string // the base's nixosConfigurations.<host> ("" = its only one)
+	Domain            string // the instance's wildcard domain
+	Gateway           string // the TLS-passthrough gateway (a parameter of the target)
+	TLSAddr           string // where to ask for TLS ("" = the machine's address:443)
+	TLSCA             string // PEM roots for the served certificate ("" = system roots)
+	TLSServerName     string // a name under Domain the target serves over TLS (the SNI the checks send)
+}
+
+// Expectations are what the C-tests expect of the target that its own
+// declarations do not say (the units and secrets it declares are read
+// from its configuration; these are the plan's numbers and phrases).
+type Expectations struct {
+	Units            []string // the oneshots/services that must converge ("" = those the target's configuration starts at boot)
+	Egress           string   // "nft": observe the machine's connections during the install (lab); "off"
+	EgressAllow      []string // host:port the machine may reach besides the two repos
+	Reference        string   // project/name of the running reference system (cc-nix-test)
+	ReferenceMemory  []int64  // the sizes its limits.memory may be, in bytes (the plan's "4 GB": 4GiB or 4GB)
+	RequiredSecrets  []string // names that must be in git, encrypted
+	CertMinDays      int      // the certificate in git must be valid this much longer
+	ScanPaths        []string // machine paths searched for plaintext secrets
+	StalePhrases     []string // docs must not describe the old operator-dropped cert (case-insensitive)
+	ForbiddenPhrases []string // the D8 evidence must not say these (case-insensitive)
+	BlankAbsent      []string // paths a blank machine must not have
 }
 
 // DefaultTLSHost is the host under CCCI_DOMAIN the TLS checks ask for when
@@ -270,8 +291,22 @@ type TargetSettings struct {
 // among the services its proxy serves.
 const DefaultTLSHost = "dashboard"
 
-func (p *parser) target() TargetSettings {
-	t := p.targetSettings()
+func (p *parser) target() Target {
+	t := Target{
+		BaseRepoURL:       p.str("CCCI_BASE_REPO_URL", ""),
+		SecretsRepoURL:    p.str("CCCI_SECRETS_REPO_URL", ""),
+		AgeKeyFile:        p.str("CCCI_AGE_KEY_FILE", ""),
+		AccessFile:        p.str("CCCI_SECRETS_ACCESS_FILE", "bootstrap/access.sops.yaml"),
+		AccessKey:         p.str("CCCI_SECRETS_ACCESS_KEY", "secrets_repo_token"),
+		SecretsKnownHosts: p.str("CCCI_SECRETS_KNOWN_HOSTS", ""),
+		AgeKeyPath:        p.str("CCCI_AGE_KEY_PATH", DefaultAgeKeyPath),
+		NixOSHost:         p.str("CCCI_NIXOS_HOST", ""),
+		Domain:            p.str("CCCI_DOMAIN", "ci.lab.test"),
+		Gateway:           p.str("CCCI_GATEWAY", ""),
+		TLSAddr:           p.str("CCCI_TLS_ADDR", ""),
+		TLSCA:             p.str("CCCI_TLS_CA", ""),
+		TLSServerName:     p.str("CCCI_TLS_SERVER_NAME", ""),
+	}
 	if t.TLSServerName == "" {
 		t.TLSServerName = DefaultTLSHost + "." + t.Domain
 	}
@@ -281,32 +316,19 @@ func (p *parser) target() TargetSettings {
 	return t
 }
 
-func (p *parser) targetSettings() TargetSettings {
-	return TargetSettings{
-		BaseRepoURL:       p.str("CCCI_BASE_REPO_URL", ""),
-		SecretsRepoURL:    p.str("CCCI_SECRETS_REPO_URL", ""),
-		AgeKeyFile:        p.str("CCCI_AGE_KEY_FILE", ""),
-		AccessFile:        p.str("CCCI_SECRETS_ACCESS_FILE", "bootstrap/access.sops.yaml"),
-		AccessKey:         p.str("CCCI_SECRETS_ACCESS_KEY", "secrets_repo_token"),
-		SecretsKnownHosts: p.str("CCCI_SECRETS_KNOWN_HOSTS", ""),
-		AgeKeyPath:        p.str("CCCI_AGE_KEY_PATH", DefaultAgeKeyPath),
-		Domain:            p.str("CCCI_DOMAIN", "ci.lab.test"),
-		Gateway:           p.str("CCCI_GATEWAY", ""),
-		TLSAddr:           p.str("CCCI_TLS_ADDR", ""),
-		TLSCA:             p.str("CCCI_TLS_CA", ""),
-		TLSServerName:     p.str("CCCI_TLS_SERVER_NAME", ""),
-		Units:             p.optionalList("CCCI_UNITS", ""),
-		NixOSHost:         p.str("CCCI_NIXOS_HOST", ""),
-		Egress:            p.oneOf("CCCI_EGRESS", "off", "off", "nft"),
-		EgressAllow:       p.optionalList("CCCI_EGRESS_ALLOW", ""),
-		Reference:         p.str("CCCI_REFERENCE", "terraform-ci/cc-nix-test"),
-		ReferenceMemory:   p.sizes("CCCI_REFERENCE_MEMORY", "4GiB,4GB"),
-		RequiredSecrets:   p.list("CCCI_REQUIRED_SECRETS", "tls_fullchain,tls_privkey,drone_oauth_client_id,drone_oauth_client_secret,drone_rpc_secret,webhook_hmac,registry_username,registry_password"),
-		CertMinDays:       p.positiveInt("CCCI_CERT_MIN_DAYS", "14"),
-		ScanPaths:         p.list("CCCI_SCAN_PATHS", "/nix/store"),
-		StalePhrases:      p.list("CCCI_STALE_PHRASES", "drops the cert,drop the cert,cert file by hand,certificate files by hand,certificate file by hand,operator drops"),
-		ForbiddenPhrases:  p.list("CCCI_FORBIDDEN_PHRASES", "infeasible by design"),
-		BlankAbsent:       p.list("CCCI_BLANK_ABSENT", "/var/lib/sops-nix,/var/lib/ci-certs,/run/secrets,/root/cc-ci,/root/cc-ci-secrets"),
+func (p *parser) expectations() Expectations {
+	return Expectations{
+		Units:            p.optionalList("CCCI_UNITS", ""),
+		Egress:           p.oneOf("CCCI_EGRESS", "off", "off", "nft"),
+		EgressAllow:      p.optionalList("CCCI_EGRESS_ALLOW", ""),
+		Reference:        p.str("CCCI_REFERENCE", "terraform-ci/cc-nix-test"),
+		ReferenceMemory:  p.sizes("CCCI_REFERENCE_MEMORY", "4GiB,4GB"),
+		RequiredSecrets:  p.list("CCCI_REQUIRED_SECRETS", "tls_fullchain,tls_privkey,drone_oauth_client_id,drone_oauth_client_secret,drone_rpc_secret,webhook_hmac,registry_username,registry_password"),
+		CertMinDays:      p.positiveInt("CCCI_CERT_MIN_DAYS", "14"),
+		ScanPaths:        p.list("CCCI_SCAN_PATHS", "/nix/store"),
+		StalePhrases:     p.list("CCCI_STALE_PHRASES", "drops the cert,drop the cert,cert file by hand,certificate files by hand,certificate file by hand,operator drops"),
+		ForbiddenPhrases: p.list("CCCI_FORBIDDEN_PHRASES", "infeasible by design"),
+		BlankAbsent:      p.list("CCCI_BLANK_ABSENT", "/var/lib/sops-nix,/var/lib/ci-certs,/run/secrets,/root/cc-ci,/root/cc-ci-secrets"),
 	}
 }
 

@@ -87,7 +87,7 @@ var requiredExtensions = []string{"projects", "instances", "instance_all_project
 func Run(ctx context.Context, o Options) *Report {
 	r := &Report{}
 	cfg := o.Config
-	c, err := incus.New(cfg.Incus(cfg.Transport))
+	c, err := incus.New(cfg.Incus.Config(cfg.Incus.Transport))
 	if err != nil {
 		r.add(Blocker, "Incus settings", err.Error(), "fix the CCCI_INCUS_* settings (docs/configuration.md)")
 	} else if r.api(ctx, c, cfg) {
@@ -112,7 +112,7 @@ func (r *Report) api(ctx context.Context, c *incus.Client, cfg *config.Config) b
 	}
 	r.add(OK, "Incus API", fmt.Sprintf("%s: trusted, %s %s", c.Endpoint, srv.Environment.ServerName, srv.Environment.ServerVersion), "")
 	need := requiredExtensions
-	if cfg.InstanceType == incus.VirtualMachine {
+	if cfg.Machine.InstanceType == incus.VirtualMachine {
 		need = append(slices.Clone(need), "virtual-machines")
 	}
 	var missing []string
@@ -130,39 +130,39 @@ func (r *Report) api(ctx context.Context, c *incus.Client, cfg *config.Config) b
 }
 
 func (r *Report) project(ctx context.Context, c *incus.Client, cfg *config.Config) {
-	if !slices.Contains(cfg.AllowedProjects, cfg.Project) {
-		r.add(Blocker, "project", cfg.Project+" is not in CCCI_ALLOWED_PROJECTS", "allow it, or set CCCI_PROJECT")
+	if !slices.Contains(cfg.Guardrails.AllowedProjects, cfg.Machine.Project) {
+		r.add(Blocker, "project", cfg.Machine.Project+" is not in CCCI_ALLOWED_PROJECTS", "allow it, or set CCCI_PROJECT")
 		return
 	}
-	if _, err := c.Project(ctx, cfg.Project); err != nil {
-		r.add(Blocker, "project", fmt.Sprintf("%s: %v", cfg.Project, err), "create it (incus project create "+cfg.Project+") or set CCCI_PROJECT")
+	if _, err := c.Project(ctx, cfg.Machine.Project); err != nil {
+		r.add(Blocker, "project", fmt.Sprintf("%s: %v", cfg.Machine.Project, err), "create it (incus project create "+cfg.Machine.Project+") or set CCCI_PROJECT")
 		return
 	}
-	r.add(OK, "project", cfg.Project+" exists and is allowed", "")
+	r.add(OK, "project", cfg.Machine.Project+" exists and is allowed", "")
 }
 
 // image: the alias resolves in the project, to an image of the instance
 // type, whose secure-boot requirement the run's setting meets.
 func (r *Report) image(ctx context.Context, c *incus.Client, cfg *config.Config) {
-	a, err := c.ImageAlias(ctx, cfg.Project, cfg.Image)
+	a, err := c.ImageAlias(ctx, cfg.Machine.Project, cfg.Machine.Image)
 	if err != nil {
-		r.add(Blocker, "image", fmt.Sprintf("%q in project %s: %v", cfg.Image, cfg.Project, err),
-			"import or copy the image into the project (incus image copy … --target-project "+cfg.Project+" --copy-aliases), or set CCCI_IMAGE")
+		r.add(Blocker, "image", fmt.Sprintf("%q in project %s: %v", cfg.Machine.Image, cfg.Machine.Project, err),
+			"import or copy the image into the project (incus image copy … --target-project "+cfg.Machine.Project+" --copy-aliases), or set CCCI_IMAGE")
 		return
 	}
-	img, err := c.Image(ctx, cfg.Project, a.Target)
+	img, err := c.Image(ctx, cfg.Machine.Project, a.Target)
 	if err != nil {
-		r.add(Blocker, "image", fmt.Sprintf("%q → %.12s: %v", cfg.Image, a.Target, err), "")
+		r.add(Blocker, "image", fmt.Sprintf("%q → %.12s: %v", cfg.Machine.Image, a.Target, err), "")
 		return
 	}
-	if img.Type != "" && img.Type != cfg.InstanceType {
+	if img.Type != "" && img.Type != cfg.Machine.InstanceType {
 		r.add(Blocker, "image", fmt.Sprintf("%q is a %s image; CCCI_INSTANCE_TYPE is %s (Incus refuses: \"Requested image's type doesn't match instance type\")",
-			cfg.Image, img.Type, cfg.InstanceType), "use an image of type "+cfg.InstanceType+", or set CCCI_INSTANCE_TYPE="+img.Type)
+			cfg.Machine.Image, img.Type, cfg.Machine.InstanceType), "use an image of type "+cfg.Machine.InstanceType+", or set CCCI_INSTANCE_TYPE="+img.Type)
 		return
 	}
-	detail := fmt.Sprintf("%q → %.12s (%s)", cfg.Image, img.Fingerprint, img.Type)
-	if cfg.InstanceType == incus.VirtualMachine && img.Properties["requirements.secureboot"] == "false" && cfg.SecureBoot != "false" {
-		r.add(Blocker, "image", detail+": declares requirements.secureboot=false, but CCCI_VM_SECUREBOOT="+cfg.SecureBoot+" (Incus refuses to start it)",
+	detail := fmt.Sprintf("%q → %.12s (%s)", cfg.Machine.Image, img.Fingerprint, img.Type)
+	if cfg.Machine.InstanceType == incus.VirtualMachine && img.Properties["requirements.secureboot"] == "false" && cfg.Machine.SecureBoot != "false" {
+		r.add(Blocker, "image", detail+": declares requirements.secureboot=false, but CCCI_VM_SECUREBOOT="+cfg.Machine.SecureBoot+" (Incus refuses to start it)",
 			"set CCCI_VM_SECUREBOOT=false")
 		return
 	}
@@ -172,7 +172,7 @@ func (r *Report) image(ctx context.Context, c *incus.Client, cfg *config.Config)
 // profile: the default profile gives the machine a root disk and a NIC, and
 // does not protect instances from deletion (teardown would fail).
 func (r *Report) profile(ctx context.Context, c *incus.Client, cfg *config.Config) {
-	p, err := c.Profile(ctx, cfg.Project, "default")
+	p, err := c.Profile(ctx, cfg.Machine.Project, "default")
 	if err != nil {
 		r.add(Blocker, "default profile", err.Error(), "")
 		return
@@ -184,12 +184,12 @@ func (r *Report) profile(ctx context.Context, c *incus.Client, cfg *config.Confi
 	}
 	switch {
 	case !disk:
-		r.add(Blocker, "default profile", "no root disk device", "incus profile device add default root disk path=/ pool=POOL --project "+cfg.Project)
+		r.add(Blocker, "default profile", "no root disk device", "incus profile device add default root disk path=/ pool=POOL --project "+cfg.Machine.Project)
 	case !nic:
-		r.add(Blocker, "default profile", "no NIC device", "incus profile device add default eth0 nic network=NET --project "+cfg.Project)
+		r.add(Blocker, "default profile", "no NIC device", "incus profile device add default eth0 nic network=NET --project "+cfg.Machine.Project)
 	case p.Config["security.protection.delete"] == "true":
 		r.add(Blocker, "default profile", "security.protection.delete=true: teardown could not delete the machine",
-			"incus profile unset default security.protection.delete --project "+cfg.Project)
+			"incus profile unset default security.protection.delete --project "+cfg.Machine.Project)
 	default:
 		cpu := p.Config["limits.cpu"]
 		if cpu == "" {
@@ -206,7 +206,7 @@ func (r *Report) ram(ctx context.Context, c *incus.Client, cfg *config.Config) {
 		r.add(Blocker, "credentials", err.Error(), "")
 		return
 	}
-	g := machine.GuardrailsFrom(cfg)
+	g := cfg.Guardrails
 	switch {
 	case id.SeesEverything():
 		r.add(OK, "credentials", id.Description+": every project is listed, the RAM sum is whole", "")
@@ -216,7 +216,7 @@ func (r *Report) ram(ctx context.Context, c *incus.Client, cfg *config.Config) {
 		r.add(Blocker, "credentials", id.Description+": Incus leaves the projects it cannot see out of every listing, so the RAM sum is partial",
 			"state their RAM in CCCI_OTHER_TENANTS_RAM, or use an unrestricted certificate")
 	}
-	rep, err := machine.RAM(ctx, c, g, cfg.Memory)
+	rep, err := machine.RAM(ctx, c, g, cfg.Machine.Memory)
 	switch {
 	case err != nil:
 		r.add(Blocker, "RAM guardrail", err.Error(), "")
@@ -229,52 +229,52 @@ func (r *Report) ram(ctx context.Context, c *incus.Client, cfg *config.Config) {
 
 // reference: the running reference system, read without running anything in it.
 func (r *Report) reference(ctx context.Context, c *incus.Client, cfg *config.Config) {
-	if cfg.Reference == "" {
+	if cfg.Expect.Reference == "" {
 		r.add(Note, "reference", "CCCI_REFERENCE is empty: C1 cannot compare the rebuilt system with a running one", "")
 		return
 	}
-	project, name, _ := strings.Cut(cfg.Reference, "/")
+	project, name, _ := strings.Cut(cfg.Expect.Reference, "/")
 	in, err := c.Instance(ctx, project, name)
 	if err != nil {
-		r.add(Blocker, "reference", fmt.Sprintf("%s: %v", cfg.Reference, err), "set CCCI_REFERENCE to the running cc-ci (project/name)")
+		r.add(Blocker, "reference", fmt.Sprintf("%s: %v", cfg.Expect.Reference, err), "set CCCI_REFERENCE to the running cc-ci (project/name)")
 		return
 	}
 	if in.Status != "Running" {
-		r.add(Blocker, "reference", cfg.Reference+" is "+in.Status, "start it: C1 compares with the running system")
+		r.add(Blocker, "reference", cfg.Expect.Reference+" is "+in.Status, "start it: C1 compares with the running system")
 		return
 	}
 	sys, err := probe.CurrentSystemByFile(ctx, c, project, name)
 	if err != nil {
-		r.add(Blocker, "reference", fmt.Sprintf("%s: /run/current-system: %v", cfg.Reference, err), "")
+		r.add(Blocker, "reference", fmt.Sprintf("%s: /run/current-system: %v", cfg.Expect.Reference, err), "")
 		return
 	}
-	r.add(OK, "reference", fmt.Sprintf("%s running, limits.memory %s, system %s", cfg.Reference, in.ExpandedConfig["limits.memory"], sys), "")
+	r.add(OK, "reference", fmt.Sprintf("%s running, limits.memory %s, system %s", cfg.Expect.Reference, in.ExpandedConfig["limits.memory"], sys), "")
 }
 
 // neighbours: instances in the project the harness did not create. The
 // plan's clean-room proof starts from no earlier throwaway; the harness
 // never deletes what it did not create, so the operator does.
 func (r *Report) neighbours(ctx context.Context, c *incus.Client, cfg *config.Config) {
-	ins, err := c.Instances(ctx, cfg.Project)
+	ins, err := c.Instances(ctx, cfg.Machine.Project)
 	if err != nil {
 		r.add(Blocker, "other instances", err.Error(), "")
 		return
 	}
-	l := machine.Labels{Prefix: cfg.LabelPrefix}
+	l := machine.Labels{Prefix: cfg.Guardrails.LabelPrefix}
 	var others []string
 	for _, in := range ins {
 		switch {
-		case cfg.Project+"/"+in.Name == cfg.Reference:
+		case cfg.Machine.Project+"/"+in.Name == cfg.Expect.Reference:
 		case in.Config[l.CreatedBy()] == machine.CreatedBy:
 			r.add(Note, "other instances", fmt.Sprintf("%s/%s: a harness machine of run %s (expires %s); the reaper deletes it once expired",
-				cfg.Project, in.Name, in.Config[l.RunID()], in.Config[l.ExpiresAt()]), "")
+				cfg.Machine.Project, in.Name, in.Config[l.RunID()], in.Config[l.ExpiresAt()]), "")
 		default:
 			others = append(others, in.Name)
 		}
 	}
 	for _, n := range others {
-		r.add(Note, "other instances", fmt.Sprintf("%s/%s was not created by the harness: it is never touched", cfg.Project, n),
-			fmt.Sprintf("if it is an earlier throwaway, remove it yourself: incus delete %s --project %s --force", n, cfg.Project))
+		r.add(Note, "other instances", fmt.Sprintf("%s/%s was not created by the harness: it is never touched", cfg.Machine.Project, n),
+			fmt.Sprintf("if it is an earlier throwaway, remove it yourself: incus delete %s --project %s --force", n, cfg.Machine.Project))
 	}
 	if len(others) == 0 {
 		r.add(OK, "other instances", "none besides the reference", "")
@@ -288,27 +288,27 @@ func (r *Report) target(ctx context.Context, cfg *config.Config, red *redact.Red
 		r.add(Blocker, "target", "CCCI_BASE_REPO_URL, CCCI_SECRETS_REPO_URL and CCCI_AGE_KEY_FILE must all be set", "")
 		return 0
 	}
-	key, err := target.LoadAgeKey(cfg.AgeKeyFile, red)
+	key, err := target.LoadAgeKey(cfg.Target.AgeKeyFile, red)
 	if err != nil {
 		r.add(Blocker, "bootstrap age key", err.Error(), "")
 		return 0
 	}
-	r.add(OK, "bootstrap age key", cfg.AgeKeyFile+": "+key.Recipient, "")
+	r.add(OK, "bootstrap age key", cfg.Target.AgeKeyFile+": "+key.Recipient, "")
 	dir, err := os.MkdirTemp("", "ccci-doctor-")
 	if err != nil {
 		r.add(Blocker, "repos", err.Error(), "")
 		return 0
 	}
 	defer os.RemoveAll(dir)
-	fctx, cancel := context.WithTimeout(ctx, cfg.StepTimeout)
+	fctx, cancel := context.WithTimeout(ctx, cfg.Timeouts.StepTimeout)
 	defer cancel()
-	repos, err := target.Fetch(fctx, dir, cfg.TargetSettings, key, red)
+	repos, err := target.Fetch(fctx, dir, cfg.Target, key, red)
 	if err != nil {
 		r.add(Blocker, "repos", red.Redact(err.Error()), "check the URLs and the read credential")
 		return 0
 	}
-	r.add(OK, "repos", fmt.Sprintf("base %s at %.12s, secrets at %.12s", cfg.BaseRepoURL, repos.BaseCommit, repos.SecretsCommit), "")
-	if refused, answer, err := target.AnonymousRead(fctx, cfg.SecretsRepoURL, cfg.SecretsKnownHosts); err != nil || !refused {
+	r.add(OK, "repos", fmt.Sprintf("base %s at %.12s, secrets at %.12s", cfg.Target.BaseRepoURL, repos.BaseCommit, repos.SecretsCommit), "")
+	if refused, answer, err := target.AnonymousRead(fctx, cfg.Target.SecretsRepoURL, cfg.Target.SecretsKnownHosts); err != nil || !refused {
 		detail := answer
 		if err != nil {
 			detail = err.Error()
@@ -322,13 +322,13 @@ func (r *Report) target(ctx context.Context, cfg *config.Config, red *redact.Red
 		r.add(Blocker, "install.md", err.Error(), "")
 		return 0
 	}
-	vals := target.Placeholders(cfg.BaseRepoURL, cfg.SecretsRepoURL, cfg.Domain, cfg.Gateway, target.MachineStandIn)
+	vals := target.Placeholders(cfg.Target.BaseRepoURL, cfg.Target.SecretsRepoURL, cfg.Target.Domain, cfg.Target.Gateway, target.MachineStandIn)
 	doc, err := installdoc.Parse(target.InstallDoc, []byte(src), vals)
 	if err != nil {
 		r.add(Blocker, "install.md", strings.ReplaceAll(err.Error(), "\n", "; "), "docs/writing-install-md.md")
 		return 0
 	}
-	if p := installdoc.Problems(doc, cfg.AgeKeyPath); len(p) > 0 {
+	if p := installdoc.Problems(doc, cfg.Target.AgeKeyPath); len(p) > 0 {
 		r.add(Blocker, "install.md", strings.Join(p, "; "), "docs/writing-install-md.md")
 		return 0
 	}
@@ -338,14 +338,14 @@ func (r *Report) target(ctx context.Context, cfg *config.Config, red *redact.Red
 
 // timeout: the -timeout a run needs for these bounds and this install.
 func (r *Report) timeout(cfg *config.Config, steps int, given time.Duration) {
-	need := cfg.TimeoutNeeded(steps, 0)
-	b := cfg.Budget(steps, need)
+	need := cfg.Timeouts.TimeoutNeeded(steps, 0)
+	b := cfg.Timeouts.Budget(steps, need)
 	switch {
 	case given == 0:
 		r.add(Note, "-timeout", fmt.Sprintf("a run needs -timeout %s (%s)", need, b), "pass it to go test (or TIMEOUT= to make acceptance-ci)")
 	case given < need:
-		r.add(Blocker, "-timeout", fmt.Sprintf("%s cannot hold %s", given, cfg.Budget(steps, given)), fmt.Sprintf("run with -timeout %s", need))
+		r.add(Blocker, "-timeout", fmt.Sprintf("%s cannot hold %s", given, cfg.Timeouts.Budget(steps, given)), fmt.Sprintf("run with -timeout %s", need))
 	default:
-		r.add(OK, "-timeout", fmt.Sprintf("%s holds %s", given, cfg.Budget(steps, given)), "")
+		r.add(OK, "-timeout", fmt.Sprintf("%s holds %s", given, cfg.Timeouts.Budget(steps, given)), "")
 	}
 }

@@ -26,25 +26,25 @@ import (
 // chatter came after SSH was up, inside the install's window.)
 func TestContactsAreHostsNotTheLinksChatter(t *testing.T) {
 	c, cfg := labtest.Client(t, "unix")
-	if cfg.Egress != "nft" {
+	if cfg.Expect.Egress != "nft" {
 		labtest.Unavailable(t, "CCCI_EGRESS is not nft")
 	}
-	l := machine.Labels{Prefix: cfg.LabelPrefix}
+	l := machine.Labels{Prefix: cfg.Guardrails.LabelPrefix}
 	runID := fmt.Sprintf("r-egress-%d", time.Now().UnixNano()%1e9)
 	name := labtest.StartedInstance(t, c, cfg, "ccci-egress", map[string]string{l.CreatedBy(): machine.CreatedBy,
 		l.RunID(): runID, l.ExpiresAt(): time.Now().Add(10 * time.Minute).UTC().Format(time.RFC3339)})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	in, err := c.Instance(ctx, cfg.Project, name)
+	in, err := c.Instance(ctx, cfg.Machine.Project, name)
 	require.NoError(t, err)
 	require.NoError(t, wait.Eventually(ctx, "the address of "+name, 30*time.Second, func(bool) error {
-		st, err := c.State(ctx, cfg.Project, name)
+		st, err := c.State(ctx, cfg.Machine.Project, name)
 		if err == nil && st.IPv4(in.NICMACs()...) == "" {
 			err = fmt.Errorf("no IPv4 yet")
 		}
 		return err
 	}))
-	repo, err := url.Parse(cfg.BaseRepoURL) // the lab's git server, on its bridge
+	repo, err := url.Parse(cfg.Target.BaseRepoURL) // the lab's git server, on its bridge
 	require.NoError(t, err)
 	gateway, port := repo.Hostname(), repo.Port()
 	require.NotEmpty(t, in.NICDevices(), "the NIC's host side")
@@ -62,7 +62,7 @@ ip addr add 192.0.2.77/32 dev eth0; busybox ping -I 192.0.2.77 -c1 -W1 198.51.10
 # detection) and the kernel has no source for the datagram: wait it out
 for i in $(seq 30); do ip -6 addr show dev eth0 | grep -q tentative || break; sleep 1; done
 echo v6 >/dev/udp/ff0e::db8:1/5999`
-	res, err := c.Exec(ctx, cfg.Project, name, []string{"bash", "-c", script}, nil)
+	res, err := c.Exec(ctx, cfg.Machine.Project, name, []string{"bash", "-c", script}, nil)
 	require.NoError(t, err)
 	require.Equal(t, 0, res.ExitCode, "stderr: %s", res.Stderr)
 

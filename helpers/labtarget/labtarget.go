@@ -52,13 +52,13 @@ func TargetSecretsWith(t testing.TB, settings []string) map[string]string {
 		labtest.Unavailable(t, "no target configured")
 	}
 	r := &redact.Redactor{}
-	key, err := target.LoadAgeKey(c.AgeKeyFile, r)
+	key, err := target.LoadAgeKey(c.Target.AgeKeyFile, r)
 	if err != nil {
 		t.Fatalf("target key: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	repos, err := target.Fetch(ctx, t.TempDir(), c.TargetSettings, key, r)
+	repos, err := target.Fetch(ctx, t.TempDir(), c.Target, key, r)
 	if err != nil {
 		t.Fatalf("fetch target: %v", err)
 	}

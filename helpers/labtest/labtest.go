@@ -46,10 +46,10 @@ func Config(t testing.TB) *config.Config {
 func Client(t testing.TB, transport string) (*incus.Client, *config.Config) {
 	t.Helper()
 	c := Config(t)
-	if transport == "https" && c.IncusURL == "" {
+	if transport == "https" && c.Incus.URL == "" {
 		Unavailable(t, "CCCI_INCUS_URL is not set")
 	}
-	cl, err := incus.New(c.Incus(transport))
+	cl, err := incus.New(c.Incus.Config(transport))
 	if err != nil {
 		Unavailable(t, err.Error())
 	}
@@ -74,7 +74,7 @@ func GoodTarget(t testing.TB) *config.Config {
 		t.Skip("runs the acceptance suite: set CCCI_ACCEPTANCE=1 (make test does)")
 	}
 	c := Config(t)
-	if !c.HasTarget() || !strings.Contains(c.BaseRepoURL, "/good/") {
+	if !c.HasTarget() || !strings.Contains(c.Target.BaseRepoURL, "/good/") {
 		Unavailable(t, "the lab's good target is not configured (make lab-up)")
 	}
 	return c
@@ -154,9 +154,9 @@ func DecoyProject(t testing.TB, c *incus.Client) string {
 func StartedInstance(t testing.TB, c *incus.Client, cfg *config.Config, prefix string, extra map[string]string) string {
 	t.Helper()
 	ctx := context.Background()
-	name := Decoy{Project: cfg.Project, Image: cfg.Image, Prefix: prefix, Config: extra}.Start(t, c)
+	name := Decoy{Project: cfg.Machine.Project, Image: cfg.Machine.Image, Prefix: prefix, Config: extra}.Start(t, c)
 	err := wait.Eventually(ctx, "the host key of "+name, time.Minute, func(bool) error {
-		res, err := c.Exec(ctx, cfg.Project, name, []string{"test", "-s", "/etc/ssh/ssh_host_ed25519_key.pub"}, nil)
+		res, err := c.Exec(ctx, cfg.Machine.Project, name, []string{"test", "-s", "/etc/ssh/ssh_host_ed25519_key.pub"}, nil)
 		if err == nil && res.ExitCode != 0 {
 			err = fmt.Errorf("exit %d", res.ExitCode)
 		}

@@ -12,19 +12,6 @@ import (
 	"github.com/cc-ci/acceptance/helpers/incus"
 )
 
-// Guardrails are enforced in code before anything is created.
-type Guardrails struct {
-	AllowedProjects       []string
-	RAMCap                int64 // bytes: running instances + the new one must fit
-	DefaultInstanceMemory int64 // bytes counted for a running instance without limits.memory
-	MaxMachines           int   // per Manager (per test run)
-	// OtherTenantsRAM is what the operator states the instances a
-	// restricted certificate cannot see hold (bytes), added to the sum when
-	// OtherTenantsStated; unstated (the zero value), a partial sum refuses.
-	OtherTenantsRAM    int64
-	OtherTenantsStated bool
-}
-
 // GuardrailError is a refusal: nothing was created.
 type GuardrailError struct {
 	Rule   string // "project allow-list", "RAM cap", "machines per run"
@@ -104,7 +91,7 @@ func usesRAM(status string) bool { return status != "Stopped" }
 // every project the credentials can see, plus newBytes. It fails closed: a
 // project whose instances cannot be listed, a limit that cannot be read, or
 // a sum that overflows is an error, never a smaller number.
-func RAM(ctx context.Context, c *incus.Client, g Guardrails, newBytes int64) (RAMReport, error) {
+func RAM(ctx context.Context, c *incus.Client, g config.Guardrails, newBytes int64) (RAMReport, error) {
 	r := RAMReport{New: newBytes, Cap: g.RAMCap, Stated: -1}
 	// A restricted certificate's all-projects listing is silently filtered
 	// (Client.Identity), so who is asking decides whether the sum can be whole.
@@ -181,7 +168,7 @@ func instancesPerProject(ctx context.Context, c *incus.Client) ([]incus.Instance
 
 // checkProject refuses any project outside the allow-list, and an empty
 // project name, which Incus would read as "default".
-func (g Guardrails) checkProject(project string) error {
+func checkProject(g config.Guardrails, project string) error {
 	if project == "" {
 		return &GuardrailError{Rule: "project allow-list", Detail: "no project given (Incus would use \"default\")"}
 	}
@@ -190,17 +177,4 @@ func (g Guardrails) checkProject(project string) error {
 			Detail: fmt.Sprintf("project %q is not in the allow-list [%s]", project, strings.Join(g.AllowedProjects, ", "))}
 	}
 	return nil
-}
-
-// GuardrailsFrom takes the guardrail numbers from the configuration.
-func GuardrailsFrom(c *config.Config) Guardrails {
-	return Guardrails{AllowedProjects: c.AllowedProjects, RAMCap: c.RAMCap,
-		DefaultInstanceMemory: c.DefaultInstanceMemory, MaxMachines: c.MaxMachines,
-		OtherTenantsRAM: c.OtherTenantsRAM, OtherTenantsStated: c.OtherTenantsRAM >= 0}
-}
-
-// SpecFrom takes the machine spec from the configuration.
-func SpecFrom(c *config.Config) Spec {
-	return Spec{Project: c.Project, Image: c.Image, Type: c.InstanceType, Memory: c.Memory,
-		TTL: c.TTL, BootTimeout: c.BootTimeout, SSHUser: c.SSHUser, SSHKeyVia: c.SSHKeyVia, SecureBoot: c.SecureBoot}
 }

@@ -40,9 +40,9 @@ func onEachIncus(t *testing.T, test func(t *testing.T, in anIncus)) {
 		c, cfg := labtest.Client(t, "https")
 		s := machine.SpecFrom(cfg)
 		s.Memory = 512 << 20
-		test(t, anIncus{client: c, spec: s, decoys: labtest.DecoyProject(t, c), image: cfg.Image,
+		test(t, anIncus{client: c, spec: s, decoys: labtest.DecoyProject(t, c), image: cfg.Machine.Image,
 			mgr: func() *machine.Manager {
-				return &machine.Manager{Client: c, Guard: machine.GuardrailsFrom(cfg), Labels: machine.Labels{Prefix: cfg.LabelPrefix},
+				return &machine.Manager{Client: c, Guard: cfg.Guardrails, Labels: machine.Labels{Prefix: cfg.Guardrails.LabelPrefix},
 					RunID: machine.NewRunID(time.Now()), Log: t.Logf}
 			}})
 	})

@@ -21,7 +21,7 @@ import (
 
 func newManager(t *testing.T) (*machine.Manager, *config.Config) {
 	c, cfg := labtest.Client(t, "https")
-	return &machine.Manager{Client: c, Guard: machine.GuardrailsFrom(cfg), Labels: machine.Labels{Prefix: cfg.LabelPrefix},
+	return &machine.Manager{Client: c, Guard: cfg.Guardrails, Labels: machine.Labels{Prefix: cfg.Guardrails.LabelPrefix},
 		RunID: machine.NewRunID(time.Now()), Log: t.Logf}, cfg
 }
 
@@ -47,12 +47,12 @@ func TestCreateReachDestroy(t *testing.T) {
 
 	in, err := m.Client.Instance(ctx, mc.Project, mc.Name)
 	require.NoError(t, err)
-	l := machine.Labels{Prefix: cfg.LabelPrefix}
+	l := machine.Labels{Prefix: cfg.Guardrails.LabelPrefix}
 	assert.Equal(t, m.RunID, in.Config[l.RunID()])
 	assert.Equal(t, machine.CreatedBy, in.Config[l.CreatedBy()])
 	exp, err := time.Parse(time.RFC3339, in.Config[l.ExpiresAt()])
 	require.NoError(t, err)
-	assert.WithinDuration(t, time.Now().Add(cfg.TTL), exp, time.Minute)
+	assert.WithinDuration(t, time.Now().Add(cfg.Guardrails.TTL), exp, time.Minute)
 	assert.Equal(t, "512MiB", in.Config["limits.memory"])
 	assert.True(t, strings.HasPrefix(mc.Name, "ccci-"+m.RunID))
 

@@ -38,23 +38,17 @@ func (l Labels) RunID() string     { return "user." + l.Prefix + ".run-id" }
 func (l Labels) CreatedBy() string { return "user." + l.Prefix + ".created-by" }
 func (l Labels) ExpiresAt() string { return "user." + l.Prefix + ".expires-at" }
 
-// Spec is what to create.
+// Spec is what to create: the machine settings, how long it may live and
+// how long it may take to boot.
 type Spec struct {
-	Project     string
-	Image       string // alias
-	Type        string // incus.Container or incus.VirtualMachine
-	Memory      int64  // bytes → limits.memory
-	TTL         time.Duration
+	config.MachineSettings
+	TTL         time.Duration // expires-at = creation + TTL
 	BootTimeout time.Duration // create → SSH ready
-	SSHUser     string
-	// How the run's SSH key reaches the machine: "file" (the Incus file API,
-	// once the agent answers — needs nothing of the image but sshd and the
-	// agent), "template" (user.ssh_authorized_keys, if the image's templates
-	// honour it) or "cloud-init" (cloud-init.user-data, if it runs cloud-init).
-	SSHKeyVia string
-	// SecureBoot is a VM's security.secureboot: "false" or "true"; "profile"
-	// or "" leaves it to the profile. Ignored for containers.
-	SecureBoot string
+}
+
+// SpecFrom takes the machine spec from the configuration.
+func SpecFrom(c *config.Config) Spec {
+	return Spec{MachineSettings: c.Machine, TTL: c.Guardrails.TTL, BootTimeout: c.Timeouts.BootTimeout}
 }
 
 // SSH key ways (Spec.SSHKeyVia).
@@ -67,7 +61,7 @@ const (
 // Manager creates machines for one test run and remembers them for teardown.
 type Manager struct {
 	Client *incus.Client
-	Guard  Guardrails
+	Guard  config.Guardrails
 	Labels Labels
 	RunID  string
 	Redact *redact.Redactor
@@ -221,7 +215,7 @@ func (m *Manager) Adopted() []*Machine {
 // On any error after the instance was requested, the caller's teardown
 // (DestroyAll) still knows about it.
 func (m *Manager) Create(ctx context.Context, spec Spec) (*Machine, error) {
-	if err := m.Guard.checkProject(spec.Project); err != nil {
+	if err := checkProject(m.Guard, spec.Project); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
@@ -249,7 +243,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Machine, error) {
 	if n > 0 {
 		name = fmt.Sprintf("%s-%d", name, n)
 	}
-	mc := &Machine{Name: name, Project: spec.Project, Type: spec.Type, Image: spec.Image, RunID: m.RunID,
+	mc := &Machine{Name: name, Project: spec.Project, Type: spec.InstanceType, Image: spec.Image, RunID: m.RunID,
 		Signer: signer, Key: priv, User: spec.SSHUser, Memory: spec.Memory, mgr: m}
 	if m.Tracker != nil {
 		if err := m.Tracker.Track(spec.Project, name); err != nil {
@@ -265,13 +259,13 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Machine, error) {
 		return mc, err
 	}
 	start := time.Now()
-	m.logf("creating %s/%s from image %q (%s, %s)", spec.Project, name, spec.Image, spec.Type, config.FormatSize(spec.Memory))
+	m.logf("creating %s/%s from image %q (%s, %s)", spec.Project, name, spec.Image, spec.InstanceType, config.FormatSize(spec.Memory))
 	// Create and start are not abandoned half way when ctx is cancelled: Incus
 	// would finish them without us and a teardown racing them could miss the
 	// instance. They run to completion (bounded), then ctx is checked.
 	settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), spec.BootTimeout)
 	defer cancel()
-	if err := m.Client.CreateInstance(settle, incus.InstanceSpec{Name: name, Project: spec.Project, Type: spec.Type,
+	if err := m.Client.CreateInstance(settle, incus.InstanceSpec{Name: name, Project: spec.Project, Type: spec.InstanceType,
 		ImageAlias: spec.Image, Config: cfg}); err != nil {
 		return mc, fmt.Errorf("create machine: %w", err)
 	}
@@ -335,7 +329,7 @@ func instanceConfig(spec Spec, l Labels, runID string, now time.Time, key ssh.Pu
 	default:
 		return nil, fmt.Errorf("create machine: SSH key way %q (want file, template or cloud-init)", spec.SSHKeyVia)
 	}
-	if spec.Type == incus.VirtualMachine && (spec.SecureBoot == "true" || spec.SecureBoot == "false") {
+	if spec.InstanceType == incus.VirtualMachine && (spec.SecureBoot == "true" || spec.SecureBoot == "false") {
 		cfg["security.secureboot"] = spec.SecureBoot
 	}
 	return cfg, nil
@@ -538,7 +532,7 @@ func (mc *Machine) Destroy(ctx context.Context) error {
 // another process): only if it is in an allowed project and carries the
 // harness labels, the claim's run id and, when known, its uuid. An absent
 // instance is fine; any other is refused and left alone.
-func DestroyClaimed(ctx context.Context, c *incus.Client, g Guardrails, l Labels, cl Claim, logf func(string, ...any)) error {
+func DestroyClaimed(ctx context.Context, c *incus.Client, g config.Guardrails, l Labels, cl Claim, logf func(string, ...any)) error {
 	return destroyChecked(ctx, c, cl.Project, cl.Name, func(ctx context.Context) (*incus.Instance, error) {
 		return VerifyOwned(ctx, c, g, l, cl)
 	}, logf)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cc-ci/acceptance/helpers/bounds"
+	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/wait"
 )
@@ -44,8 +45,8 @@ func (e *OwnershipError) Error() string {
 // may change it: an allowed project, the harness's created-by label, the
 // claimed run id, and the uuid recorded at creation. It returns the instance
 // as read. incus.ErrNotFound is returned as is (gone is not a refusal).
-func VerifyOwned(ctx context.Context, c *incus.Client, g Guardrails, l Labels, cl Claim) (*incus.Instance, error) {
-	if err := g.checkProject(cl.Project); err != nil {
+func VerifyOwned(ctx context.Context, c *incus.Client, g config.Guardrails, l Labels, cl Claim) (*incus.Instance, error) {
+	if err := checkProject(g, cl.Project); err != nil {
 		return nil, &OwnershipError{Instance: cl.String(), Why: err.Error()}
 	}
 	in, err := c.Instance(ctx, cl.Project, cl.Name)

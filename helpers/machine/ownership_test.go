@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
+	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/incus"
 )
 
@@ -50,7 +51,7 @@ func TestCheckClaimRefusesWhatIsNotProvablyOurs(t *testing.T) {
 }
 
 func TestVerifyOwnedRefusesProjectsOutsideTheAllowListBeforeAsking(t *testing.T) {
-	g := Guardrails{AllowedProjects: []string{"terraform-ci"}}
+	g := config.Guardrails{AllowedProjects: []string{"terraform-ci"}}
 	for _, project := range []string{"", "default", "lichen"} {
 		// A nil client: the refusal must come before any request.
 		_, err := VerifyOwned(t.Context(), nil, g, Labels{Prefix: "ccci"}, Claim{Project: project, Name: "m", RunID: "r1"})

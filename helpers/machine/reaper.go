@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/incus"
 )
 
@@ -19,7 +20,7 @@ type ReapResult struct {
 // created-by label and whose expires-at has passed. An instance without the
 // label is never touched, whatever its name; nor is one in another project.
 // The claim is checked again right before each change.
-func Reap(ctx context.Context, c *incus.Client, g Guardrails, l Labels, now time.Time, logf func(string, ...any)) (ReapResult, error) {
+func Reap(ctx context.Context, c *incus.Client, g config.Guardrails, l Labels, now time.Time, logf func(string, ...any)) (ReapResult, error) {
 	var res ReapResult
 	var errs []error
 	for _, project := range g.AllowedProjects {
@@ -42,7 +43,7 @@ func Reap(ctx context.Context, c *incus.Client, g Guardrails, l Labels, now time
 			}
 			uuid := in.Config[UUIDKey]
 			err := destroyChecked(ctx, c, project, in.Name, func(ctx context.Context) (*incus.Instance, error) {
-				if err := g.checkProject(project); err != nil {
+				if err := checkProject(g, project); err != nil {
 					return nil, &OwnershipError{Instance: id, Why: err.Error()}
 				}
 				now, err := c.Instance(ctx, project, in.Name)

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/incus/incustest"
 	"github.com/cc-ci/acceptance/helpers/machine"
@@ -50,13 +51,13 @@ func fakeManager(t *testing.T, f *incustest.Server) (*incustest.Server, *machine
 	require.NoError(t, err)
 	m := &machine.Manager{Client: c, Labels: machine.Labels{Prefix: "ccci"}, RunID: machine.NewRunID(time.Now()),
 		Redact: &redact.Redactor{}, SSHPort: f.SSHPort(), Log: t.Logf,
-		Guard: machine.Guardrails{AllowedProjects: []string{project}, RAMCap: 12 << 30, DefaultInstanceMemory: 1 << 30, MaxMachines: 1}}
+		Guard: config.Guardrails{AllowedProjects: []string{project}, RAMCap: 12 << 30, DefaultInstanceMemory: 1 << 30, MaxMachines: 1}}
 	return f, m
 }
 
 func spec(typ, keyVia string) machine.Spec {
-	return machine.Spec{Project: project, Image: "incus-base", Type: typ, Memory: 4 << 30, TTL: time.Hour,
-		BootTimeout: 8 * time.Second, SSHUser: "root", SSHKeyVia: keyVia, SecureBoot: "false"}
+	return machine.Spec{MachineSettings: config.MachineSettings{Project: project, Image: "incus-base", InstanceType: typ,
+		Memory: 4 << 30, SSHUser: "root", SSHKeyVia: keyVia, SecureBoot: "false"}, TTL: time.Hour, BootTimeout: 8 * time.Second}
 }
 
 func TestEachInstanceTypeRunsTheSameLifecycle(t *testing.T) {

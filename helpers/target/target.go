@@ -84,7 +84,7 @@ type Repos struct {
 // Fetch clones both repos into dir the way install.md does: the base
 // publicly, the secrets repo with the read token decrypted from the base
 // (the sops file CCCI_SECRETS_ACCESS_FILE, its key CCCI_SECRETS_ACCESS_KEY).
-func Fetch(ctx context.Context, dir string, cfg config.TargetSettings, key *AgeKey, r *redact.Redactor) (*Repos, error) {
+func Fetch(ctx context.Context, dir string, cfg config.Target, key *AgeKey, r *redact.Redactor) (*Repos, error) {
 	baseURL, secretsURL := cfg.BaseRepoURL, cfg.SecretsRepoURL
 	rp := &Repos{Base: filepath.Join(dir, "cc-ci.git"), Secrets: filepath.Join(dir, "cc-ci-secrets.git")}
 	if err := clone(ctx, nil, baseURL, rp.Base); err != nil {

@@ -57,7 +57,7 @@ func Check(ctx context.Context, tg Target, cfg *config.Config, placeholders map[
 	} else if doc, err := installdoc.Parse(target.InstallDoc, []byte(src), placeholders); err != nil {
 		add("C4", target.InstallDoc, "%v", err)
 	} else {
-		for _, p := range installdoc.Problems(doc, cfg.AgeKeyPath) {
+		for _, p := range installdoc.Problems(doc, cfg.Target.AgeKeyPath) {
 			add("C3/C7", target.InstallDoc, "%s", strings.TrimPrefix(p, target.InstallDoc+": "))
 		}
 		lower := strings.ToLower(src)
@@ -86,7 +86,7 @@ func Check(ctx context.Context, tg Target, cfg *config.Config, placeholders map[
 	} else if plain := info.Plaintext(); len(plain) > 0 {
 		add("C3", "secrets repo "+target.SecretsDoc, "values not encrypted: %s", strings.Join(plain, ", "))
 	}
-	for _, name := range cfg.RequiredSecrets {
+	for _, name := range cfg.Expect.RequiredSecrets {
 		if tg.SecretsErr == nil && tg.Secrets[name] == "" {
 			add("C3", "secrets repo "+target.SecretsDoc, "no secret %s", name)
 		}
@@ -103,20 +103,20 @@ func Check(ctx context.Context, tg Target, cfg *config.Config, placeholders map[
 	}
 
 	// The certificate (C2), found by content.
-	if chain, key, ok := tlscheck.Pair(tg.Secrets, cfg.Domain); !ok {
+	if chain, key, ok := tlscheck.Pair(tg.Secrets, cfg.Target.Domain); !ok {
 		add("C2", "secrets repo "+target.SecretsDoc, "holds no PEM certificate chain with its private key")
 	} else {
-		for _, e := range tlscheck.CertProblems([]byte(tg.Secrets[chain]), []byte(tg.Secrets[key]), cfg.Domain, cfg.CertMinDays, time.Now()) {
+		for _, e := range tlscheck.CertProblems([]byte(tg.Secrets[chain]), []byte(tg.Secrets[key]), cfg.Target.Domain, cfg.Expect.CertMinDays, time.Now()) {
 			add("C2", "secrets repo "+target.SecretsDoc, "%s/%s: %v", chain, key, e)
 		}
 	}
 
 	// How the base pins the secrets repo, and DECISIONS.md (C1, C6).
-	links, err := target.SecretsLinks(rp, cfg.SecretsRepoURL)
+	links, err := target.SecretsLinks(rp, cfg.Target.SecretsRepoURL)
 	if err != nil {
 		add("C1", "flake.lock", "%v", err)
 	} else if len(links) == 0 {
-		add("C1", "flake.lock", "the base pins %s neither as a flake input nor as a git submodule", cfg.SecretsRepoURL)
+		add("C1", "flake.lock", "the base pins %s neither as a flake input nor as a git submodule", cfg.Target.SecretsRepoURL)
 	}
 	for _, l := range links {
 		if l.Rev != rp.SecretsCommit {
@@ -135,7 +135,7 @@ func Check(ctx context.Context, tg Target, cfg *config.Config, placeholders map[
 				add("C1", target.DecisionsDoc, "records the linkage as %v, but the base pins the secrets repo as a %s", recorded, l.Kind)
 			}
 		}
-		ref := cfg.Reference[strings.LastIndex(cfg.Reference, "/")+1:]
+		ref := cfg.Expect.Reference[strings.LastIndex(cfg.Expect.Reference, "/")+1:]
 		if len(d.Sizing(ref)) == 0 {
 			add("C6", target.DecisionsDoc, "records no final %s sizing", ref)
 		}
@@ -153,7 +153,7 @@ func Check(ctx context.Context, tg Target, cfg *config.Config, placeholders map[
 		if live == "" {
 			add("C5", target.D8Doc, "has no live part (a \"## Live\" section)")
 		}
-		for _, phrase := range cfg.ForbiddenPhrases {
+		for _, phrase := range cfg.Expect.ForbiddenPhrases {
 			if target.ContainsPhrase(doc, phrase) {
 				add("C5", target.D8Doc, "says %q", phrase)
 			}
@@ -167,7 +167,7 @@ func Check(ctx context.Context, tg Target, cfg *config.Config, placeholders map[
 			add("C7", p, "%v", err)
 			continue
 		}
-		for _, phrase := range cfg.StalePhrases {
+		for _, phrase := range cfg.Expect.StalePhrases {
 			if target.ContainsPhrase(text, phrase) {
 				add("C7", p, "still describes the operator-dropped certificate (%q)", phrase)
 			}

@@ -67,12 +67,12 @@ func (l *lab) lint(t *testing.T, tg *fixtures.Target) []Problem {
 	}
 	cfg, err := config.LoadFrom(func(k string) (string, bool) { v, ok := settings[k]; return v, ok }) // the defaults, and these
 	require.NoError(t, err)
-	cfg.RequiredSecrets = []string{"drone_rpc_secret", "registry_password"}
-	cfg.CertMinDays, cfg.ForbiddenPhrases, cfg.StalePhrases = 14, []string{"infeasible by design"}, []string{"operator drops", "drops the cert"}
+	cfg.Expect.RequiredSecrets = []string{"drone_rpc_secret", "registry_password"}
+	cfg.Expect.CertMinDays, cfg.Expect.ForbiddenPhrases, cfg.Expect.StalePhrases = 14, []string{"infeasible by design"}, []string{"operator drops", "drops the cert"}
 	var r redact.Redactor
 	key, err := target.LoadAgeKey(tg.BootstrapKeyFile(), &r)
 	require.NoError(t, err)
-	rp, err := target.Fetch(context.Background(), t.TempDir(), cfg.TargetSettings, key, &r)
+	rp, err := target.Fetch(context.Background(), t.TempDir(), cfg.Target, key, &r)
 	require.NoError(t, err)
 	secrets, serr := target.Secrets(rp, key, &r)
 	return Check(context.Background(), Target{Repos: rp, Secrets: secrets, SecretsErr: serr, Key: key}, cfg,

@@ -49,7 +49,7 @@ func (r *Run) ConvergedUnits(t testing.TB) *Converged {
 func (r *Run) RestartMachine(t testing.TB) *machine.Machine {
 	t.Helper()
 	mc := r.Machine(t)
-	if err := mc.Restart(r.ctx, r.Config.BootTimeout, r.Config.SSHKeyVia); err != nil {
+	if err := mc.Restart(r.ctx, r.Config.Timeouts.BootTimeout, r.Config.Machine.SSHKeyVia); err != nil {
 		t.Fatalf("restart the machine through Incus: %v", err)
 	}
 	return mc

@@ -38,8 +38,8 @@ func (r *Run) Declared(t testing.TB) *declared.Declarations {
 // and the machine's Nix, and the unit states then say what went wrong.
 func (r *Run) Units(t testing.TB) []string {
 	t.Helper()
-	if len(r.Config.Units) > 0 {
-		return r.Config.Units
+	if len(r.Config.Expect.Units) > 0 {
+		return r.Config.Expect.Units
 	}
 	d := r.declarations(t)
 	if len(d.Units) == 0 {
@@ -61,12 +61,12 @@ func (r *Run) declarations(t testing.TB) *declared.Declarations {
 }
 
 func (r *Run) evaluateDeclarations(view *TargetView, dial sshDialer) (*declared.Declarations, error) {
-	links, err := target.SecretsLinks(view.Repos, r.Config.SecretsRepoURL)
+	links, err := target.SecretsLinks(view.Repos, r.Config.Target.SecretsRepoURL)
 	if err != nil {
 		return nil, err
 	}
 	if len(links) == 0 {
-		return nil, fmt.Errorf("the base does not pin the secrets repo %s (flake input or submodule)", r.Config.SecretsRepoURL)
+		return nil, fmt.Errorf("the base does not pin the secrets repo %s (flake input or submodule)", r.Config.Target.SecretsRepoURL)
 	}
 	src := declared.Source{}
 	switch l := links[0]; l.Kind {
@@ -83,7 +83,7 @@ func (r *Run) evaluateDeclarations(view *TargetView, dial sshDialer) (*declared.
 		return nil, err
 	}
 	defer cl.Close()
-	d, err := declared.Evaluate(r.ctx, cl, src, r.Config.NixOSHost, r.Config.StepTimeout)
+	d, err := declared.Evaluate(r.ctx, cl, src, r.Config.Target.NixOSHost, r.Config.Timeouts.StepTimeout)
 	if err == nil {
 		r.Note("declared", "nixosConfigurations.%s: %d sops secrets %v, %d templates, units started at boot %v", d.Host, len(d.Secrets), d.Names(), len(d.Templates), d.Units)
 	}

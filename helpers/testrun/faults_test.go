@@ -43,15 +43,15 @@ func faultLab(t *testing.T) (*incus.Client, *config.Config) {
 	c, cfg := labtest.Client(t, "https")
 	ctx := context.Background()
 	name := fmt.Sprintf("decoy-unlabelled-%d", time.Now().UnixNano()%1e9)
-	require.NoError(t, c.CreateInstance(ctx, incus.InstanceSpec{Name: name, Project: cfg.Project, Type: incus.Container,
-		ImageAlias: cfg.Image, Config: map[string]string{"limits.memory": "256MiB"}}))
-	t.Cleanup(func() { _ = c.DeleteInstance(context.Background(), cfg.Project, name) })
+	require.NoError(t, c.CreateInstance(ctx, incus.InstanceSpec{Name: name, Project: cfg.Machine.Project, Type: incus.Container,
+		ImageAlias: cfg.Machine.Image, Config: map[string]string{"limits.memory": "256MiB"}}))
+	t.Cleanup(func() { _ = c.DeleteInstance(context.Background(), cfg.Machine.Project, name) })
 	decoys := labtest.DecoyProject(t, c)
 	other, err := c.Instances(ctx, decoys)
 	require.NoError(t, err)
 	t.Cleanup(func() { // runs before the deletion above
-		_, err := c.Instance(ctx, cfg.Project, name)
-		assert.NoError(t, err, "the unlabelled decoy %s/%s must survive", cfg.Project, name)
+		_, err := c.Instance(ctx, cfg.Machine.Project, name)
+		assert.NoError(t, err, "the unlabelled decoy %s/%s must survive", cfg.Machine.Project, name)
 		for _, in := range other {
 			now, err := c.Instance(ctx, decoys, in.Name)
 			if assert.NoError(t, err, "%s/%s must survive", decoys, in.Name) {
@@ -66,13 +66,13 @@ func faultLab(t *testing.T) (*incus.Client, *config.Config) {
 // assertion may have left (its own labels make the claim: test-only).
 func destroyLeftover(t *testing.T, c *incus.Client, cfg *config.Config, name string) {
 	ctx := context.Background()
-	in, err := c.Instance(ctx, cfg.Project, name)
+	in, err := c.Instance(ctx, cfg.Machine.Project, name)
 	if err != nil {
 		return
 	}
-	l := machine.Labels{Prefix: cfg.LabelPrefix}
-	claim := machine.Claim{Project: cfg.Project, Name: name, RunID: in.Config[l.RunID()], UUID: in.Config[machine.UUIDKey]}
-	_ = machine.DestroyClaimed(ctx, c, machine.GuardrailsFrom(cfg), l, claim, t.Logf)
+	l := machine.Labels{Prefix: cfg.Guardrails.LabelPrefix}
+	claim := machine.Claim{Project: cfg.Machine.Project, Name: name, RunID: in.Config[l.RunID()], UUID: in.Config[machine.UUIDKey]}
+	_ = machine.DestroyClaimed(ctx, c, cfg.Guardrails, l, claim, t.Logf)
 }
 
 // assertNoEgressTable: the run's nftables table is gone too.
@@ -84,7 +84,7 @@ func assertNoEgressTable(t *testing.T, runID string) {
 // noneOfTheRunLeft asserts that no labelled instance exists that was not there before.
 func noneOfTheRunLeft(t *testing.T, c *incus.Client, cfg *config.Config, before map[string]bool) {
 	t.Helper()
-	for name := range labelled(t, c, cfg.Project, cfg.LabelPrefix) {
+	for name := range labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix) {
 		assert.True(t, before[name], "instance %s was left behind", name)
 	}
 }
@@ -106,7 +106,7 @@ func TestInterruptAtEachStage(t *testing.T) {
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
 			c, cfg := faultLab(t)
-			before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+			before := labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix)
 			ch := startSuite(t, nil, "-test.run", row.run)
 			ch.await(t, row.marker, 2*time.Minute)
 			if strings.Contains(row.name, "checks") {
@@ -129,7 +129,7 @@ func TestInterruptAtEachStage(t *testing.T) {
 // writes the evidence.
 func TestPanicInACheckStillTearsDown(t *testing.T) {
 	c, cfg := faultLab(t)
-	before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+	before := labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix)
 	ch := startSuite(t, []string{"CCCI_FAULT=panic:after-install"}, "-test.run", "TestC4")
 	assert.NotEqual(t, 0, ch.wait(t))
 	out := ch.out.String()
@@ -147,7 +147,7 @@ func TestPanicInACheckStillTearsDown(t *testing.T) {
 // pipe, still tears down and writes the evidence.
 func TestClosedOutputStillTearsDown(t *testing.T) {
 	c, cfg := faultLab(t)
-	before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+	before := labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix)
 	ch := startSuite(t, nil, "-test.run", "TestC4")
 	ch.out.closeAt("install step 2/")
 	assert.NotEqual(t, 0, ch.wait(t), "a run whose output closed must not pass")
@@ -174,14 +174,14 @@ func TestOrphanOfAKilledRunIsReapedByTheNext(t *testing.T) {
 	c, cfg := faultLab(t)
 	ctx := context.Background()
 	// A concurrent run's machine: labelled, not expired (stopped: no RAM used).
-	l := machine.Labels{Prefix: cfg.LabelPrefix}
+	l := machine.Labels{Prefix: cfg.Guardrails.LabelPrefix}
 	concurrent := fmt.Sprintf("ccci-r-concurrent-%d", time.Now().UnixNano()%1e9)
-	require.NoError(t, c.CreateInstance(ctx, incus.InstanceSpec{Name: concurrent, Project: cfg.Project, Type: incus.Container,
-		ImageAlias: cfg.Image, Config: map[string]string{"limits.memory": "256MiB", l.CreatedBy(): machine.CreatedBy,
+	require.NoError(t, c.CreateInstance(ctx, incus.InstanceSpec{Name: concurrent, Project: cfg.Machine.Project, Type: incus.Container,
+		ImageAlias: cfg.Machine.Image, Config: map[string]string{"limits.memory": "256MiB", l.CreatedBy(): machine.CreatedBy,
 			l.RunID(): "r-concurrent", l.ExpiresAt(): time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}}))
-	t.Cleanup(func() { _ = c.DeleteInstance(context.Background(), cfg.Project, concurrent) })
+	t.Cleanup(func() { _ = c.DeleteInstance(context.Background(), cfg.Machine.Project, concurrent) })
 
-	before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+	before := labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix)
 	first := startSuite(t, []string{"CCCI_TTL=1s"}, "-test.run", "TestC4")
 	first.await(t, "install step 2/", 2*time.Minute)
 	for _, pid := range append(childPIDs(first.cmd.Process.Pid), first.cmd.Process.Pid) {
@@ -189,7 +189,7 @@ func TestOrphanOfAKilledRunIsReapedByTheNext(t *testing.T) {
 	}
 	first.wait(t)
 	var orphan string
-	for name := range labelled(t, c, cfg.Project, cfg.LabelPrefix) {
+	for name := range labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix) {
 		if !before[name] {
 			orphan = name
 		}
@@ -202,9 +202,9 @@ func TestOrphanOfAKilledRunIsReapedByTheNext(t *testing.T) {
 
 	second := startSuite(t, nil, "-test.run", "TestMachineIsBrandNewAndBlank")
 	assert.Equal(t, 0, second.wait(t), "the next run passes; output:\n%s", second.out)
-	assert.Contains(t, second.out.String(), "reaper removed expired orphans: ["+cfg.Project+"/"+orphan+"]")
-	assertGone(t, c, cfg.Project, orphan)
-	_, err := c.Instance(ctx, cfg.Project, concurrent)
+	assert.Contains(t, second.out.String(), "reaper removed expired orphans: ["+cfg.Machine.Project+"/"+orphan+"]")
+	assertGone(t, c, cfg.Machine.Project, orphan)
+	_, err := c.Instance(ctx, cfg.Machine.Project, concurrent)
 	assert.NoError(t, err, "the concurrent run's unexpired machine is left alone")
 }
 
@@ -239,7 +239,7 @@ func TestInfrastructureFaultsNameTheStage(t *testing.T) {
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
 			c, cfg := faultLab(t)
-			before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+			before := labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix)
 			start := time.Now()
 			ch := startSuite(t, row.env, "-test.run", "TestC4")
 			assert.NotEqual(t, 0, ch.wait(t))
@@ -260,7 +260,7 @@ func TestInfrastructureFaultsNameTheStage(t *testing.T) {
 func TestStateFileNamingAnotherInstanceIsRefused(t *testing.T) {
 	c, cfg := faultLab(t)
 	ctx := context.Background()
-	l := machine.Labels{Prefix: cfg.LabelPrefix}
+	l := machine.Labels{Prefix: cfg.Guardrails.LabelPrefix}
 	unlabelled := labtest.StartedInstance(t, c, cfg, "decoy-state", nil)
 	otherRun := labtest.StartedInstance(t, c, cfg, "decoy-state", map[string]string{l.CreatedBy(): machine.CreatedBy, l.RunID(): "r-another-run",
 		l.ExpiresAt(): time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
@@ -275,12 +275,12 @@ func TestStateFileNamingAnotherInstanceIsRefused(t *testing.T) {
 		runID, uuid   string // uuid "": the instance's real one
 		want          string
 	}{
-		{"unlabelled instance in the allowed project", cfg.Project, unlabelled, "r-whatever", "", "does not carry the label " + l.CreatedBy()},
+		{"unlabelled instance in the allowed project", cfg.Machine.Project, unlabelled, "r-whatever", "", "does not carry the label " + l.CreatedBy()},
 		{"instance in another project", decoyProject, decoys[0].Name, "r-whatever", "", "not in the allow-list"},
-		{"another run's machine, a wrong run id", cfg.Project, otherRun, "r-mine", "", `"r-another-run" is not run r-mine`},
-		{"another run's machine, a wrong uuid", cfg.Project, otherRun, "r-another-run", "00000000-0000-4000-8000-000000000000",
+		{"another run's machine, a wrong run id", cfg.Machine.Project, otherRun, "r-mine", "", `"r-another-run" is not run r-mine`},
+		{"another run's machine, a wrong uuid", cfg.Machine.Project, otherRun, "r-another-run", "00000000-0000-4000-8000-000000000000",
 			"a different instance under the same name"},
-		{"another run's machine, all labels right", cfg.Project, otherRun, "r-another-run", "", "is not the one the state file pinned"},
+		{"another run's machine, all labels right", cfg.Machine.Project, otherRun, "r-another-run", "", "is not the one the state file pinned"},
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {

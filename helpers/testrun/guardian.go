@@ -133,8 +133,8 @@ func runGuardian() int {
 			return
 		}
 		var signer ssh.Signer
-		if cfgErr == nil && cfg.SigningKey != "" {
-			if s, err := evidence.LoadSigner(cfg.SigningKey); err == nil {
+		if cfgErr == nil && cfg.Evidence.SigningKey != "" {
+			if s, err := evidence.LoadSigner(cfg.Evidence.SigningKey); err == nil {
 				signer = s
 			} else {
 				logf("evidence: unsigned: %v", err)
@@ -153,25 +153,25 @@ func runGuardian() int {
 		logf("cannot load config, instances may be left: %v", cfgErr)
 		return 1
 	}
-	c, err := incus.New(cfg.Incus(cfg.Transport))
+	c, err := incus.New(cfg.Incus.Config(cfg.Incus.Transport))
 	if err != nil {
 		logf("cannot reach Incus, instances may be left: %v", err)
 		return 1
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.TeardownReserve)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.TeardownReserve)
 	defer cancel()
 	code := 0
 	entry.Incus, entry.Destroy = c.Endpoint, "destroyed by the guardian: "+strings.Join(tracked, ", ")
-	if cfg.Egress == "nft" {
+	if cfg.Expect.Egress == "nft" {
 		if err := egress.Drop(ctx, runID); err != nil {
 			logf("%v", err)
 		}
 	}
-	labels := machine.Labels{Prefix: cfg.LabelPrefix}
+	labels := machine.Labels{Prefix: cfg.Guardrails.LabelPrefix}
 	for _, id := range tracked {
 		project, name, _ := strings.Cut(id, "/")
 		claim := machine.Claim{Project: project, Name: name, RunID: runID, UUID: uuids[id]}
-		if err := machine.DestroyClaimed(ctx, c, machine.GuardrailsFrom(cfg), labels, claim, logf); err != nil {
+		if err := machine.DestroyClaimed(ctx, c, cfg.Guardrails, labels, claim, logf); err != nil {
 			logf("%v", err)
 			entry.Destroy = "FAILED: " + err.Error()
 			code = 1

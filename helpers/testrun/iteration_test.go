@@ -24,7 +24,7 @@ func TestTheREADMEIterationLoopWorksAsWritten(t *testing.T) {
 	review := filepath.Join(dir, "REVIEW.md")
 	env := append(os.Environ(), "CCCI_STATE_FILE="+filepath.Join(dir, "state.json"), "CCCI_REVIEW_FILE="+review,
 		"CCCI_OUT_DIR="+filepath.Join(dir, "out"), "TMPDIR="+t.TempDir())
-	before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+	before := labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix)
 	for i, line := range []string{lines[0], lines[1], lines[1], lines[2]} {
 		cmd := exec.Command("bash", "-c", line)
 		cmd.Dir, cmd.Env = "../..", env
@@ -32,7 +32,7 @@ func TestTheREADMEIterationLoopWorksAsWritten(t *testing.T) {
 		require.NoError(t, err, "README loop, command %d: %s\n%s", i+1, line, out)
 		if i == 0 {
 			t.Cleanup(func() { // only if a later step stopped before destroying it
-				for name := range labelled(t, c, cfg.Project, cfg.LabelPrefix) {
+				for name := range labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix) {
 					if !before[name] {
 						destroyLeftover(t, c, cfg, name)
 					}
@@ -49,7 +49,7 @@ func TestTheREADMEIterationLoopWorksAsWritten(t *testing.T) {
 		assert.Contains(t, e.NotEvidence, "SKIP_install=1", "run %s reused the machine and its install", e.RunID)
 		assert.Equal(t, "pass", e.Outcome, "run %s", e.RunID)
 	}
-	assert.Equal(t, before, labelled(t, c, cfg.Project, cfg.LabelPrefix), "the last step destroyed the machine")
+	assert.Equal(t, before, labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix), "the last step destroyed the machine")
 	_, err = os.Stat(filepath.Join(dir, "state.json"))
 	assert.True(t, os.IsNotExist(err), "and removed the state file")
 }

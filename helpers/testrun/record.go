@@ -117,8 +117,8 @@ func (r *Run) appendEvidence(outcome string) error {
 			e.Machine, e.Image = mc.Project+"/"+mc.Name, mc.Image+" ("+mc.Type+")"
 		}
 	}
-	if r.Config.BaseRepoURL != "" {
-		e.BaseRepo = evidence.RepoURL(r.Config.BaseRepoURL)
+	if r.Config.Target.BaseRepoURL != "" {
+		e.BaseRepo = evidence.RepoURL(r.Config.Target.BaseRepoURL)
 	}
 	if v := r.tgt.view; v != nil {
 		e.BaseCommit, e.SecretsCommit, e.InstallDoc = v.Repos.BaseCommit, v.Repos.SecretsCommit, v.Doc.Manifest
@@ -132,12 +132,12 @@ func (r *Run) appendEvidence(outcome string) error {
 		e.Destroy = "no machine was created"
 	case r.stage.teardownErr != nil:
 		e.Destroy = "FAILED: " + r.Redact.Redact(r.stage.teardownErr.Error())
-	case r.Config.KeepMachine:
+	case r.Config.Stages.KeepMachine:
 		e.Destroy = "kept (SKIP_teardown=1)"
 	default:
 		e.Destroy = "destroyed; API answers not found; no instance of this run remains (C6 cleanup PASS)"
 	}
-	paths := evidence.PathsFor(r.Config.ReviewFile)
+	paths := evidence.PathsFor(r.Config.Evidence.ReviewFile)
 	written, err := evidence.Append(paths, e, r.signer)
 	if err != nil {
 		logf("FAIL: evidence: could not write %s: %v — the run cannot pass without its evidence", paths.Markdown, err)

@@ -131,7 +131,7 @@ func Main(m *testing.M, dst **Run) int {
 	}()
 	if d := r.deadline(goTestTimeout()); !d.IsZero() {
 		time.AfterFunc(time.Until(d), func() {
-			logf("the -timeout deadline is near (teardown reserve %s): tearing down and failing the run", r.Config.TeardownReserve)
+			logf("the -timeout deadline is near (teardown reserve %s): tearing down and failing the run", r.Config.Timeouts.TeardownReserve)
 			r.abort("go test's -timeout deadline was near: torn down early", func() {}, 1)
 		})
 	}
@@ -176,7 +176,7 @@ func (r *Run) start() error {
 		return err
 	}
 	r.Config = cfg
-	c, err := incus.New(cfg.Incus(cfg.Transport))
+	c, err := incus.New(cfg.Incus.Config(cfg.Incus.Transport))
 	if err != nil {
 		return err
 	}
@@ -186,19 +186,19 @@ func (r *Run) start() error {
 		return fmt.Errorf("Incus API at %s: %w", c.Endpoint, err)
 	}
 	r.Incus = c
-	if cfg.SigningKey != "" {
-		if r.signer, err = evidence.LoadSigner(cfg.SigningKey); err != nil {
+	if cfg.Evidence.SigningKey != "" {
+		if r.signer, err = evidence.LoadSigner(cfg.Evidence.SigningKey); err != nil {
 			return err
 		}
 	}
 	if cfg.HasTarget() {
 		// Checked before anything is created: a bad key is bad input.
-		if r.key, err = target.LoadAgeKey(cfg.AgeKeyFile, r.Redact); err != nil {
+		if r.key, err = target.LoadAgeKey(cfg.Target.AgeKeyFile, r.Redact); err != nil {
 			return err
 		}
 	}
-	g := machine.GuardrailsFrom(cfg)
-	labels := machine.Labels{Prefix: cfg.LabelPrefix}
+	g := cfg.Guardrails
+	labels := machine.Labels{Prefix: cfg.Guardrails.LabelPrefix}
 	// Orphans of earlier runs that died unclean: only expired, only labelled.
 	if res, err := machine.Reap(ctx, c, g, labels, time.Now(), logf); err != nil {
 		logf("reaper: %v", err)
@@ -208,13 +208,13 @@ func (r *Run) start() error {
 	if r.guardian, err = startGuardian(); err != nil {
 		return err
 	}
-	if err := r.guardian.send("run " + r.ID + " " + cfg.ReviewFile); err != nil {
+	if err := r.guardian.send("run " + r.ID + " " + cfg.Evidence.ReviewFile); err != nil {
 		return err
 	}
 	r.Manager = &machine.Manager{Client: c, Guard: g, Labels: labels, RunID: r.ID, Redact: r.Redact, Log: logf,
 		Tracker: r.guardian}
 	logf("run %s: Incus %s, project %s, image %s (%s), teardown reserve %s",
-		r.ID, c.Endpoint, cfg.Project, cfg.Image, cfg.InstanceType, cfg.TeardownReserve)
+		r.ID, c.Endpoint, cfg.Machine.Project, cfg.Machine.Image, cfg.Machine.InstanceType, cfg.Timeouts.TeardownReserve)
 	return nil
 }
 
@@ -237,7 +237,7 @@ func (r *Run) deadline(timeout time.Duration) time.Time {
 	if timeout == 0 {
 		return time.Time{}
 	}
-	return r.Started.Add(timeout - r.Config.Reserve(timeout))
+	return r.Started.Add(timeout - r.Config.Timeouts.Reserve(timeout))
 }
 
 // TimeError: go test's -timeout cannot hold what the run may still take.
@@ -262,11 +262,11 @@ func (r *Run) checkTime(steps int) error {
 		return nil
 	}
 	elapsed := time.Since(r.Started)
-	b := r.Config.Budget(steps, timeout)
+	b := r.Config.Timeouts.Budget(steps, timeout)
 	if elapsed+b.Total <= timeout {
 		return nil
 	}
-	return &TimeError{Timeout: timeout, Elapsed: elapsed, Budget: b, Needed: r.Config.TimeoutNeeded(steps, elapsed)}
+	return &TimeError{Timeout: timeout, Elapsed: elapsed, Budget: b, Needed: r.Config.Timeouts.TimeoutNeeded(steps, elapsed)}
 }
 
 // Require skips the test unless acceptance tests are enabled, and fails it
@@ -291,7 +291,7 @@ func (r *Run) NotCold() string {
 		return ""
 	}
 	why := "the machine was reused (SKIP_provision=1)"
-	if r.Config.ReuseInstall {
+	if r.Config.Stages.ReuseInstall {
 		why += " and install.md not run again (SKIP_install=1)"
 	}
 	return why + ": not a cold run — not evidence"
@@ -342,7 +342,7 @@ func (r *Run) observeBlank(mc *machine.Machine) {
 	}
 	defer cl.Close()
 	b := &r.stage.blank
-	b.Residue, b.Err = probe.Residue(ctx, cl, append(r.Config.BlankAbsent, r.Config.AgeKeyPath), "cc-ci-*",
+	b.Residue, b.Err = probe.Residue(ctx, cl, append(r.Config.Expect.BlankAbsent, r.Config.Target.AgeKeyPath), "cc-ci-*",
 		[]string{"/root", "/etc", "/var/lib", "/srv", "/home", "/tmp"})
 	if b.Err == nil {
 		b.Store, b.Baseline, b.Err = storeBefore(ctx, cl)
@@ -367,8 +367,8 @@ func storeBefore(ctx context.Context, cl *remote.Client) (store, baseline map[st
 }
 
 func (r *Run) provision() (*machine.Machine, error) {
-	if r.Config.ReuseMachine {
-		kept, inst, err := loadState(r.Config.StateFile)
+	if r.Config.Stages.ReuseMachine {
+		kept, inst, err := loadState(r.Config.Machine.StateFile)
 		if err != nil {
 			return nil, err
 		}
@@ -379,20 +379,20 @@ func (r *Run) provision() (*machine.Machine, error) {
 		defer cancel()
 		mc, err := r.Manager.Reuse(ctx, kept)
 		if err != nil {
-			return nil, fmt.Errorf("SKIP_provision: the machine in %s cannot be reused: %w", r.Config.StateFile, err)
+			return nil, fmt.Errorf("SKIP_provision: the machine in %s cannot be reused: %w", r.Config.Machine.StateFile, err)
 		}
 		r.stage.reused = true
 		if err := errors.Join(r.guardian.Track(mc.Project, mc.Name), r.guardian.Pin(mc.Project, mc.Name, mc.UUID)); err != nil {
 			return nil, err
 		}
-		logf("SKIP_provision: reusing %s/%s at %s from %s", mc.Project, mc.Name, mc.IP, r.Config.StateFile)
+		logf("SKIP_provision: reusing %s/%s at %s from %s", mc.Project, mc.Name, mc.IP, r.Config.Machine.StateFile)
 		r.observeBlank(mc)
 		return mc, nil
 	}
 	if err := r.checkTime(r.installSteps()); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, r.Config.CreateTimeout+r.Config.BootTimeout)
+	ctx, cancel := context.WithTimeout(r.ctx, r.Config.Timeouts.CreateTimeout+r.Config.Timeouts.BootTimeout)
 	defer cancel()
 	mc, err := r.Manager.Create(ctx, machine.SpecFrom(r.Config))
 	if err != nil {
@@ -410,13 +410,13 @@ func (r *Run) teardown() error {
 		}
 		r.stage.mu.Lock()
 		defer r.stage.mu.Unlock()
-		if r.Config.KeepMachine {
+		if r.Config.Stages.KeepMachine {
 			if mc := r.stage.machine; mc != nil {
-				if err := saveState(r.Config.StateFile, mc, r.installToKeep()); err != nil {
+				if err := saveState(r.Config.Machine.StateFile, mc, r.installToKeep()); err != nil {
 					r.stage.teardownErr = err
 					logf("SKIP_teardown: %v (the machine %s/%s is kept, but cannot be reused)", err, mc.Project, mc.Name)
 				} else {
-					logf("SKIP_teardown: kept %s/%s at %s; state in %s (reuse with SKIP_provision=1)", mc.Project, mc.Name, mc.IP, r.Config.StateFile)
+					logf("SKIP_teardown: kept %s/%s at %s; state in %s (reuse with SKIP_provision=1)", mc.Project, mc.Name, mc.IP, r.Config.Machine.StateFile)
 				}
 			}
 			r.guardian.release("keep")
@@ -424,7 +424,7 @@ func (r *Run) teardown() error {
 		}
 		// A fresh context: the run's own may be cancelled by the interrupt we
 		// are handling. Bounded by the reserve kept for it before -timeout.
-		ctx, cancel := context.WithTimeout(context.Background(), r.Config.TeardownReserve)
+		ctx, cancel := context.WithTimeout(context.Background(), r.Config.Timeouts.TeardownReserve)
 		defer cancel()
 		r.stage.teardownErr = errors.Join(r.Manager.DestroyAll(ctx), r.verifyCleanup(ctx))
 		if r.stage.teardownErr != nil {
@@ -434,7 +434,7 @@ func (r *Run) teardown() error {
 			return
 		}
 		if r.stage.reused {
-			removeState(r.Config.StateFile)
+			removeState(r.Config.Machine.StateFile)
 		}
 		r.guardian.release("done")
 	})
@@ -460,13 +460,13 @@ func (r *Run) runCleanups() {
 // (or of the run whose machine it reused) is left in any allowed project
 // (asked of the API, not assumed).
 func (r *Run) verifyCleanup(ctx context.Context) error {
-	labels := machine.Labels{Prefix: r.Config.LabelPrefix}
+	labels := machine.Labels{Prefix: r.Config.Guardrails.LabelPrefix}
 	runs := map[string]bool{r.ID: true}
 	for _, mc := range r.Manager.Adopted() {
 		runs[mc.RunID] = true
 	}
 	var left []string
-	for _, p := range r.Config.AllowedProjects {
+	for _, p := range r.Config.Guardrails.AllowedProjects {
 		ins, err := r.Incus.Instances(ctx, p)
 		if err != nil {
 			return fmt.Errorf("C6 cleanup: list %s: %w", p, err)

@@ -187,14 +187,14 @@ func TestInterruptMidProvisionLeavesNothing(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
 			c, cfg := faultLab(t)
-			before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+			before := labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix)
 			ch := startSuite(t, nil, "-test.run", "TestMachineIsBrandNewAndBlank")
-			name := awaitNewInstance(t, c, cfg.Project, cfg.LabelPrefix, before)
+			name := awaitNewInstance(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix, before)
 			require.NoError(t, ch.cmd.Process.Signal(sig))
 			code := ch.wait(t)
 			assert.NotEqual(t, 0, code, "an interrupted run must not pass")
 			assert.Contains(t, ch.out.String(), "tearing down before exit")
-			assertGone(t, c, cfg.Project, name)
+			assertGone(t, c, cfg.Machine.Project, name)
 			es := ch.evidence(t)
 			if assert.Len(t, es, 1, "the interrupted run still wrote its evidence") {
 				assert.Equal(t, "fail", es[0].Outcome)
@@ -207,13 +207,13 @@ func TestInterruptMidProvisionLeavesNothing(t *testing.T) {
 // kill -9 leaves the test process no chance to clean up: its guardian does.
 func TestKilledRunIsCleanedByItsGuardian(t *testing.T) {
 	c, cfg := faultLab(t)
-	before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+	before := labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix)
 	ch := startSuite(t, nil, "-test.run", "TestMachineIsBrandNewAndBlank")
-	name := awaitNewInstance(t, c, cfg.Project, cfg.LabelPrefix, before)
+	name := awaitNewInstance(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix, before)
 	require.NoError(t, ch.cmd.Process.Kill())
 	ch.wait(t)
 	assert.Contains(t, ch.out.String(), "ended without teardown: destroying")
-	assertGone(t, c, cfg.Project, name)
+	assertGone(t, c, cfg.Machine.Project, name)
 	es := ch.evidence(t)
 	if assert.Len(t, es, 1, "the guardian wrote the dead run's evidence") {
 		assert.Contains(t, es[0].Interrupted, "died before its teardown")
@@ -241,7 +241,7 @@ func TestAKeptMachineIsReusedAndItsRunSaysItIsNotEvidence(t *testing.T) {
 	dir, err := os.Stat(stateFile + ".d")
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o700), dir.Mode().Perm(), "key directory mode")
-	kept := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+	kept := labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix)
 	name := nameFromOutput(t, first.out.String())
 	require.True(t, kept[name], "the machine %s is kept", name)
 	t.Cleanup(func() { // only if an assertion below stopped the test before the second run's teardown
@@ -251,14 +251,14 @@ func TestAKeptMachineIsReusedAndItsRunSaysItIsNotEvidence(t *testing.T) {
 	// Leave an age key on the kept machine, as a botched earlier attempt would.
 	id, err := age.GenerateX25519Identity()
 	require.NoError(t, err)
-	require.NoError(t, c.PushFile(context.Background(), cfg.Project, name,
+	require.NoError(t, c.PushFile(context.Background(), cfg.Machine.Project, name,
 		incus.FileSpec{Path: "/root/leftover-key.txt", Mode: 0o600, Data: []byte(id.String() + "\n")}))
 
 	second := startSuite(t, append(env, "SKIP_provision=1"), "-test.run", "TestMachineIsBrandNewAndBlank")
 	code := second.wait(t)
 	out := second.out.String()
 	assert.Equal(t, 0, code, "a reuse the user asked for does not fail the brand-new check: it says why it does not apply")
-	assert.Contains(t, out, "SKIP_provision: reusing "+cfg.Project+"/"+name)
+	assert.Contains(t, out, "SKIP_provision: reusing "+cfg.Machine.Project+"/"+name)
 	assert.Contains(t, out, "the machine was reused (SKIP_provision=1): not a cold run — not evidence")
 	assert.Contains(t, out, "age secret key in /root/leftover-key.txt", "the skip says what the kept machine holds")
 	assert.NotContains(t, out, id.String(), "the key itself is never printed")
@@ -266,7 +266,7 @@ func TestAKeptMachineIsReusedAndItsRunSaysItIsNotEvidence(t *testing.T) {
 	require.Len(t, es, 1)
 	assert.Contains(t, es[0].NotEvidence, "not a cold run", "the evidence says the run is not evidence")
 	assert.Empty(t, es[0].Machine, "no machine created by the reusing run")
-	assertGone(t, c, cfg.Project, name)
+	assertGone(t, c, cfg.Machine.Project, name)
 	_, err = os.Stat(stateFile)
 	assert.True(t, os.IsNotExist(err), "state file removed after the reusing run's teardown")
 	_, err = os.Stat(stateFile + ".d")
@@ -289,20 +289,20 @@ func TestBrokenIncusAccessFailsBeforeAnySideEffect(t *testing.T) {
 		want []string
 	}{
 		{"untrusted client cert", []string{"CCCI_INCUS_CLIENT_CERT=" + crt, "CCCI_INCUS_CLIENT_KEY=" + key},
-			[]string{cfg.IncusURL, "not trusted"}},
+			[]string{cfg.Incus.URL, "not trusted"}},
 		{"API unreachable", []string{"CCCI_INCUS_URL=https://127.0.0.1:1"},
 			[]string{"https://127.0.0.1:1", "connection refused"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+			before := labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix)
 			ch := startSuite(t, tc.env, "-test.run", "TestMachineIsBrandNewAndBlank")
 			assert.NotEqual(t, 0, ch.wait(t))
 			for _, w := range tc.want {
 				assert.Contains(t, ch.out.String(), w)
 			}
 			assert.Contains(t, ch.out.String(), "nothing was created")
-			assert.Equal(t, before, labelled(t, c, cfg.Project, cfg.LabelPrefix))
+			assert.Equal(t, before, labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix))
 		})
 	}
 }
@@ -325,19 +325,20 @@ func nameFromOutput(t *testing.T, out string) string {
 // holds the blank-machine test once the machine is up.
 func TestTimeoutDeadlineTearsDownFirst(t *testing.T) {
 	c, cfg := faultLab(t)
-	before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
-	// 75s: the reserve is a third (25s); the budget (create 5s + boot 15s + 0 steps + converge 2s + hold 1s +
-	// the restart's boot 15s and converge 2s + 25s = 65s) fits with room, teardown starts at 50s.
+	before := labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix)
+	// 130s: the reserve is 60s (the longest wait teardown makes, bounds.Destroy); the budget (create 5s +
+	// boot 15s + 0 steps + converge 10s + hold 1s + the restart's boot 15s and converge 10s + 60s = 116s)
+	// fits, and teardown starts at 70s. The converge timeout holds one probe command (bounds.Command).
 	start := time.Now()
 	ch := startSuite(t, []string{"CCCI_FAULT=hang:after-provision", "CCCI_BASE_REPO_URL=", "CCCI_CREATE_TIMEOUT=5s",
-		"CCCI_BOOT_TIMEOUT=15s", "CCCI_CONVERGE_TIMEOUT=2s", "CCCI_SETTLE=1s", "CCCI_HOLD=1s"},
-		"-test.run", "TestMachineIsBrandNewAndBlank", "-test.timeout", "75s")
+		"CCCI_BOOT_TIMEOUT=15s", "CCCI_CONVERGE_TIMEOUT=10s", "CCCI_SETTLE=1s", "CCCI_HOLD=1s", "CCCI_TEARDOWN_RESERVE=60s"},
+		"-test.run", "TestMachineIsBrandNewAndBlank", "-test.timeout", "130s")
 	code := ch.wait(t)
 	out := ch.out.String()
 	assert.NotEqual(t, 0, code)
 	assert.Contains(t, out, "the -timeout deadline is near")
 	assert.NotContains(t, out, "panic: test timed out", "teardown must come before go test's own timeout")
-	assert.Less(t, time.Since(start), 75*time.Second, "the run ended before go test's deadline")
+	assert.Less(t, time.Since(start), 130*time.Second, "the run ended before go test's deadline")
 	noneOfTheRunLeft(t, c, cfg, before)
 	es := ch.evidence(t)
 	if assert.Len(t, es, 1) {
@@ -351,7 +352,7 @@ func TestTimeoutDeadlineTearsDownFirst(t *testing.T) {
 // anything is created, naming the -timeout it needs and the bounds it added.
 func TestATimeoutTooShortStopsTheRunBeforeItCreatesAnything(t *testing.T) {
 	c, cfg := faultLab(t)
-	before := labelled(t, c, cfg.Project, cfg.LabelPrefix)
+	before := labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix)
 	ch := startSuite(t, []string{"CCCI_STEP_TIMEOUT=2m"}, "-test.run", "TestC4", "-test.timeout", "5m")
 	code := ch.wait(t)
 	out := ch.out.String()
@@ -360,8 +361,8 @@ func TestATimeoutTooShortStopsTheRunBeforeItCreatesAnything(t *testing.T) {
 	assert.Contains(t, out, "install steps × CCCI_STEP_TIMEOUT 2m0s")
 	assert.Regexp(t, `run with -timeout \d+h?\d*m0s`, out)
 	assert.Contains(t, out, "nothing was created")
-	assert.NotContains(t, out, "creating "+cfg.Project+"/", "no machine was asked for")
-	assert.Equal(t, before, labelled(t, c, cfg.Project, cfg.LabelPrefix), "no instance created")
+	assert.NotContains(t, out, "creating "+cfg.Machine.Project+"/", "no machine was asked for")
+	assert.Equal(t, before, labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix), "no instance created")
 }
 
 // A variable inherited from the caller cannot turn the suite into a no-op:

@@ -142,9 +142,9 @@ func (r *Run) loadTarget() (*TargetView, error) {
 		return nil, err
 	}
 	r.local.add(func() { os.RemoveAll(dir) })
-	ctx, cancel := context.WithTimeout(r.ctx, cfg.StepTimeout)
+	ctx, cancel := context.WithTimeout(r.ctx, cfg.Timeouts.StepTimeout)
 	defer cancel()
-	repos, err := target.Fetch(ctx, dir, cfg.TargetSettings, r.key, r.Redact)
+	repos, err := target.Fetch(ctx, dir, cfg.Target, r.key, r.Redact)
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +197,7 @@ func (r *Run) placeholders(machineIP string) map[string]string {
 	if machineIP == "" {
 		machineIP = target.MachineStandIn
 	}
-	return target.Placeholders(r.Config.BaseRepoURL, r.Config.SecretsRepoURL, r.Config.Domain, r.Config.Gateway, machineIP)
+	return target.Placeholders(r.Config.Target.BaseRepoURL, r.Config.Target.SecretsRepoURL, r.Config.Target.Domain, r.Config.Target.Gateway, machineIP)
 }
 
 // Installed runs the target's install.md on the run's machine, once, and
@@ -210,7 +210,7 @@ func (r *Run) Installed(t testing.TB) *Install {
 	r.tgt.install.Do(func() {
 		inst := &Install{}
 		r.tgt.inst = inst
-		if r.Config.ReuseInstall {
+		if r.Config.Stages.ReuseInstall {
 			r.reuseInstall(inst)
 			return
 		}
@@ -231,9 +231,9 @@ func (r *Run) Installed(t testing.TB) *Install {
 			return
 		}
 		defer sh.Close()
-		runner := &installdoc.Runner{Shell: sh, Timeout: r.Config.StepTimeout, Redact: r.Redact, Log: logf, AgeKeyPath: r.Config.AgeKeyPath,
-			Operators: target.Operators(mc.PushFile, r.Config.AgeKeyPath, r.key)}
-		if r.Config.Egress == "nft" {
+		runner := &installdoc.Runner{Shell: sh, Timeout: r.Config.Timeouts.StepTimeout, Redact: r.Redact, Log: logf, AgeKeyPath: r.Config.Target.AgeKeyPath,
+			Operators: target.Operators(mc.PushFile, r.Config.Target.AgeKeyPath, r.key)}
+		if r.Config.Expect.Egress == "nft" {
 			obs, err := r.observeEgress(mc)
 			if err != nil {
 				inst.EgressErr = err
@@ -290,7 +290,7 @@ func (r *Run) reuseInstall(inst *Install) {
 	kept := r.stage.keptInstall
 	switch {
 	case kept == nil: // (SKIP_install without SKIP_provision is refused with the configuration)
-		inst.Err = fmt.Errorf("SKIP_install=1: the kept machine was never installed (%s has no install record): run once without SKIP_install", r.Config.StateFile)
+		inst.Err = fmt.Errorf("SKIP_install=1: the kept machine was never installed (%s has no install record): run once without SKIP_install", r.Config.Machine.StateFile)
 	default:
 		inst.Record, inst.Ended, inst.Contacts = kept.Record, kept.Ended, kept.Contacts
 		if kept.Failed != "" {
@@ -307,7 +307,7 @@ func (r *Run) installToKeep() *keptInstall {
 	if in == nil || in.Record == nil {
 		return r.stage.keptInstall
 	}
-	if r.stage.keptInstall != nil && r.Config.ReuseInstall {
+	if r.stage.keptInstall != nil && r.Config.Stages.ReuseInstall {
 		return r.stage.keptInstall
 	}
 	k := &keptInstall{RunID: r.ID, Record: in.Record, Ended: in.Ended, Contacts: in.Contacts}
@@ -351,10 +351,10 @@ func hangFault(ctx context.Context, point string) {
 // commit into the target's D8 evidence: under CCCI_OUT_DIR, never into a
 // clone of the target. An existing file or a symlink in its place is refused.
 func (r *Run) WriteLiveRecord(text string) (string, error) {
-	if err := os.MkdirAll(r.Config.OutDir, 0o755); err != nil {
+	if err := os.MkdirAll(r.Config.Evidence.OutDir, 0o755); err != nil {
 		return "", fmt.Errorf("live record: %w", err)
 	}
-	p := filepath.Join(r.Config.OutDir, "d8-live-"+r.ID+".md")
+	p := filepath.Join(r.Config.Evidence.OutDir, "d8-live-"+r.ID+".md")
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
 		return "", fmt.Errorf("live record: %w", err)

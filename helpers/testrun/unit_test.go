@@ -65,7 +65,7 @@ func TestNotColdSaysWhy(t *testing.T) {
 	assert.Empty(t, r.NotCold(), "a run that created its machine is cold")
 	r.stage.reused = true
 	assert.Equal(t, "the machine was reused (SKIP_provision=1): not a cold run — not evidence", r.NotCold())
-	r.Config.ReuseInstall = true
+	r.Config.Stages.ReuseInstall = true
 	assert.Contains(t, r.NotCold(), "and install.md not run again (SKIP_install=1)")
 }
 
@@ -143,7 +143,7 @@ func replace(s, old, new string) string { return strings.Replace(s, old, new, 1)
 
 // Teardown starts a reserve before go test's -timeout, so that it ends
 // before go test kills the process: the reserve configured, or a third of a
-// short -timeout.
+// short -timeout, but never less than the longest wait teardown makes.
 func TestTeardownStartsTheReserveBeforeTheTimeout(t *testing.T) {
 	started := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	r := &Run{Started: started, Config: &config.Config{Timeouts: config.Timeouts{TeardownReserve: 90 * time.Second}}}
@@ -152,6 +152,7 @@ func TestTeardownStartsTheReserveBeforeTheTimeout(t *testing.T) {
 	}{
 		{40 * time.Minute, 40*time.Minute - 90*time.Second},
 		{3 * time.Minute, 2 * time.Minute}, // a third of it: the reserve would leave the run nothing
+		{2 * time.Minute, time.Minute},     // a third would not hold deleting a machine (bounds.Destroy)
 	} {
 		assert.Equal(t, started.Add(c.startsAfter), r.deadline(c.timeout), "-timeout %s", c.timeout)
 	}
