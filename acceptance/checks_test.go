@@ -14,11 +14,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/declared"
 	"github.com/cc-ci/acceptance/helpers/machine"
 	"github.com/cc-ci/acceptance/helpers/probe"
 	"github.com/cc-ci/acceptance/helpers/remote"
+	"github.com/cc-ci/acceptance/helpers/size"
 	"github.com/cc-ci/acceptance/helpers/target"
 	"github.com/cc-ci/acceptance/helpers/testrun"
 	"github.com/cc-ci/acceptance/helpers/tlscheck"
@@ -195,13 +195,13 @@ func fingerprint(der []byte) string { return "sha256:" + strings.ToLower(target.
 // assertMemory: an instance's limits.memory, read as bytes, is one of want.
 func assertMemory(t *testing.T, who, limit string, want ...int64) {
 	t.Helper()
-	n, err := config.ParseSize(limit)
+	n, err := size.Parse(limit)
 	if !assert.NoError(t, err, "%s limits.memory %q", who, limit) {
 		return
 	}
 	accepted := make([]string, len(want))
 	for i, w := range want {
-		accepted[i] = fmt.Sprintf("%s (%d bytes)", config.FormatSize(w), w)
+		accepted[i] = fmt.Sprintf("%s (%d bytes)", size.Format(w), w)
 	}
 	assert.Contains(t, want, n, "%s limits.memory is %q (%d bytes); accepted: %s", who, limit, n, strings.Join(accepted, ", "))
 }

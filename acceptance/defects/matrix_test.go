@@ -37,6 +37,7 @@ import (
 	"github.com/cc-ci/acceptance/helpers/labtest"
 	"github.com/cc-ci/acceptance/helpers/leakscan"
 	"github.com/cc-ci/acceptance/helpers/machine"
+	"github.com/cc-ci/acceptance/helpers/size"
 )
 
 // failures maps a C-test to a text its failure output must contain, or,
@@ -411,7 +412,7 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 	scanner := leakscan.New(leakscan.Needles(secrets, 0, nil))
 	// Rows run matrixWorkers at a time, as concurrent CI runs would: the RAM
 	// guardrail gets one more throwaway's room per extra row.
-	hostEnv := []string{"CCCI_RAM_CAP=" + config.FormatSize(cfg.Guardrails.RAMCap+int64(matrixWorkers-1)*cfg.Machine.Memory)}
+	hostEnv := []string{"CCCI_RAM_CAP=" + size.Format(cfg.Guardrails.RAMCap+int64(matrixWorkers-1)*cfg.Machine.Memory)}
 	slots := make(chan struct{}, matrixWorkers)
 	var mu sync.Mutex // guards what the rows collect below
 	var table []string

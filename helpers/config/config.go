@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cc-ci/acceptance/helpers/incus"
+	"github.com/cc-ci/acceptance/helpers/size"
 )
 
 // DefaultAgeKeyPath is where install.md provisions the bootstrap key (sops-nix's default).
@@ -138,7 +139,7 @@ func (p *parser) oneOf(key, def string, allowed ...string) string {
 
 func (p *parser) size(key, def string) int64 {
 	v, from := p.src.get(key, def)
-	n, err := ParseSize(v)
+	n, err := size.Parse(v)
 	if err != nil {
 		p.fail(key, v, from, err.Error())
 	}
@@ -149,7 +150,7 @@ func (p *parser) size(key, def string) int64 {
 func (p *parser) sizes(key, def string) []int64 {
 	var out []int64
 	for _, v := range p.list(key, def) {
-		n, err := ParseSize(v)
+		n, err := size.Parse(v)
 		if err != nil {
 			_, from := p.src.get(key, def)
 			p.fail(key, v, from, err.Error())
@@ -219,7 +220,7 @@ func (p *parser) validate(c *Config) {
 		p.failKey("CCCI_PROJECT", c.Machine.Project, "not in CCCI_ALLOWED_PROJECTS ("+strings.Join(c.Guardrails.AllowedProjects, ",")+")")
 	}
 	if c.Machine.Memory > 0 && c.Guardrails.RAMCap > 0 && c.Machine.Memory > c.Guardrails.RAMCap {
-		p.failKey("CCCI_MEMORY", FormatSize(c.Machine.Memory), "larger than CCCI_RAM_CAP "+FormatSize(c.Guardrails.RAMCap))
+		p.failKey("CCCI_MEMORY", size.Format(c.Machine.Memory), "larger than CCCI_RAM_CAP "+size.Format(c.Guardrails.RAMCap))
 	}
 	if c.Expect.Reference != "" {
 		project, name, ok := strings.Cut(c.Expect.Reference, "/")

@@ -107,25 +107,6 @@ func TestBadInputNamesTheKeyAndSource(t *testing.T) {
 	}
 }
 
-func TestParseAndFormatSize(t *testing.T) {
-	for in, want := range map[string]int64{"4GiB": 4 << 30, "512MiB": 512 << 20, "1GB": 1e9, "1073741824": 1 << 30, "1.5GiB": 3 << 29} {
-		got, err := ParseSize(in)
-		require.NoError(t, err, in)
-		assert.Equal(t, want, got, in)
-	}
-	for _, in := range []string{"Inf", "+Inf", "NaN", "1e30GiB", "0x10GiB", "-1GiB", "0", "0.5B", "8EiB", "9223372036854775808"} {
-		_, err := ParseSize(in)
-		assert.Error(t, err, "%q must be refused", in)
-	}
-	n, err := ParseSize("9223372036854775807")
-	require.NoError(t, err)
-	_, err = AddSizes(n, 1)
-	assert.ErrorContains(t, err, "overflows")
-	assert.Equal(t, "4GiB", FormatSize(4<<30))
-	assert.Equal(t, "12GiB", FormatSize(12<<30))
-	assert.Equal(t, "512MiB", FormatSize(512<<20))
-}
-
 // The time budget is the sum of the bounds a run waits within, and the
 // -timeout it names is the smallest whole minute that holds it.
 func TestTheTimeBudgetAddsUpTheBounds(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 	"github.com/cc-ci/acceptance/helpers/machine"
 	"github.com/cc-ci/acceptance/helpers/probe"
 	"github.com/cc-ci/acceptance/helpers/redact"
+	"github.com/cc-ci/acceptance/helpers/size"
 	"github.com/cc-ci/acceptance/helpers/target"
 )
 
@@ -211,7 +212,7 @@ func (r *Report) ram(ctx context.Context, c *incus.Client, cfg *config.Config) {
 	case id.SeesEverything():
 		r.add(OK, "credentials", id.Description+": every project is listed, the RAM sum is whole", "")
 	case g.OtherTenantsStated:
-		r.add(Note, "credentials", id.Description+": the projects it cannot see are counted as CCCI_OTHER_TENANTS_RAM="+config.FormatSize(g.OtherTenantsRAM), "keep that figure true")
+		r.add(Note, "credentials", id.Description+": the projects it cannot see are counted as CCCI_OTHER_TENANTS_RAM="+size.Format(g.OtherTenantsRAM), "keep that figure true")
 	default:
 		r.add(Blocker, "credentials", id.Description+": Incus leaves the projects it cannot see out of every listing, so the RAM sum is partial",
 			"state their RAM in CCCI_OTHER_TENANTS_RAM, or use an unrestricted certificate")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/incus"
+	"github.com/cc-ci/acceptance/helpers/size"
 )
 
 // GuardrailError is a refusal: nothing was created.
@@ -49,20 +50,20 @@ type RAMTerm struct {
 func (r RAMReport) String() string {
 	parts := make([]string, 0, len(r.Terms)+2)
 	for _, t := range r.Terms {
-		s := fmt.Sprintf("%s %s", t.Instance, config.FormatSize(t.Bytes))
+		s := fmt.Sprintf("%s %s", t.Instance, size.Format(t.Bytes))
 		if t.Assumed {
 			s += " (no limits.memory, assumed)"
 		}
 		parts = append(parts, s)
 	}
 	if r.Others.Count > 0 {
-		parts = append(parts, fmt.Sprintf("%d instance(s) in other projects %s", r.Others.Count, config.FormatSize(r.Others.Bytes)))
+		parts = append(parts, fmt.Sprintf("%d instance(s) in other projects %s", r.Others.Count, size.Format(r.Others.Bytes)))
 	}
 	if r.Partial && r.Stated >= 0 {
-		parts = append(parts, "unseen projects (stated in CCCI_OTHER_TENANTS_RAM) "+config.FormatSize(r.Stated))
+		parts = append(parts, "unseen projects (stated in CCCI_OTHER_TENANTS_RAM) "+size.Format(r.Stated))
 	}
 	if r.New > 0 {
-		parts = append(parts, "new "+config.FormatSize(r.New))
+		parts = append(parts, "new "+size.Format(r.New))
 	}
 	if len(parts) == 0 {
 		parts = append(parts, "nothing running")
@@ -71,7 +72,7 @@ func (r RAMReport) String() string {
 	if r.Total > r.Cap {
 		op = ">"
 	}
-	s := fmt.Sprintf("%s = %s %s cap %s", strings.Join(parts, " + "), config.FormatSize(r.Total), op, config.FormatSize(r.Cap))
+	s := fmt.Sprintf("%s = %s %s cap %s", strings.Join(parts, " + "), size.Format(r.Total), op, size.Format(r.Cap))
 	if r.Partial {
 		if r.Stated < 0 {
 			s += fmt.Sprintf(" — but the sum is PARTIAL: %s, so the instances of the projects it cannot see are not in it; "+
@@ -117,7 +118,7 @@ func RAM(ctx context.Context, c *incus.Client, g config.Guardrails, newBytes int
 	r.Total = newBytes
 	if r.Partial && g.OtherTenantsStated {
 		r.Stated = g.OtherTenantsRAM
-		if r.Total, err = config.AddSizes(r.Total, r.Stated); err != nil {
+		if r.Total, err = size.Add(r.Total, r.Stated); err != nil {
 			return r, fmt.Errorf("RAM guardrail: %w", err)
 		}
 	}
@@ -127,7 +128,7 @@ func RAM(ctx context.Context, c *incus.Client, g config.Guardrails, newBytes int
 		}
 		t := RAMTerm{Instance: in.Project + "/" + in.Name, Count: 1}
 		if v := in.ExpandedConfig["limits.memory"]; v != "" {
-			n, perr := config.ParseSize(v)
+			n, perr := size.Parse(v)
 			if perr != nil {
 				return r, fmt.Errorf("RAM guardrail: instance %s limits.memory: %w", t.Instance, perr)
 			}
@@ -135,7 +136,7 @@ func RAM(ctx context.Context, c *incus.Client, g config.Guardrails, newBytes int
 		} else {
 			t.Bytes, t.Assumed = g.DefaultInstanceMemory, true
 		}
-		if r.Total, err = config.AddSizes(r.Total, t.Bytes); err != nil {
+		if r.Total, err = size.Add(r.Total, t.Bytes); err != nil {
 			return r, fmt.Errorf("RAM guardrail: %w", err)
 		}
 		if slices.Contains(g.AllowedProjects, in.Project) {

@@ -25,6 +25,7 @@ import (
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/redact"
 	"github.com/cc-ci/acceptance/helpers/remote"
+	"github.com/cc-ci/acceptance/helpers/size"
 	"github.com/cc-ci/acceptance/helpers/wait"
 )
 
@@ -259,7 +260,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Machine, error) {
 		return mc, err
 	}
 	start := time.Now()
-	m.logf("creating %s/%s from image %q (%s, %s)", spec.Project, name, spec.Image, spec.InstanceType, config.FormatSize(spec.Memory))
+	m.logf("creating %s/%s from image %q (%s, %s)", spec.Project, name, spec.Image, spec.InstanceType, size.Format(spec.Memory))
 	// Create and start are not abandoned half way when ctx is cancelled: Incus
 	// would finish them without us and a teardown racing them could miss the
 	// instance. They run to completion (bounded), then ctx is checked.
@@ -313,7 +314,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Machine, error) {
 // labels, the SSH key if the image is to install it, and a VM's secure boot.
 func instanceConfig(spec Spec, l Labels, runID string, now time.Time, key ssh.PublicKey) (map[string]string, error) {
 	cfg := map[string]string{
-		"limits.memory": config.FormatSize(spec.Memory),
+		"limits.memory": size.Format(spec.Memory),
 		l.RunID():       runID,
 		l.CreatedBy():   CreatedBy,
 		l.ExpiresAt():   now.Add(spec.TTL).Format(time.RFC3339),

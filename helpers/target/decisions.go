@@ -11,7 +11,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/cc-ci/acceptance/helpers/config"
+	"github.com/cc-ci/acceptance/helpers/size"
 )
 
 // DecisionsDoc is the target's decision log, at the base's root.
@@ -79,7 +79,7 @@ func (d *Decisions) Sizing(reference string) []int64 {
 		for _, m := range proseSize.FindAllStringSubmatch(s, -1) {
 			unit := map[string][]string{"gb": {"GB", "GiB"}, "gib": {"GiB"}, "mb": {"MB", "MiB"}, "mib": {"MiB"}}[m[2]]
 			for _, u := range unit {
-				if n, err := config.ParseSize(m[1] + u); err == nil && !slices.Contains(out, n) {
+				if n, err := size.Parse(m[1] + u); err == nil && !slices.Contains(out, n) {
 					out = append(out, n)
 				}
 			}

@@ -1,4 +1,6 @@
-package config
+// Package size reads, adds and writes memory sizes as Incus writes
+// limits.memory (4GiB, 512MB, 1073741824), exactly and failing closed.
+package size
 
 import (
 	"fmt"
@@ -22,11 +24,11 @@ var units = []struct {
 // no Inf or NaN (strconv.ParseFloat would take all of those).
 var decimal = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
 
-// ParseSize reads a size the way Incus writes limits.memory: "4GiB", "512MB",
+// Parse reads a size the way Incus writes limits.memory: "4GiB", "512MB",
 // "1073741824", "1.5GiB". The arithmetic is exact and fails closed: a value
 // that does not fit in an int64 of bytes, a fraction of a byte, a percentage,
 // an exponent, Inf or NaN is an error, never a wrapped or rounded number.
-func ParseSize(s string) (int64, error) {
+func Parse(s string) (int64, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return 0, fmt.Errorf("empty size")
@@ -63,16 +65,16 @@ func ParseSize(s string) (int64, error) {
 	return n.Int64(), nil
 }
 
-// AddSizes adds byte counts, failing instead of wrapping around.
-func AddSizes(a, b int64) (int64, error) {
+// Add adds byte counts, failing instead of wrapping around.
+func Add(a, b int64) (int64, error) {
 	if a < 0 || b < 0 || a > math.MaxInt64-b {
 		return 0, fmt.Errorf("size sum %d + %d overflows", a, b)
 	}
 	return a + b, nil
 }
 
-// FormatSize prints bytes in the largest binary unit that divides them evenly.
-func FormatSize(n int64) string {
+// Format prints bytes in the largest binary unit that divides them evenly.
+func Format(n int64) string {
 	for _, u := range []struct {
 		s string
 		m int64
