@@ -257,6 +257,25 @@ func parseInfo(info string) (lang string, attrs map[string]string, problem strin
 	return lang, attrs, ""
 }
 
+// Filled is the document with its placeholders filled from values anew
+// (each block's Body from its Raw): a run parses install.md once, before the
+// machine exists, and fills in the machine's address once it is known.
+// Parse has checked every placeholder against the allow-list; a name
+// values lacks is an error all the same.
+func (d *Doc) Filled(values map[string]string) (*Doc, error) {
+	out := *d
+	out.Blocks = make([]Block, len(d.Blocks))
+	for i, b := range d.Blocks {
+		filled, missing := fill(b.Raw, values)
+		if len(missing) > 0 {
+			return nil, &ParseError{Path: d.Path, Line: b.Line, Msg: fmt.Sprintf("no value for ${%s} in step %q", missing[0], b.Step)}
+		}
+		b.Body = filled
+		out.Blocks[i] = b
+	}
+	return &out, nil
+}
+
 func fill(body string, values map[string]string) (string, []string) {
 	var missing []string
 	out := placeholder.ReplaceAllStringFunc(body, func(m string) string {

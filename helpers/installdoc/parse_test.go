@@ -70,3 +70,25 @@ func TestAllErrorsAreReportedTogether(t *testing.T) {
 	require.Error(t, err)
 	assert.True(t, strings.Contains(err.Error(), "without a tag") && strings.Contains(err.Error(), "${X}"), err.Error())
 }
+
+// A run parses install.md once, before the machine exists, and fills in the
+// machine's address when it is known: the blocks, their hashes and the
+// manifest stay those of the document as written.
+func TestTheMachinesAddressIsFilledInLater(t *testing.T) {
+	src := []byte("```sh {step=ping}\nping -c1 ${MACHINE}\n```\n")
+	standIn := map[string]string{"MACHINE": "machine.invalid"}
+	doc, err := Parse("install.md", src, standIn)
+	require.NoError(t, err)
+	filled, err := doc.Filled(map[string]string{"MACHINE": "10.0.0.7"})
+	require.NoError(t, err)
+	assert.Equal(t, "ping -c1 10.0.0.7\n", filled.Step("ping").Body)
+	assert.Equal(t, "ping -c1 machine.invalid\n", doc.Step("ping").Body, "the parsed document is not changed")
+	assert.Equal(t, doc.Manifest, filled.Manifest)
+	assert.Equal(t, doc.Step("ping").SHA256, filled.Step("ping").SHA256)
+
+	_, err = doc.Filled(map[string]string{})
+	var perr *ParseError
+	require.ErrorAs(t, err, &perr)
+	assert.Equal(t, 1, perr.Line)
+	assert.Contains(t, perr.Msg, "${MACHINE}")
+}

@@ -26,7 +26,6 @@ type TargetView struct {
 	Doc     *installdoc.Doc
 	Secrets map[string]string
 	Key     *target.AgeKey
-	docSrc  []byte
 }
 
 // Install is the one install of this run on the run's machine.
@@ -157,14 +156,13 @@ func (r *Run) loadTarget() (*TargetView, error) {
 	if err != nil {
 		return nil, fmt.Errorf("base repo: %w", err)
 	}
-	src := []byte(text)
-	doc, err := installdoc.Parse(target.InstallDoc, src, r.placeholders(""))
+	doc, err := installdoc.Parse(target.InstallDoc, []byte(text), r.placeholders(""))
 	if err != nil {
 		return nil, &ownedError{installOwner, err}
 	}
 	logf("target: base %s, secrets %s, %s manifest %s (%d steps)", repos.BaseCommit[:12], repos.SecretsCommit[:12],
 		target.InstallDoc, doc.Manifest[:12], len(doc.Blocks))
-	return &TargetView{Repos: repos, Doc: doc, Secrets: secrets, Key: r.key, docSrc: src}, nil
+	return &TargetView{Repos: repos, Doc: doc, Secrets: secrets, Key: r.key}, nil
 }
 
 // Repos are the target's two repos as fetched: for a check that reads
@@ -214,7 +212,7 @@ func (r *Run) Installed(t testing.TB) *Install {
 			r.reuseInstall(inst)
 			return
 		}
-		doc, err := installdoc.Parse(target.InstallDoc, view.docSrc, r.placeholders(mc.IP))
+		doc, err := view.Doc.Filled(r.placeholders(mc.IP))
 		if err != nil {
 			inst.Err = err
 			return
