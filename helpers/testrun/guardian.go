@@ -13,10 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/cc-ci/acceptance/helpers/bounds"
-	"github.com/cc-ci/acceptance/helpers/buildinfo"
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/egress"
 	"github.com/cc-ci/acceptance/helpers/evidence"
@@ -125,24 +122,22 @@ func runGuardian() int {
 			return 0
 		}
 	}
-	entry := evidence.Entry{RunID: runID, Harness: buildinfo.Harness(), Outcome: "fail",
+	entry := evidence.Entry{RunID: runID, Outcome: "fail",
 		Interrupted: "the test process died before its teardown (panic, kill -9, or exit)", Destroy: "no machine was created"}
 	cfg, cfgErr := config.Load()
 	defer func() {
 		if review == "" {
 			return
 		}
-		var signer ssh.Signer
-		if cfgErr == nil && cfg.Evidence.SigningKey != "" {
-			if s, err := evidence.LoadSigner(cfg.Evidence.SigningKey); err == nil {
-				signer = s
-			} else {
-				logf("evidence: unsigned: %v", err)
-			}
+		signingKey := ""
+		if cfgErr == nil {
+			signingKey = cfg.Evidence.SigningKey
 		}
-		if _, err := evidence.Append(evidence.PathsFor(review), entry, signer); err != nil {
-			logf("evidence: %v", err)
+		w, err := newEvidenceWriter(review, signingKey, logf)
+		if err != nil {
+			logf("evidence: unsigned: %v", err)
 		}
+		_ = w.write(entry) // a write error is logged; the run has failed either way
 	}()
 	if len(tracked) == 0 {
 		return 0

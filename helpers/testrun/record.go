@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/cc-ci/acceptance/helpers/buildinfo"
 	"github.com/cc-ci/acceptance/helpers/evidence"
 	"github.com/cc-ci/acceptance/helpers/target"
@@ -94,14 +96,14 @@ func (r *Run) writeEvidence(outcome string) error {
 	return r.rec.writeErr
 }
 
-// appendEvidence writes the entry; a run whose evidence is lost has proved
-// nothing anyone can check, so an error here fails the run.
+// appendEvidence writes the run's entry: what it saw, what it created, how
+// that ended.
 func (r *Run) appendEvidence(outcome string) error {
-	if r.Config == nil {
+	if r.evidence == nil { // no configuration: nowhere to write
 		return nil
 	}
 	r.rec.mu.Lock()
-	e := evidence.Entry{RunID: r.ID, Harness: buildinfo.Harness(), Outcome: outcome, Interrupted: r.rec.interrupted, Facts: r.rec.facts, NotEvidence: r.NotCold()}
+	e := evidence.Entry{RunID: r.ID, Outcome: outcome, Interrupted: r.rec.interrupted, Facts: r.rec.facts, NotEvidence: r.NotCold()}
 	if e.Interrupted != "" {
 		e.Outcome = "fail"
 	}
@@ -137,16 +139,47 @@ func (r *Run) appendEvidence(outcome string) error {
 	default:
 		e.Destroy = "destroyed; API answers not found; no instance of this run remains (C6 cleanup PASS)"
 	}
-	paths := evidence.PathsFor(r.Config.Evidence.ReviewFile)
-	written, err := evidence.Append(paths, e, r.signer)
+	return r.evidence.write(e)
+}
+
+// evidenceWriter is the one place an entry is appended to REVIEW.md and its
+// JSON lines, signed with CCCI_SIGNING_KEY when one is set: the run and its
+// guardian both write through it.
+type evidenceWriter struct {
+	paths  evidence.Paths
+	signer ssh.Signer // nil: the entry is written unsigned
+	log    func(format string, args ...any)
+}
+
+// newEvidenceWriter loads the signing key, if one is configured. A key that
+// cannot be loaded is an error, and the writer still writes, unsigned: the
+// evidence of a run that cannot start is written all the same.
+func newEvidenceWriter(reviewFile, signingKey string, log func(string, ...any)) (*evidenceWriter, error) {
+	w := &evidenceWriter{paths: evidence.PathsFor(reviewFile), log: log}
+	if signingKey == "" {
+		return w, nil
+	}
+	s, err := evidence.LoadSigner(signingKey)
 	if err != nil {
-		logf("FAIL: evidence: could not write %s: %v — the run cannot pass without its evidence", paths.Markdown, err)
+		return w, err
+	}
+	w.signer = s
+	return w, nil
+}
+
+// write appends the entry; a run whose evidence is lost has proved nothing
+// anyone can check, so the error fails the run.
+func (w *evidenceWriter) write(e evidence.Entry) error {
+	e.Harness = buildinfo.Harness()
+	written, err := evidence.Append(w.paths, e, w.signer)
+	if err != nil {
+		w.log("FAIL: evidence: could not write %s: %v — the run cannot pass without its evidence", w.paths.Markdown, err)
 		return fmt.Errorf("evidence: %w", err)
 	}
 	signed := "unsigned: CCCI_SIGNING_KEY is not set"
 	if written.Signer != "" {
 		signed = "signed by " + written.Signer
 	}
-	logf("evidence: run %s appended to %s and %s (hash %.16s, %s)", r.ID, paths.Markdown, paths.JSONL, written.Hash, signed)
+	w.log("evidence: run %s appended to %s and %s (hash %.16s, %s)", e.RunID, w.paths.Markdown, w.paths.JSONL, written.Hash, signed)
 	return nil
 }

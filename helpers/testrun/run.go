@@ -22,11 +22,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/cc-ci/acceptance/helpers/bounds"
 	"github.com/cc-ci/acceptance/helpers/config"
-	"github.com/cc-ci/acceptance/helpers/evidence"
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/machine"
 	"github.com/cc-ci/acceptance/helpers/probe"
@@ -59,7 +56,7 @@ type Run struct {
 	conv     convergedState // what C4 saw converge, for its last look
 	decl     declaredState  // what the target declares, read on the machine
 	rec      record
-	signer   ssh.Signer // signs the evidence entry (CCCI_SIGNING_KEY), or nil
+	evidence *evidenceWriter // nil until the configuration is loaded
 	local    localFiles
 }
 
@@ -176,6 +173,9 @@ func (r *Run) start() error {
 		return err
 	}
 	r.Config = cfg
+	if r.evidence, err = newEvidenceWriter(cfg.Evidence.ReviewFile, cfg.Evidence.SigningKey, logf); err != nil {
+		return err
+	}
 	c, err := incus.New(cfg.Incus.Config(cfg.Incus.Transport))
 	if err != nil {
 		return err
@@ -186,11 +186,6 @@ func (r *Run) start() error {
 		return fmt.Errorf("Incus API at %s: %w", c.Endpoint, err)
 	}
 	r.Incus = c
-	if cfg.Evidence.SigningKey != "" {
-		if r.signer, err = evidence.LoadSigner(cfg.Evidence.SigningKey); err != nil {
-			return err
-		}
-	}
 	if cfg.HasTarget() {
 		// Checked before anything is created: a bad key is bad input.
 		if r.key, err = target.LoadAgeKey(cfg.Target.AgeKeyFile, r.Redact); err != nil {

@@ -4,6 +4,8 @@ package testrun
 // selftest_test.go and faults_test.go run whole suites against the lab).
 
 import (
+	"crypto/ed25519"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -15,9 +17,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/egress"
+	"github.com/cc-ci/acceptance/helpers/evidence"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
 	"github.com/cc-ci/acceptance/helpers/machine"
 	"github.com/cc-ci/acceptance/helpers/remote"
@@ -157,4 +161,43 @@ func TestTeardownStartsTheReserveBeforeTheTimeout(t *testing.T) {
 		assert.Equal(t, started.Add(c.startsAfter), r.deadline(c.timeout), "-timeout %s", c.timeout)
 	}
 	assert.True(t, r.deadline(0).IsZero(), "no -timeout, no deadline")
+}
+
+// The run and its guardian write evidence through one writer: signed when
+// CCCI_SIGNING_KEY loads, and written all the same (unsigned, with the
+// error) when it does not, so that a run that cannot start leaves evidence.
+func TestEvidenceIsSignedWhenTheKeyLoadsAndWrittenWhenItDoesNot(t *testing.T) {
+	dir := t.TempDir()
+	_, priv, err := ed25519.GenerateKey(nil)
+	require.NoError(t, err)
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	require.NoError(t, err)
+	key := filepath.Join(dir, "runner")
+	require.NoError(t, os.WriteFile(key, pem.EncodeToMemory(block), 0o600))
+	quiet := func(string, ...any) {}
+
+	review := filepath.Join(dir, "signed", "REVIEW.md")
+	require.NoError(t, os.MkdirAll(filepath.Dir(review), 0o755))
+	w, err := newEvidenceWriter(review, key, quiet)
+	require.NoError(t, err)
+	require.NoError(t, w.write(evidence.Entry{RunID: "r1", Outcome: "pass"}))
+	es, err := evidence.Read(evidence.PathsFor(review).JSONL)
+	require.NoError(t, err)
+	require.Len(t, es, 1)
+	assert.NotEmpty(t, es[0].Signer, "signed by the runner's key")
+	assert.NotEmpty(t, es[0].Harness, "the writer names the harness")
+
+	require.NoError(t, os.Chmod(key, 0o644))
+	review = filepath.Join(dir, "unsigned", "REVIEW.md")
+	require.NoError(t, os.MkdirAll(filepath.Dir(review), 0o755))
+	w, err = newEvidenceWriter(review, key, quiet)
+	assert.ErrorContains(t, err, "readable by others")
+	require.NoError(t, w.write(evidence.Entry{RunID: "r2", Outcome: "fail"}))
+	es, err = evidence.Read(evidence.PathsFor(review).JSONL)
+	require.NoError(t, err)
+	require.Len(t, es, 1)
+	assert.Empty(t, es[0].Signer)
+
+	w, _ = newEvidenceWriter(filepath.Join(key, "REVIEW.md"), "", quiet) // under a file, not a directory
+	assert.Error(t, w.write(evidence.Entry{RunID: "r3"}), "a lost entry is an error")
 }
