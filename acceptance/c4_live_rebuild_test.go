@@ -26,7 +26,7 @@ func TestC4GenuineLiveRebuild(t *testing.T) {
 	view := run.Target(t)
 	assertCreatedByThisRun(t, mc)
 
-	inst := run.JudgeInstall(t)
+	inst := run.InstallInBand(t)
 	assert.NoError(t, inst.Err, "install.md, followed exactly, must succeed")
 	require.NotNil(t, inst.Record, "install record")
 	if !assert.True(t, inst.Record.Ran(view.Doc), "exactly the blocks of %s ran, in order, to the end (manifest %s)",

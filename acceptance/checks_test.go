@@ -31,7 +31,7 @@ import (
 func installedMachine(t *testing.T) (*machine.Machine, *remote.Client) {
 	t.Helper()
 	mc := run.Machine(t)
-	run.RequireInstalled(t)
+	run.InstallSucceeded(t)
 	cl, err := mc.SSH(run.Context())
 	require.NoError(t, err)
 	t.Cleanup(func() { cl.Close() })

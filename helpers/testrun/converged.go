@@ -35,7 +35,7 @@ func (r *Run) MarkConverged(units []probe.UnitState) {
 // why, when the install failed or C4 never saw the units converge.
 func (r *Run) ConvergedUnits(t testing.TB) *Converged {
 	t.Helper()
-	r.RequireInstalled(t)
+	r.InstallSucceeded(t)
 	r.conv.mu.Lock()
 	defer r.conv.mu.Unlock()
 	if r.conv.seen == nil {

@@ -28,7 +28,7 @@ type declaredState struct {
 // fails the check that asked: the declarations are the target's.
 func (r *Run) Declared(t testing.TB) *declared.Declarations {
 	t.Helper()
-	r.RequireInstalled(t)
+	r.InstallSucceeded(t)
 	return r.declarations(t)
 }
 

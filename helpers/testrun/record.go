@@ -4,7 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -182,4 +185,23 @@ func (w *evidenceWriter) write(e evidence.Entry) error {
 	}
 	w.log("evidence: run %s appended to %s and %s (hash %.16s, %s)", e.RunID, w.paths.Markdown, w.paths.JSONL, written.Hash, signed)
 	return nil
+}
+
+// WriteLiveRecord writes this run's live-rebuild record for the reviewer to
+// commit into the target's D8 evidence: under CCCI_OUT_DIR, never into a
+// clone of the target. An existing file or a symlink in its place is refused.
+func (r *Run) WriteLiveRecord(text string) (string, error) {
+	if err := os.MkdirAll(r.Config.Evidence.OutDir, 0o755); err != nil {
+		return "", fmt.Errorf("live record: %w", err)
+	}
+	p := filepath.Join(r.Config.Evidence.OutDir, "d8-live-"+r.ID+".md")
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return "", fmt.Errorf("live record: %w", err)
+	}
+	if _, err := f.WriteString(r.Redact.Redact(text)); err != nil {
+		f.Close()
+		return "", fmt.Errorf("live record: %w", err)
+	}
+	return p, f.Close()
 }
