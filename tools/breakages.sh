@@ -22,8 +22,8 @@ breakage() { # name file old new: replace the literal text old by new in file
 }
 breakage one-extra-machine helpers/machine/machine.go 'if n >= m.Guard.MaxMachines {' 'if n > m.Guard.MaxMachines {'
 breakage no-ram-recheck helpers/machine/machine.go 'if ram, err := RAM(ctx, m.Client, m.Guard, 0); err != nil || !ram.Fits {' 'if ram, err := (RAMReport{Fits: true}), error(nil); err != nil || !ram.Fits {'
-breakage no-teardown-reserve helpers/testrun/run.go 'return r.Started.Add(timeout - r.Config.Reserve(timeout))' 'return r.Started.Add(timeout)'
-breakage zero-teardown-reserve helpers/config/settings.go 'return min(t.TeardownReserve, timeout/3)' 'return 0'
+breakage no-teardown-reserve helpers/testrun/run.go 'return r.Started.Add(timeout - r.Config.Timeouts.Reserve(timeout))' 'return r.Started.Add(timeout)'
+breakage zero-teardown-reserve helpers/config/settings.go 'return min(t.TeardownReserve, max(timeout/3, bounds.Longest("CCCI_TEARDOWN_RESERVE")))' 'return 0'
 breakage restart-unnoticed helpers/probe/units.go 'case u.MainPID != b.MainPID:' 'case false && u.MainPID != b.MainPID:'
 breakage restart-count-unnoticed helpers/probe/units.go 'case u.NRestarts != b.NRestarts:' 'case false && u.NRestarts != b.NRestarts:'
 breakage reaper-ignores-expiry helpers/machine/ownership.go 'return !now.Before(exp), nil' 'return !now.Before(exp) || true, nil'
