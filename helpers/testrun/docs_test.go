@@ -158,3 +158,26 @@ func TestEveryWaitIsInTheTable(t *testing.T) {
 		}
 	}
 }
+
+// make breakages makes each breakage issue 20 names by replacing a line of
+// the code; a refactor that moves that line would leave the breakage
+// unmade, and its survival unseen. Each line it replaces is still there,
+// exactly once.
+func TestEveryBreakageStillMatchesTheCode(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	script, err := os.ReadFile(filepath.Join(root, "tools/breakages.sh"))
+	require.NoError(t, err)
+	line := regexp.MustCompile(`(?m)^breakage (\S+) (\S+) '([^']*)' '[^']*'$`)
+	rows := line.FindAllStringSubmatch(string(script), -1)
+	require.GreaterOrEqual(t, len(rows), 7, "the breakages were read")
+	for _, m := range rows {
+		name, file, old := m[1], m[2], m[3]
+		b, err := os.ReadFile(filepath.Join(root, file))
+		if !assert.NoError(t, err, "breakage %s", name) {
+			continue
+		}
+		// perl's \Q…\E: the text as written ('\n' is a backslash and an n, as in the Go source).
+		assert.Equal(t, 1, strings.Count(string(b), old), "breakage %s: %s holds %q once", name, file, old)
+	}
+}
