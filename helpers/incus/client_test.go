@@ -285,3 +285,52 @@ func TestNICDevicesAreTheNICsHostSides(t *testing.T) {
 	}
 	assert.Equal(t, []string{"tap0a1b", "veth5c1e"}, in.NICDevices())
 }
+
+// An operation longer than one long-poll slice: incusd 6.0.x answers the
+// slice's end as an error ("context deadline exceeded", error_code 500, under
+// HTTP 200), later versions with the operation still "Running". Either way
+// the wait goes on until the operation ends; an operation that itself
+// failed with that text is a failure all the same.
+func TestAnOperationLongerThanOneWaitSliceIsWaitedFor(t *testing.T) {
+	for _, tc := range []struct {
+		name, sliceEnd, final string
+		failed                bool
+	}{
+		{"incusd 6.0", `{"type":"error","error":"context deadline exceeded","error_code":500}`, "Success", false},
+		{"incusd 6.x", `{"type":"sync","status_code":200,"metadata":{"id":"abc","status":"Running","status_code":103}}`, "Success", false},
+		{"failed with that text", `{"type":"error","error":"context deadline exceeded","error_code":500}`, "Failure", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			waits := 0
+			c := fakeIncus(t, func(w http.ResponseWriter, r *http.Request) {
+				running := waits < 3
+				switch r.URL.Path {
+				case "/1.0/instances":
+					w.WriteHeader(http.StatusAccepted)
+					_, _ = w.Write([]byte(`{"type":"async","status_code":100,"operation":"/1.0/operations/abc"}`))
+				case "/1.0/operations/abc/wait":
+					waits++
+					if running || tc.failed {
+						_, _ = w.Write([]byte(tc.sliceEnd))
+						return
+					}
+					fmt.Fprintf(w, `{"type":"sync","status_code":200,"metadata":{"id":"abc","status":%q}}`, tc.final)
+				case "/1.0/operations/abc":
+					status := "Running"
+					if !running {
+						status = tc.final
+					}
+					fmt.Fprintf(w, `{"type":"sync","status_code":200,"metadata":{"id":"abc","status":%q,"err":"context deadline exceeded"}}`, status)
+				}
+			})
+			err := c.CreateInstance(context.Background(), InstanceSpec{Name: "x", Project: "terraform-ci", ImageAlias: "big", Type: Container})
+			assert.GreaterOrEqual(t, waits, 3, "waited slice after slice")
+			if tc.failed {
+				require.True(t, IsOperationFailure(err), "%v", err)
+				assert.Contains(t, err.Error(), "context deadline exceeded")
+				return
+			}
+			require.NoError(t, err)
+		})
+	}
+}

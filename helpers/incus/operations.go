@@ -35,12 +35,27 @@ func (c *Client) async(ctx context.Context, method, path string, query url.Value
 
 // Wait blocks until the operation ends or ctx is done. It long-polls in slices
 // so a cancelled context is noticed quickly. A failed operation is an *OperationError.
+//
+// A slice that ends before the operation does is answered two ways, by
+// incusd's version (cmd/incusd/operations.go, operationWaitGet): 6.0.x
+// renders op.Wait's own error, an error envelope saying "context deadline
+// exceeded" (error_code 500, under an HTTP 200 already sent); later ones
+// render the operation as it stands (status "Running"). The error text
+// cannot tell the wait's timeout from an operation that failed with it, so
+// an error answer is checked against the operation's state.
 func (c *Client) Wait(ctx context.Context, opURL string) (*Operation, error) {
 	id := opURL[strings.LastIndex(opURL, "/")+1:]
+	path := "/1.0/operations/" + url.PathEscape(id)
 	for {
 		var op Operation
-		q := url.Values{"timeout": {"5"}}
-		_, err := c.do(ctx, http.MethodGet, "/1.0/operations/"+url.PathEscape(id)+"/wait", q, nil, &op)
+		_, err := c.do(ctx, http.MethodGet, path+"/wait", url.Values{"timeout": {"5"}}, nil, &op)
+		var ie *Error
+		if err != nil && errors.As(err, &ie) && ie.Err == nil && ctx.Err() == nil {
+			// The server answered with an error: is the operation still running?
+			if _, gerr := c.do(ctx, http.MethodGet, path, nil, nil, &op); gerr == nil {
+				err = nil
+			}
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("waiting for operation %s: %w", id, ctx.Err())
