@@ -2,6 +2,8 @@
 # The breakages issue 20 names, each made on purpose in a copy of HEAD:
 # every one must fail `make unit` (no lab). Prints one line per breakage and
 # exits 1 if any survives. Usage: tools/breakages.sh (make breakages).
+# The test that checks this script's lines still match the code is skipped:
+# it fails on every breakage, and a breakage must be caught by what it breaks.
 set -uo pipefail
 src=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
 dir=$(mktemp -d /tmp/ccci-breakages.XXXXXX)
@@ -14,7 +16,7 @@ breakage() { # name file old new: replace the literal text old by new in file
   OLD=$3 NEW=$4 perl -0pi -e 's/\Q$ENV{OLD}\E/$ENV{NEW}/ or die "not found\n"' "$file" ||
     { echo "$name: the code changed; update tools/breakages.sh"; survived=1; return; }
   if CCCI_CONFIG= CCCI_INCUS_URL= CCCI_INCUS_SOCKET=/nonexistent/incus.socket CCCI_ACCEPTANCE= \
-      go test ./... >"$dir/$name.log" 2>&1; then
+      go test -skip TestEveryBreakageStillMatchesTheCode ./... >"$dir/$name.log" 2>&1; then
     echo "$name: SURVIVED make unit"; survived=1
   else
     echo "$name: caught by $(grep -oE '^--- FAIL: [A-Za-z0-9_]+' "$dir/$name.log" | cut -d' ' -f3 | sort -u | paste -sd' ')"
