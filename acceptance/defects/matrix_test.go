@@ -35,23 +35,18 @@ import (
 	"github.com/cc-ci/acceptance/helpers/size"
 )
 
-// failures are what a row must fail (fixtures.Failures).
-type failures = fixtures.Failures
-
-const skipMark = fixtures.SkipMark
-
 func TestMain(m *testing.M) { os.Exit(labtest.Main(m)) }
 
 // matrix is every row: the good target and its flavours, which nothing may
 // fail; each broken target, expecting what fixtures/defects.go says beside
 // the defect; each broken part of the host.
-var matrix = func() map[string]failures {
-	rows := map[string]failures{"good": {}}
+var matrix = func() map[string]fixtures.Failures {
+	rows := map[string]fixtures.Failures{"good": {}}
 	for _, f := range fixtures.Flavours() {
-		rows[f] = failures{}
+		rows[f] = fixtures.Failures{}
 	}
 	for _, d := range fixtures.Defects() {
-		rows[d] = failures(fixtures.Expected(d))
+		rows[d] = fixtures.Expected(d)
 	}
 	for h, row := range onHost {
 		rows[h] = row.fails
@@ -64,34 +59,34 @@ var matrix = func() map[string]failures {
 // host_defects), and what it must fail.
 type hostRow struct {
 	settings []string
-	fails    failures
+	fails    fixtures.Failures
 }
 
 // onHost are the host's broken parts. C6 and the blank-machine test judge the host.
 var onHost = map[string]hostRow{
 	// A machine that is not blank when handed over: nothing the target
 	// does is wrong, and only the test that looks before the install fails.
-	"image-not-blank": {[]string{"CCCI_IMAGE=ccci-not-blank"}, failures{
+	"image-not-blank": {[]string{"CCCI_IMAGE=ccci-not-blank"}, fixtures.Failures{
 		"TestMachineIsBrandNewAndBlank": "/var/lib/ci-certs",
 	}},
 	// Every probe of the provisioned machine finds it blank; its store holds
 	// the good target's system already, so the switch builds nothing.
-	"image-holds-the-system": {[]string{"CCCI_IMAGE=ccci-prebuilt"}, failures{
+	"image-holds-the-system": {[]string{"CCCI_IMAGE=ccci-prebuilt"}, fixtures.Failures{
 		"TestC4GenuineLiveRebuild": "that the image's own system does not need: the install activated them without building or fetching them",
 	}},
 	// The reference is sized 6GiB, not 4GiB (and, stopped, runs no system).
-	"reference-oversized": {[]string{"CCCI_REFERENCE=terraform-ci/cc-nix-oversized"}, failures{
+	"reference-oversized": {[]string{"CCCI_REFERENCE=terraform-ci/cc-nix-oversized"}, fixtures.Failures{
 		"TestC1SecretsRepoSplit":      "read the running reference system terraform-ci/cc-nix-oversized",
 		"TestC6ResourceFitAndCleanup": "terraform-ci/cc-nix-oversized limits.memory",
 	}},
 	// The same lab reached by another endpoint: the targets' citations were
 	// made over HTTPS, so to this run they are runs on another Incus.
-	"d8-run-on-another-incus": {[]string{"CCCI_TRANSPORT=unix"}, failures{
+	"d8-run-on-another-incus": {[]string{"CCCI_TRANSPORT=unix"}, fixtures.Failures{
 		"TestC5HonestD8": `ran against Incus "https://127.0.0.1:8443", not "unix:/var/lib/incus/unix.socket"`,
 	}},
 	// The reviewer trusts another runner's key only ({signing}: the lab's
 	// signing directory, where lab up keeps that key's allowed_signers).
-	"d8-signer-not-allowed": {[]string{"CCCI_D8_ALLOWED_SIGNERS={signing}/stranger_allowed_signers"}, failures{
+	"d8-signer-not-allowed": {[]string{"CCCI_D8_ALLOWED_SIGNERS={signing}/stranger_allowed_signers"}, fixtures.Failures{
 		"TestC5HonestD8": "which allowed_signers does not list",
 	}},
 }
@@ -236,7 +231,7 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 					continue
 				}
 				cause, listed := want[test]
-				switch skipCause, skips := strings.CutPrefix(cause, skipMark); {
+				switch skipCause, skips := strings.CutPrefix(cause, fixtures.SkipMark); {
 				case listed && skips:
 					assert.NotEqual(t, "fail", r.action, "%s must not fail on %s (another test owns the cause): it skips; output:\n%s", test, name, labtest.Tail(r.output))
 					assert.True(t, r.skippedSomething(), "%s must say it could not judge on %s", test, name)
@@ -268,7 +263,7 @@ var flavourWording = map[string]*strings.Replacer{
 
 // onFlavourRows are the rows that expect, on a flavour, other than what
 // the good target's row expects in the flavour's words.
-var onFlavourRows = map[string]failures{
+var onFlavourRows = map[string]fixtures.Failures{
 	// The run it cites is of the good target, whose commit is an ancestor
 	// here too: since then, the flavour's files changed as well.
 	"good-deploy-key+d8-cites-a-run-before-a-change": {
@@ -280,7 +275,7 @@ var onFlavourRows = map[string]failures{
 // (fixtures.FlavourDefects; the host's rows run too on a flavour every
 // defect is made on), each expecting what the row expects of the good
 // target, in the flavour's words.
-func withFlavours(t *testing.T) map[string]failures {
+func withFlavours(t *testing.T) map[string]fixtures.Failures {
 	t.Helper()
 	rows := maps.Clone(matrix)
 	made := fixtures.FlavourDefects()
@@ -296,7 +291,7 @@ func withFlavours(t *testing.T) map[string]failures {
 		flavour, defect := madeOn(name)
 		wording, ok := flavourWording[flavour]
 		require.True(t, ok, "flavour %s has no wording in the matrix", flavour)
-		want := failures{}
+		want := fixtures.Failures{}
 		for test, cause := range matrix[defect] {
 			want[test] = wording.Replace(cause)
 		}
@@ -393,23 +388,20 @@ func checkCoverage(t *testing.T, target string, good map[string]*result, failedB
 
 // shortNames is "C3" for the tests a defect fails, "C3 (skip C1,C2)" when
 // others say they could not judge.
-func shortNames(f failures) string {
-	var fail, skip []string
-	short := func(test string) string {
-		if strings.HasPrefix(test, "TestC") {
-			return test[4:6]
+func shortNames(f fixtures.Failures) string {
+	short := func(tests []string) []string {
+		var out []string
+		for _, test := range tests {
+			if strings.HasPrefix(test, "TestC") {
+				out = append(out, test[4:6])
+			} else {
+				out = append(out, strings.TrimPrefix(test, "Test"))
+			}
 		}
-		return strings.TrimPrefix(test, "Test")
+		return out
 	}
-	for k, cause := range f {
-		if strings.HasPrefix(cause, skipMark) {
-			skip = append(skip, short(k))
-		} else {
-			fail = append(fail, short(k))
-		}
-	}
-	sort.Strings(fail)
-	sort.Strings(skip)
+	failing, skipping := f.Split()
+	fail, skip := short(failing), short(skipping)
 	out := strings.Join(fail, ",")
 	if len(fail) == 0 {
 		out = "nothing"
