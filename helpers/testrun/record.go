@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -18,7 +19,10 @@ import (
 	"github.com/cc-ci/acceptance/helpers/target"
 )
 
-// record is what the run will write as evidence.
+// record is what the run will write as evidence: each test's outcome, the
+// facts the tests noted, why the run was cut short. It is its own stage:
+// safe from any goroutine (a test, the signal handler, the deadline), and
+// it knows nothing of machines or targets; appendEvidence adds those.
 type record struct {
 	mu          sync.Mutex
 	tests       map[string]*evidence.Test
@@ -28,43 +32,39 @@ type record struct {
 	writeErr    error     // the entry could not be written: the run cannot pass
 }
 
-// interrupt records why the run is being cut short.
-func (r *Run) interrupt(why string) {
-	r.rec.mu.Lock()
-	defer r.rec.mu.Unlock()
-	if r.rec.interrupted == "" {
-		r.rec.interrupted = why
+// interrupt records why the run is being cut short (the first reason wins).
+func (rec *record) interrupt(why string) {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.interrupted == "" {
+		rec.interrupted = why
 	}
 }
 
-// Sentence runs one sentence of the definition of done as a subtest and
-// records its outcome in the evidence, like a top-level test's.
-func (r *Run) Sentence(t *testing.T, name string, check func(t *testing.T)) bool {
-	return t.Run(name, func(t *testing.T) {
-		if r != nil {
-			r.track(t)
-		}
-		check(t)
-	})
+// interruptedBy is why the run was cut short, or "".
+func (rec *record) interruptedBy() string {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return rec.interrupted
 }
 
 // track records a test's (or a sentence's) outcome when it ends.
-func (r *Run) track(t testing.TB) {
+func (rec *record) track(t testing.TB) {
 	name := t.Name()
-	r.rec.mu.Lock()
-	defer r.rec.mu.Unlock()
-	if r.rec.tests == nil {
-		r.rec.tests = map[string]*evidence.Test{}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.tests == nil {
+		rec.tests = map[string]*evidence.Test{}
 	}
-	if _, ok := r.rec.tests[name]; ok {
+	if _, ok := rec.tests[name]; ok {
 		return
 	}
 	rt := &evidence.Test{Name: name, Result: "running"}
-	r.rec.tests[name] = rt
+	rec.tests[name] = rt
 	start := time.Now()
 	t.Cleanup(func() {
-		r.rec.mu.Lock()
-		defer r.rec.mu.Unlock()
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
 		rt.Seconds = time.Since(start).Seconds()
 		switch {
 		case t.Skipped():
@@ -77,26 +77,66 @@ func (r *Run) track(t testing.TB) {
 	})
 }
 
+// note keeps a fact, already redacted, under key.
+func (rec *record) note(key, fact string) {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.facts == nil {
+		rec.facts = map[string]string{}
+	}
+	rec.facts[key] = fact
+}
+
+// entry is the evidence entry as far as the record knows it: the outcome
+// (a fail if the run was interrupted), each test, the facts.
+func (rec *record) entry(runID, outcome string) evidence.Entry {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	e := evidence.Entry{RunID: runID, Outcome: outcome, Interrupted: rec.interrupted, Facts: maps.Clone(rec.facts)}
+	if e.Interrupted != "" {
+		e.Outcome = "fail"
+	}
+	for _, t := range rec.tests {
+		e.Tests = append(e.Tests, *t)
+	}
+	return e
+}
+
+// writeOnce runs write the first time it is called; every caller returns
+// its error, and only once it has returned.
+func (rec *record) writeOnce(write func() error) error {
+	rec.once.Do(func() { rec.writeErr = write() })
+	return rec.writeErr
+}
+
+// interrupt records why the run is being cut short.
+func (r *Run) interrupt(why string) { r.rec.interrupt(why) }
+
+// Sentence runs one sentence of the definition of done as a subtest and
+// records its outcome in the evidence, like a top-level test's.
+func (r *Run) Sentence(t *testing.T, name string, check func(t *testing.T)) bool {
+	return t.Run(name, func(t *testing.T) {
+		if r != nil {
+			r.rec.track(t)
+		}
+		check(t)
+	})
+}
+
 // Note adds a fact to this run's evidence (a fingerprint, an arithmetic, a
 // count). It is redacted first; never pass it secret material anyway.
 func (r *Run) Note(key, format string, args ...any) {
 	if r == nil {
 		return
 	}
-	r.rec.mu.Lock()
-	defer r.rec.mu.Unlock()
-	if r.rec.facts == nil {
-		r.rec.facts = map[string]string{}
-	}
-	r.rec.facts[key] = r.Redact.Redact(fmt.Sprintf(format, args...))
+	r.rec.note(key, r.Redact.Redact(fmt.Sprintf(format, args...)))
 }
 
 // writeEvidence appends this run's entry once, after teardown, whichever
 // path gets there first (the end of the run, an interrupt, the deadline).
 // Every caller returns only when the entry is written.
 func (r *Run) writeEvidence(outcome string) error {
-	r.rec.once.Do(func() { r.rec.writeErr = r.appendEvidence(outcome) })
-	return r.rec.writeErr
+	return r.rec.writeOnce(func() error { return r.appendEvidence(outcome) })
 }
 
 // appendEvidence writes the run's entry: what it saw, what it created, how
@@ -105,15 +145,8 @@ func (r *Run) appendEvidence(outcome string) error {
 	if r.evidence == nil { // no configuration: nowhere to write
 		return nil
 	}
-	r.rec.mu.Lock()
-	e := evidence.Entry{RunID: r.ID, Outcome: outcome, Interrupted: r.rec.interrupted, Facts: r.rec.facts, NotEvidence: r.NotCold()}
-	if e.Interrupted != "" {
-		e.Outcome = "fail"
-	}
-	for _, t := range r.rec.tests {
-		e.Tests = append(e.Tests, *t)
-	}
-	r.rec.mu.Unlock()
+	e := r.rec.entry(r.ID, outcome)
+	e.NotEvidence = r.NotCold()
 	if r.Incus != nil {
 		e.Incus = r.Incus.Endpoint
 	}

@@ -142,7 +142,7 @@ func Main(m *testing.M, dst **Run) int {
 	if err := r.writeEvidence(map[bool]string{true: "pass", false: "fail"}[code == 0]); err != nil {
 		code = max(code, 1)
 	}
-	if r.rec.interrupted != "" {
+	if r.rec.interruptedBy() != "" {
 		code = max(code, 1) // interrupted during teardown, after every test passed
 	}
 	r.runCleanups()
@@ -267,7 +267,7 @@ func (r *Run) Require(t testing.TB) {
 	if r == nil {
 		t.Skipf("acceptance test: set %s=1 to run it against the lab (make lab-up) or the host in CCCI_CONFIG", EnableEnv)
 	}
-	r.track(t)
+	r.rec.track(t)
 	if r.setup != nil {
 		t.Fatalf("the run could not start, nothing was created: %v", r.setup)
 	}
