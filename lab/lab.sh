@@ -65,16 +65,19 @@ up() {
   install_packages
   start_daemons
   claim_incus
+  # From here the sops CLI and the image build in the background (they touch
+  # no Incus) while the steps that need neither run.
+  start_image_build
   init_incus
   trust_client
-  build_sops
-  build_image
-  import_image "$TARBALL"
-  ensure_project "$LAB_PROJECT"
-  ensure_project "$LAB_DECOY_PROJECT"
   target_and_gitserver
   signing_key
   write_env
+  build_seed_suite
+  wait_image_build
+  import_image "$TARBALL"
+  ensure_project "$LAB_PROJECT"
+  ensure_project "$LAB_DECOY_PROJECT"
   seed_d8
   long_lived
   host_defects

@@ -23,12 +23,32 @@ build_sops() {
   step "sops CLI: built"
 }
 
+# image_tarball is where the image of the current recipe is cached.
+image_tarball() { echo "$LAB_CACHE/blank-$(image_recipe_hash).tar"; }
+
+# start_image_build builds the sops CLI and the image tarball in the
+# background: neither touches Incus, so they overlap the steps after the
+# claim that need neither (targets, the seed suite's build: on a fresh
+# machine, a minute or two saved). wait_image_build joins it.
+start_image_build() {
+  TARBALL=$(image_tarball)
+  { build_sops && build_image; } &
+  IMAGE_JOB=$!
+  # A bring-up that dies meanwhile lets the build finish (it mounts /proc in its chroot).
+  trap 'wait "$IMAGE_JOB" 2>/dev/null || true' EXIT
+}
+
+wait_image_build() {
+  wait "$IMAGE_JOB" || die "the image build failed (see above)"
+  trap - EXIT
+  [ -f "$TARBALL" ] || die "the image build left no $TARBALL"
+}
+
 build_image() {
   local hash tarball rootfs work
   hash=$(image_recipe_hash)
-  tarball="$LAB_CACHE/blank-$hash.tar"
+  tarball=$(image_tarball)
   mkdir -p "$LAB_CACHE/debs"
-  TARBALL=$tarball
   if [ -f "$tarball" ]; then step "image: cached $tarball"; return; fi
   step "image: debootstrap (recipe $hash) — takes a few minutes"
   work=$(mktemp -d "$LAB_CACHE/build.XXXXXX")

@@ -64,11 +64,15 @@ signing_key() {
 # run (C5 then says it did not pass). With the matrix's short waits: about
 # 10 s a target, a minute for unit-hangs; two at a time (SEED_WORKERS), the
 # suite built once.
+# build_seed_suite builds the acceptance suite the seed runs use, once.
+build_seed_suite() {
+  SEED_SUITE="$LAB_BIN/acceptance.test"
+  (cd "$REPO_ROOT" && GOTOOLCHAIN=local go test -c -o "$SEED_SUITE" ./acceptance) || die "could not build the acceptance suite"
+}
+
 seed_d8() {
   local ev="$LAB_STATE/evidence" name pids=()
   mkdir -p "$ev"
-  SEED_SUITE="$LAB_BIN/acceptance.test"
-  (cd "$REPO_ROOT" && GOTOOLCHAIN=local go test -c -o "$SEED_SUITE" ./acceptance) || die "could not build the acceptance suite"
   : >"$ev/seeded"
   : >"$ev/unseeded"
   # Our own jobs only: the git server is a job of this shell too.
