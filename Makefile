@@ -60,8 +60,19 @@ acceptance-ci: $(GOTESTSUM) ## the acceptance suite against CCCI_CONFIG (the rea
 defects: lab-up ## run the acceptance suite against every broken target (the defect matrix)
 	CCCI_REQUIRE_LAB=1 $(GOTEST) -timeout 30m -v -run TestEveryDefect ./acceptance/defects
 
+# Packages whose tests reach the lab (all do through labtest, labtarget or
+# testrun) run one at a time: they share its RAM cap, its instances and its
+# evidence. The others build and run in parallel first. (Recursive: go list
+# runs only when a recipe needs it.)
+PKG_IMPORTS = $(GO) list -f '{{.ImportPath}}{{range .Imports}} {{.}}{{end}}{{range .TestImports}} {{.}}{{end}}{{range .XTestImports}} {{.}}{{end}}' ./...
+LAB_USER = /helpers\/(labtest|labtarget|testrun)$$/
+LAB_PKGS = $(shell $(PKG_IMPORTS) | awk '{for (i = 2; i <= NF; i++) if ($$i ~ $(LAB_USER)) {print $$1; next}}')
+OFFLINE_PKGS = $(shell $(PKG_IMPORTS) | awk '{for (i = 2; i <= NF; i++) if ($$i ~ $(LAB_USER)) next; print $$1}')
+TEST_ENV = CCCI_REQUIRE_LAB=1 CCCI_ACCEPTANCE=1 CCCI_REVIEW_FILE=$(OUT)/review/REVIEW.md
+
 test: lab-up vet ## everything: unit, integration against the lab, self-tests, defect matrix, acceptance (what .ci/run runs)
-	CCCI_REQUIRE_LAB=1 CCCI_ACCEPTANCE=1 CCCI_REVIEW_FILE=$(OUT)/review/REVIEW.md $(GOTEST) -p 1 -timeout 60m ./...
+	$(TEST_ENV) $(GOTEST) -timeout 10m $(OFFLINE_PKGS)
+	$(TEST_ENV) $(GOTEST) -p 1 -timeout 60m $(LAB_PKGS)
 
 dist: ## the reviewer's kit in DIST (dist/): a self-contained acceptance test binary (leak scanner embedded), ccci, SHA256SUMS — docs/reviewing.md
 	@mkdir -p $(DIST) helpers/leakscan/dist

@@ -1,7 +1,11 @@
 package testrun_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
+	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -180,4 +184,62 @@ func TestEveryBreakageStillMatchesTheCode(t *testing.T) {
 		// perl's \Q…\E: the text as written ('\n' is a backslash and an n, as in the Go source).
 		assert.Equal(t, 1, strings.Count(string(b), old), "breakage %s: %s holds %q once", name, file, old)
 	}
+}
+
+// make test runs every package once: the ones whose tests reach the lab
+// (through labtest, labtarget or testrun) one at a time, the others in
+// parallel before them. A package left out would never run in CI; a lab
+// package in the parallel run would share the lab with another.
+func TestMakeTestRunsEveryPackageOnceAndTheLabsOneAtATime(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("no make on this machine (.ci/run installs it)")
+	}
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	dry := exec.Command("make", "-n", "-s", "test")
+	dry.Dir = root
+	out, err := dry.CombinedOutput()
+	require.NoError(t, err, "make -n test:\n%s", out)
+	ran := map[string]string{} // package → the run it is in
+	runs := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.Contains(line, "go test ") || !strings.Contains(line, "CCCI_REQUIRE_LAB=1") {
+			continue
+		}
+		runs++
+		kind := "parallel"
+		if regexp.MustCompile(`\s-p 1\s`).MatchString(line) {
+			kind = "one at a time"
+		}
+		for _, f := range strings.Fields(line) {
+			if strings.HasPrefix(f, "github.com/") {
+				assert.NotContains(t, ran, f, "make test runs %s twice", f)
+				ran[f] = kind
+			}
+		}
+	}
+	require.Equal(t, 2, runs, "make test's two go test runs were found in:\n%s", out)
+
+	list := exec.Command("go", "list", "-json", "./...")
+	list.Dir = root
+	js, err := list.Output()
+	require.NoError(t, err)
+	dec := json.NewDecoder(bytes.NewReader(js))
+	pkgs := 0
+	for dec.More() {
+		var p struct {
+			ImportPath                         string
+			Imports, TestImports, XTestImports []string
+		}
+		require.NoError(t, dec.Decode(&p))
+		pkgs++
+		want := "parallel"
+		for _, imp := range slices.Concat(p.Imports, p.TestImports, p.XTestImports) {
+			if slices.Contains([]string{"labtest", "labtarget", "testrun"}, path.Base(imp)) && strings.HasPrefix(imp, "github.com/cc-ci/acceptance/helpers/") {
+				want = "one at a time"
+			}
+		}
+		assert.Equal(t, want, ran[p.ImportPath], "make test runs %s", p.ImportPath)
+	}
+	assert.Len(t, ran, pkgs, "make test runs exactly the module's packages")
 }
