@@ -32,7 +32,8 @@ image_tarball() { echo "$LAB_CACHE/blank-$(image_recipe_hash).tar"; }
 # machine, a minute or two saved). wait_image_build joins it.
 start_image_build() {
   TARBALL=$(image_tarball)
-  { build_sops && build_image; } &
+  # A subshell of its own: errexit holds in it (it would not on the right of an &&).
+  (build_sops; build_image) &
   IMAGE_JOB=$!
   # A bring-up that dies meanwhile lets the build finish (it mounts /proc in its chroot).
   trap 'wait "$IMAGE_JOB" 2>/dev/null || true' EXIT
