@@ -208,7 +208,7 @@ func TestMakeTestRunsEveryPackageOnceAndTheLabsOneAtATime(t *testing.T) {
 		}
 		runs++
 		kind := "parallel"
-		if regexp.MustCompile(`\s-p 1\s`).MatchString(line) {
+		if strings.Contains(line, " -p 1 ") {
 			kind = "one at a time"
 		}
 		for _, f := range strings.Fields(line) {

@@ -54,6 +54,12 @@ signing_key() {
   step "evidence signing key: $(ssh-keygen -lf "$d/review_ed25519.pub" | cut -d' ' -f2) (allowed signers: $d/allowed_signers)"
 }
 
+# build_seed_suite builds the acceptance suite the seed runs use, once.
+build_seed_suite() {
+  SEED_SUITE="$LAB_BIN/acceptance.test"
+  (cd "$REPO_ROOT" && GOTOOLCHAIN=local go test -c -o "$SEED_SUITE" ./acceptance) || die "could not build the acceptance suite"
+}
+
 # Each target's D8 evidence must cite a live rebuild of that very target by
 # this harness, no older than a day (C5, CCCI_D8_MAX_AGE): a citation is
 # bound to the base commit its run judged (or an ancestor with only the D8
@@ -64,12 +70,6 @@ signing_key() {
 # run (C5 then says it did not pass). With the matrix's short waits: about
 # 10 s a target, a minute for unit-hangs; two at a time (SEED_WORKERS), the
 # suite built once.
-# build_seed_suite builds the acceptance suite the seed runs use, once.
-build_seed_suite() {
-  SEED_SUITE="$LAB_BIN/acceptance.test"
-  (cd "$REPO_ROOT" && GOTOOLCHAIN=local go test -c -o "$SEED_SUITE" ./acceptance) || die "could not build the acceptance suite"
-}
-
 seed_d8() {
   local ev="$LAB_STATE/evidence" name pids=()
   mkdir -p "$ev"
