@@ -62,14 +62,16 @@ done
 
 up() {
   [ "$(id -u)" = 0 ] || die "lab up needs root"
+  start_fixtures_build
   install_packages
   start_daemons
   claim_incus
-  # From here the sops CLI and the image build in the background (they touch
-  # no Incus) while the steps that need neither run.
-  start_image_build
   init_incus
   trust_client
+  # From here the sops CLI and the image build in the background (they touch
+  # no Incus) while the steps that need neither run. Not before the Incus
+  # took the lab's first changes: an up that stops there builds nothing.
+  start_image_build
   target_and_gitserver
   signing_key
   write_env

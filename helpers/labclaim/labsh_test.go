@@ -18,6 +18,23 @@ import (
 	"github.com/cc-ci/acceptance/helpers/labtest"
 )
 
+// labBin is where every labSh call's lab.sh builds its Go tool: one
+// directory for the test binary, so go build links it once (an up-to-date
+// binary is not linked again), not once a call.
+var labBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ccci-labsh-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	labBin = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 // labSh runs the real lab/lab.sh against the fake Incus, with its own state
 // directory (so it can stop no daemon of the real lab) and a file on stdin.
 func labSh(t *testing.T, f *fakeIncus, verb string, env ...string) (string, error) {
@@ -34,7 +51,7 @@ func labSh(t *testing.T, f *fakeIncus, verb string, env ...string) (string, erro
 	cmd := exec.Command("bash", script, verb)
 	cmd.Stdin = stdin
 	cmd.Env = append(os.Environ(), "INCUS_SOCKET="+f.Socket, "LAB_STATE="+state, "LAB_CACHE="+filepath.Join(state, "cache"),
-		"LAB_BIN="+filepath.Join(state, "bin"), "INCUS_CONF="+filepath.Join(state, "incus-conf"))
+		"LAB_BIN="+labBin, "INCUS_CONF="+filepath.Join(state, "incus-conf"))
 	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err

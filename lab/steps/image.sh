@@ -28,7 +28,7 @@ image_tarball() { echo "$LAB_CACHE/blank-$(image_recipe_hash).tar"; }
 
 # start_image_build builds the sops CLI and the image tarball in the
 # background: neither touches Incus, so they overlap the steps after the
-# claim that need neither (targets, the seed suite's build: on a fresh
+# claim and the Incus set-up that need neither (targets, the seed suite's build: on a fresh
 # machine, a minute or two saved). wait_image_build joins it.
 start_image_build() {
   TARBALL=$(image_tarball)
@@ -78,11 +78,15 @@ build_image() {
   # packet its own run counts as a contact. A stock NixOS runs no resolved.
   mkdir -p "$rootfs/etc/systemd/resolved.conf.d"
   printf '[Resolve]\nLLMNR=no\nMulticastDNS=no\n' >"$rootfs/etc/systemd/resolved.conf.d/no-link-names.conf"
-  # Per-instance identity: empty machine-id, fresh SSH host keys generated at first boot.
+  # Per-instance identity: empty machine-id, a fresh SSH host key generated
+  # at first boot. Ed25519 only (the harness pins that one): `ssh-keygen -A`
+  # also made RSA and ECDSA keys, half a CPU-second of every run.
   : >"$rootfs/etc/machine-id"
   rm -f "$rootfs"/etc/ssh/ssh_host_*
+  printf 'HostKey /etc/ssh/ssh_host_ed25519_key\n' >"$rootfs/etc/ssh/sshd_config.d/host-key.conf"
   mkdir -p "$rootfs/etc/systemd/system/ssh.service.d"
-  printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n' \
+  printf '[Service]\nExecStartPre=\nExecStartPre=/bin/sh -c %s\nExecStartPre=/usr/sbin/sshd -t\n' \
+    "'test -s /etc/ssh/ssh_host_ed25519_key || ssh-keygen -q -t ed25519 -N \"\" -f /etc/ssh/ssh_host_ed25519_key'" \
     >"$rootfs/etc/systemd/system/ssh.service.d/hostkeys.conf"
   # Nix as the lab runs it: offline (no binary cache), no sandbox and no build
   # users in an unprivileged container.
