@@ -275,7 +275,7 @@ var onFlavourRows = map[string]fixtures.Failures{
 // check of the flavour shaped like the real cc-ci needs of the host (C4's
 // store look, the blank-machine test). A flavour named here has its own
 // coverage check, as the good target has: every sentence made to fail by a
-// defect made on it (fixtures.DefectsOn says which are).
+// defect made on it (fixtures.FlavourDefects).
 var hostRowsOn = map[string][]string{"good-deploy-key": {"image-holds-the-system", "image-not-blank"}}
 
 // withFlavours is the matrix and the defects made on flavours

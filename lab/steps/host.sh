@@ -78,11 +78,7 @@ start_fixtures_build() {
 
 # claim_incus: the first word with the Incus, before any change.
 claim_incus() {
-  if [ -n "${FIXTURES_JOB:-}" ]; then
-    wait "$FIXTURES_JOB" || die "could not build the lab's Go tool (ccci-fixtures, see above)"
-  else
-    fixtures_bin
-  fi
+  wait "${FIXTURES_JOB:?start_fixtures_build first}" || die "could not build the lab's Go tool (ccci-fixtures, see above)"
   "$LAB_BIN/ccci-fixtures" lab-claim -socket "$LAB_SOCKET" -lab-cert "$LAB_STATE/tls/client.crt" ||
     die "this Incus is not the lab's: nothing was changed (see above)"
   step "incus: the lab's (marked user.ccci-lab.owner)"

@@ -28,8 +28,8 @@ image_tarball() { echo "$LAB_CACHE/blank-$(image_recipe_hash).tar"; }
 
 # start_image_build builds the sops CLI and the image tarball in the
 # background: neither touches Incus, so they overlap the steps after the
-# claim and the Incus set-up that need neither (targets, the seed suite's build: on a fresh
-# machine, a minute or two saved). wait_image_build joins it.
+# claim and the Incus set-up that need neither (targets, the seed suite's
+# build: on a fresh machine, a minute or two saved). wait_image_build joins it.
 start_image_build() {
   TARBALL=$(image_tarball)
   # A subshell of its own: errexit holds in it (it would not on the right of an &&).
