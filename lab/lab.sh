@@ -5,6 +5,7 @@
 #
 #   lab/lab.sh up      idempotent bring-up (installs packages on first run)
 #   lab/lab.sh down    stops only what `up` started, deletes harness-labelled instances
+#   lab/lab.sh sweep   deletes what dead runs left (instances, egress tables); `up` does it too
 #   lab/lab.sh status  prints what is running
 #   lab/lab.sh env     prints the CCCI_* settings that point the harness at the lab
 #
@@ -80,6 +81,7 @@ up() {
   import_image "$TARBALL"
   ensure_project "$LAB_PROJECT"
   ensure_project "$LAB_DECOY_PROJECT"
+  sweep_dead_runs
   seed_d8
   long_lived
   host_defects
@@ -93,16 +95,38 @@ is_lab_incus() {
   "$LAB_BIN/ccci-fixtures" lab-claim -check -socket "$LAB_SOCKET"
 }
 
+# delete_labelled [orphans]: the harness's instances (created-by = the
+# harness's value) in the lab's projects; with "orphans", only those of runs
+# that are dead: none a run kept on purpose (the kept label, SKIP_teardown),
+# none while a run is alive (checked after the listing, before each delete).
 delete_labelled() {
-  # Only harness instances (created-by = the harness's value) in the lab's projects.
-  local p
+  local p only=${1:-}
   for p in "$LAB_PROJECT" "$LAB_DECOY_PROJECT"; do
-    incus list --project "$p" -f csv -c "n,config:user.${LAB_LABEL_PREFIX}.created-by" 2>/dev/null |
-      while IFS=, read -r name creator; do
+    { incus list --project "$p" -f csv \
+        -c "n,config:user.${LAB_LABEL_PREFIX}.created-by,config:user.${LAB_LABEL_PREFIX}.kept" 2>/dev/null || true; } |
+      while IFS=, read -r name creator kept; do
         [ "$creator" = cc-ci-acceptance ] || continue
+        if [ "$only" = orphans ]; then
+          [ "$kept" = true ] && { step "kept harness instance $p/$name left for SKIP_provision"; continue; }
+          runs_alive && { step "a harness run is alive: $p/$name left to it"; continue; }
+        fi
         incus delete -f "$name" --project "$p" && step "deleted harness instance $p/$name"
       done
   done
+}
+
+# Every harness run starts its guardian before it creates anything, and the
+# guardian lives until the run's instances are gone or kept
+# (helpers/testrun/guardian.go). The lab's runs are on this machine: with no
+# guardian process here, no run is alive.
+runs_alive() { pgrep -f -- '-ccci\.guardian-process' >/dev/null; }
+
+# What runs killed with their guardian left (a SIGKILLed process group, a
+# machine stopped mid-run): their instances would count against the RAM cap
+# until their expires-at (the reaper's TTL, 2h), refusing every run before.
+sweep_dead_runs() {
+  delete_labelled orphans
+  runs_alive || sweep_egress_tables
 }
 
 stop_pid() {
@@ -164,6 +188,7 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
+  sweep) is_lab_incus || die "the incus at $LAB_SOCKET is not the lab's: nothing swept"; sweep_dead_runs ;;
   env) cat "$LAB_STATE/lab.env" ;;
-  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|sweep|status|env" >&2; exit 2 ;;
 esac

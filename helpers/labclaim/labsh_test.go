@@ -2,6 +2,7 @@ package labclaim_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,8 +15,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cc-ci/acceptance/helpers/egress"
+	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/labclaim"
 	"github.com/cc-ci/acceptance/helpers/labtest"
+	"github.com/cc-ci/acceptance/helpers/machine"
 )
 
 // labBin is where every labSh call's lab.sh builds its Go tool: one
@@ -35,9 +38,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// labSh runs the real lab/lab.sh against the fake Incus, with its own state
-// directory (so it can stop no daemon of the real lab) and a file on stdin.
-func labSh(t *testing.T, f *fakeIncus, verb string, env ...string) (string, error) {
+// labSh runs the real lab/lab.sh against the Incus on socket (a fake's, or
+// the lab's), with its own state directory (so it can stop no daemon of the
+// real lab) and a file on stdin.
+func labSh(t *testing.T, socket, verb string, env ...string) (string, error) {
 	t.Helper()
 	canRunLabSh(t)
 	_, here, _, _ := runtime.Caller(0)
@@ -50,7 +54,7 @@ func labSh(t *testing.T, f *fakeIncus, verb string, env ...string) (string, erro
 	state := t.TempDir()
 	cmd := exec.Command("bash", script, verb)
 	cmd.Stdin = stdin
-	cmd.Env = append(os.Environ(), "INCUS_SOCKET="+f.Socket, "LAB_STATE="+state, "LAB_CACHE="+filepath.Join(state, "cache"),
+	cmd.Env = append(os.Environ(), "INCUS_SOCKET="+socket, "LAB_STATE="+state, "LAB_CACHE="+filepath.Join(state, "cache"),
 		"LAB_BIN="+labBin, "INCUS_CONF="+filepath.Join(state, "incus-conf"))
 	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
@@ -68,7 +72,7 @@ func canRunLabSh(t *testing.T) {
 // name, another address, other projects) refuses before changing anything.
 func TestLabUpRefusesAnIncusThatIsNotTheLabs(t *testing.T) {
 	f := aRealHost(t)
-	out, err := labSh(t, f, "up")
+	out, err := labSh(t, f.Socket, "up")
 	assert.Error(t, err, "lab up must fail; output:\n%s", out)
 	assert.Contains(t, out, "is not the lab's")
 	assert.Contains(t, out, "instance terraform-ci/cc-nix-test")
@@ -88,7 +92,7 @@ func TestLabDownLeavesAnIncusThatIsNotTheLabsAlone(t *testing.T) {
 	require.NoError(t, err, "a running harness run's egress table")
 	t.Cleanup(func() { _ = obs.Close() })
 
-	out, err := labSh(t, f, "down")
+	out, err := labSh(t, f.Socket, "down")
 	assert.NoError(t, err, "output:\n%s", out)
 	assert.Contains(t, out, "not the lab's: no instance touched")
 	assert.Empty(t, f.changes(), "lab down sent no change to this Incus")
@@ -114,8 +118,50 @@ func TestTheLabToolingTalksOnlyToTheIncusItChecked(t *testing.T) {
 	env := []string{"INCUS_CONF=" + conf, "INCUS_REMOTE=b1", "INCUS_PROJECT=terraform-ci", "PATH=" + bin + ":" + os.Getenv("PATH")}
 
 	for _, verb := range []string{"down", "up"} {
-		out, _ := labSh(t, lab, verb, env...) // up stops at the fake's first unanswered change; that is enough
+		out, _ := labSh(t, lab.Socket, verb, env...) // up stops at the fake's first unanswered change; that is enough
 		assert.Empty(t, elsewhere.all(), "lab %s sent requests to the CLI's default remote; output:\n%s", verb, out)
 	}
 	assert.NotEmpty(t, lab.all(), "the incus CLI talked to the lab's socket")
+}
+
+// `lab.sh sweep` (which `up` runs before its seed runs) deletes the
+// instances of runs that died with their guardian — a machine stopped
+// mid-run left two, and every later run was refused by the RAM cap — and
+// only those: not a machine kept on purpose, not an unlabelled one, and
+// nothing while a run is alive on this machine.
+func TestLabSweepTakesOnlyWhatDeadRunsLeft(t *testing.T) {
+	canRunLabSh(t)
+	c, cfg := labtest.Client(t, "unix")
+	l := machine.Labels{Prefix: cfg.Guardrails.LabelPrefix}
+	start := func(prefix string, labels map[string]string) string {
+		return labtest.Decoy{Project: cfg.Machine.Project, Image: cfg.Machine.Image, Prefix: prefix, Config: labels}.Start(t, c)
+	}
+	harness := map[string]string{l.CreatedBy(): machine.CreatedBy, l.RunID(): "r-dead-run"}
+	orphan := start("sweep-orphan", harness)
+	kept := start("sweep-kept", map[string]string{l.CreatedBy(): machine.CreatedBy, l.RunID(): "r-kept-run", l.Kept(): "true"})
+	unlabelled := start("sweep-unlabelled", nil)
+	exists := func(name string) bool {
+		_, err := c.Instance(context.Background(), cfg.Machine.Project, name)
+		if err != nil && !errors.Is(err, incus.ErrNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	env := []string{"LAB_PROJECT=" + cfg.Machine.Project, "LAB_LABEL_PREFIX=" + cfg.Guardrails.LabelPrefix}
+
+	// A run alive here: a process with its guardian's argv (helpers/testrun/guardian.go).
+	guardian := exec.Command("bash", "-c", `exec -a "suite.test -ccci.guardian-process" sleep 600`)
+	require.NoError(t, guardian.Start())
+	out, err := labSh(t, cfg.Incus.Socket, "sweep", env...)
+	_ = guardian.Process.Kill()
+	_ = guardian.Wait()
+	require.NoError(t, err, "output:\n%s", out)
+	assert.True(t, exists(orphan), "a run is alive: its instances are not orphans; output:\n%s", out)
+	assert.Contains(t, out, "a harness run is alive")
+
+	out, err = labSh(t, cfg.Incus.Socket, "sweep", env...)
+	require.NoError(t, err, "output:\n%s", out)
+	assert.False(t, exists(orphan), "the dead run's instance is deleted; output:\n%s", out)
+	assert.True(t, exists(kept), "the kept machine stays for SKIP_provision; output:\n%s", out)
+	assert.True(t, exists(unlabelled), "an instance without the harness's label is never touched; output:\n%s", out)
 }

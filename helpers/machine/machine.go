@@ -35,6 +35,10 @@ func (l Labels) RunID() string     { return "user." + l.Prefix + ".run-id" }
 func (l Labels) CreatedBy() string { return "user." + l.Prefix + ".created-by" }
 func (l Labels) ExpiresAt() string { return "user." + l.Prefix + ".expires-at" }
 
+// Kept marks a machine a run kept on purpose (SKIP_teardown): the lab's
+// sweep of dead runs' instances leaves it for SKIP_provision.
+func (l Labels) Kept() string { return "user." + l.Prefix + ".kept" }
+
 // Spec is what to create: the machine settings, how long it may live and
 // how long it may take to boot.
 type Spec struct {
@@ -126,6 +130,15 @@ func (mc *Machine) PushFile(ctx context.Context, f incus.FileSpec) error {
 		return fmt.Errorf("push %s to %s: %w", f.Path, mc.Name, err)
 	}
 	return mc.mgr.Redact.RedactError(mc.mgr.Client.PushFile(ctx, mc.Project, mc.Name, f))
+}
+
+// MarkKept labels the machine as kept by its run (SKIP_teardown), after
+// checking ownership: it is no orphan of a run that died.
+func (mc *Machine) MarkKept(ctx context.Context) error {
+	if _, err := mc.Verify(ctx); err != nil {
+		return fmt.Errorf("mark %s kept: %w", mc.Name, err)
+	}
+	return mc.mgr.Client.SetConfig(ctx, mc.Project, mc.Name, mc.mgr.Labels.Kept(), "true")
 }
 
 // NewRunID returns a run id that sorts by time and is unique across runs.

@@ -140,6 +140,11 @@ func (r *Run) teardown() error {
 		defer r.stage.mu.Unlock()
 		if r.Config.Stages.KeepMachine {
 			if mc := r.stage.machine; mc != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), r.Config.Timeouts.TeardownReserve)
+				defer cancel()
+				if err := mc.MarkKept(ctx); err != nil {
+					logf("SKIP_teardown: %v (lab up will take the machine for a dead run's orphan)", err)
+				}
 				if err := saveState(r.Config.Machine.StateFile, mc, r.installToKeep()); err != nil {
 					r.stage.teardownErr = err
 					logf("SKIP_teardown: %v (the machine %s/%s is kept, but cannot be reused)", err, mc.Project, mc.Name)

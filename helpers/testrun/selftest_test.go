@@ -244,6 +244,10 @@ func TestAKeptMachineIsReusedAndItsRunSaysItIsNotEvidence(t *testing.T) {
 	kept := labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix)
 	name := nameFromOutput(t, first.out.String())
 	require.True(t, kept[name], "the machine %s is kept", name)
+	in, err := c.Instance(context.Background(), cfg.Machine.Project, name)
+	require.NoError(t, err)
+	assert.Equal(t, "true", in.Config[machine.Labels{Prefix: cfg.Guardrails.LabelPrefix}.Kept()],
+		"the kept machine says so, or lab up sweeps it as a dead run's orphan")
 	t.Cleanup(func() { // only if an assertion below stopped the test before the second run's teardown
 		destroyLeftover(t, c, cfg, name)
 	})
