@@ -2,6 +2,11 @@
 # The shell is bash from PATH: a NixOS runner has /usr/bin/env but no /bin/bash.
 SHELL := /usr/bin/env bash
 export GOTOOLCHAIN := local
+# One build configuration for all make builds (the tests, the lab's tools,
+# the reviewer's kit, the scanner C3 pushes), static because the kit and the
+# scanner must be. sops brings about a thousand packages: they compile once
+# per machine, not once per configuration (make dist was 4 min on a fresh one).
+export CGO_ENABLED := 0
 GO ?= go
 OUT := $(CURDIR)/out
 GOTESTSUM := $(OUT)/bin/gotestsum
@@ -12,7 +17,6 @@ LAB := lab/lab.sh
 .PHONY: help lab-up lab-down lab-status unit breakages test acceptance acceptance-ci defects bench soak vet lint-install lint-target dist doctor
 DIST ?= $(CURDIR)/dist
 MODULE := github.com/cc-ci/acceptance
-STATIC := CGO_ENABLED=0 $(GO)
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -76,11 +80,11 @@ test: lab-up vet ## everything: unit, integration against the lab, self-tests, d
 
 dist: ## the reviewer's kit in DIST (dist/): a self-contained acceptance test binary (leak scanner embedded), ccci, SHA256SUMS — docs/reviewing.md
 	@mkdir -p $(DIST) helpers/leakscan/dist
-	$(STATIC) build -trimpath -ldflags='-s -w' -o helpers/leakscan/dist/ccci-leakscan ./helpers/leakscan/cmd/ccci-leakscan
+	$(GO) build -ldflags='-s -w' -o helpers/leakscan/dist/ccci-leakscan ./helpers/leakscan/cmd/ccci-leakscan
 	@# The kit names the harness it was built from (helpers/buildinfo: the commit, -dirty with uncommitted code).
 	harness=$$($(GO) run ./cmd/ccci harness) && link="-s -w -X $(MODULE)/helpers/buildinfo.Version=$$harness" && \
-	  $(STATIC) test -c -trimpath -tags ccci_dist -ldflags="$$link" -o $(DIST)/ccci-acceptance ./acceptance && \
-	  $(STATIC) build -trimpath -ldflags="$$link" -o $(DIST)/ccci ./cmd/ccci
+	  $(GO) test -c -tags ccci_dist -ldflags="$$link" -o $(DIST)/ccci-acceptance ./acceptance && \
+	  $(GO) build -ldflags="$$link" -o $(DIST)/ccci ./cmd/ccci
 	cd $(DIST) && sha256sum ccci-acceptance ccci > SHA256SUMS && cat SHA256SUMS
 
 bench: ## leak scanner vs ripgrep and grep on a generated 1 GiB tree (installs ripgrep), plus go benchmarks
