@@ -119,7 +119,10 @@ delete_labelled() {
 # guardian lives until the run's instances are gone or kept
 # (helpers/testrun/guardian.go). The lab's runs are on this machine: with no
 # guardian process here, no run is alive.
-runs_alive() { pgrep -f -- '-ccci\.guardian-process' >/dev/null; }
+runs_alive() {
+  command -v pgrep >/dev/null || die "pgrep (procps) is missing: cannot tell whether a harness run is alive"
+  pgrep -f -- '-ccci\.guardian-process' >/dev/null
+}
 
 # What runs killed with their guardian left (a SIGKILLed process group, a
 # machine stopped mid-run): their instances would count against the RAM cap
