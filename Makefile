@@ -21,7 +21,7 @@ MODULE := github.com/cc-ci/acceptance
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-lab-up: ## bring up the lab: Incus, pool, bridge, HTTPS+client cert, projects, image, targets, git server, cc-nix-test (idempotent)
+lab-up: ## bring up the lab: Incus, pool, bridge, HTTPS+client cert, projects, image, targets, git server, cc-nix-test (idempotent; deletes what dead runs left)
 	@bash $(LAB) up
 
 lab-down: ## stop what lab-up started; delete harness-labelled instances
