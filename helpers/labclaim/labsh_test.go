@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -138,7 +139,9 @@ func TestLabSweepTakesOnlyWhatDeadRunsLeft(t *testing.T) {
 	}
 	harness := map[string]string{l.CreatedBy(): machine.CreatedBy, l.RunID(): "r-dead-run"}
 	orphan := start("sweep-orphan", harness)
-	kept := start("sweep-kept", map[string]string{l.CreatedBy(): machine.CreatedBy, l.RunID(): "r-kept-run", l.Kept(): "true"})
+	keptLabels := maps.Clone(harness)
+	keptLabels[l.Kept()] = "true"
+	kept := start("sweep-kept", keptLabels)
 	unlabelled := start("sweep-unlabelled", nil)
 	exists := func(name string) bool {
 		_, err := c.Instance(context.Background(), cfg.Machine.Project, name)

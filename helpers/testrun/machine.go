@@ -138,10 +138,12 @@ func (r *Run) teardown() error {
 		}
 		r.stage.mu.Lock()
 		defer r.stage.mu.Unlock()
+		// A fresh context: the run's own may be cancelled by the interrupt we
+		// are handling. Bounded by the reserve kept for it before -timeout.
+		ctx, cancel := context.WithTimeout(context.Background(), r.Config.Timeouts.TeardownReserve)
+		defer cancel()
 		if r.Config.Stages.KeepMachine {
 			if mc := r.stage.machine; mc != nil {
-				ctx, cancel := context.WithTimeout(context.Background(), r.Config.Timeouts.TeardownReserve)
-				defer cancel()
 				if err := mc.MarkKept(ctx); err != nil {
 					logf("SKIP_teardown: %v (lab up will take the machine for a dead run's orphan)", err)
 				}
@@ -155,10 +157,6 @@ func (r *Run) teardown() error {
 			r.guardian.release("keep")
 			return
 		}
-		// A fresh context: the run's own may be cancelled by the interrupt we
-		// are handling. Bounded by the reserve kept for it before -timeout.
-		ctx, cancel := context.WithTimeout(context.Background(), r.Config.Timeouts.TeardownReserve)
-		defer cancel()
 		r.stage.teardownErr = errors.Join(r.Manager.DestroyAll(ctx), r.verifyCleanup(ctx))
 		if r.stage.teardownErr != nil {
 			logf("teardown: %v", r.stage.teardownErr)
