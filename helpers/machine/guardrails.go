@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/incus"
@@ -44,17 +45,41 @@ type RAMTerm struct {
 	Bytes    int64
 	Assumed  bool // no limits.memory: DefaultInstanceMemory counted
 	Count    int  // instances in the term
+	// A machine of a harness run (its created-by label): it goes when its
+	// run tears it down, or after Expires, when any run's reaper takes it
+	// (zero: the label does not parse, and the reaper leaves it). Kept: a
+	// run kept it on purpose (SKIP_teardown).
+	Harness bool
+	Expires time.Time
+	Kept    bool
+}
+
+// note is what the sum says of a term besides its size.
+func (t RAMTerm) note() string {
+	var n []string
+	if t.Assumed {
+		n = append(n, "no limits.memory, assumed")
+	}
+	switch {
+	case !t.Harness:
+	case t.Kept:
+		n = append(n, "a harness machine kept on purpose")
+	case t.Expires.IsZero():
+		n = append(n, "a harness machine whose expires-at does not parse")
+	default:
+		n = append(n, "a harness machine, expires-at "+t.Expires.UTC().Format(time.RFC3339))
+	}
+	if len(n) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(n, "; ") + ")"
 }
 
 // String shows the sum the way a reviewer would check it by hand.
 func (r RAMReport) String() string {
 	parts := make([]string, 0, len(r.Terms)+2)
 	for _, t := range r.Terms {
-		s := fmt.Sprintf("%s %s", t.Instance, size.Format(t.Bytes))
-		if t.Assumed {
-			s += " (no limits.memory, assumed)"
-		}
-		parts = append(parts, s)
+		parts = append(parts, fmt.Sprintf("%s %s%s", t.Instance, size.Format(t.Bytes), t.note()))
 	}
 	if r.Others.Count > 0 {
 		parts = append(parts, fmt.Sprintf("%d instance(s) in other projects %s", r.Others.Count, size.Format(r.Others.Bytes)))
@@ -140,6 +165,13 @@ func RAM(ctx context.Context, c *incus.Client, g config.Guardrails, newBytes int
 			return r, fmt.Errorf("RAM guardrail: %w", err)
 		}
 		if slices.Contains(g.AllowedProjects, in.Project) {
+			if l := (Labels{Prefix: g.LabelPrefix}); in.Config[l.CreatedBy()] == CreatedBy {
+				// Labels are the instance's own words: only a valid time is shown.
+				t.Harness, t.Kept = true, in.Config[l.Kept()] == "true"
+				if exp, err := time.Parse(time.RFC3339, in.Config[l.ExpiresAt()]); err == nil {
+					t.Expires = exp
+				}
+			}
 			r.Terms = append(r.Terms, t)
 			continue
 		}

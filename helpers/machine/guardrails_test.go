@@ -2,6 +2,7 @@ package machine_test
 
 import (
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,38 @@ func TestGuardrailRefusesOverRAMCap(t *testing.T) {
 		assert.Contains(t, err.Error(), "new 4GiB")
 		assert.Contains(t, err.Error(), "> cap 4GiB")
 		assert.Equal(t, before, countAll(t, in.client), "nothing was created")
+	})
+}
+
+// A refusal must say which counted instances are harness machines and when
+// they go, so that an operator sees whether waiting (or the reaper) frees
+// the room. An instance's labels are its own words: a value that is not a
+// time is not repeated.
+func TestTheRAMSumSaysWhichInstancesAreHarnessMachinesAndWhenTheyGo(t *testing.T) {
+	onEachIncus(t, func(t *testing.T, in anIncus) {
+		m := in.mgr()
+		l := m.Labels
+		harness := func(expires string, more ...string) map[string]string {
+			cfg := map[string]string{l.CreatedBy(): machine.CreatedBy, l.RunID(): "r-test", l.ExpiresAt(): expires}
+			for i := 0; i+1 < len(more); i += 2 {
+				cfg[more[i]] = more[i+1]
+			}
+			return cfg
+		}
+		expires := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+		running := startDecoy(t, in, in.spec.Project, "256MiB", harness(expires.Format(time.RFC3339)))
+		garbled := startDecoy(t, in, in.spec.Project, "256MiB", harness("soon; rm -rf /"))
+		kept := startDecoy(t, in, in.spec.Project, "256MiB", harness(expires.Format(time.RFC3339), l.Kept(), "true"))
+		plain := startDecoy(t, in, in.spec.Project, "256MiB", nil)
+
+		r, err := machine.RAM(context.Background(), in.client, m.Guard, 0)
+		require.NoError(t, err)
+		sum := r.String()
+		assert.Contains(t, sum, running+" 256MiB (a harness machine, expires-at "+expires.Format(time.RFC3339)+")")
+		assert.Contains(t, sum, garbled+" 256MiB (a harness machine whose expires-at does not parse)")
+		assert.NotContains(t, sum, "rm -rf", "a label that is not a time is not repeated")
+		assert.Contains(t, sum, kept+" 256MiB (a harness machine kept on purpose)")
+		assert.Regexp(t, regexp.QuoteMeta(plain)+` 256MiB( \+| =)`, sum, "an instance without the harness label gets no note")
 	})
 }
 

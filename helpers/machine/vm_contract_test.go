@@ -51,7 +51,7 @@ func fakeManager(t *testing.T, f *incustest.Server) (*incustest.Server, *machine
 	require.NoError(t, err)
 	m := &machine.Manager{Client: c, Labels: machine.Labels{Prefix: "ccci"}, RunID: machine.NewRunID(time.Now()),
 		Redact: &redact.Redactor{}, SSHPort: f.SSHPort(), Log: t.Logf,
-		Guard: config.Guardrails{AllowedProjects: []string{project}, RAMCap: 12 << 30, DefaultInstanceMemory: 1 << 30, MaxMachines: 1}}
+		Guard: config.Guardrails{AllowedProjects: []string{project}, RAMCap: 12 << 30, DefaultInstanceMemory: 1 << 30, MaxMachines: 1, LabelPrefix: "ccci"}}
 	return f, m
 }
 
