@@ -29,6 +29,6 @@ breakage zero-teardown-reserve helpers/config/settings.go 'return min(t.Teardown
 breakage restart-unnoticed helpers/probe/units.go 'case u.MainPID != b.MainPID:' 'case false && u.MainPID != b.MainPID:'
 breakage restart-count-unnoticed helpers/probe/units.go 'case u.NRestarts != b.NRestarts:' 'case false && u.NRestarts != b.NRestarts:'
 breakage reaper-ignores-expiry helpers/machine/ownership.go 'return !now.Before(exp), nil' 'return !now.Before(exp) || true, nil'
-breakage reaper-ignores-label helpers/machine/reaper.go 'if in.Config[l.CreatedBy()] != CreatedBy {' 'if false {'
+breakage reaper-ignores-label helpers/machine/reaper.go 'if !l.Marked(&in) {' 'if false {'
 breakage shell-stdin-not-dev-null helpers/remote/shell.go '} </dev/null\n' '}\n'
 exit $survived

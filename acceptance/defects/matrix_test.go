@@ -346,7 +346,7 @@ func noHarnessInstanceLeft(t *testing.T, c *incus.Client, cfg *config.Config, ru
 	require.NoError(t, err)
 	l := machine.Labels{Prefix: cfg.Guardrails.LabelPrefix}
 	for _, in := range ins {
-		if in.Config[l.CreatedBy()] == machine.CreatedBy && (runID == "" || in.Config[l.RunID()] == runID) {
+		if l.Marked(&in) && (runID == "" || in.Config[l.RunID()] == runID) {
 			t.Errorf("instance %s (run %s) left behind", in.Name, in.Config[l.RunID()])
 		}
 	}

@@ -266,7 +266,7 @@ func (r *Report) neighbours(ctx context.Context, c *incus.Client, cfg *config.Co
 	for _, in := range ins {
 		switch {
 		case cfg.Machine.Project+"/"+in.Name == cfg.Expect.Reference:
-		case in.Config[l.CreatedBy()] == machine.CreatedBy:
+		case l.Marked(&in):
 			r.add(Note, "other instances", fmt.Sprintf("%s/%s: a harness machine of run %s (expires %s); the reaper deletes it once expired",
 				cfg.Machine.Project, in.Name, in.Config[l.RunID()], in.Config[l.ExpiresAt()]), "")
 		default:

@@ -165,12 +165,9 @@ func RAM(ctx context.Context, c *incus.Client, g config.Guardrails, newBytes int
 			return r, fmt.Errorf("RAM guardrail: %w", err)
 		}
 		if slices.Contains(g.AllowedProjects, in.Project) {
-			if l := (Labels{Prefix: g.LabelPrefix}); in.Config[l.CreatedBy()] == CreatedBy {
-				// Labels are the instance's own words: only a valid time is shown.
+			if l := (Labels{Prefix: g.LabelPrefix}); l.Marked(&in) {
 				t.Harness, t.Kept = true, in.Config[l.Kept()] == "true"
-				if exp, err := time.Parse(time.RFC3339, in.Config[l.ExpiresAt()]); err == nil {
-					t.Expires = exp
-				}
+				t.Expires, _ = l.Expiry(&in) // zero when it is not a time: never shown raw
 			}
 			r.Terms = append(r.Terms, t)
 			continue

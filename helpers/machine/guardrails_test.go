@@ -95,17 +95,15 @@ func TestTheRAMSumSaysWhichInstancesAreHarnessMachinesAndWhenTheyGo(t *testing.T
 	onEachIncus(t, func(t *testing.T, in anIncus) {
 		m := in.mgr()
 		l := m.Labels
-		harness := func(expires string, more ...string) map[string]string {
-			cfg := map[string]string{l.CreatedBy(): machine.CreatedBy, l.RunID(): "r-test", l.ExpiresAt(): expires}
-			for i := 0; i+1 < len(more); i += 2 {
-				cfg[more[i]] = more[i+1]
-			}
-			return cfg
+		harness := func(expires string) map[string]string {
+			return map[string]string{l.CreatedBy(): machine.CreatedBy, l.RunID(): "r-test", l.ExpiresAt(): expires}
 		}
 		expires := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
 		running := startDecoy(t, in, in.spec.Project, "256MiB", harness(expires.Format(time.RFC3339)))
 		garbled := startDecoy(t, in, in.spec.Project, "256MiB", harness("soon; rm -rf /"))
-		kept := startDecoy(t, in, in.spec.Project, "256MiB", harness(expires.Format(time.RFC3339), l.Kept(), "true"))
+		keptLabels := harness(expires.Format(time.RFC3339))
+		keptLabels[l.Kept()] = "true"
+		kept := startDecoy(t, in, in.spec.Project, "256MiB", keptLabels)
 		plain := startDecoy(t, in, in.spec.Project, "256MiB", nil)
 
 		r, err := machine.RAM(context.Background(), in.client, m.Guard, 0)

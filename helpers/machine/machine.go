@@ -35,6 +35,16 @@ func (l Labels) RunID() string     { return "user." + l.Prefix + ".run-id" }
 func (l Labels) CreatedBy() string { return "user." + l.Prefix + ".created-by" }
 func (l Labels) ExpiresAt() string { return "user." + l.Prefix + ".expires-at" }
 
+// Marked reports whether in carries the harness's created-by label.
+func (l Labels) Marked(in *incus.Instance) bool { return in.Config[l.CreatedBy()] == CreatedBy }
+
+// Expiry is in's expires-at label read as a time; false when it is not
+// RFC 3339 (the label is the instance's own word: name it, never trust it).
+func (l Labels) Expiry(in *incus.Instance) (time.Time, bool) {
+	exp, err := time.Parse(time.RFC3339, in.Config[l.ExpiresAt()])
+	return exp, err == nil
+}
+
 // Kept marks a machine a run kept on purpose (SKIP_teardown): the lab's
 // sweep of dead runs' instances leaves it for SKIP_provision.
 func (l Labels) Kept() string { return "user." + l.Prefix + ".kept" }

@@ -63,7 +63,7 @@ func checkClaim(in *incus.Instance, l Labels, cl Claim) error {
 	switch {
 	case in.Project != "" && in.Project != cl.Project:
 		return refuse("Incus answered for project %q", in.Project)
-	case in.Config[l.CreatedBy()] != CreatedBy:
+	case !l.Marked(in):
 		return refuse("it does not carry the label %s=%s", l.CreatedBy(), CreatedBy)
 	case cl.RunID == "":
 		return refuse("no run id to check its %s label against", l.RunID())
@@ -80,12 +80,12 @@ func checkClaim(in *incus.Instance, l Labels, cl Claim) error {
 // reaper's claim, for orphans whose run died unclean. A label that cannot be
 // read is not ours to judge.
 func expired(in *incus.Instance, l Labels, now time.Time) (bool, error) {
-	if in.Config[l.CreatedBy()] != CreatedBy {
+	if !l.Marked(in) {
 		return false, &OwnershipError{Instance: in.Project + "/" + in.Name,
 			Why: fmt.Sprintf("it does not carry the label %s=%s", l.CreatedBy(), CreatedBy)}
 	}
-	exp, err := time.Parse(time.RFC3339, in.Config[l.ExpiresAt()])
-	if err != nil {
+	exp, ok := l.Expiry(in)
+	if !ok {
 		return false, &OwnershipError{Instance: in.Project + "/" + in.Name,
 			Why: fmt.Sprintf("label %s=%q is not RFC 3339", l.ExpiresAt(), in.Config[l.ExpiresAt()])}
 	}

@@ -30,7 +30,7 @@ func Reap(ctx context.Context, c *incus.Client, g config.Guardrails, l Labels, n
 			continue
 		}
 		for _, in := range ins {
-			if in.Config[l.CreatedBy()] != CreatedBy {
+			if !l.Marked(&in) {
 				continue
 			}
 			id := project + "/" + in.Name

@@ -152,7 +152,7 @@ func labelled(t *testing.T, c *incus.Client, project, prefix string) map[string]
 	l := machine.Labels{Prefix: prefix}
 	out := map[string]bool{}
 	for _, in := range ins {
-		if in.Config[l.CreatedBy()] == machine.CreatedBy {
+		if l.Marked(&in) {
 			out[in.Name] = true
 		}
 	}
