@@ -14,7 +14,7 @@ GOTESTSUM := $(OUT)/bin/gotestsum
 GOTEST := $(GO) test -count=1
 LAB := lab/lab.sh
 
-.PHONY: help lab-up lab-down lab-status unit breakages test acceptance acceptance-ci defects bench soak vet lint-install lint-target dist doctor
+.PHONY: help lab-up lab-down lab-status unit breakages test test-full acceptance acceptance-ci defects bench soak vet lint-install lint-target dist doctor
 DIST ?= $(CURDIR)/dist
 MODULE := github.com/cc-ci/acceptance
 
@@ -74,9 +74,24 @@ LAB_PKGS = $(shell $(PKG_IMPORTS) | awk '{for (i = 2; i <= NF; i++) if ($$i ~ $(
 OFFLINE_PKGS = $(filter-out $(LAB_PKGS),$(shell $(GO) list ./...))
 TEST_ENV = CCCI_REQUIRE_LAB=1 CCCI_ACCEPTANCE=1 CCCI_REVIEW_FILE=$(OUT)/review/REVIEW.md
 
-test: lab-up vet ## everything: unit, integration against the lab, self-tests, defect matrix, acceptance (what .ci/run runs)
-	$(TEST_ENV) $(GOTEST) -timeout 10m $(OFFLINE_PKGS)
-	$(TEST_ENV) $(GOTEST) -p 1 -timeout 60m $(LAB_PKGS)
+# make test runs the defect matrix's tier (CCCI_MATRIX=test: the rows that
+# together make every sentence fail, proven by its coverage check on each
+# run); make test-full runs every row. Both record go test -json under
+# out/times/ and summarise it (ccci times) in out/times/summary.txt, also
+# when a test failed.
+MATRIX ?= test
+TIMES := $(OUT)/times
+SUMMARISE = $(GO) run ./cmd/ccci times $(TIMES)/*.json > $(TIMES)/summary.txt; echo "times: $(TIMES)/summary.txt"
+
+test: lab-up vet $(GOTESTSUM) ## everything: unit, integration against the lab, self-tests, the defect matrix's tier, acceptance (what .ci/run runs); times in out/times/
+	@rm -rf $(TIMES) && mkdir -p $(TIMES)
+	$(TEST_ENV) $(GOTESTSUM) --format standard-quiet --jsonfile $(TIMES)/offline.json -- -count=1 -timeout 10m $(OFFLINE_PKGS) || \
+	  { status=$$?; $(SUMMARISE); exit $$status; }
+	$(TEST_ENV) CCCI_MATRIX=$(MATRIX) $(GOTESTSUM) --format standard-quiet --jsonfile $(TIMES)/lab.json -- -count=1 -p 1 -timeout 60m $(LAB_PKGS); \
+	  status=$$?; $(SUMMARISE); exit $$status
+
+test-full: ## make test with every row of the defect matrix (CCCI_MATRIX=full: each row alone, ≈ 35 min more); for a nightly or pre-release run
+	@$(MAKE) --no-print-directory test MATRIX=full
 
 dist: ## the reviewer's kit in DIST (dist/): a self-contained acceptance test binary (leak scanner embedded), ccci, SHA256SUMS — docs/reviewing.md
 	@mkdir -p $(DIST) helpers/leakscan/dist

@@ -56,10 +56,12 @@ var matrix = func() map[string]fixtures.Failures {
 
 // A hostRow is a defect in the host, not the target: the good target, run
 // with the settings that point at the lab's broken part (lab/lab.sh
-// host_defects), and what it must fail.
+// host_defects), what it must fail, and whether make test runs it (as
+// fixtures.InMakeTest says of the target's defects).
 type hostRow struct {
-	settings []string
-	fails    fixtures.Failures
+	settings   []string
+	fails      fixtures.Failures
+	inMakeTest bool
 }
 
 // onHost are the host's broken parts. C6 and the blank-machine test judge the host.
@@ -68,27 +70,27 @@ var onHost = map[string]hostRow{
 	// does is wrong, and only the test that looks before the install fails.
 	"image-not-blank": {[]string{"CCCI_IMAGE=ccci-not-blank"}, fixtures.Failures{
 		"TestMachineIsBrandNewAndBlank": "/var/lib/ci-certs",
-	}},
+	}, true},
 	// Every probe of the provisioned machine finds it blank; its store holds
 	// the good target's system already, so the switch builds nothing.
 	"image-holds-the-system": {[]string{"CCCI_IMAGE=ccci-prebuilt"}, fixtures.Failures{
 		"TestC4GenuineLiveRebuild": "that the image's own system does not need: the install activated them without building or fetching them",
-	}},
+	}, true},
 	// The reference is sized 6GiB, not 4GiB (and, stopped, runs no system).
 	"reference-oversized": {[]string{"CCCI_REFERENCE=terraform-ci/cc-nix-oversized"}, fixtures.Failures{
 		"TestC1SecretsRepoSplit":      "read the running reference system terraform-ci/cc-nix-oversized",
 		"TestC6ResourceFitAndCleanup": "terraform-ci/cc-nix-oversized limits.memory",
-	}},
+	}, false},
 	// The same lab reached by another endpoint: the targets' citations were
 	// made over HTTPS, so to this run they are runs on another Incus.
 	"d8-run-on-another-incus": {[]string{"CCCI_TRANSPORT=unix"}, fixtures.Failures{
 		"TestC5HonestD8": `ran against Incus "https://127.0.0.1:8443", not "unix:/var/lib/incus/unix.socket"`,
-	}},
+	}, false},
 	// The reviewer trusts another runner's key only ({signing}: the lab's
 	// signing directory, where lab up keeps that key's allowed_signers).
 	"d8-signer-not-allowed": {[]string{"CCCI_D8_ALLOWED_SIGNERS={signing}/stranger_allowed_signers"}, fixtures.Failures{
 		"TestC5HonestD8": "which allowed_signers does not list",
-	}},
+	}, false},
 }
 
 // rowSettings are settings a target's row runs with besides the matrix's
@@ -118,7 +120,7 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 	for _, d := range append(fixtures.Defects(), fixtures.Flavours()...) {
 		require.Contains(t, matrix, d, "target %s has no row in the matrix", d)
 	}
-	rows := withFlavours(t)
+	rows := inTier(t, withFlavours(t))
 	names := slices.Sorted(maps.Keys(rows))
 	c, _ := labtest.Client(t, "https")
 	// The suite is built once; each row runs it (a row used to rebuild and relink it).
@@ -154,7 +156,7 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 		// The good target's, and each flavour's that has its own (hostRowsOn).
 		for _, g := range append([]string{"good"}, fixtures.Flavours()...) {
 			switch {
-			case g != "good" && hostRowsOn[g] == nil:
+			case !hasCoverage(g):
 			case goods[g] == nil:
 				t.Errorf("no run of %s: its coverage cannot be judged", g)
 			default:
@@ -236,10 +238,10 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 					assert.NotEqual(t, "fail", r.action, "%s must not fail on %s (another test owns the cause): it skips; output:\n%s", test, name, labtest.Tail(r.output))
 					assert.True(t, r.skippedSomething(), "%s must say it could not judge on %s", test, name)
 					assert.Contains(t, r.output, "cannot judge: ", "%s's skip must say why", test)
-					assert.Contains(t, r.output, skipCause, "%s's skip must name the cause", test)
+					assert.True(t, fixtures.Names(r.output, skipCause), "%s's skip must name the cause %q", test, skipCause)
 				case listed:
 					if assert.Equal(t, "fail", r.action, "%s must FAIL on %s", test, name) {
-						assert.Contains(t, r.output, cause, "%s's failure must name the cause", test)
+						assert.True(t, fixtures.Names(r.output, cause), "%s's failure must name the cause %q; output:\n%s", test, cause, labtest.Tail(r.output))
 					}
 				default:
 					assert.Equal(t, "pass", r.action, "%s must PASS on %s; output:\n%s", test, name, labtest.Tail(r.output))
@@ -251,6 +253,39 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 		})
 	}
 }
+
+// MatrixEnv chooses the rows: "test" runs make test's tier (the good
+// targets, and the rows that together make every sentence fail on each
+// target with a coverage check: fixtures.InMakeTest, hostRow.inMakeTest);
+// "full" (the default) runs every row.
+const MatrixEnv = "CCCI_MATRIX"
+
+// inTier is the rows the run's tier (MatrixEnv) runs.
+func inTier(t *testing.T, rows map[string]fixtures.Failures) map[string]fixtures.Failures {
+	t.Helper()
+	switch tier := os.Getenv(MatrixEnv); tier {
+	case "", "full":
+		return rows
+	case "test":
+		picked := map[string]fixtures.Failures{}
+		for name, want := range rows {
+			flavour, defect := madeOn(name)
+			if defect == flavour || (hasCoverage(flavour) && (fixtures.InMakeTest(defect) || onHost[defect].inMakeTest)) {
+				picked[name] = want
+			}
+		}
+		t.Logf("%s=test: %d of the matrix's %d rows (make test-full runs them all)", MatrixEnv, len(picked), len(rows))
+		return picked
+	default:
+		t.Fatalf("%s=%q: use test (make test's tier) or full (every row)", MatrixEnv, tier)
+		return nil
+	}
+}
+
+// hasCoverage says whether a good target (good, or a flavour) has a
+// coverage check of its own: every sentence must be made to fail by a
+// defect made on it.
+func hasCoverage(good string) bool { return good == "good" || hostRowsOn[good] != nil }
 
 // flavourWording is how a flavour words what the good target's rows
 // expect: its own TLS server name; its pin, a gitlink.

@@ -5,6 +5,7 @@
 //	ccci verify [-since RUN] [-head HASH] ALLOWED_SIGNERS [REVIEW.jsonl] check the evidence chain, each entry's signature, and that a noted head is still in it
 //	ccci doctor [-timeout D]                                the read-only preflight against the configured host: could a run start?
 //	ccci harness                                            the harness commit this build names in its evidence
+//	ccci times FILE.json…                                   each package's, test's and matrix row's time, from go test -json
 package main
 
 import (
@@ -29,6 +30,8 @@ func main() {
 		os.Exit(verify(os.Args[2:], os.Stdout, os.Stderr))
 	case len(os.Args) >= 2 && os.Args[1] == "doctor":
 		os.Exit(doctorCmd(os.Args[2:], os.Stdout, os.Stderr))
+	case len(os.Args) >= 2 && os.Args[1] == "times":
+		os.Exit(timesCmd(os.Args[2:], os.Stdout, os.Stderr))
 	case len(os.Args) == 2 && os.Args[1] == "harness":
 		fmt.Println(buildinfo.Harness())
 		os.Exit(0)
@@ -37,7 +40,8 @@ func main() {
 		"       ccci lint-target   (the configured target's repos; docs/writing-install-md.md)\n"+
 		"       ccci verify [-since RUN] [-head HASH] ALLOWED_SIGNERS [REVIEW.jsonl]   (docs/reviewing.md)\n"+
 		"       ccci doctor [-timeout 90m]   (docs/operating.md)\n"+
-		"       ccci harness")
+		"       ccci harness\n"+
+		"       ccci times FILE.json…   (make test's out/test-*.json)")
 	os.Exit(2)
 }
 

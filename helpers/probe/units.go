@@ -48,24 +48,44 @@ func (u UnitState) Failed() bool {
 	return u.ActiveState == "failed" || u.LoadState == "not-found" || (u.Result != "" && u.Result != "success")
 }
 
+// What a unit verdict found, by a name that stays when the wording changes
+// and carries no setting: a reader, or a defect row, asserts "<unit>
+// [<id>]" (Problem) rather than prose. A defect seen at different moments
+// (the first probe, the settle window, the end of the run) may be named by
+// different ones.
+const (
+	UnitFailed      = "unit-failed"        // systemd says it failed (ActiveState, Result)
+	UnitNotLoaded   = "unit-not-loaded"    // its unit file is not-found, masked, …
+	UnitInactive    = "unit-inactive"      // inactive, nothing queued or triggering it
+	UnitStuck       = "unit-stuck"         // activating past its own start timeout
+	UnitNotYet      = "unit-not-converged" // still not converged when the wait ran out
+	UnitFell        = "unit-fell"          // converged, then no longer
+	UnitRestarted   = "unit-restarted"     // converged, then another main PID or more restarts
+	problemTemplate = "%s [%s]: %s"
+)
+
+// Problem is one unit's verdict line: "<unit> [<id>]: <why>".
+func Problem(unit, id, why string) string { return fmt.Sprintf(problemTemplate, unit, id, why) }
+
 // Hopeless says, from systemd's own state once the switch has returned,
-// whether waiting can no longer make the unit converge, and why. jobsQueued
-// is the number of jobs in systemd's queue (any unit): a queued job may yet
-// pull in a dependency, so an inactive unit is judged only when it is zero.
-func (u UnitState) Hopeless(jobsQueued int) (bool, string) {
+// whether waiting can no longer make the unit converge: the problem's
+// identifier ("" when waiting may still help) and why. jobsQueued is the
+// number of jobs in systemd's queue (any unit): a queued job may yet pull
+// in a dependency, so an inactive unit is judged only when it is zero.
+func (u UnitState) Hopeless(jobsQueued int) (id, why string) {
 	switch {
 	case u.Converged():
-		return false, ""
+		return "", ""
 	case u.Failed():
-		return true, "it failed"
+		return UnitFailed, "it failed"
 	case u.LoadState != "loaded":
-		return true, "its unit file is " + u.LoadState
+		return UnitNotLoaded, "its unit file is " + u.LoadState
 	case u.ActiveState == "inactive" && u.Job == "" && u.TriggeredBy == "" && jobsQueued == 0:
-		return true, "it is inactive with no job queued and nothing to trigger it: it will not start by itself"
+		return UnitInactive, "it is inactive with no job queued and nothing to trigger it: it will not start by itself"
 	case u.ActiveState == "activating" && u.SubState != "auto-restart" && u.StartTimeout > 0 && u.ActivatingFor > u.StartTimeout:
-		return true, fmt.Sprintf("it has been activating for %s, past its own start timeout of %s", u.ActivatingFor.Round(time.Second), u.StartTimeout)
+		return UnitStuck, fmt.Sprintf("it has been activating for %s, past its own start timeout of %s", u.ActivatingFor.Round(time.Second), u.StartTimeout)
 	}
-	return false, ""
+	return "", ""
 }
 
 func (u UnitState) String() string {
@@ -188,12 +208,11 @@ func AwaitConverged(ctx context.Context, m Runner, names []string, timeout time.
 			return nil
 		}
 		msg := describe(bad)
-		why := hopeless(ctx, m, bad)
-		if why != "" || lastTry {
-			msg += why + diagnostics(ctx, m, bad)
-		}
-		if why != "" {
-			return wait.Stop(errors.New(msg))
+		switch why := hopeless(ctx, m, bad); {
+		case why != "":
+			return wait.Stop(errors.New(msg + why + diagnostics(ctx, m, bad)))
+		case lastTry:
+			return errors.New(msg + notYet(bad) + diagnostics(ctx, m, bad))
 		}
 		return errors.New(msg)
 	})
@@ -215,8 +234,8 @@ func hopeless(ctx context.Context, m Runner, bad []UnitState) string {
 			}
 			jobs = n
 		}
-		if ok, reason := u.Hopeless(max(jobs, 0)); ok {
-			why = append(why, u.Name+": "+reason)
+		if id, reason := u.Hopeless(max(jobs, 0)); id != "" {
+			why = append(why, Problem(u.Name, id, reason))
 		}
 	}
 	if len(why) == 0 {
@@ -249,11 +268,11 @@ func StillConverged(ctx context.Context, m Runner, before []UnitState, settle ti
 		b := before[i]
 		switch {
 		case !u.Converged():
-			why = append(why, fmt.Sprintf("%s: no longer converged (%s)", u.Name, u))
+			why = append(why, Problem(u.Name, UnitFell, fmt.Sprintf("no longer converged (%s)", u)))
 		case u.MainPID != b.MainPID:
-			why = append(why, fmt.Sprintf("%s: main PID %d → %d: it was restarted", u.Name, b.MainPID, u.MainPID))
+			why = append(why, Problem(u.Name, UnitRestarted, fmt.Sprintf("main PID %d → %d: it was restarted", b.MainPID, u.MainPID)))
 		case u.NRestarts != b.NRestarts:
-			why = append(why, fmt.Sprintf("%s: restarted %d times in %s", u.Name, u.NRestarts-b.NRestarts, settle))
+			why = append(why, Problem(u.Name, UnitRestarted, fmt.Sprintf("restarted %d times in %s", u.NRestarts-b.NRestarts, settle)))
 		default:
 			continue
 		}
@@ -263,6 +282,15 @@ func StillConverged(ctx context.Context, m Runner, before []UnitState, settle ti
 		return now, fmt.Errorf("after %s, %s%s", settle, strings.Join(why, "; "), diagnostics(ctx, m, fell))
 	}
 	return now, nil
+}
+
+// notYet names the units the wait ran out on (UnitNotYet).
+func notYet(bad []UnitState) string {
+	lines := make([]string, len(bad))
+	for i, u := range bad {
+		lines[i] = Problem(u.Name, UnitNotYet, fmt.Sprintf("still active=%s sub=%s", u.ActiveState, u.SubState))
+	}
+	return "\n--- not converged when the wait ran out\n" + strings.Join(lines, "\n")
 }
 
 func describe(units []UnitState) string {

@@ -93,35 +93,36 @@ func TestHopelessIsDecidedBySystemdsState(t *testing.T) {
 		u    UnitState
 		jobs int
 		want string // "" = not decided
+		id   string
 	}{
-		{"converged", oneshot("active", "exited"), 0, ""},
-		{"failed", func() UnitState { u := oneshot("failed", "failed"); u.Result = "exit-code"; return u }(), 0, "it failed"},
-		{"masked", func() UnitState { u := oneshot("inactive", "dead"); u.LoadState = "masked"; return u }(), 3, "masked"},
-		{"never started, nothing queued", oneshot("inactive", "dead"), 0, "will not start by itself"},
-		{"inactive, its own job queued", func() UnitState { u := oneshot("inactive", "dead"); u.Job = "42"; return u }(), 1, ""},
-		{"inactive, other jobs queued", oneshot("inactive", "dead"), 2, ""},
-		{"inactive, a timer may start it", func() UnitState { u := oneshot("inactive", "dead"); u.TriggeredBy = "u.timer"; return u }(), 0, ""},
-		{"activating, no start timeout (oneshot)", func() UnitState { u := oneshot("activating", "start"); u.ActivatingFor = time.Hour; return u }(), 1, ""},
+		{"converged", oneshot("active", "exited"), 0, "", ""},
+		{"failed", func() UnitState { u := oneshot("failed", "failed"); u.Result = "exit-code"; return u }(), 0, "it failed", UnitFailed},
+		{"masked", func() UnitState { u := oneshot("inactive", "dead"); u.LoadState = "masked"; return u }(), 3, "masked", UnitNotLoaded},
+		{"never started, nothing queued", oneshot("inactive", "dead"), 0, "will not start by itself", UnitInactive},
+		{"inactive, its own job queued", func() UnitState { u := oneshot("inactive", "dead"); u.Job = "42"; return u }(), 1, "", ""},
+		{"inactive, other jobs queued", oneshot("inactive", "dead"), 2, "", ""},
+		{"inactive, a timer may start it", func() UnitState { u := oneshot("inactive", "dead"); u.TriggeredBy = "u.timer"; return u }(), 0, "", ""},
+		{"activating, no start timeout (oneshot)", func() UnitState { u := oneshot("activating", "start"); u.ActivatingFor = time.Hour; return u }(), 1, "", ""},
 		{"activating past its start timeout", func() UnitState {
 			u := oneshot("activating", "start")
 			u.StartTimeout, u.ActivatingFor = 90*time.Second, 2*time.Minute
 			return u
-		}(), 1, "past its own start timeout of 1m30s"},
+		}(), 1, "past its own start timeout of 1m30s", UnitStuck},
 		{"activating within its start timeout", func() UnitState {
 			u := oneshot("activating", "start")
 			u.StartTimeout, u.ActivatingFor = 90*time.Second, 10*time.Second
 			return u
-		}(), 1, ""},
+		}(), 1, "", ""},
 		{"waiting to restart", func() UnitState {
 			u := oneshot("activating", "auto-restart")
 			u.StartTimeout, u.ActivatingFor = time.Second, time.Minute
 			return u
-		}(), 0, ""},
+		}(), 0, "", ""},
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
-			ok, why := row.u.Hopeless(row.jobs)
-			assert.Equal(t, row.want != "", ok, why)
+			id, why := row.u.Hopeless(row.jobs)
+			assert.Equal(t, row.id, id, why)
 			assert.Contains(t, why, row.want)
 		})
 	}
@@ -133,6 +134,6 @@ func TestActivatingForIsMeasuredOnTheMachinesClock(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 100*time.Second, us[0].ActivatingFor)
 	assert.Equal(t, 30*time.Second, us[0].StartTimeout)
-	ok, _ := us[0].Hopeless(1)
-	assert.True(t, ok)
+	id, _ := us[0].Hopeless(1)
+	assert.Equal(t, UnitStuck, id)
 }
