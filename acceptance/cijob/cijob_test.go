@@ -81,6 +81,10 @@ func TestTheDroneJobPassesOnTheGoodTargetAndFailsOnABrokenOne(t *testing.T) {
 			for k, v := range lab {
 				env[k] = v
 			}
+			for _, kv := range labtest.ShortWaits { // the lab's, not the job's subject
+				k, v, _ := strings.Cut(kv, "=")
+				env[k] = v
+			}
 			env["CCCI_BASE_REPO_URL"] = repo(cfg.Target.BaseRepoURL)
 			delete(env, "CCCI_SECRETS_REPO_URL") // from the Drone secret, as on the runner
 			for _, k := range []string{"CCCI_INCUS_CLIENT_CERT", "CCCI_INCUS_CLIENT_KEY", "CCCI_INCUS_SERVER_CERT", "CCCI_AGE_KEY_FILE", "CCCI_SIGNING_KEY",

@@ -61,9 +61,8 @@ func runSuite(t *testing.T, suite, repoBase string, env ...string) (map[string]*
 	// Short waits: a target that hangs must fail in bounded time.
 	cmd.Env = append(os.Environ(), "CCCI_ACCEPTANCE=1", "CCCI_REVIEW_FILE="+filepath.Join(w.reviewDir, "REVIEW.md"), "TMPDIR="+w.tmpDir,
 		"CCCI_OUT_DIR="+filepath.Join(w.reviewDir, "out"),
-		"CCCI_STEP_TIMEOUT=40s", "CCCI_CONVERGE_TIMEOUT=15s", "CCCI_SETTLE=3s", "CCCI_HOLD=3s",
 		"CCCI_BASE_REPO_URL="+repoBase+"/cc-ci.git", "CCCI_SECRETS_REPO_URL="+repoBase+"/cc-ci-secrets.git")
-	cmd.Env = append(cmd.Env, env...)
+	cmd.Env = append(append(cmd.Env, labtest.ShortWaits...), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, _ := cmd.Output() // a failing suite exits 1: the events say what happened

@@ -51,7 +51,7 @@ func TestTheReviewersKitReverifiesWithoutGo(t *testing.T) {
 		t.Run(c.target, func(t *testing.T) {
 			dir := t.TempDir()
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "ccci.env"), settings, 0o600))
-			env := []string{"CCCI_ACCEPTANCE=1", "CCCI_CONFIG=" + filepath.Join(dir, "ccci.env")}
+			env := append([]string{"CCCI_ACCEPTANCE=1", "CCCI_CONFIG=" + filepath.Join(dir, "ccci.env")}, labtest.ShortWaits...)
 			if c.target != "good" {
 				env = append(env, "CCCI_BASE_REPO_URL="+labtest.Target(cfg.Target.BaseRepoURL, c.target),
 					"CCCI_SECRETS_REPO_URL="+labtest.Target(cfg.Target.SecretsRepoURL, c.target))

@@ -84,6 +84,13 @@ func GoodTarget(t testing.TB) *config.Config {
 // URL of the good target with its name replaced.
 func Target(goodURL, name string) string { return strings.Replace(goodURL, "/good/", "/"+name+"/", 1) }
 
+// ShortWaits are the settings of a lab run whose subject is not how long
+// it waits: a target that hangs fails in bounded time, and a good one is
+// not held for the default 30 s. What the hold proves is proven where it is
+// the subject: ./acceptance runs at the defaults, and the defect matrix's
+// proxy-dies-during-the-run row sets a hold its defect outlasts.
+var ShortWaits = []string{"CCCI_STEP_TIMEOUT=40s", "CCCI_CONVERGE_TIMEOUT=15s", "CCCI_SETTLE=3s", "CCCI_HOLD=3s"}
+
 // Tail is the end of a long output, for a failure message.
 func Tail(s string) string {
 	if len(s) > 4000 {

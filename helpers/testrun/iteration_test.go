@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cc-ci/acceptance/helpers/evidence"
+	"github.com/cc-ci/acceptance/helpers/labtest"
 )
 
 // The README's debugging loop, run exactly as written (its lines, from the
@@ -22,7 +23,7 @@ func TestTheREADMEIterationLoopWorksAsWritten(t *testing.T) {
 	require.Len(t, lines, 3, "the README's loop: keep, again, last")
 	dir := t.TempDir()
 	review := filepath.Join(dir, "REVIEW.md")
-	env := append(os.Environ(), "CCCI_STATE_FILE="+filepath.Join(dir, "state.json"), "CCCI_REVIEW_FILE="+review,
+	env := append(append(os.Environ(), labtest.ShortWaits...), "CCCI_STATE_FILE="+filepath.Join(dir, "state.json"), "CCCI_REVIEW_FILE="+review,
 		"CCCI_OUT_DIR="+filepath.Join(dir, "out"), "TMPDIR="+t.TempDir())
 	before := labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix)
 	for i, line := range []string{lines[0], lines[1], lines[1], lines[2]} {

@@ -117,7 +117,7 @@ func startSuite(t *testing.T, env []string, args ...string) *child {
 	review := filepath.Join(t.TempDir(), "REVIEW.md")
 	tmp := t.TempDir()
 	cmd.Env = append(os.Environ(), "CCCI_ACCEPTANCE=1", "CCCI_REVIEW_FILE="+review, "TMPDIR="+tmp)
-	cmd.Env = append(cmd.Env, env...)
+	cmd.Env = append(append(cmd.Env, labtest.ShortWaits...), env...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	require.NoError(t, cmd.Start())
