@@ -61,8 +61,8 @@ acceptance-ci: $(GOTESTSUM) ## the acceptance suite against CCCI_CONFIG (the rea
 	CCCI_ACCEPTANCE=1 $(GOTESTSUM) --format testname --jsonfile $(OUT)/acceptance.json --junitfile $(OUT)/junit.xml -- \
 	  -count=1 -timeout $(TIMEOUT) ./acceptance
 
-defects: lab-up ## run the acceptance suite against every broken target (the defect matrix)
-	CCCI_REQUIRE_LAB=1 $(GOTEST) -timeout 30m -v -run TestEveryDefect ./acceptance/defects
+defects: lab-up ## run the acceptance suite against every broken target (the whole defect matrix, CCCI_MATRIX=full by default)
+	CCCI_REQUIRE_LAB=1 $(GOTEST) -timeout 60m -v -run TestEveryDefect ./acceptance/defects
 
 # Packages whose tests reach the lab (all do through labtest, labtarget or
 # testrun) run one at a time: they share its RAM cap, its instances and its
@@ -90,7 +90,7 @@ test: lab-up vet $(GOTESTSUM) ## everything: unit, integration against the lab, 
 	$(TEST_ENV) CCCI_MATRIX=$(MATRIX) $(GOTESTSUM) --format standard-quiet --jsonfile $(TIMES)/lab.json -- -count=1 -p 1 -timeout 60m $(LAB_PKGS); \
 	  status=$$?; $(SUMMARISE); exit $$status
 
-test-full: ## make test with every row of the defect matrix (CCCI_MATRIX=full: each row alone, ≈ 35 min more); for a nightly or pre-release run
+test-full: ## make test with every row of the defect matrix (CCCI_MATRIX=full), for a nightly or pre-release run; times in out/times/
 	@$(MAKE) --no-print-directory test MATRIX=full
 
 dist: ## the reviewer's kit in DIST (dist/): a self-contained acceptance test binary (leak scanner embedded), ccci, SHA256SUMS — docs/reviewing.md
