@@ -40,6 +40,13 @@ func TestDefaultsPointAtTheLab(t *testing.T) {
 	assert.Equal(t, "container", c.Machine.InstanceType)
 }
 
+// An SSH URL names the account to log in as (git@): no secret, accepted.
+func TestAnSSHRepoURLMayNameItsAccount(t *testing.T) {
+	c, err := LoadFrom(env(map[string]string{"CCCI_INCUS_SOCKET": socketFile(t), "CCCI_SECRETS_REPO_URL": "ssh://git@git.example:2222/cc-ci-secrets.git"}))
+	require.NoError(t, err)
+	assert.Equal(t, "ssh://git@git.example:2222/cc-ci-secrets.git", c.Target.SecretsRepoURL)
+}
+
 func TestFileValuesAndEnvironmentOverride(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "ccci.env")
@@ -95,6 +102,12 @@ func TestBadInputNamesTheKeyAndSource(t *testing.T) {
 		{"reference outside the allow-list", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_REFERENCE": "lichen/lichen-staging"}, []string{"CCCI_REFERENCE", "not in CCCI_ALLOWED_PROJECTS"}},
 		{"reference without project", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_REFERENCE": "/cc-nix-test"}, []string{"CCCI_REFERENCE", "want project/name"}},
 		{"label prefix", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_LABEL_PREFIX": "Bad.Prefix"}, []string{"CCCI_LABEL_PREFIX"}},
+		{"a password in a repo URL", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_SECRETS_REPO_URL": "https://bot:s3cr3t-pw@git.example/cc-ci-secrets.git"},
+			[]string{"CCCI_SECRETS_REPO_URL", "https://git.example/cc-ci-secrets.git", "carries credentials"}},
+		{"a token as the user of an HTTPS repo URL", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_BASE_REPO_URL": "https://ghp_tok3n@git.example/cc-ci.git"},
+			[]string{"CCCI_BASE_REPO_URL", "carries credentials"}},
+		{"a password in an SSH repo URL", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_SECRETS_REPO_URL": "ssh://git:pw@git.example/s.git"},
+			[]string{"CCCI_SECRETS_REPO_URL", "carries credentials"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,6 +115,9 @@ func TestBadInputNamesTheKeyAndSource(t *testing.T) {
 			require.Error(t, err)
 			for _, w := range tc.want {
 				assert.Contains(t, err.Error(), w)
+			}
+			for _, secret := range []string{"s3cr3t-pw", "ghp_tok3n", ":pw@"} {
+				assert.NotContains(t, err.Error(), secret, "the error repeats no credential")
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -293,8 +294,8 @@ const DefaultTLSHost = "dashboard"
 
 func (p *parser) target() Target {
 	t := Target{
-		BaseRepoURL:       p.str("CCCI_BASE_REPO_URL", ""),
-		SecretsRepoURL:    p.str("CCCI_SECRETS_REPO_URL", ""),
+		BaseRepoURL:       p.repoURL("CCCI_BASE_REPO_URL"),
+		SecretsRepoURL:    p.repoURL("CCCI_SECRETS_REPO_URL"),
 		AgeKeyFile:        p.str("CCCI_AGE_KEY_FILE", ""),
 		AccessFile:        p.str("CCCI_SECRETS_ACCESS_FILE", "bootstrap/access.sops.yaml"),
 		AccessKey:         p.str("CCCI_SECRETS_ACCESS_KEY", "secrets_repo_token"),
@@ -314,6 +315,24 @@ func (p *parser) target() Target {
 		p.failKey("CCCI_TLS_SERVER_NAME", n, "must be a name under CCCI_DOMAIN ("+t.Domain+"): the certificate in git is the domain's")
 	}
 	return t
+}
+
+// repoURL reads a repo's URL, which must carry no credentials: a client
+// sends them with every request (the anonymous probe's included) and the
+// URL is written into the evidence. A password, or any user info over
+// HTTP(S) (a token given as the user name), is refused; the value in the
+// error has it removed. ssh://git@host/… names the account, no secret.
+func (p *parser) repoURL(key string) string {
+	v := p.str(key, "")
+	u, err := url.Parse(v)
+	if err != nil || u.User == nil {
+		return v
+	}
+	if _, password := u.User.Password(); password || u.Scheme == "http" || u.Scheme == "https" {
+		u.User = nil
+		p.failKey(key, u.String(), "carries credentials before its host (shown removed): the secrets repo's access is a sops-encrypted file of the base (CCCI_SECRETS_ACCESS_FILE), never part of a URL")
+	}
+	return v
 }
 
 func (p *parser) expectations() Expectations {

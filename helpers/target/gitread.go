@@ -139,8 +139,11 @@ func AnonymousRead(ctx context.Context, url, knownHosts string) (refused bool, a
 func anonymousHTTP(ctx context.Context, url string) (bool, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(url, "/")+"/info/refs?service=git-upload-pack", nil)
 	if err != nil {
-		return false, "", fmt.Errorf("anonymous read of %s: %w", url, err)
+		return false, "", fmt.Errorf("anonymous read: %w", err)
 	}
+	// Anonymous means no credentials: net/http would send a URL's user
+	// info as Basic auth (the settings refuse such a URL; this holds anyway).
+	req.URL.User = nil
 	req.Header.Set("Git-Protocol", "version=2")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

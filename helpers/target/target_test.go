@@ -163,7 +163,8 @@ func TestAnonymousReadJudgesTheServersAnswer(t *testing.T) {
 			assert.Equal(t, "/s.git/info/refs", r.URL.Path)
 			w.WriteHeader(status)
 		}))
-		got, answer, err := AnonymousRead(context.Background(), srv.URL+"/s.git", "")
+		// A URL's user info is not sent either (net/http would make it Basic auth).
+		got, answer, err := AnonymousRead(context.Background(), strings.Replace(srv.URL, "http://", "http://bot:pw@", 1)+"/s.git", "")
 		srv.Close()
 		require.NoError(t, err, "status %d", status)
 		assert.Equal(t, refused, got, "status %d", status)
