@@ -79,6 +79,14 @@ func Append(p Paths, e Entry, signer ssh.Signer) (Entry, error) {
 	if err := os.MkdirAll(filepath.Dir(p.JSONL), 0o755); err != nil {
 		return e, err
 	}
+	// Neither file is written through a symlink (or into a non-file): a
+	// link planted where the evidence goes would send the entry elsewhere.
+	// Both are checked before either is written, so the two stay one.
+	for _, f := range []string{p.JSONL, p.Markdown} {
+		if st, err := os.Lstat(f); err == nil && !st.Mode().IsRegular() {
+			return e, fmt.Errorf("evidence: %s is not a regular file (%s): refusing to write through it", f, st.Mode().Type())
+		}
+	}
 	unlock, err := lock(p.JSONL)
 	if err != nil {
 		return e, err
@@ -253,10 +261,16 @@ func lock(path string) (func(), error) {
 	return func() { f.Close() }, nil // closing the last descriptor releases the lock
 }
 
+// appendFile appends to a regular file, made if missing, never through a
+// symlink (O_NOFOLLOW: the check in Append holds even if the path changes).
 func appendFile(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
-		return err
+		return fmt.Errorf("evidence: %w", err)
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return fmt.Errorf("evidence: %s is not a regular file: refusing to write into it", path)
 	}
 	if _, err := f.Write(b); err != nil {
 		f.Close()

@@ -43,6 +43,34 @@ func TestEntriesChainAndEditsAreDetected(t *testing.T) {
 	assert.Contains(t, err.Error(), "chain broken")
 }
 
+// The evidence is never written through a symlink: one planted where
+// REVIEW.md or its chain goes (pointing at a file the attacker wants
+// written, or a chain of their own) is refused, naming the path, and its
+// target is left as it was; neither file gets the entry.
+func TestEvidenceIsNeverWrittenThroughASymlink(t *testing.T) {
+	for _, linked := range []string{"REVIEW.md", "REVIEW.jsonl"} {
+		t.Run(linked, func(t *testing.T) {
+			dir := t.TempDir()
+			victim := filepath.Join(t.TempDir(), "victim")
+			require.NoError(t, os.WriteFile(victim, []byte("untouched\n"), 0o644))
+			require.NoError(t, os.Symlink(victim, filepath.Join(dir, linked)))
+			p := PathsFor(filepath.Join(dir, "REVIEW.md"))
+			_, err := Append(p, Entry{RunID: "r1", Outcome: "pass"}, nil)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), filepath.Join(dir, linked))
+			b, err := os.ReadFile(victim)
+			require.NoError(t, err)
+			assert.Equal(t, "untouched\n", string(b), "the symlink's target is unchanged")
+			for _, f := range []string{p.Markdown, p.JSONL} {
+				if st, err := os.Lstat(f); err == nil && st.Mode().IsRegular() {
+					b, _ := os.ReadFile(f)
+					assert.NotContains(t, string(b), "r1", "%s got the entry", f)
+				}
+			}
+		})
+	}
+}
+
 // Runs that share a chain append one at a time: however many at once, the
 // chain holds (each entry links to the one before it in the file).
 func TestConcurrentAppendsKeepTheChain(t *testing.T) {
