@@ -6,6 +6,7 @@ package gitserver
 
 import (
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/cgi"
@@ -43,9 +44,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if tok, err := os.ReadFile(filepath.Join(dir, s.TokenFile)); err == nil {
+	if private, want, err := s.token(dir); err != nil {
+		// Fail closed: a private repo whose token cannot be read is
+		// served to nobody, not to everybody.
+		s.Log.printf("%s %s: 500 (%v)", r.Method, p, err)
+		http.Error(w, "this repository's access cannot be checked", http.StatusInternalServerError)
+		return
+	} else if private {
 		_, pass, ok := r.BasicAuth()
-		want := strings.TrimSpace(string(tok))
 		if !ok || subtle.ConstantTimeCompare([]byte(pass), []byte(want)) != 1 {
 			s.Log.printf("%s %s: 401 (private repo, %s)", r.Method, p, map[bool]string{true: "wrong token", false: "no credentials"}[ok])
 			w.Header().Set("WWW-Authenticate", `Basic realm="cc-ci private"`)
@@ -62,6 +68,31 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}}
 	s.Log.printf("%s %s", r.Method, p)
 	h.ServeHTTP(w, r)
+}
+
+// token says whether the repo in dir is private (it holds the token file)
+// and its token. A token file that cannot be read, is not a regular file or
+// is empty is an error: the caller refuses the request.
+func (s *Server) token(dir string) (private bool, token string, err error) {
+	f := filepath.Join(dir, s.TokenFile)
+	st, err := os.Lstat(f)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, "", nil
+	}
+	if err != nil {
+		return true, "", err
+	}
+	if !st.Mode().IsRegular() {
+		return true, "", fmt.Errorf("token file %s is not a regular file", f)
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return true, "", err
+	}
+	if token = strings.TrimSpace(string(b)); token == "" {
+		return true, "", fmt.Errorf("token file %s is empty", f)
+	}
+	return true, token, nil
 }
 
 // repoOf returns the repo part of a URL path ("/good/cc-ci.git/info/refs" →

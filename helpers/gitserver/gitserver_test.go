@@ -79,3 +79,35 @@ func TestPublicAndPrivateRepos(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
 	assert.False(t, strings.Contains(out, "tok-123456"))
 }
+
+// A private repo whose token file exists but cannot be read (a dangling
+// link, a directory, an empty file) is served to nobody: the server fails
+// closed, not open.
+func TestAPrivateRepoWhoseTokenCannotBeReadIsRefused(t *testing.T) {
+	if _, err := os.Stat(DefaultBackend); err != nil {
+		t.Skip("git-http-backend not installed")
+	}
+	for name, plant := range map[string]func(string) error{
+		"dangling link": func(p string) error { return os.Symlink(filepath.Join(filepath.Dir(p), "gone"), p) },
+		"a directory":   func(p string) error { return os.Mkdir(p, 0o700) },
+		"empty":         func(p string) error { return os.WriteFile(p, nil, 0o600) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			root := t.TempDir()
+			bareRepo(t, root, "s.git")
+			require.NoError(t, plant(filepath.Join(root, "s.git", "ccci-read-token")))
+			srv := httptest.NewServer(&Server{Root: root, TokenFile: "ccci-read-token", Log: t.Logf})
+			defer srv.Close()
+			for _, withAuth := range []bool{false, true} {
+				req, _ := http.NewRequest("GET", URL(srv.URL, "s.git")+"/info/refs?service=git-upload-pack", nil)
+				if withAuth {
+					req.SetBasicAuth("ci", "") // an empty token must not match an empty password
+				}
+				resp, err := http.DefaultClient.Do(req)
+				require.NoError(t, err)
+				resp.Body.Close()
+				assert.Equal(t, http.StatusInternalServerError, resp.StatusCode, "refused, with or without credentials")
+			}
+		})
+	}
+}
