@@ -33,6 +33,7 @@ import (
 	"github.com/cc-ci/acceptance/helpers/leakscan"
 	"github.com/cc-ci/acceptance/helpers/machine"
 	"github.com/cc-ci/acceptance/helpers/size"
+	"github.com/cc-ci/acceptance/helpers/testrun"
 )
 
 func TestMain(m *testing.M) { os.Exit(labtest.Main(m)) }
@@ -120,7 +121,7 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 	for _, d := range append(fixtures.Defects(), fixtures.Flavours()...) {
 		require.Contains(t, matrix, d, "target %s has no row in the matrix", d)
 	}
-	rows := inTier(t, withFlavours(t))
+	rows, noMachine := inTier(t, withFlavours(t))
 	names := slices.Sorted(maps.Keys(rows))
 	c, _ := labtest.Client(t, "https")
 	// The suite is built once; each row runs it (a row used to rebuild and relink it).
@@ -187,6 +188,9 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 			}
 			keysBefore := digests(t, filepath.Join(targetsRoot(cfg.Target.AgeKeyFile), tgt, "keys"))
 			env = append(env, targetSettings(t, filepath.Join(targetsRoot(cfg.Target.AgeKeyFile), tgt))...)
+			if noMachine[name] {
+				env = append(env, "CCCI_MACHINE=none")
+			}
 			results, wrote := runSuite(t, suite, gitBase+"/"+tgt, append(append(hostEnv, env...), rowSettings[defect]...)...)
 			mu.Lock()
 			defer mu.Unlock()
@@ -234,6 +238,9 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 				}
 				cause, listed := want[test]
 				switch skipCause, skips := strings.CutPrefix(cause, fixtures.SkipMark); {
+				case listed && skips && noMachine[name] && strings.Contains(r.output, testrun.NoMachineSkip):
+					// With no machine it may skip on that before it meets the cause.
+					assert.NotEqual(t, "fail", r.action, "%s must not fail on %s (another test owns the cause): it skips; output:\n%s", test, name, labtest.Tail(r.output))
 				case listed && skips:
 					assert.NotEqual(t, "fail", r.action, "%s must not fail on %s (another test owns the cause): it skips; output:\n%s", test, name, labtest.Tail(r.output))
 					assert.True(t, r.skippedSomething(), "%s must say it could not judge on %s", test, name)
@@ -242,6 +249,13 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 				case listed:
 					if assert.Equal(t, "fail", r.action, "%s must FAIL on %s", test, name) {
 						assert.True(t, fixtures.Names(r.output, cause), "%s's failure must name the cause %q; output:\n%s", test, cause, labtest.Tail(r.output))
+					}
+				case noMachine[name]:
+					// What needs no machine passes; what needs one says so.
+					assert.NotEqual(t, "fail", r.action, "%s must not fail on %s; output:\n%s", test, name, labtest.Tail(r.output))
+					assert.NotContains(t, r.output, "cannot judge: ", "%s must judge all it can on %s; output:\n%s", test, name, labtest.Tail(r.output))
+					if r.skippedSomething() {
+						assert.Contains(t, r.output, testrun.NoMachineSkip, "%s's skips on %s are for want of a machine", test, name)
 					}
 				default:
 					assert.Equal(t, "pass", r.action, "%s must PASS on %s; output:\n%s", test, name, labtest.Tail(r.output))
@@ -260,25 +274,35 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 // "full" (the default) runs every row.
 const MatrixEnv = "CCCI_MATRIX"
 
-// inTier is the rows the run's tier (MatrixEnv) runs.
-func inTier(t *testing.T, rows map[string]fixtures.Failures) map[string]fixtures.Failures {
+// inTier is the rows the run's tier (MatrixEnv) runs, and those of them it
+// runs with no machine (fixtures.FromTheRepos: what they must fail then).
+func inTier(t *testing.T, rows map[string]fixtures.Failures) (map[string]fixtures.Failures, map[string]bool) {
 	t.Helper()
 	switch tier := os.Getenv(MatrixEnv); tier {
 	case "", "full":
-		return rows
+		return rows, nil
 	case "test":
-		picked := map[string]fixtures.Failures{}
+		picked, noMachine := map[string]fixtures.Failures{}, map[string]bool{}
 		for name, want := range rows {
 			flavour, defect := madeOn(name)
-			if defect == flavour || (hasCoverage(flavour) && (fixtures.InMakeTest(defect) || onHost[defect].inMakeTest)) {
-				picked[name] = want
+			if defect != flavour && !(hasCoverage(flavour) && (fixtures.InMakeTest(defect) || onHost[defect].inMakeTest)) {
+				continue
+			}
+			picked[name] = want
+			if fromRepos, ok := fixtures.FromTheRepos(defect); ok {
+				kept := fixtures.Failures{} // the row's own wording, the tests failing or skipping from the repos
+				for test := range fromRepos {
+					kept[test] = want[test]
+				}
+				picked[name], noMachine[name] = kept, true
 			}
 		}
-		t.Logf("%s=test: %d of the matrix's %d rows (make test-full runs them all)", MatrixEnv, len(picked), len(rows))
-		return picked
+		t.Logf("%s=test: %d of the matrix's %d rows, %d of them with no machine (make test-full runs every row on one)",
+			MatrixEnv, len(picked), len(rows), len(noMachine))
+		return picked, noMachine
 	default:
 		t.Fatalf("%s=%q: use test (make test's tier) or full (every row)", MatrixEnv, tier)
-		return nil
+		return nil, nil
 	}
 }
 

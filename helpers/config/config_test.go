@@ -102,6 +102,8 @@ func TestBadInputNamesTheKeyAndSource(t *testing.T) {
 		{"reference outside the allow-list", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_REFERENCE": "lichen/lichen-staging"}, []string{"CCCI_REFERENCE", "not in CCCI_ALLOWED_PROJECTS"}},
 		{"reference without project", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_REFERENCE": "/cc-nix-test"}, []string{"CCCI_REFERENCE", "want project/name"}},
 		{"label prefix", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_LABEL_PREFIX": "Bad.Prefix"}, []string{"CCCI_LABEL_PREFIX"}},
+		{"no machine to keep", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_MACHINE": "none", "SKIP_teardown": "1"}, []string{"CCCI_MACHINE", "none to keep or reuse"}},
+		{"a machine setting that is not one", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_MACHINE": "no"}, []string{"CCCI_MACHINE", "create, none"}},
 		{"a password in a repo URL", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_SECRETS_REPO_URL": "https://bot:s3cr3t-pw@git.example/cc-ci-secrets.git"},
 			[]string{"CCCI_SECRETS_REPO_URL", "https://git.example/cc-ci-secrets.git", "carries credentials"}},
 		{"a token as the user of an HTTPS repo URL", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_BASE_REPO_URL": "https://ghp_tok3n@git.example/cc-ci.git"},

@@ -379,6 +379,10 @@ type Stages struct {
 	KeepMachine  bool // SKIP_teardown: keep the machine, write its state to StateFile
 	ReuseMachine bool // SKIP_provision: reuse the machine StateFile names
 	ReuseInstall bool // SKIP_install: judge the kept machine's recorded install, do not run install.md again
+	// NoMachine (CCCI_MACHINE=none): create no machine; what needs one
+	// skips, saying so, and the repos, the Incus API and the evidence are
+	// judged alone. The defect matrix's repos tier; never evidence.
+	NoMachine bool
 }
 
 func (p *parser) stages() Stages {
@@ -392,6 +396,10 @@ func (p *parser) stages() Stages {
 	st := Stages{KeepMachine: on("SKIP_teardown"), ReuseMachine: on("SKIP_provision"), ReuseInstall: on("SKIP_install")}
 	if st.ReuseInstall && !st.ReuseMachine {
 		p.fail("SKIP_install", "1", "environment", "needs SKIP_provision=1: it re-runs the checks on a kept machine that is already installed")
+	}
+	st.NoMachine = p.oneOf("CCCI_MACHINE", "create", "create", "none") == "none"
+	if st.NoMachine && (st.KeepMachine || st.ReuseMachine) {
+		p.failKey("CCCI_MACHINE", "none", "creates no machine: there is none to keep or reuse (SKIP_teardown, SKIP_provision)")
 	}
 	return st
 }

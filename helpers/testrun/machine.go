@@ -31,6 +31,9 @@ type machineStage struct {
 func (r *Run) Machine(t testing.TB) *machine.Machine {
 	t.Helper()
 	r.Require(t)
+	if r.Config.Stages.NoMachine {
+		t.Skip(NoMachineSkip)
+	}
 	r.stage.mu.Lock()
 	defer r.stage.mu.Unlock()
 	if r.stage.machine == nil && r.stage.err == nil {
@@ -41,6 +44,10 @@ func (r *Run) Machine(t testing.TB) *machine.Machine {
 	}
 	return r.stage.machine
 }
+
+// NoMachineSkip is what a test or sentence that needs the machine says when
+// the run creates none (CCCI_MACHINE=none).
+const NoMachineSkip = "needs a machine, and CCCI_MACHINE=none creates none: the repos, the Incus API and the evidence are judged alone"
 
 // BlankReport is the machine's state as provisioned, before any test ran on it.
 type BlankReport struct {

@@ -278,6 +278,9 @@ func (r *Run) Require(t testing.TB) {
 // "" for a cold run. Such a run's checks are for debugging: its evidence
 // says it is not evidence, and no D8 citation accepts it.
 func (r *Run) NotCold() string {
+	if r.Config != nil && r.Config.Stages.NoMachine {
+		return "no machine was created (CCCI_MACHINE=none): not a cold run — not evidence"
+	}
 	if !r.stage.reused {
 		return ""
 	}

@@ -71,6 +71,9 @@ func TestNotColdSaysWhy(t *testing.T) {
 	assert.Equal(t, "the machine was reused (SKIP_provision=1): not a cold run — not evidence", r.NotCold())
 	r.Config.Stages.ReuseInstall = true
 	assert.Contains(t, r.NotCold(), "and install.md not run again (SKIP_install=1)")
+	none := &Run{Config: &config.Config{Stages: config.Stages{NoMachine: true}}}
+	assert.Equal(t, "no machine was created (CCCI_MACHINE=none): not a cold run — not evidence", none.NotCold(),
+		"a run that judged the repos alone is no evidence of a live rebuild")
 }
 
 func keptMachine(t *testing.T) *machine.Machine {
