@@ -14,7 +14,6 @@ import (
 	"io"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
 )
 
 // MaxDecompressed is the default bound on what one compressed stream may
@@ -44,10 +43,7 @@ type compression struct {
 
 var compressions = []compression{
 	{"gzip", []byte{0x1f, 0x8b, 0x08}, func(r io.Reader) (io.ReadCloser, error) { return gzip.NewReader(r) }},
-	{"xz", []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}, func(r io.Reader) (io.ReadCloser, error) {
-		x, err := xz.NewReader(r)
-		return io.NopCloser(x), err
-	}},
+	{"xz", xzMagic, func(r io.Reader) (io.ReadCloser, error) { return io.NopCloser(newXZReader(r)), nil }},
 	{"zstd", []byte{0x28, 0xb5, 0x2f, 0xfd}, func(r io.Reader) (io.ReadCloser, error) {
 		z, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxMemory(MaxDecompressed))
 		if err != nil {
@@ -100,7 +96,11 @@ func (s *Scanner) decompressed(where string, c *compression, r io.Reader, depth 
 		found = append(found, Finding{Variant: Unsearched, Where: where,
 			Problem: fmt.Sprintf("decompresses to more than %d bytes: searched only that far", s.MaxDecompressed)})
 	}
-	if err != nil {
+	var dict *DictionaryError
+	switch {
+	case errors.As(err, &dict): // not decoded at all: this scan cannot prove it clean
+		found = append(found, Finding{Variant: Unsearched, Where: where, Problem: err.Error()})
+	case err != nil:
 		found = append(found, Finding{Variant: Undecodable, Where: where, Problem: err.Error()})
 	}
 	return found
