@@ -6,6 +6,11 @@
 //	```sh {step=clone-base}                 runs on the machine
 //	```sh {step=provision-age-key runs=operator}   the operator does it (the harness's own action)
 //	```sh {run=no}                          an example, never run
+//	```yaml {run=no}                        data, shown, never run
+//
+// Any other code block a rendered page shows (an indented one, raw HTML
+// <pre>, a fence in another language or none) is an error: the operator
+// would read it as commands the harness never judged.
 //
 // `${NAME}` (upper case) is a placeholder filled from an allow-list; lower-case
 // `${name}` and `$name` are the shell's own. Every rule is checked before
@@ -86,8 +91,27 @@ func Parse(path string, src []byte, values map[string]string) (*Doc, error) {
 		errs = append(errs, &ParseError{Path: path, Line: line, Msg: fmt.Sprintf(format, args...)})
 	}
 	err := ast.Walk(root, func(n ast.Node, entering bool) (ast.WalkStatus, error) {
+		if !entering {
+			return ast.WalkContinue, nil
+		}
+		// A block a rendered page shows as code, however it is written, is
+		// read by the operator as commands: it cannot hide from the rules.
+		switch b := n.(type) {
+		case *ast.CodeBlock: // indented four spaces: no info string, so no tag
+			fail(firstLine(b, lines), "an indented code block: a reader may take it for commands — fence it (```sh {step=NAME}, ```sh {run=no}, or a data language with {run=no})")
+		case *ast.HTMLBlock:
+			if codeTag.Match(blockText(b, src)) {
+				fail(firstLine(b, lines), "a raw HTML <pre>/<code> block: a reader may take it for commands — write it as a fenced block, tagged")
+			}
+		case *ast.RawHTML: // inline, in a paragraph
+			for i := 0; i < b.Segments.Len(); i++ {
+				if seg := b.Segments.At(i); preTag.Match(seg.Value(src)) {
+					fail(lineOf(lines, seg.Start), "raw HTML <pre> in a paragraph: a reader may take it for commands — write it as a fenced block, tagged")
+				}
+			}
+		}
 		fb, ok := n.(*ast.FencedCodeBlock)
-		if !entering || !ok {
+		if !ok {
 			return ast.WalkContinue, nil
 		}
 		info := ""
@@ -111,8 +135,13 @@ func Parse(path string, src []byte, values map[string]string) (*Doc, error) {
 		}
 		switch kindOf(lang) {
 		case dataFence:
-			if len(attrs) > 0 && attrs["run"] != "no" {
+			switch {
+			case len(attrs) > 0 && attrs["run"] != "no":
 				fail(line, "a %s block is data, shown and never run: it takes no step (only shell blocks are steps)", lang)
+			case attrs["run"] != "no": // a diff or a patch is applied by hand: the writer says it is not a step
+				fail(line, "a %s block without {run=no}: say it is shown, never run (a step is a shell block)", lang)
+			default:
+				doc.Examples++
 			}
 			return ast.WalkContinue, nil
 		case otherFence:
@@ -314,6 +343,29 @@ func lineStarts(src []byte) []int {
 // lineOf is the 1-based line of a byte offset.
 func lineOf(lines []int, off int) int {
 	return sort.Search(len(lines), func(i int) bool { return lines[i] > off })
+}
+
+var (
+	codeTag = regexp.MustCompile(`(?i)<(pre|code|textarea|xmp|listing|plaintext)\b`)
+	preTag  = regexp.MustCompile(`(?i)<(pre|xmp|listing|plaintext)\b`)
+)
+
+// firstLine is the line a block's first line of text is on.
+func firstLine(n ast.Node, lines []int) int {
+	if n.Lines().Len() == 0 {
+		return 1
+	}
+	return lineOf(lines, n.Lines().At(0).Start)
+}
+
+// blockText is a block's lines as written.
+func blockText(n ast.Node, src []byte) []byte {
+	var b bytes.Buffer
+	for i := 0; i < n.Lines().Len(); i++ {
+		seg := n.Lines().At(i)
+		b.Write(seg.Value(src))
+	}
+	return b.Bytes()
 }
 
 // fenceLine is the line of the opening fence: the line before the first body

@@ -60,9 +60,10 @@ func TestMalformedDocumentsNameTheLine(t *testing.T) {
 }
 
 func TestOtherLanguagesAreNotSteps(t *testing.T) {
-	doc, err := Parse("x.md", []byte("```yaml\nkey: ${NOT_CHECKED}\n```\n\n```sh {step=a}\ntrue\n```\n"), nil)
+	doc, err := Parse("x.md", []byte("```yaml {run=no}\nkey: ${NOT_CHECKED}\n```\n\n```sh {step=a}\ntrue\n```\n"), nil)
 	require.NoError(t, err)
 	assert.Len(t, doc.Blocks, 1)
+	assert.Equal(t, 1, doc.Examples, "the data block is an example")
 }
 
 func TestAllErrorsAreReportedTogether(t *testing.T) {
