@@ -241,28 +241,33 @@ func TestNoFalsePositivesOnALargeCleanTree(t *testing.T) {
 	assert.GreaterOrEqual(t, st.Bytes, int64(200*64<<10))
 }
 
-// Inside a sops file only its ciphertext and the metadata fields sops writes
-// are exempt: a value sops left unencrypted, one pasted beside the
-// ciphertext, or one under sops: that sops did not write, is a leak.
-func TestOnlyCiphertextAndMetadataOfASopsFileAreExempt(t *testing.T) {
+// Inside a sops file only its ciphertext is exempt: a value sops left
+// unencrypted, one pasted beside the ciphertext, or one anywhere under
+// sops: — under a key sops did not write, or under one it does (pgp's fp,
+// kms's context, an age stanza: sops ignores them all) — is a leak.
+func TestOnlyCiphertextOfASopsFileIsExempt(t *testing.T) {
 	s := scanner(t, map[string]string{"webhook_hmac": secret})
 	enc := "ENC[AES256_GCM,data:" + secret + ",iv:abc,tag:def,type:str]"
-	meta := "sops:\n    age:\n        - recipient: age1xyz\n          enc: " + secret + "\n    mac: " + enc + "\n    version: 3.13.3\n"
+	stanza := "            -----BEGIN AGE ENCRYPTED FILE-----\n            YWdlLWVuY3J5cHRpb24ub3JnL3YxCi0+IFgyNTUxOSBhYmNkZWYK\n            -----END AGE ENCRYPTED FILE-----\n"
+	meta := "sops:\n    age:\n        - recipient: age1xyz\n          enc: |\n" + stanza + "    mac: " + enc + "\n    version: 3.13.3\n"
 	rows := map[string]struct {
 		content string
 		leaks   int
 	}{
-		"secret only inside ENC[...] and the sops block": {"token: " + enc + "\n" + meta, 0},
-		"an unencrypted value beside the ciphertext":     {"token: " + enc + "\nhmac_unencrypted: " + secret + "\n" + meta, 1},
-		"a comment quoting the secret":                   {"# was " + secret + "\ntoken: " + enc + "\n" + meta, 1},
-		"text after the sops block":                      {"token: " + enc + "\n" + meta + "debug: " + secret + "\n", 1},
-		"not a sops file at all":                         {"token: " + secret + "\n", 1},
+		"secret only inside ENC[...]":                {"token: " + enc + "\n" + meta, 0},
+		"an unencrypted value beside the ciphertext": {"token: " + enc + "\nhmac_unencrypted: " + secret + "\n" + meta, 1},
+		"a comment quoting the secret":               {"# was " + secret + "\ntoken: " + enc + "\n" + meta, 1},
+		"text after the sops block":                  {"token: " + enc + "\n" + meta + "debug: " + secret + "\n", 1},
+		"not a sops file at all":                     {"token: " + secret + "\n", 1},
 		// sops ignores a key under sops: it did not write: a value there is plaintext.
-		"a key sops did not write, under sops:":  {"token: " + enc + "\n" + meta + "    registry_password_backup: " + secret + "\n", 1},
-		"its block-scalar value":                 {"token: " + enc + "\n" + meta + "    notes: |\n        " + secret + "\n", 1},
-		"a field's name under a foreign parent":  {"token: " + enc + "\n" + meta + "    stash:\n        enc: " + secret + "\n", 1},
-		"in a key entry":                         {"token: " + enc + "\nsops:\n    age:\n        - note: " + secret + "\n          recipient: age1xyz\n    mac: " + enc + "\n", 1},
-		"an age stanza (a field's block scalar)": {"token: " + enc + "\nsops:\n    age:\n        - enc: |\n            -----BEGIN AGE ENCRYPTED FILE-----\n            " + secret + "\n            -----END AGE ENCRYPTED FILE-----\n          recipient: age1xyz\n    mac: " + enc + "\n", 0},
+		"a key sops did not write, under sops:": {"token: " + enc + "\n" + meta + "    registry_password_backup: " + secret + "\n", 1},
+		"its block-scalar value":                {"token: " + enc + "\n" + meta + "    notes: |\n        " + secret + "\n", 1},
+		"a field's name under a foreign parent": {"token: " + enc + "\n" + meta + "    stash:\n        enc: " + secret + "\n", 1},
+		"in a key entry":                        {"token: " + enc + "\nsops:\n    age:\n        - note: " + secret + "\n          recipient: age1xyz\n    mac: " + enc + "\n", 1},
+		// … and so does it a value under a field it writes, not of its shape (the audit's).
+		"pasted into an age stanza":  {"token: " + enc + "\nsops:\n    age:\n        - enc: |\n            -----BEGIN AGE ENCRYPTED FILE-----\n            " + secret + "\n            -----END AGE ENCRYPTED FILE-----\n          recipient: age1xyz\n    mac: " + enc + "\n", 1},
+		"as a pgp key's fingerprint": {"token: " + enc + "\n" + meta + "    pgp:\n        - fp: " + secret + "\n", 1},
+		"in a kms key's context":     {"token: " + enc + "\n" + meta + "    kms:\n        - context:\n            name: " + secret + "\n", 1},
 	}
 	for name, row := range rows {
 		t.Run(name, func(t *testing.T) {

@@ -172,9 +172,12 @@ func Inspect(enc []byte) (*Info, error) {
 		}
 	}
 	sort.Strings(info.Recipients)
-	// Only the fields sops writes are its metadata; any other value under
-	// sops: is plaintext that travels with the file (sops ignores it).
-	foreignMetadata("sops", meta, func(path string) { info.Leaves = append(info.Leaves, Leaf{Path: path}) })
+	// Only what sops writes, where and as it writes it, is its metadata;
+	// anything else under sops: is plaintext that travels with the file
+	// (sops ignores it).
+	for _, path := range sopsmeta.Problems("sops", meta) {
+		info.Leaves = append(info.Leaves, Leaf{Path: path})
+	}
 	delete(doc, "sops")
 	flatten("", doc, func(path string, v any) {
 		s, isString := v.(string)
@@ -182,25 +185,6 @@ func Inspect(enc []byte) (*Info, error) {
 	})
 	sort.Slice(info.Leaves, func(a, b int) bool { return info.Leaves[a].Path < info.Leaves[b].Path })
 	return info, nil
-}
-
-// foreignMetadata calls found for every key under the sops block, at any
-// depth, that is not a field sops writes.
-func foreignMetadata(prefix string, v any, found func(string)) {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, c := range t {
-			if !sopsmeta.IsField(k) {
-				found(prefix + "." + k)
-				continue
-			}
-			foreignMetadata(prefix+"."+k, c, found)
-		}
-	case []any:
-		for i, c := range t {
-			foreignMetadata(fmt.Sprint(prefix, ".", i), c, found)
-		}
-	}
 }
 
 func flatten(prefix string, v any, leaf func(string, any)) {

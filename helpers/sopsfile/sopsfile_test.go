@@ -106,6 +106,36 @@ func TestAValueUnderSopsThatSopsDidNotWriteIsPlaintext(t *testing.T) {
 	assert.Equal(t, []string{"sops.age.0.note"}, info.Plaintext(), "nested: a key entry takes only sops's own fields")
 }
 
+// A value under a field sops writes, not of the shape sops writes there, is
+// plaintext too: the audit's pgp fingerprint and KMS context (sops still
+// decrypts the file with its age key), an age stanza that is no armour, a
+// version that is no version.
+func TestAValueNotOfItsFieldsShapeIsPlaintext(t *testing.T) {
+	boot := identity(t)
+	enc, err := Encrypt([]byte(plain), []string{boot.Recipient().String()})
+	require.NoError(t, err)
+	for want, edit := range map[string][2]string{
+		"sops.pgp.0.fp":      {"\nsops:\n", "\nsops:\n    pgp:\n        - fp: hunter2-plain-text\n          created_at: \"2026-12-07T00:00:00Z\"\n"},
+		"sops.kms.0.context": {"\nsops:\n", "\nsops:\n    kms:\n        - context:\n            name: hunter2-plain-text\n"},
+		"sops.version":       {"\n    version: ", "\n    version: hunter2-plain-text\n    old_version: "},
+		"sops.lastmodified":  {"\n    lastmodified: ", "\n    lastmodified: hunter2-plain-text\n    old_lastmodified: "},
+	} {
+		t.Run(want, func(t *testing.T) {
+			edited := bytes.Replace(enc, []byte(edit[0]), []byte(edit[1]), 1)
+			require.False(t, bytes.Equal(enc, edited), "the edit applies")
+			info, err := Inspect(edited)
+			require.NoError(t, err)
+			assert.Contains(t, info.Plaintext(), want)
+		})
+	}
+	t.Run("sops still decrypts it", func(t *testing.T) {
+		edited := bytes.Replace(enc, []byte("\nsops:\n"), []byte("\nsops:\n    pgp:\n        - fp: hunter2-plain-text\n          created_at: \"2026-12-07T00:00:00Z\"\n"), 1)
+		vals, err := Decrypt(edited, boot.String())
+		require.NoError(t, err, "the plaintext rides along")
+		assert.Equal(t, "s3cret-hmac", vals["webhook_hmac"])
+	})
+}
+
 // The files the harness writes must be readable by the real sops CLI, and the
 // CLI's files by the harness. The lab builds the CLI (from the same module
 // version) into its cache for the blank image.
@@ -143,4 +173,8 @@ func TestInteroperatesWithTheSopsCLI(t *testing.T) {
 	got, err := Decrypt(theirs, id.String())
 	require.NoError(t, err)
 	assert.Equal(t, "s3cret-hmac", got["webhook_hmac"])
+	// What the CLI writes under sops: is, field by field, what sops writes.
+	info, err := Inspect(theirs)
+	require.NoError(t, err)
+	assert.Empty(t, info.Plaintext(), "the CLI's own file holds no plaintext:\n%s", theirs)
 }
