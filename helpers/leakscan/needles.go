@@ -1,12 +1,7 @@
 package leakscan
 
 import (
-	"bytes"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/pem"
 	"fmt"
-	"net/url"
 	"sort"
 	"strings"
 
@@ -16,7 +11,7 @@ import (
 // Needle is one searchable form of a secret.
 type Needle struct {
 	Secret  string `json:"secret"`  // the secret's name
-	Variant string `json:"variant"` // raw, der, hex, HEX, base64@1, base64url@2, base64-wrapped, json-/drv-/nix-escaped, utf16le/be, percent
+	Variant string `json:"variant"` // secretforms.All's: raw, der, hex, base64@1, base64-wrapped, json-escaped, utf16le, percent, …
 	Bytes   []byte `json:"bytes"`
 }
 
@@ -42,15 +37,6 @@ func (f Finding) String() string {
 // DefaultMinLen is the shortest needle searched for: shorter ones match by
 // chance, and the scan's speed grows with it.
 const DefaultMinLen = 12
-
-// A secret inside line-wrapped base64 (64 or 76 columns) is broken by at
-// most one newline per line width, so pieces of its base64 are searched for on
-// their own: wrapFragment characters (72 bits: no chance match), every
-// wrapStep, so any unbroken run of wrapFragment+wrapStep-1 characters holds one.
-const (
-	wrapFragment = 12
-	wrapStep     = 4
-)
 
 // TooShort names the secrets shorter than minLen (DefaultMinLen when 0):
 // the scanner does not search for them, so their absence from the repos
@@ -96,64 +82,9 @@ func Needles(secrets map[string]string, minLen int, warn func(format string, arg
 		out = append(out, Needle{Secret: name, Variant: variant, Bytes: b})
 	}
 	for _, name := range names {
-		value := strings.TrimSpace(secrets[name])
-		var forms [][]byte
-		rest := []byte(value)
-		for {
-			var blk *pem.Block
-			blk, rest = pem.Decode(rest)
-			if blk == nil {
-				break
-			}
-			add(name, "der", blk.Bytes) // the key as bytes, e.g. inside a binary
-			for _, line := range strings.Split(string(pem.EncodeToMemory(&pem.Block{Type: blk.Type, Bytes: blk.Bytes})), "\n") {
-				if line != "" && !strings.HasPrefix(line, "-----") {
-					forms = append(forms, []byte(line))
-				}
-			}
-		}
-		isPEM := len(forms) > 0 // its lines and DER cover every other form
-		if !isPEM {
-			forms = [][]byte{[]byte(value)}
-			if strings.Contains(value, "\n") {
-				for _, l := range strings.Split(value, "\n") {
-					forms = append(forms, []byte(strings.TrimSpace(l)))
-				}
-			}
-		}
-		for _, f := range forms {
-			add(name, "raw", f)
-			// Inside a quoted string (a .drv, JSON, a .nix file) and in a
-			// UTF-16 file; a PEM's lines (base64) have no escaped form.
-			for _, e := range append(secretforms.Escaped(string(f)), secretforms.UTF16(string(f))...) {
-				add(name, e.Variant, e.Bytes)
-			}
-			add(name, "hex", []byte(hex.EncodeToString(f)))
-			add(name, "HEX", []byte(strings.ToUpper(hex.EncodeToString(f))))
-			if q := url.QueryEscape(string(f)); q != string(f) {
-				add(name, "percent", []byte(q))
-			}
-			for shift := 0; shift < 3; shift++ {
-				std := base64Inner(base64.StdEncoding, f, shift)
-				add(name, fmt.Sprintf("base64@%d", shift), std)
-				add(name, fmt.Sprintf("base64url@%d", shift), base64Inner(base64.URLEncoding, f, shift))
-				for i := 0; i+wrapFragment <= len(std); i += wrapStep {
-					add(name, "base64-wrapped", std[i:i+wrapFragment])
-				}
-			}
+		for _, f := range secretforms.All(secrets[name]) {
+			add(name, f.Variant, f.Bytes)
 		}
 	}
 	return out
-}
-
-// base64Inner is the part of the base64 of f that is the same whatever
-// surrounds f, when f starts shift bytes after a 3-byte boundary.
-func base64Inner(enc *base64.Encoding, f []byte, shift int) []byte {
-	s := enc.EncodeToString(append(bytes.Repeat([]byte{0}, shift), f...))
-	start := (shift*4 + 2) / 3 // characters that also encode the bytes before f
-	end := len(s) - 4          // the last group may mix in the bytes after f
-	if end <= start {
-		return nil
-	}
-	return []byte(s[start:end])
 }

@@ -17,8 +17,8 @@ func TestRedactReplacesSecretWithFingerprint(t *testing.T) {
 	r.Add("webhook-hmac", []byte("s3cr3t-hmac-value\n"))
 	out := r.Redact("curl -H 'X-Sig: s3cr3t-hmac-value' done")
 	assert.NotContains(t, out, "s3cr3t-hmac-value")
-	assert.Contains(t, out, "[REDACTED webhook-hmac sha256:")
-	assert.Contains(t, out, Fingerprint([]byte("s3cr3t-hmac-value")))
+	assert.Contains(t, out, "[REDACTED webhook-hmac hmac:")
+	assert.Contains(t, out, r.Fingerprint([]byte("s3cr3t-hmac-value")))
 }
 
 func TestRedactCatchesSingleLinesOfAMultiLineSecret(t *testing.T) {

@@ -60,7 +60,7 @@ func TestTailRedactsBeforeCutting(t *testing.T) {
 			assert.NotContains(t, tail, secret[len(secret)-k:], "n=%d leaks the secret's last %d bytes", n, k)
 		}
 	}
-	assert.Equal(t, "journal: token=[REDACTED token "+redact.Fingerprint([]byte(secret))+"] end", Tail(r, out, 1000))
+	assert.Equal(t, "journal: token=[REDACTED token "+r.Fingerprint([]byte(secret))+"] end", Tail(r, out, 1000))
 }
 
 // Output beyond the bound is dropped (and counted), never buffered.

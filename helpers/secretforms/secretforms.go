@@ -7,14 +7,16 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"unicode/utf16"
 )
 
 // Form is one spelling of a secret.
 type Form struct {
-	Variant string // what a finding or a redaction calls it
-	Bytes   []byte
+	Variant  string // what a finding or a redaction calls it
+	Bytes    []byte
+	Fragment bool // part of an encoding of a longer text (base64 at an offset, or wrapped)
 }
 
 // Escaped are the secret as it appears inside a quoted string, where it
@@ -25,7 +27,11 @@ type Form struct {
 //   - drv-escaped: a string in a .drv file, which Nix writes in ATerm form
 //     escaping only `"`, `\`, newline, carriage return and tab
 //     (src/libstore/derivations.cc, printString);
-//   - nix-escaped: a Nix string literal ("…"), which also escapes `${`.
+//   - nix-escaped: a Nix string literal ("…"), which also escapes `${`;
+//   - json-html-escaped: a JSON string with encoding/json's default HTML
+//     escapes (& < > as \u0026 \u003c \u003e: Go's json.Marshal);
+//   - python-escaped: inside a Python str's repr ('…': \\, \', \n, \r,
+//     \t, other control bytes as \xNN).
 func Escaped(s string) []Form {
 	var out []Form
 	add := func(variant, v string) {
@@ -37,11 +43,13 @@ func Escaped(s string) []Form {
 				return
 			}
 		}
-		out = append(out, Form{variant, []byte(v)})
+		out = append(out, Form{Variant: variant, Bytes: []byte(v)})
 	}
 	add("json-escaped", jsonEscape(s))
+	add("json-html-escaped", jsonHTMLEscape(s))
 	add("drv-escaped", atermEscape(s))
 	add("nix-escaped", strings.ReplaceAll(atermEscape(s), "${", `\${`))
+	add("python-escaped", pythonEscape(s))
 	return out
 }
 
@@ -54,7 +62,7 @@ func UTF16(s string) []Form {
 		binary.LittleEndian.PutUint16(le[2*i:], u)
 		binary.BigEndian.PutUint16(be[2*i:], u)
 	}
-	return []Form{{"utf16le", le}, {"utf16be", be}}
+	return []Form{{Variant: "utf16le", Bytes: le}, {Variant: "utf16be", Bytes: be}}
 }
 
 func atermEscape(s string) string {
@@ -70,4 +78,36 @@ func jsonEscape(s string) string {
 	_ = enc.Encode(s) // a string always encodes
 	out := bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 	return string(out[1 : len(out)-1])
+}
+
+// jsonHTMLEscape is the secret as encoding/json's default (HTML-safe)
+// encoder writes it inside a string.
+func jsonHTMLEscape(s string) string {
+	var b bytes.Buffer
+	_ = json.NewEncoder(&b).Encode(s) // a string always encodes
+	out := bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	return string(out[1 : len(out)-1])
+}
+
+// pythonEscape is the secret inside a Python str's repr, single-quoted.
+func pythonEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\\' || r == '\'':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }

@@ -36,11 +36,10 @@ const (
 
 // AgeKey is the bootstrap key as the operator holds it.
 type AgeKey struct {
-	Path        string
-	Identity    string // the age identity string (never printed)
-	Recipient   string
-	File        []byte // the file as the operator would copy it
-	Fingerprint string
+	Path      string
+	Identity  string // the age identity string (never printed)
+	Recipient string
+	File      []byte // the file as the operator would copy it
 }
 
 // LoadAgeKey reads the operator's key file. A key readable by group or others
@@ -69,8 +68,7 @@ func LoadAgeKey(path string, r *redact.Redactor) (*AgeKey, error) {
 		return nil, fmt.Errorf("age key CCCI_AGE_KEY_FILE=%s: not an X25519 identity", path)
 	}
 	r.Add("bootstrap-age-key", []byte(x.String()))
-	return &AgeKey{Path: path, Identity: x.String(), Recipient: x.Recipient().String(), File: b,
-		Fingerprint: redact.Fingerprint([]byte(x.String()))}, nil
+	return &AgeKey{Path: path, Identity: x.String(), Recipient: x.Recipient().String(), File: b}, nil
 }
 
 // Repos are local bare clones of the target's two repos, and the commits
