@@ -13,7 +13,7 @@ import (
 )
 
 // Source is how the evaluation gets the pinned repos: each as a tar of its
-// committed tree (git archive), and how the base pins the secrets repo —
+// committed tree (from the git objects, target.Repos.Trees), and how the base pins the secrets repo —
 // the flake input to override with it, or the submodule path to put it at.
 type Source struct {
 	Base, Secrets []byte

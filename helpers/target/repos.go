@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/cc-ci/acceptance/helpers/bounds"
 	"github.com/cc-ci/acceptance/helpers/sopsfile"
 )
 
@@ -178,11 +179,14 @@ func PlainIn(rp *Repos, value string) ([]string, error) {
 }
 
 // Trees are the committed trees of both repos at their pinned commits, as
-// tar streams (git archive): what a machine evaluates the declarations from.
+// tar streams of exactly what is committed (treeTar): what a machine
+// evaluates the declarations from.
 func (rp *Repos) Trees(ctx context.Context) (base, secrets []byte, err error) {
-	if base, err = gitBytes(ctx, rp.Base, "archive", "--format=tar", rp.BaseCommit); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, bounds.Git)
+	defer cancel()
+	if base, err = treeTar(ctx, rp.Base, rp.BaseCommit); err != nil {
 		return nil, nil, err
 	}
-	secrets, err = gitBytes(ctx, rp.Secrets, "archive", "--format=tar", rp.SecretsCommit)
+	secrets, err = treeTar(ctx, rp.Secrets, rp.SecretsCommit)
 	return base, secrets, err
 }
