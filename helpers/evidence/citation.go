@@ -41,9 +41,17 @@ type CitationError struct {
 
 func (e *CitationError) Error() string { return "run " + e.RunID + ": " + e.Reason }
 
+// destroyedPrefix starts Entry.Destroy when the run destroyed its machine
+// and the API then answered not found.
+const destroyedPrefix = "destroyed; API answers not found"
+
+// DestroyedAndGone is Entry.Destroy for a run whose machine it destroyed and proved gone.
+const DestroyedAndGone = destroyedPrefix + "; no instance of this run remains (C6 cleanup PASS)"
+
 // ProvesLiveRebuild checks that the chain holds run id, that it passed C4
-// on a machine it created (a reused machine is not a cold run), was not cut
-// short, and was recorded no longer than maxAge before now. It returns the
+// on a machine it created (a reused machine is not a cold run) and then
+// destroyed and proved gone (a kept one is not), was not cut short, and was
+// recorded no longer than maxAge before now. It returns the
 // entry, or a *CitationError naming what is missing.
 func ProvesLiveRebuild(chain []Entry, id string, now time.Time, maxAge time.Duration) (Entry, error) {
 	fail := func(format string, args ...any) (Entry, error) {
@@ -64,6 +72,10 @@ func ProvesLiveRebuild(chain []Entry, id string, now time.Time, maxAge time.Dura
 		return fail("is not evidence (%s)", e.NotEvidence)
 	case e.Machine == "":
 		return fail("created no machine (a reused machine is not a cold rebuild)")
+	case !strings.HasPrefix(e.Destroy, destroyedPrefix):
+		// Kept (SKIP_teardown), or its teardown failed: the machine outlived
+		// the run, and what it was when judged is no longer provable.
+		return fail("its machine was not destroyed and proven gone (destroy: %q)", e.Destroy)
 	}
 	if r, ok := e.Result(LiveRebuildTest); !ok || r != "pass" {
 		return fail("%s did not pass (recorded %q)", LiveRebuildTest, r)

@@ -24,7 +24,7 @@ func TestCitedRunsAreRunIDsInOrderOnce(t *testing.T) {
 func TestACitedRunMustBeARecentColdPassOfC4(t *testing.T) {
 	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	good := Entry{RunID: "r20261129t100000-aaaaaa", Time: "2026-11-29T10:00:00Z", Outcome: "pass", Machine: "terraform-ci/ccci-x",
-		Tests: []Test{{Name: LiveRebuildTest, Result: "pass"}, {Name: "TestC1SecretsRepoSplit", Result: "fail"}}}
+		Destroy: DestroyedAndGone, Tests: []Test{{Name: LiveRebuildTest, Result: "pass"}, {Name: "TestC1SecretsRepoSplit", Result: "fail"}}}
 	with := func(f func(*Entry)) []Entry {
 		e := good
 		e.Tests = append([]Test(nil), good.Tests...)
@@ -43,6 +43,8 @@ func TestACitedRunMustBeARecentColdPassOfC4(t *testing.T) {
 	}{
 		{"absent", nil, "not in the evidence chain"},
 		{"reused machine", with(func(e *Entry) { e.Machine = "" }), "created no machine"},
+		{"kept machine", with(func(e *Entry) { e.Destroy = "kept (SKIP_teardown=1)" }), `its machine was not destroyed and proven gone (destroy: "kept (SKIP_teardown=1)")`},
+		{"teardown failed", with(func(e *Entry) { e.Destroy = "FAILED: timeout" }), "not destroyed and proven gone"},
 		{"C4 failed", with(func(e *Entry) { e.Tests[0].Result = "fail" }), `TestC4GenuineLiveRebuild did not pass (recorded "fail")`},
 		{"C4 not run", with(func(e *Entry) { e.Tests = e.Tests[1:] }), "did not pass (recorded \"\")"},
 		{"C4's end of run failed", with(func(e *Entry) {
@@ -76,7 +78,7 @@ func TestACitedRunIsSignedByAnAllowedKeyOnThisIncus(t *testing.T) {
 	entry := func(signer ssh.Signer, incus string) []Entry {
 		p := PathsFor(filepath.Join(t.TempDir(), "REVIEW.md"))
 		_, err := Append(p, Entry{RunID: "r20261130t100000-aaaaaa", Time: now.Add(-time.Hour).Format(time.RFC3339), Incus: incus,
-			Machine: "terraform-ci/ccci-x", Tests: []Test{{Name: LiveRebuildTest, Result: "pass"}}}, signer)
+			Machine: "terraform-ci/ccci-x", Destroy: DestroyedAndGone, Tests: []Test{{Name: LiveRebuildTest, Result: "pass"}}}, signer)
 		require.NoError(t, err)
 		es, err := Chain(p.JSONL)
 		require.NoError(t, err)

@@ -173,7 +173,7 @@ func (r *Run) appendEvidence(outcome string) error {
 	case r.Config.Stages.KeepMachine:
 		e.Destroy = "kept (SKIP_teardown=1)"
 	default:
-		e.Destroy = "destroyed; API answers not found; no instance of this run remains (C6 cleanup PASS)"
+		e.Destroy = evidence.DestroyedAndGone
 	}
 	return r.evidence.write(e)
 }
