@@ -3,11 +3,13 @@ package testrun
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -76,6 +78,10 @@ func (g *guardian) send(line string) error {
 // Track tells the guardian an instance before Incus is asked for it.
 func (g *guardian) Track(project, name string) error { return g.send("track " + project + "/" + name) }
 
+// TempDir tells the guardian a directory of the run's own on this host (a
+// target's clones, a deploy key): it removes it if the run dies.
+func (g *guardian) TempDir(dir string) error { return g.send("tmp " + dir) }
+
 // Pin tells the guardian the uuid of an instance once Incus has created it:
 // it will destroy only that instance, not another under the same name.
 func (g *guardian) Pin(project, name, uuid string) error {
@@ -101,13 +107,22 @@ func (g *guardian) release(word string) {
 // runGuardian is the guardian process's main: it returns its exit code.
 func runGuardian() int {
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
-	logf := func(format string, args ...any) {
-		fmt.Fprintf(os.Stderr, "[guardian %s] "+format+"\n", append([]any{time.Now().UTC().Format("15:04:05")}, args...)...)
-	}
-	var tracked []string
+	return guard(os.Stdin)
+}
+
+func guardLog(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[guardian %s] "+format+"\n", append([]any{time.Now().UTC().Format("15:04:05")}, args...)...)
+}
+
+// guard reads the run's messages until "done" or "keep"; if they end
+// without either, the run died: it removes the run's temp directories,
+// destroys its tracked instances and writes its evidence.
+func guard(in io.Reader) int {
+	logf := guardLog
+	var tracked, temps []string
 	uuids := map[string]string{}
 	var runID, review string
-	sc := bufio.NewScanner(os.Stdin)
+	sc := bufio.NewScanner(in)
 	for sc.Scan() {
 		word, arg, _ := strings.Cut(sc.Text(), " ")
 		switch word {
@@ -118,9 +133,14 @@ func runGuardian() int {
 		case "pin":
 			id, uuid, _ := strings.Cut(arg, " ")
 			uuids[id] = uuid
+		case "tmp":
+			temps = append(temps, arg)
 		case "done", "keep":
 			return 0
 		}
+	}
+	for _, dir := range temps {
+		removeRunTemp(dir, logf)
 	}
 	entry := evidence.Entry{RunID: runID, Outcome: "fail",
 		Interrupted: "the test process died before its teardown (panic, kill -9, or exit)", Destroy: "no machine was created"}
@@ -173,4 +193,30 @@ func runGuardian() int {
 		}
 	}
 	return code
+}
+
+// runTempPrefix starts the name of every temp directory a run makes.
+const runTempPrefix = "ccci-"
+
+// removeRunTemp removes a temp directory the run told of: only an absolute,
+// clean path whose name is a run's, and only a directory (never through a
+// symlink).
+func removeRunTemp(dir string, logf func(string, ...any)) {
+	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir || !strings.HasPrefix(filepath.Base(dir), runTempPrefix) {
+		logf("not removing %q: not a run's temp directory", dir)
+		return
+	}
+	st, err := os.Lstat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return
+	case err != nil || !st.IsDir():
+		logf("not removing %s: not a directory", dir)
+		return
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		logf("temp directory %s: %v", dir, err)
+		return
+	}
+	logf("removed the dead run's temp directory %s", dir)
 }

@@ -62,11 +62,14 @@ func (r *Run) loadTarget() (*TargetView, error) {
 	if !cfg.HasTarget() {
 		return nil, target.ErrNoTarget
 	}
-	dir, err := os.MkdirTemp("", "ccci-target-")
+	dir, err := os.MkdirTemp("", runTempPrefix+"target-")
 	if err != nil {
 		return nil, err
 	}
 	r.local.add(func() { os.RemoveAll(dir) })
+	if err := r.guardian.TempDir(dir); err != nil { // a run killed mid-clone leaves no clone, no key
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(r.ctx, cfg.Timeouts.StepTimeout)
 	defer cancel()
 	repos, err := target.Fetch(ctx, dir, cfg.Target, r.key, r.Redact)

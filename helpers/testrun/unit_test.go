@@ -204,3 +204,28 @@ func TestEvidenceIsSignedWhenTheKeyLoadsAndWrittenWhenItDoesNot(t *testing.T) {
 	w, _ = newEvidenceWriter(filepath.Join(key, "REVIEW.md"), "", quiet) // under a file, not a directory
 	assert.Error(t, w.write(evidence.Entry{RunID: "r3"}), "a lost entry is an error")
 }
+
+// A run killed mid-clone leaves its clones (and a deploy key) behind unless
+// its guardian removes them: it does, for the temp directories the run told
+// it of, and nothing else — not a path that is no run's, nor through a link.
+func TestTheGuardianRemovesADeadRunsTempDirectories(t *testing.T) {
+	root := t.TempDir()
+	mk := func(name string) string {
+		d := filepath.Join(root, name)
+		require.NoError(t, os.MkdirAll(d, 0o700))
+		require.NoError(t, os.WriteFile(filepath.Join(d, "deploy-key"), []byte("key"), 0o600))
+		return d
+	}
+	clone, other := mk("ccci-target-123"), mk("someone-elses")
+	link := filepath.Join(root, "ccci-link")
+	require.NoError(t, os.Symlink(other, link))
+	messages := "run r1 \ntmp " + clone + "\ntmp " + other + "\ntmp " + link + "\ntmp ccci-relative\n"
+
+	assert.Equal(t, 0, guard(strings.NewReader(messages+"done\n")), "a run that ended cleans up itself")
+	assert.DirExists(t, clone, "a live run's directory is its own to remove")
+
+	assert.Equal(t, 0, guard(strings.NewReader(messages))) // the pipe closed: the run died
+	assert.NoDirExists(t, clone, "the dead run's clone and key are removed")
+	assert.FileExists(t, filepath.Join(other, "deploy-key"), "a directory that is no run's stays")
+	assert.FileExists(t, filepath.Join(link, "deploy-key"), "a link is not followed")
+}
