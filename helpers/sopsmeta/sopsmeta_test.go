@@ -28,13 +28,15 @@ func TestOnlyWhatSopsWritesWhereItWritesItIsMetadata(t *testing.T) {
 		"sops.registry_password_backup": func(m map[string]any) { m["registry_password_backup"] = "hunter2-plain" },
 		"sops.age.0.note":               func(m map[string]any) { m["age"].([]any)[0].(map[string]any)["note"] = "hunter2-plain" },
 		"sops.pgp.0.fp":                 func(m map[string]any) { m["pgp"].([]any)[0].(map[string]any)["fp"] = "hunter2-plain" },
-		"sops.kms.0.context":            func(m map[string]any) { m["kms"] = []any{map[string]any{"context": map[string]any{"name": "hunter2-plain"}}} },
-		"sops.age.0.enc":                func(m map[string]any) { m["age"].([]any)[0].(map[string]any)["enc"] = "hunter2-plain" },
-		"sops.version":                  func(m map[string]any) { m["version"] = "hunter2-plain" },
-		"sops.lastmodified":             func(m map[string]any) { m["lastmodified"] = "hunter2-plain" },
-		"sops.mac":                      func(m map[string]any) { m["mac"] = "hunter2-plain" },
-		"sops.stash":                    func(m map[string]any) { m["stash"] = map[string]any{"enc": "hunter2-plain"} },
-		"sops.age":                      func(m map[string]any) { m["age"] = "hunter2-plain" },
+		"sops.kms.0.context": func(m map[string]any) {
+			m["kms"] = []any{map[string]any{"context": map[string]any{"name": "hunter2-plain"}}}
+		},
+		"sops.age.0.enc":    func(m map[string]any) { m["age"].([]any)[0].(map[string]any)["enc"] = "hunter2-plain" },
+		"sops.version":      func(m map[string]any) { m["version"] = "hunter2-plain" },
+		"sops.lastmodified": func(m map[string]any) { m["lastmodified"] = "hunter2-plain" },
+		"sops.mac":          func(m map[string]any) { m["mac"] = "hunter2-plain" },
+		"sops.stash":        func(m map[string]any) { m["stash"] = map[string]any{"enc": "hunter2-plain"} },
+		"sops.age":          func(m map[string]any) { m["age"] = "hunter2-plain" },
 	} {
 		t.Run(path, func(t *testing.T) {
 			m := good()
