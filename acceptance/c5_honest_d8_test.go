@@ -43,7 +43,7 @@ func TestC5HonestD8(t *testing.T) {
 		require.NotEmpty(t, cfg.Evidence.D8Signers, "CCCI_D8_ALLOWED_SIGNERS names the keys whose runs may be cited: without it no citation can be trusted")
 		allowed, err := evidence.LoadAllowedSigners(cfg.Evidence.D8Signers)
 		require.NoError(t, err, "CCCI_D8_ALLOWED_SIGNERS")
-		bind := evidence.Binding{Incus: run.Incus.Endpoint, Allowed: allowed}
+		bind := evidence.Binding{Incus: run.Incus.Endpoint, IncusCert: run.IncusCert, Allowed: allowed}
 		// Every cited run must hold: a passing run of C4 on a machine it
 		// created, recently, on this Incus, signed by a trusted key — and of
 		// this target: the commit installed now, or one before it with only

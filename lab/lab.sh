@@ -97,31 +97,36 @@ is_lab_incus() {
 
 # delete_labelled [orphans]: the harness's instances (created-by = the
 # harness's value) in the lab's projects; with "orphans", only those of runs
-# that are dead: none a run kept on purpose (the kept label, SKIP_teardown),
-# none while a run is alive (checked after the listing, before each delete).
+# proven dead (run_dead): none a run kept on purpose (the kept label,
+# SKIP_teardown), none whose run may be alive.
 delete_labelled() {
   local p only=${1:-}
   for p in "$LAB_PROJECT" "$LAB_DECOY_PROJECT"; do
-    { incus list --project "$p" -f csv \
-        -c "n,config:user.${LAB_LABEL_PREFIX}.created-by,config:user.${LAB_LABEL_PREFIX}.kept" 2>/dev/null || true; } |
-      while IFS=, read -r name creator kept; do
+    { incus list --project "$p" -f csv -c "n,config:user.${LAB_LABEL_PREFIX}.created-by,config:user.${LAB_LABEL_PREFIX}.kept,config:user.${LAB_LABEL_PREFIX}.run-id"         2>/dev/null || true; } |
+      while IFS=, read -r name creator kept run; do
         [ "$creator" = cc-ci-acceptance ] || continue
         if [ "$only" = orphans ]; then
           [ "$kept" = true ] && { step "kept harness instance $p/$name left for SKIP_provision"; continue; }
-          runs_alive && { step "a harness run is alive: $p/$name left to it"; continue; }
+          run_dead "$run" || { step "harness instance $p/$name: run ${run:-?} not proven dead (its lease is held, or there is none): left to it and to the reaper's TTL"; continue; }
         fi
         incus delete -f "$name" --project "$p" && step "deleted harness instance $p/$name"
       done
   done
 }
 
-# Every harness run starts its guardian before it creates anything, and the
-# guardian lives until the run's instances are gone or kept
-# (helpers/testrun/guardian.go). The lab's runs are on this machine: with no
-# guardian process here, no run is alive.
-runs_alive() {
-  command -v pgrep >/dev/null || die "pgrep (procps) is missing: cannot tell whether a harness run is alive"
-  pgrep -f -- '-ccci\.guardian-process' >/dev/null
+# A run's guardian holds an exclusive lock on $LAB_LEASES/<run-id>.lease for
+# as long as it lives and removes the file when it is done
+# (helpers/testrun/guardian.go, holdLease): a lease file nobody holds is a
+# run that died with its guardian. A lock is seen across PID namespaces; a
+# run with no lease file (another machine's, or one too new to have it) is
+# not proven dead, and is left alone.
+LAB_LEASES=${CCCI_LEASE_DIR:-/run/ccci-leases}
+run_dead() {
+  local id=$1 f="$LAB_LEASES/$1.lease"
+  [[ $id =~ ^[a-z0-9][a-z0-9-]*$ ]] || return 1
+  [ -f "$f" ] && [ ! -L "$f" ] || return 1
+  command -v flock >/dev/null || die "flock (util-linux) is missing: cannot tell whether a run is dead"
+  flock -n "$f" true
 }
 
 # What runs killed with their guardian left (a SIGKILLed process group, a
@@ -129,7 +134,13 @@ runs_alive() {
 # until their expires-at (the reaper's TTL, 2h), refusing every run before.
 sweep_dead_runs() {
   delete_labelled orphans
-  runs_alive || sweep_egress_tables
+  sweep_egress_tables orphans
+  local f id
+  for f in "$LAB_LEASES"/*.lease; do # leases of dead runs, their leftovers gone
+    [ -f "$f" ] || continue
+    id=$(basename "$f" .lease)
+    run_dead "$id" && rm -f "$f"
+  done
 }
 
 stop_pid() {
@@ -150,11 +161,19 @@ stop_long_lived() {
   done
 }
 
-# Egress tables a killed run left behind (only the harness's own: ccci_egress_*).
+# Egress tables a killed run left behind (only the harness's own:
+# ccci_egress_<run id, - as _>); with "orphans", only a dead run's.
 sweep_egress_tables() {
+  local only=${1:-}
   command -v nft >/dev/null || return 0
   nft list tables 2>/dev/null | awk '$1 == "table" && ($2 == "netdev" || $2 == "inet") && $3 ~ /^ccci_egress_/ {print $2, $3}' |
-    while read -r f t; do nft delete table "$f" "$t" && step "deleted leftover egress table $f $t"; done
+    while read -r f t; do
+      if [ "$only" = orphans ]; then
+        local id=${t#ccci_egress_}
+        run_dead "${id//_/-}" || continue
+      fi
+      nft delete table "$f" "$t" && step "deleted leftover egress table $f $t"
+    done
 }
 
 down() {

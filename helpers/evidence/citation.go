@@ -102,8 +102,9 @@ func ProvesLiveRebuild(chain []Entry, id string, now time.Time, maxAge time.Dura
 // target.OnlyChangedSince): the Incus endpoint it ran against, and a
 // signature by a key the reviewer trusts.
 type Binding struct {
-	Incus   string          // the endpoint of this run (Entry.Incus)
-	Allowed []sshsig.Signer // CCCI_D8_ALLOWED_SIGNERS
+	Incus     string          // the endpoint of this run (Entry.Incus)
+	IncusCert string          // the certificate fingerprint its server reported (Entry.IncusCert)
+	Allowed   []sshsig.Signer // CCCI_D8_ALLOWED_SIGNERS
 }
 
 // ProvesLiveRebuildFor is ProvesLiveRebuild for a citation: the entry must
@@ -122,6 +123,14 @@ func ProvesLiveRebuildFor(chain []Entry, id string, now time.Time, maxAge time.D
 	}
 	if e.Incus != b.Incus {
 		return e, &CitationError{id, fmt.Sprintf("ran against Incus %q, not %q: a run on another host proves nothing here", e.Incus, b.Incus)}
+	}
+	switch {
+	case b.IncusCert == "":
+		return e, &CitationError{id, "this run's Incus server reported no certificate fingerprint: no citation can be bound to it"}
+	case e.IncusCert == "":
+		return e, &CitationError{id, "its entry names no Incus server certificate: another server behind the same address cannot be told apart"}
+	case e.IncusCert != b.IncusCert:
+		return e, &CitationError{id, fmt.Sprintf("ran against the Incus server with certificate %.16s…, not %.16s…: another server behind the same address proves nothing here", e.IncusCert, b.IncusCert)}
 	}
 	return e, nil
 }

@@ -75,16 +75,18 @@ func TestACitedRunIsSignedByAnAllowedKeyOnThisIncus(t *testing.T) {
 	allowed, err := sshsig.AllowedSigners([]byte("runner@cc-ci namespaces=\"" + Namespace + "\" " + string(ssh.MarshalAuthorizedKey(runner.PublicKey()))))
 	require.NoError(t, err)
 	now := time.Now().UTC()
-	entry := func(signer ssh.Signer, incus string) []Entry {
+	const serverA, serverB = "aaaa1111bbbb2222cccc3333dddd4444eeee5555ffff6666aaaa7777bbbb8888", "bbbb1111cccc2222dddd3333eeee4444ffff5555aaaa6666bbbb7777cccc8888"
+	entryOn := func(signer ssh.Signer, incus, cert string) []Entry {
 		p := PathsFor(filepath.Join(t.TempDir(), "REVIEW.md"))
-		_, err := Append(p, Entry{RunID: "r20261130t100000-aaaaaa", Time: now.Add(-time.Hour).Format(time.RFC3339), Incus: incus,
+		_, err := Append(p, Entry{RunID: "r20261130t100000-aaaaaa", Time: now.Add(-time.Hour).Format(time.RFC3339), Incus: incus, IncusCert: cert,
 			Machine: "terraform-ci/ccci-x", Destroy: DestroyedAndGone, Tests: []Test{{Name: LiveRebuildTest, Result: "pass"}}}, signer)
 		require.NoError(t, err)
 		es, err := Chain(p.JSONL)
 		require.NoError(t, err)
 		return es
 	}
-	bind := Binding{Incus: "https://b1:8443", Allowed: allowed}
+	entry := func(signer ssh.Signer, incus string) []Entry { return entryOn(signer, incus, serverA) }
+	bind := Binding{Incus: "https://b1:8443", IncusCert: serverA, Allowed: allowed}
 	_, err = ProvesLiveRebuildFor(entry(runner, "https://b1:8443"), "r20261130t100000-aaaaaa", now, 24*time.Hour, bind)
 	require.NoError(t, err)
 	for _, c := range []struct {
@@ -97,6 +99,10 @@ func TestACitedRunIsSignedByAnAllowedKeyOnThisIncus(t *testing.T) {
 		{"signed by a stranger", entry(stranger, "https://b1:8443"), bind, "which allowed_signers does not list"},
 		{"no allowed signers", entry(runner, "https://b1:8443"), Binding{Incus: "https://b1:8443"}, "no allowed signers are configured"},
 		{"another Incus", entry(runner, "https://127.0.0.1:8443"), bind, `ran against Incus "https://127.0.0.1:8443", not "https://b1:8443"`},
+		// The same address, another server (a name moved, a member replaced): its certificate tells.
+		{"another server at the address", entryOn(runner, "https://b1:8443", serverB), bind, "ran against the Incus server with certificate bbbb1111cccc2222…, not aaaa1111bbbb2222…"},
+		{"an entry naming no server", entryOn(runner, "https://b1:8443", ""), bind, "names no Incus server certificate"},
+		{"a server that names no certificate", entry(runner, "https://b1:8443"), Binding{Incus: "https://b1:8443", Allowed: allowed}, "reported no certificate fingerprint"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := ProvesLiveRebuildFor(c.chain, "r20261130t100000-aaaaaa", now, 24*time.Hour, c.bind)

@@ -40,6 +40,7 @@ type Entry struct {
 	Interrupted   string            `json:"interrupted,omitempty"`
 	NotEvidence   string            `json:"not_evidence,omitempty"` // a debugging run (a reused machine): why it proves nothing
 	Incus         string            `json:"incus"`
+	IncusCert     string            `json:"incus_cert,omitempty"` // the server's certificate fingerprint, as it reported it
 	Machine       string            `json:"machine,omitempty"` // project/name
 	Image         string            `json:"image,omitempty"`
 	BaseRepo      string            `json:"base_repo,omitempty"` // the base repository's URL, without credentials
@@ -217,6 +218,7 @@ func Markdown(e Entry) string {
 	}
 	row("harness", e.Harness)
 	row("Incus", e.Incus)
+	row("Incus certificate", e.IncusCert)
 	row("machine", e.Machine)
 	row("image", e.Image)
 	row("base repo", e.BaseRepo)

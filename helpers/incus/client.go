@@ -252,6 +252,11 @@ type ServerEnvironment struct {
 	ServerVersion   string `json:"server_version"`
 	ServerClustered bool   `json:"server_clustered"`
 	Driver          string `json:"driver"`
+	// The server's certificate fingerprint (SHA-256, hex), shown to a
+	// trusted client (incusd cmd/incusd/api_1.0.go; shared/api/server.go
+	// ServerEnvironment.CertificateFingerprint): which server this is,
+	// whatever address reached it.
+	CertificateFingerprint string `json:"certificate_fingerprint"`
 }
 
 // Server returns GET /1.0. An untrusted client is reported as ErrForbidden,

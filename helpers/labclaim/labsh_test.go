@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -128,8 +127,11 @@ func TestTheLabToolingTalksOnlyToTheIncusItChecked(t *testing.T) {
 // `lab.sh sweep` (which `up` runs before its seed runs) deletes the
 // instances of runs that died with their guardian — a machine stopped
 // mid-run left two, and every later run was refused by the RAM cap — and
-// only those: not a machine kept on purpose, not an unlabelled one, and
-// nothing while a run is alive on this machine.
+// only those it proves dead: a run's lease file that nobody holds. Not a
+// run whose guardian holds its lease, even from another PID namespace
+// (the audit's: invisible to a process list), not a run with no lease at
+// all (a run without a guardian, under its TTL), not a machine kept on
+// purpose, not an unlabelled one.
 func TestLabSweepTakesOnlyWhatDeadRunsLeft(t *testing.T) {
 	canRunLabSh(t)
 	c, cfg := labtest.Client(t, "unix")
@@ -137,11 +139,22 @@ func TestLabSweepTakesOnlyWhatDeadRunsLeft(t *testing.T) {
 	start := func(prefix string, labels map[string]string) string {
 		return labtest.Decoy{Project: cfg.Machine.Project, Image: cfg.Machine.Image, Prefix: prefix, Config: labels}.Start(t, c)
 	}
-	harness := map[string]string{l.CreatedBy(): machine.CreatedBy, l.RunID(): "r-dead-run"}
-	orphan := start("sweep-orphan", harness)
-	keptLabels := maps.Clone(harness)
+	run := func(id string) map[string]string {
+		return map[string]string{l.CreatedBy(): machine.CreatedBy, l.RunID(): id}
+	}
+	leases := t.TempDir()
+	lease := func(id string) string {
+		p := filepath.Join(leases, id+".lease")
+		require.NoError(t, os.WriteFile(p, nil, 0o644))
+		return p
+	}
+	orphan := start("sweep-orphan", run("r-dead-run"))
+	deadLease := lease("r-dead-run")
+	leaseless := start("sweep-leaseless", run("r-no-lease"))
+	keptLabels := run("r-kept-run")
 	keptLabels[l.Kept()] = "true"
 	kept := start("sweep-kept", keptLabels)
+	lease("r-kept-run")
 	unlabelled := start("sweep-unlabelled", nil)
 	exists := func(name string) bool {
 		_, err := c.Instance(context.Background(), cfg.Machine.Project, name)
@@ -150,21 +163,32 @@ func TestLabSweepTakesOnlyWhatDeadRunsLeft(t *testing.T) {
 		}
 		return err == nil
 	}
-	env := []string{"LAB_PROJECT=" + cfg.Machine.Project, "LAB_LABEL_PREFIX=" + cfg.Guardrails.LabelPrefix}
+	env := []string{"LAB_PROJECT=" + cfg.Machine.Project, "LAB_LABEL_PREFIX=" + cfg.Guardrails.LabelPrefix, "CCCI_LEASE_DIR=" + leases}
 
-	// A run alive here: a process with its guardian's argv (helpers/testrun/guardian.go).
-	guardian := exec.Command("bash", "-c", `exec -a "suite.test -ccci.guardian-process" sleep 600`)
+	// The run is alive: its guardian holds the lease, from a PID namespace
+	// of its own where it can (no process list here shows it).
+	holder := []string{"flock", deadLease, "sleep", "600"}
+	if exec.Command("unshare", "-p", "-f", "--mount-proc", "true").Run() == nil {
+		holder = append([]string{"unshare", "-p", "-f", "--mount-proc"}, holder...)
+	}
+	guardian := exec.Command(holder[0], holder[1:]...)
 	require.NoError(t, guardian.Start())
+	require.Eventually(t, func() bool { return exec.Command("flock", "-n", deadLease, "true").Run() != nil }, 10*time.Second, 50*time.Millisecond,
+		"the stand-in guardian holds the lease")
 	out, err := labSh(t, cfg.Incus.Socket, "sweep", env...)
 	_ = guardian.Process.Kill()
 	_ = guardian.Wait()
 	require.NoError(t, err, "output:\n%s", out)
-	assert.True(t, exists(orphan), "a run is alive: its instances are not orphans; output:\n%s", out)
-	assert.Contains(t, out, "a harness run is alive")
+	assert.True(t, exists(orphan), "its guardian holds its lease: the run is alive; output:\n%s", out)
+	assert.Contains(t, out, "run r-dead-run not proven dead")
 
+	require.Eventually(t, func() bool { return exec.Command("flock", "-n", deadLease, "true").Run() == nil }, 10*time.Second, 50*time.Millisecond,
+		"the guardian is gone: nobody holds the lease")
 	out, err = labSh(t, cfg.Incus.Socket, "sweep", env...)
 	require.NoError(t, err, "output:\n%s", out)
 	assert.False(t, exists(orphan), "the dead run's instance is deleted; output:\n%s", out)
+	assert.NoFileExists(t, deadLease, "and its lease")
+	assert.True(t, exists(leaseless), "a run with no lease is not proven dead: left to the reaper's TTL; output:\n%s", out)
 	assert.True(t, exists(kept), "the kept machine stays for SKIP_provision; output:\n%s", out)
 	assert.True(t, exists(unlabelled), "an instance without the harness's label is never touched; output:\n%s", out)
 }

@@ -1,12 +1,15 @@
 package labtest
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
+
+	"github.com/cc-ci/acceptance/helpers/leakscan"
 )
 
 var suite struct {
@@ -16,7 +19,7 @@ var suite struct {
 	err  error
 }
 
-// Suite is the acceptance suite's test binary, built once per process
+// Suite is the acceptance suite's test binary, the leak scanner embedded, built once per process
 // into a temp directory that Main removes (a test that runs the suite as a
 // child, as go test would, runs it from the package's directory:
 // AcceptanceDir).
@@ -28,8 +31,13 @@ func Suite(t testing.TB) string {
 			suite.err = err
 			return
 		}
+		// As make dist builds the reviewer's: the leak scanner embedded, so
+		// C3 builds nothing on each run (a row used to build it each time).
+		if _, suite.err = leakscan.BuildBinary(context.Background(), filepath.Join(AcceptanceDir(), "..", "helpers", "leakscan", "dist")); suite.err != nil {
+			return
+		}
 		suite.bin = filepath.Join(dir, "acceptance.test")
-		suite.out, suite.err = exec.Command("go", "test", "-c", "-o", suite.bin, AcceptanceDir()).CombinedOutput()
+		suite.out, suite.err = exec.Command("go", "test", "-c", "-tags", "ccci_dist", "-o", suite.bin, AcceptanceDir()).CombinedOutput()
 	})
 	if suite.err != nil {
 		t.Fatalf("build the acceptance suite: %v\n%s", suite.err, suite.out)

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -128,6 +129,8 @@ func guard(in io.Reader) int {
 		switch word {
 		case "run":
 			runID, review, _ = strings.Cut(arg, " ")
+			release := holdLease(runID, logf)
+			defer release()
 		case "track":
 			tracked = append(tracked, arg)
 		case "pin":
@@ -219,4 +222,50 @@ func removeRunTemp(dir string, logf func(string, ...any)) {
 		return
 	}
 	logf("removed the dead run's temp directory %s", dir)
+}
+
+// LeaseDirEnv names the directory of run leases (default DefaultLeaseDir).
+// A run's guardian holds an exclusive flock(2) on <dir>/<run-id>.lease for
+// as long as it lives, and removes the file when it is done: a lease file
+// that nobody holds is a run that died with its guardian — what the lab's
+// sweep (lab/lab.sh) may clean up, and only that. A lock is seen whatever
+// PID namespace its holder is in, which a process list is not.
+const (
+	LeaseDirEnv     = "CCCI_LEASE_DIR"
+	DefaultLeaseDir = "/run/ccci-leases"
+)
+
+var leaseName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
+
+// holdLease takes the run's lease and returns its release (which removes
+// it). Without one the run is only invisible to the sweep, which then
+// leaves its instances to the reaper's TTL: logged, not fatal.
+func holdLease(runID string, logf func(string, ...any)) func() {
+	if !leaseName.MatchString(runID) {
+		logf("lease: %q is no run id: none taken", runID)
+		return func() {}
+	}
+	dir := os.Getenv(LeaseDirEnv)
+	if dir == "" {
+		dir = DefaultLeaseDir
+	}
+	path := filepath.Join(dir, runID+".lease")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		logf("lease: %v: none taken (the lab's sweep will leave this run's instances to the reaper)", err)
+		return func() {}
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
+	if err == nil {
+		if err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		logf("lease %s: %v: none taken", path, err)
+		return func() {}
+	}
+	return func() {
+		_ = os.Remove(path) // before the lock goes: a file nobody holds means a dead run
+		f.Close()
+	}
 }

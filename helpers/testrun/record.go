@@ -148,7 +148,7 @@ func (r *Run) appendEvidence(outcome string) error {
 	e := r.rec.entry(r.ID, outcome)
 	e.NotEvidence = r.NotCold()
 	if r.Incus != nil {
-		e.Incus = r.Incus.Endpoint
+		e.Incus, e.IncusCert = r.Incus.Endpoint, r.IncusCert
 	}
 	if r.Manager != nil {
 		for _, mc := range r.Manager.Created() {

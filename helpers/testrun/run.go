@@ -53,6 +53,9 @@ type Run struct {
 	Incus   *incus.Client
 	Redact  *redact.Redactor
 	Manager *machine.Manager
+	// IncusCert is the Incus server's certificate fingerprint, as it
+	// reported it: a D8 citation is bound to the server, not only its address.
+	IncusCert string
 
 	ctx      context.Context // cancelled on SIGINT/SIGTERM
 	setup    error           // why the run could not start; every test fails with it
@@ -178,10 +181,11 @@ func (r *Run) start() error {
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, bounds.Connect)
 	defer cancel()
-	if _, err := c.Server(ctx); err != nil {
+	srv, err := c.Server(ctx)
+	if err != nil {
 		return fmt.Errorf("Incus API at %s: %w", c.Endpoint, err)
 	}
-	r.Incus = c
+	r.Incus, r.IncusCert = c, srv.Environment.CertificateFingerprint
 	if cfg.HasTarget() {
 		// Checked before anything is created: a bad key is bad input.
 		if r.key, err = target.LoadAgeKey(cfg.Target.AgeKeyFile, r.Redact); err != nil {

@@ -8,10 +8,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -209,6 +211,7 @@ func TestEvidenceIsSignedWhenTheKeyLoadsAndWrittenWhenItDoesNot(t *testing.T) {
 // its guardian removes them: it does, for the temp directories the run told
 // it of, and nothing else — not a path that is no run's, nor through a link.
 func TestTheGuardianRemovesADeadRunsTempDirectories(t *testing.T) {
+	t.Setenv(LeaseDirEnv, t.TempDir())
 	root := t.TempDir()
 	mk := func(name string) string {
 		d := filepath.Join(root, name)
@@ -228,4 +231,27 @@ func TestTheGuardianRemovesADeadRunsTempDirectories(t *testing.T) {
 	assert.NoDirExists(t, clone, "the dead run's clone and key are removed")
 	assert.FileExists(t, filepath.Join(other, "deploy-key"), "a directory that is no run's stays")
 	assert.FileExists(t, filepath.Join(link, "deploy-key"), "a link is not followed")
+}
+
+// A run's guardian holds its lease for as long as it lives, and removes it
+// when it is done: the lab's sweep proves a run dead by a lease file
+// nobody holds, whatever PID namespace the guardian is in.
+func TestTheGuardianHoldsTheRunsLease(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(LeaseDirEnv, dir)
+	lease := filepath.Join(dir, "r20261207t030000-abcdef.lease")
+	in, w := io.Pipe()
+	done := make(chan int)
+	go func() { done <- guard(in) }()
+	_, err := io.WriteString(w, "run r20261207t030000-abcdef \n")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { _, err := os.Stat(lease); return err == nil }, 5*time.Second, 10*time.Millisecond)
+	f, err := os.Open(lease)
+	require.NoError(t, err)
+	defer f.Close()
+	assert.ErrorIs(t, syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB), syscall.EWOULDBLOCK, "the guardian holds it")
+	_, err = io.WriteString(w, "done\n")
+	require.NoError(t, err)
+	assert.Equal(t, 0, <-done)
+	assert.NoFileExists(t, lease, "a finished run leaves no lease")
 }

@@ -5,7 +5,7 @@ install_packages() {
   local need=()
   for c in incus:incus btrfs:btrfs-progs debootstrap:debootstrap nix-build:nix-bin \
            busybox:busybox-static openssl:openssl git:git curl:curl age:age \
-           dnsmasq:dnsmasq-base nft:nftables ssh-keygen:openssh-client pgrep:procps; do
+           dnsmasq:dnsmasq-base nft:nftables ssh-keygen:openssh-client pgrep:procps flock:util-linux; do
     command -v "${c%%:*}" >/dev/null 2>&1 || need+=("${c#*:}")
   done
   [ ${#need[@]} -eq 0 ] && { step "packages: all present"; return; }

@@ -219,6 +219,9 @@ func (s *Server) async(w http.ResponseWriter, desc string, err error, md any) {
 const agentOffline = "VM agent isn't currently running"
 
 // clientFingerprint is the restricted client certificate's fingerprint.
+// ServerFingerprint is the fake server's certificate fingerprint (GET /1.0's environment).
+const ServerFingerprint = "0f5c2b8e9d1a4c7f3e6b0a9d8c7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e"
+
 const clientFingerprint = "f00dfeedc0ffee00f00dfeedc0ffee00f00dfeedc0ffee00f00dfeedc0ffee00"
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
@@ -238,7 +241,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		reply(w, map[string]any{"auth": "trusted", "api_version": "1.0", "api_status": "stable", "api_extensions": extensions,
 			"auth_user_method": method, "auth_user_name": user,
-			"environment": map[string]any{"server_name": "incustest", "driver": "lxc | qemu"}})
+			"environment": map[string]any{"server_name": "incustest", "driver": "lxc | qemu", "certificate_fingerprint": ServerFingerprint}})
 	case path == "/certificates/"+clientFingerprint && r.Method == http.MethodGet: // GET /1.0/certificates/{fingerprint}
 		reply(w, map[string]any{"fingerprint": clientFingerprint, "type": "client", "restricted": s.Restricted != nil, "projects": s.Restricted})
 	case strings.HasPrefix(path, "/operations/"): // GET /1.0/operations/{id}/wait
