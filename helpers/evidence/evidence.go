@@ -41,7 +41,7 @@ type Entry struct {
 	NotEvidence   string            `json:"not_evidence,omitempty"` // a debugging run (a reused machine): why it proves nothing
 	Incus         string            `json:"incus"`
 	IncusCert     string            `json:"incus_cert,omitempty"` // the server's certificate fingerprint, as it reported it
-	Machine       string            `json:"machine,omitempty"` // project/name
+	Machine       string            `json:"machine,omitempty"`    // project/name
 	Image         string            `json:"image,omitempty"`
 	BaseRepo      string            `json:"base_repo,omitempty"` // the base repository's URL, without credentials
 	BaseCommit    string            `json:"base_commit,omitempty"`
