@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -169,14 +170,15 @@ func TestLabSweepTakesOnlyWhatDeadRunsLeft(t *testing.T) {
 	// of its own where it can (no process list here shows it).
 	holder := []string{"flock", deadLease, "sleep", "600"}
 	if exec.Command("unshare", "-p", "-f", "--mount-proc", "true").Run() == nil {
-		holder = append([]string{"unshare", "-p", "-f", "--mount-proc"}, holder...)
+		holder = append([]string{"unshare", "-p", "-f", "--kill-child", "--mount-proc"}, holder...)
 	}
 	guardian := exec.Command(holder[0], holder[1:]...)
+	guardian.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its group goes at once: sleep inherits the lock
 	require.NoError(t, guardian.Start())
 	require.Eventually(t, func() bool { return exec.Command("flock", "-n", deadLease, "true").Run() != nil }, 10*time.Second, 50*time.Millisecond,
 		"the stand-in guardian holds the lease")
 	out, err := labSh(t, cfg.Incus.Socket, "sweep", env...)
-	_ = guardian.Process.Kill()
+	_ = syscall.Kill(-guardian.Process.Pid, syscall.SIGKILL)
 	_ = guardian.Wait()
 	require.NoError(t, err, "output:\n%s", out)
 	assert.True(t, exists(orphan), "its guardian holds its lease: the run is alive; output:\n%s", out)
