@@ -83,7 +83,10 @@ func treeTar(ctx context.Context, repo, commit string) ([]byte, error) {
 			}
 		}
 	}
-	return out.Bytes(), tw.Close()
+	if err := tw.Close(); err != nil { // the trailer: without it tar -x reads an unexpected EOF
+		return nil, err
+	}
+	return out.Bytes(), nil
 }
 
 // catBlobs reads the blobs named one per line in ids (git cat-file --batch),
