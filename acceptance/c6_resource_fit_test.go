@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cc-ci/acceptance/helpers/judge"
 	"github.com/cc-ci/acceptance/helpers/machine"
 	"github.com/cc-ci/acceptance/helpers/target"
 )
@@ -30,7 +31,9 @@ func TestC6ResourceFitAndCleanup(t *testing.T) {
 		d, err := target.ReadDecisions(run.Repos(t))
 		require.NoError(t, err)
 		sizes := d.Sizing(name)
-		require.NotEmpty(t, sizes, "%s records the final %s sizing (the plan's C6): a section naming %s states its size", target.DecisionsDoc, name, name)
+		if !judge.None(t, judge.Sizing(sizes, name), judge.SizingUnrecorded) {
+			return
+		}
 		assertMemory(t, cfg.Expect.Reference+" (as "+target.DecisionsDoc+" records it)", ref.ExpandedConfig["limits.memory"], sizes...)
 	})
 

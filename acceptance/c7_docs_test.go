@@ -1,12 +1,12 @@
 package acceptance
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 
 	"github.com/cc-ci/acceptance/helpers/installdoc"
+	"github.com/cc-ci/acceptance/helpers/judge"
 	"github.com/cc-ci/acceptance/helpers/target"
 )
 
@@ -17,12 +17,13 @@ func TestC7Docs(t *testing.T) {
 	view := run.Target(t)
 	cfg := run.Config
 	docs := map[string]string{}
-	for _, p := range []string{target.InstallDoc, "docs/secrets.md", "architecture.md"} {
-		text, err := target.ReadBase(view.Repos, p)
-		if assert.NoError(t, err, "the base has %s", p) {
+	for _, p := range judge.PlanDocs {
+		if text, err := target.ReadBase(view.Repos, p); err == nil {
 			docs[p] = text
 		}
 	}
+	problems := judge.Docs(judge.PlanDocs, docs, cfg.Expect.StalePhrases)
+	judge.None(t, problems, judge.DocsMissing)
 
 	// install.md parsed (every shell block tagged, placeholders known) when
 	// the target was loaded; here: its steps are the new model's.
@@ -32,13 +33,5 @@ func TestC7Docs(t *testing.T) {
 	assert.Len(t, m.AgeKey, 1, "one operator step provisions the age key to %s", cfg.Target.AgeKeyPath)
 	assert.Len(t, m.Switches, 1, "exactly one switch: %v", m.Switches)
 
-	install := strings.ToLower(docs[target.InstallDoc])
-	assert.Contains(t, install, "dns", "install.md states the DNS precondition")
-	assert.Contains(t, install, "gateway", "install.md states the gateway precondition")
-
-	for path, text := range docs {
-		for _, phrase := range cfg.Expect.StalePhrases {
-			assert.False(t, target.ContainsPhrase(text, phrase), "%s still describes the operator-dropped certificate (%q)", path, phrase)
-		}
-	}
+	judge.None(t, problems, judge.InstallPrecondition, judge.DocsStaleCertificate)
 }

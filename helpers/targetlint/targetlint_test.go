@@ -22,6 +22,7 @@ import (
 	"github.com/cc-ci/acceptance/fixtures"
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/gitserver"
+	"github.com/cc-ci/acceptance/helpers/judge"
 	"github.com/cc-ci/acceptance/helpers/labtest"
 	"github.com/cc-ci/acceptance/helpers/redact"
 	"github.com/cc-ci/acceptance/helpers/target"
@@ -56,7 +57,7 @@ func newLab(t *testing.T) *lab {
 
 // lint fetches a generated target as a run would (from the lab's server,
 // with the target's own settings.env, a flavour's) and lints it.
-func (l *lab) lint(t *testing.T, tg *fixtures.Target) []Problem {
+func (l *lab) lint(t *testing.T, tg *fixtures.Target) []judge.Problem {
 	t.Helper()
 	name := filepath.Base(tg.Dir)
 	settings := map[string]string{"CCCI_BASE_REPO_URL": l.http + "/" + name + "/cc-ci.git", "CCCI_SECRETS_REPO_URL": l.http + "/" + name + "/cc-ci-secrets.git"}
@@ -98,22 +99,24 @@ func TestEveryRepoLevelDefectIsFoundWithoutAMachine(t *testing.T) {
 		assert.Empty(t, l.lint(t, tg), "the flavour %s", f)
 	}
 
+	// What each repo-level defect breaks, by the rule's identifier (and,
+	// where the identifier is shared by several rules, what it names).
 	repoLevel := map[string]string{
-		"decisions-missing":            "records no linkage of the secrets repo",
+		"decisions-missing":            "[C1, " + judge.LinkageUnrecorded + "]",
 		"decision-contradicts-linkage": "records the linkage as [git submodule], but the base pins the secrets repo as a flake input",
-		"d8-no-live-part":              "has no live part",
-		"d8-no-static-part":            "has no static part",
-		"d8-still-infeasible":          `says "infeasible by design"`,
-		"d8-infeasible-disguised":      `says "infeasible by design"`,
-		"stale-docs":                   "still describes the operator-dropped certificate",
+		"d8-no-live-part":              judge.D8LiveMissing,
+		"d8-no-static-part":            judge.D8StaticMissing,
+		"d8-still-infeasible":          judge.D8ForbiddenPhrase,
+		"d8-infeasible-disguised":      judge.D8ForbiddenPhrase,
+		"stale-docs":                   judge.DocsStaleCertificate,
 		"install-hides-a-step":         "shell block without a tag",
 		"operator-block-copies-more":   "is not the age key's push",
 		"second-out-of-band-secret":    `operator step "provision-registry-token"`,
 		"cert-dropped-by-hand":         "drop-cert",
 		"cert-for-another-domain":      "do not cover *.ci.lab.test",
-		"flake-lock-stale":             "the secrets repo is at",
+		"flake-lock-stale":             judge.SecretsPinStale,
 		"secrets-repo-has-code":        "decrypt.sh",
-		"recipients-mismatch":          "not to the recipients .sops.yaml names",
+		"recipients-mismatch":          judge.RecipientsMismatch,
 		"plaintext-in-secrets-file":    "values not encrypted: registry_mirror_token",
 		"plaintext-in-sops-metadata":   "values not encrypted: sops.registry_password_backup",
 		"plaintext-in-base":            "drone_rpc_secret (raw) in git object",

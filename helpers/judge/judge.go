@@ -1,0 +1,181 @@
+// Package judge holds the plan's repo-level rules as functions of what the
+// target's repos hold — facts already read — each returning problems with a
+// stable identifier: a C-test asserts that its sentence's identifiers have
+// no problem, `ccci lint-target` prints every problem, and a table test
+// judges recorded facts. One implementation per rule, as goss separates a
+// resource's assertion from the probe that reads the system.
+package judge
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cc-ci/acceptance/helpers/target"
+)
+
+// Problem is one broken rule: its stable identifier, the C-test it fails,
+// where (a file of the base, or "secrets repo <file>") and what is wrong.
+type Problem struct {
+	ID   string
+	Test string
+	File string
+	Text string
+}
+
+// String is how a problem is printed: where, what (the expectation, then
+// what was found), and the C-test and identifier in brackets, so a reader
+// (or a defect row) can name it without its wording.
+func (p Problem) String() string { return fmt.Sprintf("%s %s [%s, %s]", p.File, p.Text, p.Test, p.ID) }
+
+// The identifiers.
+const (
+	D8StaticMissing      = "d8-static-missing"       // C5: no static part stating the byte-identical closure
+	D8LiveMissing        = "d8-live-missing"         // C5: no live part
+	D8ForbiddenPhrase    = "d8-forbidden-phrase"     // C5: says "infeasible by design" (or another forbidden phrase)
+	SecretsUnpinned      = "secrets-unpinned"        // C1: the base pins the secrets repo neither way
+	SecretsPinStale      = "secrets-pin-stale"       // C1: a pin is not the secrets repo's current commit
+	SecretsPinNoNarHash  = "secrets-pin-no-narhash"  // C1: a flake input pinned without its content hash
+	LinkageUnrecorded    = "linkage-unrecorded"      // C1: DECISIONS.md records no linkage
+	LinkageContradicted  = "linkage-contradicted"    // C1: DECISIONS.md records another linkage than the base uses
+	SizingUnrecorded     = "sizing-unrecorded"       // C6: DECISIONS.md records no final sizing of the reference
+	DocsStaleCertificate = "docs-stale-certificate"  // C7: a doc still describes the operator-dropped certificate
+	DocsMissing          = "docs-missing"            // C7: a doc the plan names is not in the base
+	InstallPrecondition  = "install-no-precondition" // C7: install.md does not state the DNS or gateway precondition
+
+	// Rules ccci lint-target still applies in its own code (to move here
+	// next); their identifiers are these.
+	InstallDocument    = "install-doc"         // C3/C4/C7: install.md does not parse, or not as the plan's model
+	SecretsTree        = "secrets-tree"        // C1: a file of the secrets repo that is not an encrypted secret
+	SecretsFile        = "secrets-file"        // C3: the secrets file does not read or decrypt
+	SecretsPlaintext   = "secrets-plaintext"   // C3: a value of the secrets file is not encrypted
+	SecretMissing      = "secret-missing"      // C3: a required secret is not in the secrets file
+	SecretTooShort     = "secret-too-short"    // C3: a secret too short to be proven absent
+	RecipientsMismatch = "recipients-mismatch" // C1: the file is not encrypted to the recipients .sops.yaml names
+	CertificateInGit   = "certificate"         // C2: the certificate and key in git are not usable for the domain
+	PlaintextInGit     = "plaintext-in-git"    // C3: a secret in plaintext in a git object
+	Unreadable         = "unreadable"          // a file the rule reads cannot be read
+)
+
+// D8Document judges the D8 evidence document (target.D8Doc): a static part
+// stating the byte-identical closure, a live part, none of the forbidden
+// phrases (as a reader of the rendered page reads them). Whether the live
+// part's citations hold needs the evidence chain and the host: C5 judges
+// them.
+func D8Document(doc string, forbidden []string) []Problem {
+	var out []Problem
+	add := func(id, format string, args ...any) {
+		out = append(out, Problem{ID: id, Test: "C5", File: target.D8Doc, Text: fmt.Sprintf(format, args...)})
+	}
+	static, live := target.D8Parts(doc)
+	if !target.ContainsPhrase(static, "byte-identical") {
+		add(D8StaticMissing, `has a static part (a "## Static" section) that states the byte-identical closure: it has none`)
+	}
+	if live == "" {
+		add(D8LiveMissing, `has a live part (a "## Live" section): it has none`)
+	}
+	for _, phrase := range forbidden {
+		if target.ContainsPhrase(doc, phrase) {
+			add(D8ForbiddenPhrase, "must not say %q: it does", phrase)
+		}
+	}
+	return out
+}
+
+// Pins judges how the base pins the secrets repo: at least one way (a flake
+// input or a git submodule), each at the secrets repo's current commit, a
+// flake input with its content hash.
+func Pins(links []target.SecretsLink, secretsURL, secretsCommit string) []Problem {
+	if len(links) == 0 {
+		return []Problem{{ID: SecretsUnpinned, Test: "C1", File: "the base", Text: fmt.Sprintf(
+			"pins %s: as a flake input in flake.lock (named secrets, or by its URL) or as a git submodule: it does neither", secretsURL)}}
+	}
+	var out []Problem
+	for _, l := range links {
+		if l.Rev != secretsCommit {
+			out = append(out, Problem{ID: SecretsPinStale, Test: "C1", File: l.Where, Text: fmt.Sprintf(
+				"pins the secrets repo's current commit: %s, but the secrets repo is at %.12s", l, secretsCommit)})
+		}
+		if l.Kind == "flake input" && !strings.HasPrefix(l.NarHash, "sha256-") {
+			out = append(out, Problem{ID: SecretsPinNoNarHash, Test: "C1", File: l.Where, Text: fmt.Sprintf(
+				"pins the content of %s with its narHash: it has %q", l, l.NarHash)})
+		}
+	}
+	return out
+}
+
+// Linkage judges that DECISIONS.md records how the base consumes the
+// secrets repo, and that it is the way the base pins it.
+func Linkage(recorded []string, links []target.SecretsLink) []Problem {
+	if len(recorded) == 0 {
+		return []Problem{{ID: LinkageUnrecorded, Test: "C1", File: target.DecisionsDoc,
+			Text: "records how the base consumes the secrets repo, flake input or git submodule (the plan, §2 and §7): it records neither"}}
+	}
+	var out []Problem
+	for _, l := range links {
+		if !slices.Contains(recorded, l.Kind) {
+			out = append(out, Problem{ID: LinkageContradicted, Test: "C1", File: target.DecisionsDoc, Text: fmt.Sprintf(
+				"records the linkage as %v, but the base pins the secrets repo as a %s", recorded, l)})
+		}
+	}
+	return out
+}
+
+// Sizing judges that DECISIONS.md records the final sizing of the reference
+// instance (its name): the sizes it records (the plan's C6). Whether the
+// reference runs at one of them needs Incus: C6 judges it.
+func Sizing(sizes []int64, reference string) []Problem {
+	if len(sizes) > 0 {
+		return nil
+	}
+	return []Problem{{ID: SizingUnrecorded, Test: "C6", File: target.DecisionsDoc, Text: fmt.Sprintf(
+		"records the final %s sizing (the plan's C6): a section naming %s states its size: none does", reference, reference)}}
+}
+
+// Docs judges the documents the plan names (want) as the base holds them
+// (path → text; a path it does not hold is absent): none still describes
+// the operator-dropped certificate (stale phrases, as a reader reads them),
+// and install.md states the DNS and gateway preconditions.
+func Docs(want []string, docs map[string]string, stale []string) []Problem {
+	var out []Problem
+	for _, path := range want {
+		text, ok := docs[path]
+		if !ok {
+			out = append(out, Problem{ID: DocsMissing, Test: "C7", File: path, Text: "is in the base: it is not"})
+			continue
+		}
+		for _, phrase := range stale {
+			if target.ContainsPhrase(text, phrase) {
+				out = append(out, Problem{ID: DocsStaleCertificate, Test: "C7", File: path, Text: fmt.Sprintf("still describes the operator-dropped certificate (%q)", phrase)})
+			}
+		}
+		if path != target.InstallDoc {
+			continue
+		}
+		for _, pre := range []string{"DNS", "gateway"} {
+			if !strings.Contains(strings.ToLower(text), strings.ToLower(pre)) {
+				out = append(out, Problem{ID: InstallPrecondition, Test: "C7", File: path, Text: fmt.Sprintf("states the %s precondition: it does not", pre)})
+			}
+		}
+	}
+	return out
+}
+
+// PlanDocs are the documents the plan names for C7.
+var PlanDocs = []string{target.InstallDoc, "docs/secrets.md", "architecture.md"}
+
+// None fails t with each problem whose identifier is one of ids — what a
+// C-test's sentence asserts of the rules it is made of — and says whether
+// there was none.
+func None(t testing.TB, problems []Problem, ids ...string) bool {
+	t.Helper()
+	none := true
+	for _, p := range problems {
+		if slices.Contains(ids, p.ID) {
+			t.Errorf("%s", p)
+			none = false
+		}
+	}
+	return none
+}

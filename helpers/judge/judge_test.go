@@ -1,0 +1,79 @@
+package judge
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/cc-ci/acceptance/helpers/target"
+)
+
+func ids(ps []Problem) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.ID)
+	}
+	return out
+}
+
+// Each rule, on recorded facts: what a correct target holds gives no
+// problem; each way it can be wrong gives that rule's identifier, and the
+// problem names it.
+func TestEachRuleOnRecordedFacts(t *testing.T) {
+	const good = "# D8\n\n## Static\n\nThe rebuilt closure is byte-identical.\n\n## Live\n\n### Live rebuild, run r20261207t030000-abcdef\n"
+	input := target.SecretsLink{Kind: "flake input", Name: "secrets", Where: "flake.lock", URL: "git+https://git.example/s.git", Rev: "aaaa", NarHash: "sha256-x"}
+	gitlink := target.SecretsLink{Kind: "git submodule", Name: "secrets", Where: "the base's tree (a gitlink)", URL: "https://git.example/s.git", Rev: "aaaa"}
+	install := "Point DNS at the gateway, then run the steps."
+	for _, c := range []struct {
+		name string
+		got  []Problem
+		want []string
+	}{
+		{"a D8 document as the plan asks", D8Document(good, []string{"infeasible by design"}), nil},
+		{"no static part", D8Document("## Live\n\nrun r1\n", nil), []string{D8StaticMissing}},
+		{"no live part", D8Document("## Static\n\nbyte-identical\n", nil), []string{D8LiveMissing}},
+		{"the phrase, broken over a line", D8Document(good+"\nStill infeasible\nby design.\n", []string{"infeasible by design"}), []string{D8ForbiddenPhrase}},
+		{"pinned as a flake input, with its content", Pins([]target.SecretsLink{input}, "u", "aaaa"), nil},
+		{"pinned as a submodule", Pins([]target.SecretsLink{gitlink}, "u", "aaaa"), nil},
+		{"not pinned", Pins(nil, "u", "aaaa"), []string{SecretsUnpinned}},
+		{"a stale pin", Pins([]target.SecretsLink{input}, "u", "bbbb"), []string{SecretsPinStale}},
+		{"a flake input without its narHash", Pins([]target.SecretsLink{{Kind: "flake input", Where: "flake.lock", Rev: "aaaa"}}, "u", "aaaa"), []string{SecretsPinNoNarHash}},
+		{"the linkage recorded", Linkage([]string{"flake input"}, []target.SecretsLink{input}), nil},
+		{"no linkage recorded", Linkage(nil, []target.SecretsLink{input}), []string{LinkageUnrecorded}},
+		{"another linkage recorded", Linkage([]string{"git submodule"}, []target.SecretsLink{input}), []string{LinkageContradicted}},
+		{"the sizing recorded", Sizing([]int64{4 << 30}, "cc-nix-test"), nil},
+		{"no sizing recorded", Sizing(nil, "cc-nix-test"), []string{SizingUnrecorded}},
+		{"the docs as the plan asks", Docs([]string{target.InstallDoc, "docs/secrets.md"}, map[string]string{target.InstallDoc: install, "docs/secrets.md": "sops"}, []string{"operator drops"}), nil},
+		{"a doc missing", Docs([]string{target.InstallDoc, "docs/secrets.md"}, map[string]string{target.InstallDoc: install}, nil), []string{DocsMissing}},
+		{"a stale doc", Docs([]string{"docs/secrets.md"}, map[string]string{"docs/secrets.md": "The operator\ndrops the cert."}, []string{"operator drops"}), []string{DocsStaleCertificate}},
+		{"no DNS precondition", Docs([]string{target.InstallDoc}, map[string]string{target.InstallDoc: "Use the gateway."}, nil), []string{InstallPrecondition}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			assert.Equal(t, c.want, ids(c.got))
+			for _, p := range c.got {
+				assert.Contains(t, p.String(), "["+p.Test+", "+p.ID+"]", "the problem names its test and identifier")
+				assert.NotEmpty(t, p.File)
+			}
+		})
+	}
+}
+
+// recorder is a testing.TB that records Errorf instead of failing.
+type recorder struct {
+	testing.TB
+	errors []string
+}
+
+func (r *recorder) Helper()                           {}
+func (r *recorder) Errorf(format string, args ...any) { r.errors = append(r.errors, format) }
+
+// A sentence fails on the identifiers it is made of, and only those.
+func TestNoneFailsOnlyOnItsIdentifiers(t *testing.T) {
+	ps := D8Document("nothing", nil) // no static, no live part
+	other := &recorder{TB: t}
+	assert.True(t, None(other, ps, D8ForbiddenPhrase), "no forbidden phrase")
+	assert.Empty(t, other.errors)
+	static := &recorder{TB: t}
+	assert.False(t, None(static, ps, D8StaticMissing))
+	assert.Len(t, static.errors, 1)
+}
