@@ -89,7 +89,8 @@ func TestLintTargetOnTheLabsTargets(t *testing.T) {
 	assert.Contains(t, out, "0 problem(s)")
 	code, out = run("decision-contradicts-linkage")
 	assert.Equal(t, 1, code, out)
-	assert.Contains(t, out, "DECISIONS.md: records the linkage as [git submodule]")
+	assert.Contains(t, out, "DECISIONS.md records the linkage as [git submodule]")
+	assert.Contains(t, out, "[C1, linkage-contradicted]", "the problem names its test and the rule's identifier")
 	code, out = run("no-such-target")
 	assert.Equal(t, 2, code, out)
 }

@@ -192,3 +192,34 @@ func TestVerifyWithANotedHeadDetectsEntriesRemovedAfterIt(t *testing.T) {
 	code, out = runVerify(t, dir, "-head", "r3")
 	assert.Equal(t, 2, code, "a head that is not a hash is bad input: %s", out)
 }
+
+// A chain kept in git has its heads recorded outside the file: a tail cut
+// after a commit fails verify with no head kept by hand, naming the commit
+// whose head is gone; -history-from accepts a rewrite before a commit, and
+// says so in the command line a reviewer reads.
+func TestACutTailOfACommittedChainIsRejected(t *testing.T) {
+	dir, _ := signedChain(t)
+	git := func(args ...string) string {
+		out, err := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@t"}, args...)...).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q")
+	git("add", "REVIEW.jsonl")
+	git("commit", "-qm", "three runs")
+	first := git("rev-parse", "HEAD")
+	code, out := runVerify(t, dir)
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "the heads of its 1 committed versions are all in it")
+
+	rewrite(t, dir, lines(t, dir)[:2]) // the last run cut away, and committed
+	git("commit", "-qam", "cut")
+	code, out = runVerify(t, dir)
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, out, "(committed in "+first[:12]+"): REJECTED: no entry has this hash")
+
+	code, out = runVerify(t, dir, "-history-from", "HEAD")
+	assert.Equal(t, 0, code, "the rewrite before HEAD accepted: %s", out)
+	code, out = runVerify(t, dir, "-history-from", "no-such-commit")
+	assert.Equal(t, 2, code, out)
+}

@@ -152,6 +152,19 @@ func Read(path string) ([]Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("evidence: %w", err)
 	}
+	out, err := ParseChain(b)
+	if err != nil {
+		return nil, fmt.Errorf("evidence: %s %w", path, err)
+	}
+	return out, nil
+}
+
+// ParseChain reads the entries of a chain's JSONL (as a file or a committed
+// version holds it), without checking their links.
+func ParseChain(b []byte) ([]Entry, error) {
+	if len(b) > maxChain {
+		return nil, fmt.Errorf("chain: %d bytes, more than %d", len(b), maxChain)
+	}
 	var out []Entry
 	for n, line := range bytes.Split(b, []byte("\n")) {
 		if len(bytes.TrimSpace(line)) == 0 {
@@ -159,7 +172,7 @@ func Read(path string) ([]Entry, error) {
 		}
 		var e Entry
 		if err := json.Unmarshal(line, &e); err != nil {
-			return nil, fmt.Errorf("evidence: %s line %d: %w", path, n+1, err)
+			return nil, fmt.Errorf("line %d: %w", n+1, err)
 		}
 		out = append(out, e)
 	}
