@@ -58,7 +58,7 @@ var (
 // The key entries, one per kind of master key (stores.go's *key structs).
 var (
 	pgpKey  = fields{"created_at": timestamp, "enc": armored("PGP MESSAGE"), "fp": matches(`^[0-9A-Fa-f]{16}([0-9A-Fa-f]{24})?$`)}
-	ageKey  = fields{"recipient": matches(`^(age1[02-9ac-hj-np-z]{50,}|ssh-(ed25519|rsa) [A-Za-z0-9+/]+={0,2})$`), "enc": armored("AGE ENCRYPTED FILE")}
+	ageKey  = fields{"recipient": matches(`^(age1[0-9a-z]{50,}|ssh-(ed25519|rsa) [A-Za-z0-9+/]+={0,2})$`), "enc": armored("AGE ENCRYPTED FILE")} // age1…, age1pq1…, a plugin's, or an SSH key
 	kmsKey  = fields{"arn": matches(`^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/[A-Za-z0-9/_-]+$`), "role": matches(`^(arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+)?$`), "context": plaintext, "created_at": timestamp, "enc": base64Key, "aws_profile": matches(`^[A-Za-z0-9_.@-]{0,64}$`)}
 	gcpKey  = fields{"resource_id": matches(`^projects/[^/\s]+/locations/[^/\s]+/keyRings/[^/\s]+/cryptoKeys/[^/\s]+$`), "created_at": timestamp, "enc": base64Key}
 	hckmKey = fields{"key_id": matches(`^[A-Za-z0-9:/_.-]{1,256}$`), "created_at": timestamp, "enc": base64Key}

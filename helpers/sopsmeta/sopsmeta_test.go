@@ -1,6 +1,7 @@
 package sopsmeta
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -23,6 +24,9 @@ func TestOnlyWhatSopsWritesWhereItWritesItIsMetadata(t *testing.T) {
 		}
 	}
 	assert.Empty(t, Problems("sops", good()))
+	pq := good()
+	pq["age"].([]any)[0].(map[string]any)["recipient"] = "age1pq1" + strings.Repeat("qpzry9x8gf2tvdw0s3jn54khce6mua7l", 40) // a post-quantum recipient is long
+	assert.Empty(t, Problems("sops", pq), "a post-quantum age recipient is one")
 
 	for path, edit := range map[string]func(m map[string]any){
 		"sops.registry_password_backup": func(m map[string]any) { m["registry_password_backup"] = "hunter2-plain" },
