@@ -44,18 +44,20 @@ const (
 	DocsMissing          = "docs-missing"            // C7: a doc the plan names is not in the base
 	InstallPrecondition  = "install-no-precondition" // C7: install.md does not state the DNS or gateway precondition
 
+	SecretsTree      = "secrets-tree"      // C1: a file of the secrets repo that is not an encrypted secret
+	SecretsPlaintext = "secrets-plaintext" // C3: a value of the secrets file is not encrypted
+	SecretMissing    = "secret-missing"    // C3: a required secret is not in the secrets file
+	SecretTooShort   = "secret-too-short"  // C3: a secret too short to be proven absent
+
 	// Rules ccci lint-target still applies in its own code (to move here
 	// next); their identifiers are these.
-	InstallDocument    = "install-doc"         // C3/C4/C7: install.md does not parse, or not as the plan's model
-	SecretsTree        = "secrets-tree"        // C1: a file of the secrets repo that is not an encrypted secret
-	SecretsFile        = "secrets-file"        // C3: the secrets file does not read or decrypt
-	SecretsPlaintext   = "secrets-plaintext"   // C3: a value of the secrets file is not encrypted
-	SecretMissing      = "secret-missing"      // C3: a required secret is not in the secrets file
-	SecretTooShort     = "secret-too-short"    // C3: a secret too short to be proven absent
-	RecipientsMismatch = "recipients-mismatch" // C1: the file is not encrypted to the recipients .sops.yaml names
-	CertificateInGit   = "certificate"         // C2: the certificate and key in git are not usable for the domain
-	PlaintextInGit     = "plaintext-in-git"    // C3: a secret in plaintext in a git object
-	Unreadable         = "unreadable"          // a file the rule reads cannot be read
+	InstallDocument       = "install-doc"             // C3/C4/C7: install.md does not parse, or not as the plan's model
+	SecretsFile           = "secrets-file"            // C3: the secrets file does not read or decrypt
+	RecipientsMismatch    = "recipients-mismatch"     // C1: the file is not encrypted to the recipients .sops.yaml names
+	BootstrapNotRecipient = "bootstrap-not-recipient" // C1: the bootstrap key cannot decrypt the secrets file
+	CertificateInGit      = "certificate"             // C2: the certificate and key in git are not usable for the domain
+	PlaintextInGit        = "plaintext-in-git"        // C3: a secret in plaintext in a git object
+	Unreadable            = "unreadable"              // a file the rule reads cannot be read
 )
 
 // D8Document judges the D8 evidence document (target.D8Doc): a static part
@@ -164,6 +166,61 @@ func Docs(want []string, docs map[string]string, stale []string) []Problem {
 
 // PlanDocs are the documents the plan names for C7.
 var PlanDocs = []string{target.InstallDoc, "docs/secrets.md", "architecture.md"}
+
+// SecretsRepoTree judges the secrets repo's trees (target.SecretsTreeProblems,
+// every commit): nothing but .sops.yaml, a README and encrypted sops files.
+func SecretsRepoTree(found []target.TreeProblem) []Problem {
+	var out []Problem
+	for _, p := range found {
+		out = append(out, Problem{ID: SecretsTree, Test: "C1", File: "the secrets repo", Text: fmt.Sprintf(
+			"holds only sops files, in every commit: %s: %s, in commit %.12s", p.Path, p.Why, p.Commit)})
+	}
+	return out
+}
+
+// Recipients judges whom the secrets file is encrypted to: the recipients
+// .sops.yaml names, the bootstrap key among them.
+func Recipients(fromRules, inFile []string, bootstrap string) []Problem {
+	var out []Problem
+	if !slices.Equal(fromRules, inFile) {
+		out = append(out, Problem{ID: RecipientsMismatch, Test: "C1", File: "secrets repo " + target.SecretsDoc, Text: fmt.Sprintf(
+			"is encrypted to the recipients .sops.yaml names (%v): it is encrypted to %v", fromRules, inFile)})
+	}
+	if !slices.Contains(inFile, bootstrap) {
+		out = append(out, Problem{ID: BootstrapNotRecipient, Test: "C1", File: "secrets repo " + target.SecretsDoc, Text: fmt.Sprintf(
+			"is encrypted to the bootstrap key (%s): it is not", bootstrap)})
+	}
+	return out
+}
+
+// RequiredSecrets judges that every required secret is in the secrets file
+// (decrypted with the bootstrap key: secrets) and that none of its values
+// is plaintext (sopsfile.Info.Plaintext: the paths).
+func RequiredSecrets(secrets map[string]string, required, plaintext []string) []Problem {
+	var out []Problem
+	for _, name := range required {
+		if secrets[name] == "" {
+			out = append(out, Problem{ID: SecretMissing, Test: "C3", File: "the secrets repo", Text: fmt.Sprintf(
+				"secret %s is in %s (decrypted with the bootstrap key): it is not", name, target.SecretsDoc)})
+		}
+	}
+	if len(plaintext) > 0 {
+		out = append(out, Problem{ID: SecretsPlaintext, Test: "C3", File: "secrets repo " + target.SecretsDoc, Text: fmt.Sprintf(
+			"has no value in plaintext: values not encrypted: %s", strings.Join(plaintext, ", "))})
+	}
+	return out
+}
+
+// LongEnough judges that every secret is long enough to be proven absent
+// (leakscan.TooShort's findings, "NAME is N bytes"): a shorter one matches
+// by chance, so the scanner does not search for it.
+func LongEnough(tooShort []string, minLen int) []Problem {
+	if len(tooShort) == 0 {
+		return nil
+	}
+	return []Problem{{ID: SecretTooShort, Test: "C3", File: "the secrets", Text: fmt.Sprintf(
+		"are each long enough (%d bytes) to be proven absent from the repos and the store: %s", minLen, strings.Join(tooShort, ", "))}}
+}
 
 // None fails t with each problem whose identifier is one of ids — what a
 // C-test's sentence asserts of the rules it is made of — and says whether

@@ -46,6 +46,16 @@ func TestEachRuleOnRecordedFacts(t *testing.T) {
 		{"the docs as the plan asks", Docs([]string{target.InstallDoc, "docs/secrets.md"}, map[string]string{target.InstallDoc: install, "docs/secrets.md": "sops"}, []string{"operator drops"}), nil},
 		{"a doc missing", Docs([]string{target.InstallDoc, "docs/secrets.md"}, map[string]string{target.InstallDoc: install}, nil), []string{DocsMissing}},
 		{"a stale doc", Docs([]string{"docs/secrets.md"}, map[string]string{"docs/secrets.md": "The operator\ndrops the cert."}, []string{"operator drops"}), []string{DocsStaleCertificate}},
+		{"a secrets repo of sops files only", SecretsRepoTree(nil), nil},
+		{"code in the secrets repo", SecretsRepoTree([]target.TreeProblem{{Commit: "0123456789abcdef", Path: "decrypt.sh", Why: "executable file"}}), []string{SecretsTree}},
+		{"encrypted as .sops.yaml says, to the bootstrap key", Recipients([]string{"age1a", "age1b"}, []string{"age1a", "age1b"}, "age1a"), nil},
+		{"encrypted to another set", Recipients([]string{"age1a", "age1c"}, []string{"age1a", "age1b"}, "age1a"), []string{RecipientsMismatch}},
+		{"not to the bootstrap key", Recipients([]string{"age1b"}, []string{"age1b"}, "age1a"), []string{BootstrapNotRecipient}},
+		{"every required secret, none in plaintext", RequiredSecrets(map[string]string{"a": "x"}, []string{"a"}, nil), nil},
+		{"a required secret missing", RequiredSecrets(map[string]string{"a": "x"}, []string{"a", "b"}, nil), []string{SecretMissing}},
+		{"a value in plaintext", RequiredSecrets(nil, nil, []string{"registry_mirror_token"}), []string{SecretsPlaintext}},
+		{"secrets long enough", LongEnough(nil, 12), nil},
+		{"a secret too short", LongEnough([]string{"registry_username is 4 bytes"}, 12), []string{SecretTooShort}},
 		{"no DNS precondition", Docs([]string{target.InstallDoc}, map[string]string{target.InstallDoc: "Use the gateway."}, nil), []string{InstallPrecondition}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -10,7 +10,6 @@ package targetlint
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -56,37 +55,32 @@ func Check(ctx context.Context, tg Target, cfg *config.Config, placeholders map[
 	}
 
 	// The secrets repo and its file (C1, C3).
-	if probs, err := target.SecretsTreeProblems(ctx, rp); err != nil {
+	if found, err := target.SecretsTreeProblems(ctx, rp); err != nil {
 		add(judge.Unreadable, "C1", "secrets repo", "%v", err)
 	} else {
-		for _, p := range probs {
-			add(judge.SecretsTree, "C1", "secrets repo "+p.Path, "%s (commit %.12s)", p.Why, p.Commit)
-		}
+		out = append(out, judge.SecretsRepoTree(found)...)
 	}
 	if tg.SecretsErr != nil {
 		add(judge.SecretsFile, "C3", "secrets repo "+target.SecretsDoc, "%v", tg.SecretsErr)
+	}
+	required := cfg.Expect.RequiredSecrets
+	if tg.SecretsErr != nil {
+		required = nil // what did not decrypt cannot be looked for: the error above says so
 	}
 	if enc, err := target.ReadSecretsFile(rp); err != nil {
 		add(judge.SecretsFile, "C3", "secrets repo "+target.SecretsDoc, "%v", err)
 	} else if info, err := sopsfile.Inspect(enc); err != nil {
 		add(judge.SecretsFile, "C3", "secrets repo "+target.SecretsDoc, "%v", err)
-	} else if plain := info.Plaintext(); len(plain) > 0 {
-		add(judge.SecretsPlaintext, "C3", "secrets repo "+target.SecretsDoc, "values not encrypted: %s", strings.Join(plain, ", "))
+	} else {
+		out = append(out, judge.RequiredSecrets(tg.Secrets, required, info.Plaintext())...)
 	}
-	for _, name := range cfg.Expect.RequiredSecrets {
-		if tg.SecretsErr == nil && tg.Secrets[name] == "" {
-			add(judge.SecretMissing, "C3", "secrets repo "+target.SecretsDoc, "no secret %s", name)
-		}
-	}
-	if short := leakscan.TooShort(target.AllSecrets(rp, tg.Key, tg.Secrets), 0); len(short) > 0 {
-		add(judge.SecretTooShort, "C3", "secrets repo "+target.SecretsDoc, "too short to be proven absent: %s", strings.Join(short, ", "))
-	}
+	out = append(out, judge.LongEnough(leakscan.TooShort(target.AllSecrets(rp, tg.Key, tg.Secrets), 0), leakscan.DefaultMinLen)...)
 	if fromRules, err := target.SopsRecipients(rp); err != nil {
 		add(judge.Unreadable, "C1", "secrets repo .sops.yaml", "%v", err)
 	} else if inFile, err := target.FileRecipients(rp, target.SecretsDoc); err != nil {
 		add(judge.Unreadable, "C1", "secrets repo "+target.SecretsDoc, "%v", err)
-	} else if !slices.Equal(fromRules, inFile) {
-		add(judge.RecipientsMismatch, "C1", "secrets repo "+target.SecretsDoc, "is encrypted to %v, not to the recipients .sops.yaml names %v", inFile, fromRules)
+	} else if tg.Key != nil {
+		out = append(out, judge.Recipients(fromRules, inFile, tg.Key.Recipient)...)
 	}
 
 	// The certificate (C2), found by content.
