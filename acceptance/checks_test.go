@@ -115,7 +115,8 @@ func assertModeAndOwners(t *testing.T, f probe.FileInfo, what, mode, owner, grou
 	want, _ := declared.ParseMode(mode)
 	got, err := declared.ParseMode(f.Mode)
 	assert.True(t, err == nil && got == want, "%s (%s) mode: declared %s, found %s", f.Path, what, mode, f.Mode)
-	assert.Equal(t, owner+":"+group, f.Owner+":"+f.Group, "%s (%s) owner:group as declared", f.Path, what)
+	assert.True(t, declared.OwnedBy(owner, f.Owner, f.UID) && declared.OwnedBy(group, f.Group, f.GID),
+		"%s (%s) owner:group as declared: declared %s:%s, found %s:%s (%s:%s)", f.Path, what, owner, group, f.Owner, f.Group, f.UID, f.GID)
 }
 
 // assertCertFilesFromGit: the certificate and key the proxy reads are the

@@ -16,7 +16,8 @@ import (
 )
 
 // Secret is one sops.secrets.<name>: where sops-nix puts the value of key
-// from sopsFile, and with which mode and owners.
+// from sopsFile, and with which mode and owners (a name, or "uid:N" /
+// "gid:N" when the declaration names none: OwnedBy compares either).
 type Secret struct {
 	Name     string `json:"name"`
 	Key      string `json:"key"`
@@ -51,24 +52,34 @@ type Declarations struct {
 
 // Apply is the projection evaluated on nixosConfigurations.<host>.config:
 // the options the checks read, as JSON. On a NixOS host the module system
-// fills every option; the fallbacks are sops-nix's own defaults
-// (Mic92/sops-nix modules/sops/default.nix: key = name, path =
-// "/run/secrets/<name>", mode "0400", owner and group root; templates
-// under /run/secrets/rendered) for a configuration that spells only some.
+// fills every option; the fallbacks are sops-nix's own defaults, for a
+// configuration that spells only some (Mic92/sops-nix 56b2406,
+// modules/sops/default.nix: name and key = the attribute name, path =
+// "/run/secrets/<name>", mode "0400"; templates/default.nix: path under
+// /run/secrets/rendered). Owner and group are null by default (nullOr str,
+// since a4c33bf, 2024-10): the file then belongs to uid and gid (default
+// 0, "uid:0"/"gid:0" here), and an owner's group defaults to
+// users.users.<owner>.group.
 const Apply = `c: let
   s = c.sops or {};
   str = v: if v == null then "" else toString v;
+  set = v: v != null;
+  users = (c.users or {}).users or {};
+  who = v: let owner = v.owner or null; group = v.group or null; in {
+    owner = if set owner then owner else "uid:${toString (v.uid or 0)}";
+    group = if set group then group
+      else if set owner && set ((users.${owner} or {}).group or null) then users.${owner}.group
+      else "gid:${toString (v.gid or 0)}";
+  };
 in {
   secrets = builtins.mapAttrs (n: v: {
     name = v.name or n; key = v.key or n;
     path = str (v.path or "/run/secrets/${n}"); mode = str (v.mode or "0400");
-    owner = str (v.owner or "root"); group = str (v.group or "root");
     sopsFile = str (v.sopsFile or (s.defaultSopsFile or ""));
-  }) (s.secrets or {});
+  } // who v) (s.secrets or {});
   templates = builtins.mapAttrs (n: v: {
     name = v.name or n; path = str (v.path or "/run/secrets/rendered/${n}"); mode = str (v.mode or "0400");
-    owner = str (v.owner or "root"); group = str (v.group or "root");
-  }) (s.templates or {});
+  } // who v) (s.templates or {});
   # nixos/modules/system/boot/systemd.nix: enable defaults to true, and
   # wantedBy = [ "multi-user.target" ] is what links a unit into the boot.
   units = let sv = (c.systemd or {}).services or {}; in builtins.filter
@@ -80,7 +91,7 @@ var (
 	// A secret's name may nest (drone/rpc_secret): sops-nix makes the
 	// directories under /run/secrets.
 	nameRE  = regexp.MustCompile(`^[A-Za-z0-9_.@+-]+(/[A-Za-z0-9_.@+-]+)*$`)
-	userRE  = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}\$?$`)
+	userRE  = regexp.MustCompile(`^([a-z_][a-z0-9_-]{0,31}\$?|[ug]id:[0-9]{1,10})$`) // a name, or a numeric id (uid:0)
 	hostRE  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,63}$`)
 	storeRE = regexp.MustCompile(`^/nix/store/[0-9a-df-np-sv-z]{32}-[^/]+/`)
 	unitRE  = regexp.MustCompile(`^[A-Za-z0-9:_.@-]{1,200}$`)
@@ -162,4 +173,16 @@ func (d *Declarations) Names() []string {
 		out[i] = s.Name
 	}
 	return out
+}
+
+// OwnedBy says whether a file's owner (user or group: its name and numeric
+// id, as stat prints them) is the declared one: a name, or "uid:N"/"gid:N".
+func OwnedBy(declared, name, id string) bool {
+	if n, ok := strings.CutPrefix(declared, "uid:"); ok {
+		return n == id
+	}
+	if n, ok := strings.CutPrefix(declared, "gid:"); ok {
+		return n == id
+	}
+	return declared == name
 }

@@ -39,11 +39,74 @@ func TestApplyFillsSopsNixDefaults(t *testing.T) {
 	d, err := Parse("cc-ci", out)
 	require.NoError(t, err)
 	assert.Equal(t, []Secret{
-		{Name: "drone/rpc_secret", Key: "drone/rpc_secret", Path: "/run/secrets/drone/rpc_secret", Mode: "0440", Owner: "drone", Group: "root", SopsFile: "secrets/secrets.yaml"},
-		{Name: "tls_fullchain", Key: "cert", Path: "/var/lib/ci-certs/live/fullchain.pem", Mode: "0444", Owner: "root", Group: "root", SopsFile: "secrets/tls.yaml"},
+		{Name: "drone/rpc_secret", Key: "drone/rpc_secret", Path: "/run/secrets/drone/rpc_secret", Mode: "0440", Owner: "drone", Group: "gid:0", SopsFile: "secrets/secrets.yaml"},
+		{Name: "tls_fullchain", Key: "cert", Path: "/var/lib/ci-certs/live/fullchain.pem", Mode: "0444", Owner: "uid:0", Group: "gid:0", SopsFile: "secrets/tls.yaml"},
 	}, d.Secrets)
-	assert.Equal(t, []Template{{Name: "drone.env", Path: "/run/secrets/rendered/drone.env", Mode: "0400", Owner: "drone", Group: "root"}}, d.Templates)
+	assert.Equal(t, []Template{{Name: "drone.env", Path: "/run/secrets/rendered/drone.env", Mode: "0400", Owner: "drone", Group: "gid:0"}}, d.Templates)
 	assert.Equal(t, []string{"cc-ci-swarm.service", "docker.service"}, d.Units, "enabled and wanted by multi-user.target: what every boot starts")
+}
+
+// apply evaluates the projection on a configuration, as a run does on the
+// machine (with the lab's Nix here).
+func apply(t *testing.T, config string) *Declarations {
+	t.Helper()
+	if _, err := exec.LookPath("nix-instantiate"); err != nil {
+		t.Skip("no nix-instantiate on this machine (make lab-up installs it)")
+	}
+	out, err := exec.Command("nix-instantiate", "--eval", "--strict", "--json", "--expr", "("+Apply+") "+config).Output()
+	var stderr []byte
+	if ee, ok := err.(*exec.ExitError); ok {
+		stderr = ee.Stderr
+	}
+	require.NoError(t, err, "%s", stderr)
+	d, err := Parse("cc-ci", out)
+	require.NoError(t, err)
+	return d
+}
+
+// config.sops as a NixOS host's module system yields it: every option of
+// sops-nix's secretType and template type spelled, with its default
+// (Mic92/sops-nix 56b2406 modules/sops/default.nix: owner and group null,
+// uid and gid 0, format "yaml", restartUnits [], neededForUsers false;
+// templates/default.nix the same owners) — the shape `nix eval --json`
+// prints. A secret that names no owner belongs to uid 0; one owned by its
+// service user (the NixOS nginx pattern) has that user's group, as the
+// module system computes it.
+func TestTheProjectionReadsSopsNixOptionsAsTheModuleSystemYieldsThem(t *testing.T) {
+	config := `{ sops = {
+	  defaultSopsFile = "` + store + `secrets/secrets.yaml";
+	  secrets = {
+	    webhook_hmac = { name = "webhook_hmac"; key = "webhook_hmac"; path = "/run/secrets/webhook_hmac"; format = "yaml"; mode = "0400";
+	      owner = null; uid = 0; group = null; gid = 0; sopsFile = "` + store + `secrets/secrets.yaml"; sopsFileHash = "";
+	      restartUnits = [ ]; reloadUnits = [ ]; neededForUsers = false; };
+	    "drone/rpc_secret" = { name = "drone/rpc_secret"; key = "drone/rpc_secret"; path = "/run/secrets/drone/rpc_secret"; format = "yaml"; mode = "0400";
+	      owner = "drone"; uid = 0; group = "drone"; gid = 0; sopsFile = "` + store + `secrets/secrets.yaml"; sopsFileHash = "";
+	      restartUnits = [ "drone.service" ]; reloadUnits = [ ]; neededForUsers = false; };
+	  };
+	  templates."registry.env" = { name = "registry.env"; path = "/run/secrets/rendered/registry.env"; mode = "0400";
+	    owner = null; uid = 0; group = null; gid = 0; content = "x"; file = "/nix/store/x"; restartUnits = [ ]; reloadUnits = [ ]; };
+	};
+	users.users.drone = { group = "drone"; isSystemUser = true; };
+	systemd.services = { }; }`
+	d := apply(t, config)
+	assert.Equal(t, []Secret{
+		{Name: "drone/rpc_secret", Key: "drone/rpc_secret", Path: "/run/secrets/drone/rpc_secret", Mode: "0400", Owner: "drone", Group: "drone", SopsFile: "secrets/secrets.yaml"},
+		{Name: "webhook_hmac", Key: "webhook_hmac", Path: "/run/secrets/webhook_hmac", Mode: "0400", Owner: "uid:0", Group: "gid:0", SopsFile: "secrets/secrets.yaml"},
+	}, d.Secrets)
+	assert.Equal(t, []Template{{Name: "registry.env", Path: "/run/secrets/rendered/registry.env", Mode: "0400", Owner: "uid:0", Group: "gid:0"}}, d.Templates)
+	// An owner whose group is left to sops-nix's default: the user's group.
+	d = apply(t, `{ sops.defaultSopsFile = "`+store+`s.yaml"; sops.secrets.a = { owner = "nginx"; }; users.users.nginx.group = "www"; }`)
+	assert.Equal(t, "www", d.Secrets[0].Group)
+}
+
+// A file's owner matches the declaration by name, or by number when the
+// declaration names none.
+func TestOwnedByNameOrNumber(t *testing.T) {
+	assert.True(t, OwnedBy("uid:0", "root", "0"))
+	assert.False(t, OwnedBy("uid:0", "drone", "996"))
+	assert.True(t, OwnedBy("drone", "drone", "996"))
+	assert.False(t, OwnedBy("drone", "root", "0"))
+	assert.True(t, OwnedBy("gid:0", "root", "0"))
 }
 
 // The declarations are the target's output: each field is validated.

@@ -21,6 +21,8 @@ type FileInfo struct {
 	Mode   string // octal, e.g. 400
 	Owner  string // user name, e.g. root
 	Group  string // group name, e.g. root
+	UID    string // numeric, e.g. 0
+	GID    string
 }
 
 // Private says whether only its owner, root, can read the file.
@@ -35,14 +37,14 @@ func Files(ctx context.Context, m Runner, paths []string) ([]FileInfo, error) {
 	for _, p := range paths {
 		q := remote.ShellQuote(p)
 		// -f follows no symlink question away: stat -L reports what a reader gets.
-		res, err := m.Run(ctx, "if [ -f "+q+" ]; then sha256sum "+q+" | cut -d' ' -f1; stat -L -c '%a %U %G' "+q+"; fi", bounds.Command)
+		res, err := m.Run(ctx, "if [ -f "+q+" ]; then sha256sum "+q+" | cut -d' ' -f1; stat -L -c '%a %U %G %u %g' "+q+"; fi", bounds.Command)
 		if err != nil {
 			return nil, fmt.Errorf("probe file %s: %w", p, err)
 		}
 		f := strings.Fields(string(res.Stdout))
 		fi := FileInfo{Path: p}
-		if len(f) == 4 {
-			fi.SHA256, fi.Mode, fi.Owner, fi.Group = f[0], f[1], f[2], f[3]
+		if len(f) == 6 {
+			fi.SHA256, fi.Mode, fi.Owner, fi.Group, fi.UID, fi.GID = f[0], f[1], f[2], f[3], f[4], f[5]
 		}
 		out = append(out, fi)
 	}
