@@ -29,18 +29,39 @@ type UnitState struct {
 	ActivatingFor  time.Duration // since it left "inactive", when activating
 	MainPID        int           // 0 for an exited oneshot
 	NRestarts      int           // restarts systemd has made (Restart=)
+	// RemainAfterExit: the service stays active once its process exited.
+	RemainAfterExit bool
+	// Started: it left inactive at least once (InactiveExitTimestamp set).
+	Started bool
+	// ConditionChecked, ConditionMet: its Condition*= were checked, and held
+	// (ConditionTimestamp, ConditionResult).
+	ConditionChecked, ConditionMet bool
 }
 
-// Converged is the expectation: a oneshot that exited successfully and
-// stays active (RemainAfterExit), or a service that is running.
+// Converged is the expectation, by systemd's own account of a unit that
+// has done its job (systemd.service(5) Type=, RemainAfterExit=;
+// systemd.unit(5): a unit whose Condition*= fails is skipped, no failure):
+//   - a service that runs: active, running (a oneshot running is still starting);
+//   - one that exited 0 and stays active (RemainAfterExit=, whatever its
+//     Type=: NixOS's reload-systemd-vconsole-setup is a simple one): active, exited;
+//   - a oneshot without RemainAfterExit= that ran and exited 0: inactive,
+//     dead, result success;
+//   - a unit its condition skipped: inactive, the condition checked and not met.
 func (u UnitState) Converged() bool {
-	if u.LoadState != "loaded" || u.Result != "success" || u.ActiveState != "active" {
+	if u.LoadState != "loaded" || u.Result != "success" {
 		return false
 	}
-	if u.Type == "oneshot" {
-		return u.SubState == "exited" && u.ExecMainStatus == 0
+	switch {
+	case u.ActiveState == "active" && u.SubState == "running":
+		return u.Type != "oneshot"
+	case u.ActiveState == "active" && u.SubState == "exited":
+		return u.ExecMainStatus == 0
+	case u.ActiveState == "inactive" && u.ConditionChecked && !u.ConditionMet:
+		return true
+	case u.ActiveState == "inactive" && u.Type == "oneshot" && !u.RemainAfterExit:
+		return u.Started && u.ExecMainStatus == 0
 	}
-	return u.SubState == "running"
+	return false
 }
 
 // Failed says the unit will not converge by waiting.
@@ -93,7 +114,8 @@ func (u UnitState) String() string {
 		u.Name, u.LoadState, u.ActiveState, u.SubState, u.Result, u.ExecMainStatus, u.Type)
 }
 
-const unitProps = "Id,Type,LoadState,ActiveState,SubState,Result,ExecMainStatus,Job,TriggeredBy,TimeoutStartUSec,InactiveExitTimestamp,MainPID,NRestarts"
+const unitProps = "Id,Type,LoadState,ActiveState,SubState,Result,ExecMainStatus,Job,TriggeredBy,TimeoutStartUSec,InactiveExitTimestamp,MainPID,NRestarts," +
+	"RemainAfterExit,ConditionResult,ConditionTimestamp"
 
 // Units reads the state of each unit.
 func Units(ctx context.Context, m Runner, names []string) ([]UnitState, error) {
@@ -167,9 +189,18 @@ func ParseUnits(stdout string, want int, now string) ([]UnitState, error) {
 				}
 				u.StartTimeout = d
 			case "InactiveExitTimestamp":
-				if t, err := unixTime(v); err == nil && clockErr == nil && !t.IsZero() {
+				t, err := unixTime(v)
+				u.Started = err == nil && !t.IsZero()
+				if u.Started && clockErr == nil {
 					u.ActivatingFor = clock.Sub(t)
 				}
+			case "RemainAfterExit":
+				u.RemainAfterExit = v == "yes"
+			case "ConditionResult":
+				u.ConditionMet = v == "yes"
+			case "ConditionTimestamp":
+				t, err := unixTime(v)
+				u.ConditionChecked = err == nil && !t.IsZero()
 			}
 		}
 		if u.Name == "" {

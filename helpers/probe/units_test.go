@@ -137,3 +137,39 @@ func TestActivatingForIsMeasuredOnTheMachinesClock(t *testing.T) {
 	id, _ := us[0].Hopeless(1)
 	assert.Equal(t, UnitStuck, id)
 }
+
+// Converged is systemd's own account of a unit that has done its job, per
+// Type= and RemainAfterExit=, on `systemctl show` blocks as systemd prints
+// them: the lab's reference instance (systemd 252) for e2scrub_reap,
+// getty@tty1 and a unit never asked for; reload-systemd-vconsole-setup and
+// logrotate-checkconf as NixOS declares them (nixpkgs
+// nixos/modules/config/console.nix: no Type=, so simple, RemainAfterExit;
+// services/logging/logrotate.nix: oneshot, RemainAfterExit).
+func TestConvergedAsSystemdTellsIt(t *testing.T) {
+	for _, c := range []struct {
+		name, block string
+		converged   bool
+	}{
+		{"a simple service with RemainAfterExit that exited 0 (reload-systemd-vconsole-setup)",
+			"Id=reload-systemd-vconsole-setup.service\nType=simple\nRemainAfterExit=yes\nLoadState=loaded\nActiveState=active\nSubState=exited\nResult=success\nExecMainStatus=0\nInactiveExitTimestamp=@1796615034\nConditionResult=yes\nConditionTimestamp=@1796615034", true},
+		{"a oneshot with RemainAfterExit (logrotate-checkconf)",
+			"Id=logrotate-checkconf.service\nType=oneshot\nRemainAfterExit=yes\nLoadState=loaded\nActiveState=active\nSubState=exited\nResult=success\nExecMainStatus=0\nInactiveExitTimestamp=@1796615034\nConditionResult=yes\nConditionTimestamp=@1796615034", true},
+		{"a oneshot without RemainAfterExit that ran and exited 0 (e2scrub_reap)",
+			"Id=e2scrub_reap.service\nType=oneshot\nRemainAfterExit=no\nLoadState=loaded\nActiveState=inactive\nSubState=dead\nResult=success\nExecMainStatus=0\nInactiveExitTimestamp=@1796615032\nConditionResult=yes\nConditionTimestamp=@1796615032", true},
+		{"a unit its condition skipped (getty@tty1 in a container)",
+			"Id=getty@tty1.service\nType=idle\nRemainAfterExit=no\nLoadState=loaded\nActiveState=inactive\nSubState=dead\nResult=success\nExecMainStatus=0\nInactiveExitTimestamp=\nConditionResult=no\nConditionTimestamp=@1796615032", true},
+		{"a notify service running (systemd-journald)",
+			"Id=systemd-journald.service\nType=notify\nRemainAfterExit=no\nLoadState=loaded\nActiveState=active\nSubState=running\nResult=success\nExecMainStatus=0\nInactiveExitTimestamp=@1796615032", true},
+		{"a oneshot never started (its condition never checked either)",
+			"Id=apt-daily.service\nType=oneshot\nRemainAfterExit=no\nLoadState=loaded\nActiveState=inactive\nSubState=dead\nResult=success\nExecMainStatus=0\nInactiveExitTimestamp=\nConditionResult=no\nConditionTimestamp=", false},
+		{"a oneshot still running", "Id=a.service\nType=oneshot\nLoadState=loaded\nActiveState=activating\nSubState=start\nResult=success\nInactiveExitTimestamp=@1796615032", false},
+		{"a daemon that quit", "Id=d.service\nType=simple\nRemainAfterExit=no\nLoadState=loaded\nActiveState=inactive\nSubState=dead\nResult=success\nExecMainStatus=0\nInactiveExitTimestamp=@1796615032", false},
+		{"a oneshot that exited 1", "Id=f.service\nType=oneshot\nRemainAfterExit=no\nLoadState=loaded\nActiveState=failed\nSubState=failed\nResult=exit-code\nExecMainStatus=1\nInactiveExitTimestamp=@1796615032", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			us, err := ParseUnits(c.block, 1, "@1796615100")
+			require.NoError(t, err)
+			assert.Equal(t, c.converged, us[0].Converged(), "%+v", us[0])
+		})
+	}
+}
