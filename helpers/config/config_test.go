@@ -38,6 +38,7 @@ func TestDefaultsPointAtTheLab(t *testing.T) {
 	assert.Equal(t, int64(12<<30), c.Guardrails.RAMCap)
 	assert.Equal(t, 1, c.Guardrails.MaxMachines)
 	assert.Equal(t, "container", c.Machine.InstanceType)
+	assert.Empty(t, c.Expect.RequiredSecrets, "no key name is a default: what the target declares is required")
 }
 
 // An SSH URL names the account to log in as (git@): no secret, accepted.

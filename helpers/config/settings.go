@@ -279,7 +279,7 @@ type Expectations struct {
 	EgressAllow      []string // host:port the machine may reach besides the two repos
 	Reference        string   // project/name of the running reference system (cc-nix-test)
 	ReferenceMemory  []int64  // the sizes its limits.memory may be, in bytes (the plan's "4 GB": 4GiB or 4GB)
-	RequiredSecrets  []string // names that must be in git, encrypted
+	RequiredSecrets  []string // names that must be in git, encrypted, besides what the target declares
 	CertMinDays      int      // the certificate in git must be valid this much longer
 	ScanPaths        []string // machine paths searched for plaintext secrets
 	StalePhrases     []string // docs must not describe the old operator-dropped cert (case-insensitive)
@@ -342,7 +342,7 @@ func (p *parser) expectations() Expectations {
 		EgressAllow:      p.optionalList("CCCI_EGRESS_ALLOW", ""),
 		Reference:        p.str("CCCI_REFERENCE", "terraform-ci/cc-nix-test"),
 		ReferenceMemory:  p.sizes("CCCI_REFERENCE_MEMORY", "4GiB,4GB"),
-		RequiredSecrets:  p.list("CCCI_REQUIRED_SECRETS", "tls_fullchain,tls_privkey,drone_oauth_client_id,drone_oauth_client_secret,drone_rpc_secret,webhook_hmac,registry_username,registry_password"),
+		RequiredSecrets:  p.optionalList("CCCI_REQUIRED_SECRETS", ""), // none by default: what the target declares is required
 		CertMinDays:      p.positiveInt("CCCI_CERT_MIN_DAYS", "14"),
 		ScanPaths:        p.list("CCCI_SCAN_PATHS", "/nix/store"),
 		StalePhrases:     p.list("CCCI_STALE_PHRASES", "drops the cert,drop the cert,cert file by hand,certificate files by hand,certificate file by hand,operator drops"),

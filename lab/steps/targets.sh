@@ -188,6 +188,9 @@ CCCI_TLS_CA=${LAB_STATE}/targets/good/keys/ca.pem
 CCCI_DOMAIN=${LAB_DOMAIN}
 CCCI_TLS_SERVER_NAME=dashboard.${LAB_DOMAIN}
 CCCI_GATEWAY=${LAB_BRIDGE_CIDR%/*}
+# What the plan names besides what the lab's targets declare: a repos-only
+# run (CCCI_MACHINE=none) reads no declaration, and still judges these.
+CCCI_REQUIRED_SECRETS=tls_fullchain,tls_privkey,drone_oauth_client_id,drone_oauth_client_secret,drone_rpc_secret,webhook_hmac,registry_username,registry_password
 # The lab's bridge is the lab's: the machine's connections are observed there.
 CCCI_EGRESS=nft
 CCCI_EGRESS_ALLOW=${LAB_BRIDGE_CIDR%/*}:53
