@@ -23,6 +23,10 @@ type FileInfo struct {
 	Group  string // group name, e.g. root
 	UID    string // numeric, e.g. 0
 	GID    string
+	// RealPath is the file the path resolves to (readlink -f): a
+	// sops-nix secret's /run/secrets/<name> is a link into
+	// /run/secrets.d/<generation>/.
+	RealPath string
 }
 
 // Private says whether only its owner, root, can read the file.
@@ -37,14 +41,14 @@ func Files(ctx context.Context, m Runner, paths []string) ([]FileInfo, error) {
 	for _, p := range paths {
 		q := remote.ShellQuote(p)
 		// -f follows no symlink question away: stat -L reports what a reader gets.
-		res, err := m.Run(ctx, "if [ -f "+q+" ]; then sha256sum "+q+" | cut -d' ' -f1; stat -L -c '%a %U %G %u %g' "+q+"; fi", bounds.Command)
+		res, err := m.Run(ctx, "if [ -f "+q+" ]; then sha256sum "+q+" | cut -d' ' -f1; stat -L -c '%a %U %G %u %g' "+q+"; readlink -f "+q+"; fi", bounds.Command)
 		if err != nil {
 			return nil, fmt.Errorf("probe file %s: %w", p, err)
 		}
 		f := strings.Fields(string(res.Stdout))
 		fi := FileInfo{Path: p}
-		if len(f) == 6 {
-			fi.SHA256, fi.Mode, fi.Owner, fi.Group, fi.UID, fi.GID = f[0], f[1], f[2], f[3], f[4], f[5]
+		if len(f) == 7 && strings.HasPrefix(f[6], "/") {
+			fi.SHA256, fi.Mode, fi.Owner, fi.Group, fi.UID, fi.GID, fi.RealPath = f[0], f[1], f[2], f[3], f[4], f[5], f[6]
 		}
 		out = append(out, fi)
 	}
