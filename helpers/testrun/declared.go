@@ -32,6 +32,15 @@ func (r *Run) Declared(t testing.TB) *declared.Declarations {
 	return r.declarations(t)
 }
 
+// DeclaredInGit is what the target declares, read even when the install
+// failed (the evaluation needs only the pinned repos and the machine's Nix,
+// as for Units): for a check of the declarations against git, such as
+// "every secret it declares is in its sops file".
+func (r *Run) DeclaredInGit(t testing.TB) *declared.Declarations {
+	t.Helper()
+	return r.declarations(t)
+}
+
 // Units are the units that must converge: CCCI_UNITS when set, otherwise
 // the services the target's configuration starts at boot (Declarations.Units).
 // Read even when the install failed: the evaluation needs only the repos
