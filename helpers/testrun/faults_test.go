@@ -195,6 +195,11 @@ func TestOrphanOfAKilledRunIsReapedByTheNext(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, orphan, "killing run and guardian leaves an orphan (output:\n%s)", first.out)
+	// … and its lease, held by nobody: what proves to the lab's sweep that the run is dead.
+	lease := filepath.Join(first.leases, strings.TrimPrefix(orphan, "ccci-")+".lease")
+	if assert.FileExists(t, lease, "the dead run's lease stays") {
+		assert.NoError(t, exec.Command("flock", "-n", lease, "true").Run(), "and nobody holds it")
+	}
 	t.Cleanup(func() {
 		destroyLeftover(t, c, cfg, orphan)
 		_ = egress.Drop(context.Background(), strings.TrimPrefix(orphan, "ccci-")) // nothing was left to drop it

@@ -27,6 +27,7 @@ import (
 	"github.com/cc-ci/acceptance/helpers/labtest"
 	"github.com/cc-ci/acceptance/helpers/leakscan"
 	"github.com/cc-ci/acceptance/helpers/machine"
+	"github.com/cc-ci/acceptance/helpers/testrun"
 )
 
 func TestMain(m *testing.M) { os.Exit(labtest.Main(m)) }
@@ -36,6 +37,7 @@ type child struct {
 	out    *syncBuffer
 	review string // where this run's evidence goes (never the repo's REVIEW.md)
 	tmp    string // the child's TMPDIR
+	leases string // where its guardian holds its lease (CCCI_LEASE_DIR): a killed one leaves it, as a dead run's marker
 }
 
 var (
@@ -115,8 +117,8 @@ func startSuite(t *testing.T, env []string, args ...string) *child {
 	bin := labtest.Suite(t)
 	cmd := exec.Command(bin, append([]string{"-test.v", "-test.count=1"}, args...)...)
 	review := filepath.Join(t.TempDir(), "REVIEW.md")
-	tmp := t.TempDir()
-	cmd.Env = append(os.Environ(), "CCCI_ACCEPTANCE=1", "CCCI_REVIEW_FILE="+review, "TMPDIR="+tmp)
+	tmp, leases := t.TempDir(), t.TempDir()
+	cmd.Env = append(os.Environ(), "CCCI_ACCEPTANCE=1", "CCCI_REVIEW_FILE="+review, "TMPDIR="+tmp, testrun.LeaseDirEnv+"="+leases)
 	cmd.Env = append(append(cmd.Env, labtest.ShortWaits...), env...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -126,7 +128,7 @@ func startSuite(t *testing.T, env []string, args ...string) *child {
 			t.Logf("suite output:\n%s", out)
 		}
 	})
-	return &child{cmd: cmd, out: out, review: review, tmp: tmp}
+	return &child{cmd: cmd, out: out, review: review, tmp: tmp, leases: leases}
 }
 
 // wait returns the exit code; the guardian shares our output pipe, so Wait
