@@ -16,13 +16,7 @@ import (
 func TestC7Docs(t *testing.T) {
 	view := run.Target(t)
 	cfg := run.Config
-	docs := map[string]string{}
-	for _, p := range judge.PlanDocs {
-		if text, err := target.ReadBase(view.Repos, p); err == nil {
-			docs[p] = text
-		}
-	}
-	problems := judge.Docs(judge.PlanDocs, docs, cfg.Expect.StalePhrases)
+	problems := judge.Docs(judge.PlanDocs, target.ReadDocs(view.Repos, judge.PlanDocs), cfg.Expect.StalePhrases)
 	judge.None(t, problems, judge.DocsMissing)
 
 	// install.md parsed (every shell block tagged, placeholders known) when

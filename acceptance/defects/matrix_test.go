@@ -275,7 +275,7 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 const MatrixEnv = "CCCI_MATRIX"
 
 // inTier is the rows the run's tier (MatrixEnv) runs, and those of them it
-// runs with no machine (fixtures.FromTheRepos: what they must fail then).
+// runs with no machine (Failures.FromTheRepos: what they must fail then).
 func inTier(t *testing.T, rows map[string]fixtures.Failures) (map[string]fixtures.Failures, map[string]bool) {
 	t.Helper()
 	switch tier := os.Getenv(MatrixEnv); tier {
@@ -289,11 +289,7 @@ func inTier(t *testing.T, rows map[string]fixtures.Failures) (map[string]fixture
 				continue
 			}
 			picked[name] = want
-			if fromRepos, ok := fixtures.FromTheRepos(defect); ok {
-				kept := fixtures.Failures{} // the row's own wording, the tests failing or skipping from the repos
-				for test := range fromRepos {
-					kept[test] = want[test]
-				}
+			if kept, ok := want.FromTheRepos(defect); ok {
 				picked[name], noMachine[name] = kept, true
 			}
 		}

@@ -121,6 +121,18 @@ func ReadBase(rp *Repos, path string) (string, error) {
 	return string(b), err
 }
 
+// ReadDocs reads each of paths from the base as committed: path → text,
+// a path the base does not hold (or not as a readable regular file) absent.
+func ReadDocs(rp *Repos, paths []string) map[string]string {
+	docs := map[string]string{}
+	for _, p := range paths {
+		if text, err := ReadBase(rp, p); err == nil {
+			docs[p] = text
+		}
+	}
+	return docs
+}
+
 // D8Doc is the target's D8 evidence document.
 const D8Doc = "docs/d8-evidence.md"
 

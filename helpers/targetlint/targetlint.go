@@ -116,13 +116,7 @@ func Check(ctx context.Context, tg Target, cfg *config.Config, placeholders map[
 	}
 
 	// The docs (C7).
-	docs := map[string]string{}
-	for _, p := range judge.PlanDocs {
-		if text, err := target.ReadBase(rp, p); err == nil {
-			docs[p] = text
-		}
-	}
-	out = append(out, judge.Docs(judge.PlanDocs, docs, cfg.Expect.StalePhrases)...)
+	out = append(out, judge.Docs(judge.PlanDocs, target.ReadDocs(rp, judge.PlanDocs), cfg.Expect.StalePhrases)...)
 
 	// No plaintext secret in either repo's objects, every ref (C3).
 	sc := leakscan.New(leakscan.Needles(target.AllSecrets(rp, tg.Key, tg.Secrets), 0, nil))
