@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cc-ci/acceptance/helpers/declared"
-	"github.com/cc-ci/acceptance/helpers/egress"
+	"github.com/cc-ci/acceptance/helpers/fetchlog"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
 	"github.com/cc-ci/acceptance/helpers/judge"
 	"github.com/cc-ci/acceptance/helpers/leakscan"
@@ -55,20 +55,41 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		assert.Equal(t, []string{installdoc.AgeKeyStep}, m.Operator, "operator (out-of-band) steps in %s", view.Doc.Path)
 	})
 
-	run.Sentence(t, "during the install the machine reached nothing but the two repos", func(t *testing.T) {
+	run.Sentence(t, "from its start on, the machine reached nothing but the two repos", func(t *testing.T) {
 		inst := run.InstallRecord(t)
-		if cfg.Expect.Egress == "off" {
-			t.Skip("the machine's connections are not observed (CCCI_EGRESS=off): on the real host the gateway is not the harness's")
+		if cfg.Expect.Egress == "off" && cfg.Expect.FetchLog == "" {
+			t.Skip("neither the machine's traffic (CCCI_EGRESS=off: on the real host the gateway is not the harness's) nor the git server's requests (CCCI_FETCH_LOG) are observed")
 		}
-		require.NoError(t, inst.EgressErr, "observe the machine's connections (nftables on the host it talks through)")
-		allowed, err := egress.AllowedFor(ctx, []string{cfg.Target.BaseRepoURL, cfg.Target.SecretsRepoURL}, cfg.Expect.EgressAllow)
-		require.NoError(t, err)
-		var seen []string
-		for _, c := range inst.Contacts {
-			seen = append(seen, c.Step+"→"+c.Dest.String())
-			assert.True(t, allowed[c.Dest], "install step %q reached %s: neither of the two repos nor CCCI_EGRESS_ALLOW", c.Step, c.Dest)
+		if cfg.Expect.Egress == "nft" {
+			// Read now; what it sends later is judged again at its teardown.
+			contacts, err := run.Egress()
+			require.NoError(t, err, "observe what the machine sends (nftables on the host side of its NICs)")
+			allowed, err := run.AllowedEgress()
+			require.NoError(t, err)
+			var seen []string
+			for _, c := range contacts {
+				seen = append(seen, c.Step+"→"+c.Dest.String())
+			}
+			run.Note("egress", "what the machine sent (step→destination): %v", seen)
+			judge.None(t, judge.Egress(contacts, allowed), judge.EgressUnexpected)
 		}
-		run.Note("egress", "connections during the install (step→destination): %v", seen)
+		if cfg.Expect.FetchLog != "" {
+			// Which repositories, not only which host: a third repo on the
+			// git server of the two is a third repo. From the install's start:
+			// the machine had its address then (and no machine before it of
+			// a concurrent run still held that address).
+			entries, err := fetchlog.Read(cfg.Expect.FetchLog, inst.Started)
+			require.NoError(t, err, "the git server's fetch log (CCCI_FETCH_LOG)")
+			addrs := run.MachineAddresses(t)
+			var repos []string
+			for _, u := range []string{cfg.Target.BaseRepoURL, cfg.Target.SecretsRepoURL} {
+				r, err := fetchlog.RepoOf(u)
+				require.NoError(t, err)
+				repos = append(repos, r)
+			}
+			run.Note("fetches", "%d requests to the git server since the install started; the machine's addresses %v", len(entries), addrs)
+			judge.None(t, judge.Fetches(entries, addrs, repos), judge.FetchUnexpected)
+		}
 	})
 
 	run.Sentence(t, "with only the age key pushed, the install succeeds", func(t *testing.T) {
@@ -151,10 +172,11 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 	run.Sentence(t, "no user but root can read a decrypted secret anywhere on the machine", func(t *testing.T) {
 		// A copy in a unit's environment file, under /etc or /var, in a log:
 		// whatever a non-root user can reach and read, outside the store
-		// (scanned whole above); pseudo filesystems are not files. A
-		// certificate chain is public material (docs/decisions.md).
+		// (scanned whole above); of the pseudo filesystems, what every user
+		// reads of every process — its arguments. A certificate chain is
+		// public material (docs/decisions.md).
 		walk := leakscan.Walk{ReadableByOthers: true, Skip: append([]string{"/proc", "/sys", "/dev"}, cfg.Expect.ScanPaths...),
-			MaxBytes: leakscan.DefaultMaxReadable}
+			MaxBytes: leakscan.DefaultMaxReadable, Processes: true}
 		private := leakscan.Needles(target.Private(view.AllSecrets()), 0, nil)
 		rep := scanMachine(t, []string{"/", "/dev/shm"}, walk, private)
 		// Except where the declaration lets its owner read it (sops-nix's

@@ -19,8 +19,8 @@ import (
 // C4 — Genuine throwaway-VM live rebuild. On a blank machine created by this
 // run, provisioned with only the bootstrap age key, following docs/install.md
 // and nothing else, the system activates, the reconcile oneshots converge,
-// every secret including the certificate decrypts, and TLS is served from the
-// certificate in git.
+// every secret including the certificate decrypts, TLS is served from the
+// certificate in git, and every name it serves answers with success.
 func TestC4GenuineLiveRebuild(t *testing.T) {
 	mc := run.Machine(t)
 	view := run.Target(t)
@@ -78,6 +78,10 @@ func TestC4GenuineLiveRebuild(t *testing.T) {
 		require.NoError(t, err, "every unit still converged, same main PID, no restart")
 		assertServesGitCert(t, mc.IP, view)
 		run.MarkConverged(settled) // TestC4GenuineLiveRebuildToTheEnd looks again at the end
+	})
+
+	run.Sentence(t, "it works: every name it serves answers over HTTPS with success", func(t *testing.T) {
+		assertAnswers(t, mc.IP)
 	})
 	if !t.Failed() {
 		writeLiveRecord(t, mc, view, inst, cl)

@@ -169,26 +169,54 @@ func assertServesGitCert(t *testing.T, machineIP string, view *testrun.TargetVie
 	require.NoError(t, err, "the certificate in git parses")
 	roots, err := tlscheck.Roots(cfg.Target.TLSCA)
 	require.NoError(t, err)
-	addr := cfg.Target.TLSAddr
-	if addr == "" {
-		addr = net.JoinHostPort(machineIP, "443")
+	addr := tlsAddr(machineIP)
+	for _, sni := range cfg.Target.TLSServerNames {
+		// A moment without a listener (a restart) is retried briefly: whether the
+		// proxy stays up is C4's settle look, not one lucky connection.
+		var served *tlscheck.Served
+		err = wait.Eventually(run.Context(), "TLS on "+addr, 3*time.Second, func(bool) error {
+			served, err = tlscheck.Fetch(run.Context(), addr, sni, roots)
+			return err
+		})
+		if !assert.NoError(t, err, "TLS answers on %s for %s", addr, sni) {
+			continue
+		}
+		assert.True(t, bytes.Equal(gitLeaf.Raw, served.Leaf.Raw),
+			"served leaf for %s is the certificate from git: want %s, found %s (subject %q)",
+			sni, fingerprint(gitLeaf.Raw), fingerprint(served.Leaf.Raw), served.Leaf.Subject.CommonName)
+		assert.NoError(t, served.VerifyErr, "the served chain verifies for %s", sni)
+		t.Logf("TLS %s (SNI %s): leaf %s, subject %s, not after %s", addr, sni, fingerprint(served.Leaf.Raw),
+			served.Leaf.Subject.CommonName, served.Leaf.NotAfter.Format(time.RFC3339))
+		run.Note("served cert "+sni, "%s at %s (git leaf %s)", fingerprint(served.Leaf.Raw), addr, fingerprint(gitLeaf.Raw))
 	}
-	sni := cfg.Target.TLSServerName
-	// A moment without a listener (a restart) is retried briefly: whether the
-	// proxy stays up is C4's settle look, not one lucky connection.
-	var served *tlscheck.Served
-	err = wait.Eventually(run.Context(), "TLS on "+addr, 3*time.Second, func(bool) error {
-		served, err = tlscheck.Fetch(run.Context(), addr, sni, roots)
-		return err
-	})
-	require.NoError(t, err, "TLS answers on %s for %s", addr, sni)
-	assert.True(t, bytes.Equal(gitLeaf.Raw, served.Leaf.Raw),
-		"served leaf is the certificate from git: want %s, found %s (subject %q)",
-		fingerprint(gitLeaf.Raw), fingerprint(served.Leaf.Raw), served.Leaf.Subject.CommonName)
-	assert.NoError(t, served.VerifyErr, "the served chain verifies for %s", sni)
-	t.Logf("TLS %s (SNI %s): leaf %s, subject %s, not after %s", addr, sni, fingerprint(served.Leaf.Raw),
-		served.Leaf.Subject.CommonName, served.Leaf.NotAfter.Format(time.RFC3339))
-	run.Note("served cert", "%s for %s at %s (git leaf %s)", fingerprint(served.Leaf.Raw), sni, addr, fingerprint(gitLeaf.Raw))
+}
+
+// tlsAddr is where the served names are asked: CCCI_TLS_ADDR, else the
+// machine's port 443.
+func tlsAddr(machineIP string) string {
+	if a := run.Config.Target.TLSAddr; a != "" {
+		return a
+	}
+	return net.JoinHostPort(machineIP, "443")
+}
+
+// assertAnswers: every name the target serves answers GET / over HTTPS
+// with a success status — a working cc-ci, not only a handshake (a proxy
+// in front of a service that fails answers 5xx with the right certificate).
+func assertAnswers(t *testing.T, machineIP string) {
+	t.Helper()
+	cfg := run.Config
+	roots, err := tlscheck.Roots(cfg.Target.TLSCA)
+	require.NoError(t, err)
+	addr := tlsAddr(machineIP)
+	for _, name := range cfg.Target.TLSServerNames {
+		page, err := tlscheck.GetPage(run.Context(), addr, name, cfg.Target.TLSServerNames, roots)
+		if !assert.NoError(t, err, "%s answers over HTTPS", name) {
+			continue
+		}
+		assert.True(t, page.OK(), "https://%s/ (at %s) answers with a success status: it answered %s (last URL %s)", name, addr, page.Text, page.URL)
+		run.Note("served page "+name, "%s at %s: %s", page.URL, addr, page.Text)
+	}
 }
 
 func fingerprint(der []byte) string { return "sha256:" + strings.ToLower(target.SHA256(der))[:16] }

@@ -11,6 +11,7 @@ const (
 	Connect = 20 * time.Second // the first answer of the Incus API
 	API     = 2 * time.Minute  // one Incus API request, when its caller set no deadline
 	Dial    = 10 * time.Second // one SSH or TLS dial
+	Page    = 10 * time.Second // one HTTPS request to a served name, its redirects and its body included
 	Command = 10 * time.Second // one read-only probe command on the machine (systemctl show, sha256sum of a file)
 	Scan    = 2 * time.Minute  // a probe command that walks the store or the disk
 	Probe   = 3 * time.Minute  // the blank-state probe of a new machine (its Scans included)
@@ -38,6 +39,7 @@ var Table = []Wait{
 	{"the first answer of the Incus API", Connect, ""},
 	{"one Incus API request", API, ""},
 	{"one SSH or TLS dial", Dial, "CCCI_BOOT_TIMEOUT"},
+	{"one HTTPS request to a served name", Page, "CCCI_CONVERGE_TIMEOUT"},
 	{"one probe command on the machine", Command, "CCCI_CONVERGE_TIMEOUT"},
 	{"a probe that walks the store or the disk", Scan, ""},
 	{"the blank-state probe", Probe, ""},

@@ -34,7 +34,7 @@ func TestDefaultsPointAtTheLab(t *testing.T) {
 	assert.Equal(t, []string{"terraform-ci"}, c.Guardrails.AllowedProjects)
 	assert.Equal(t, int64(4<<30), c.Machine.Memory)
 	assert.Equal(t, []int64{4 << 30, 4e9}, c.Expect.ReferenceMemory, `the plan's "4 GB", either way`)
-	assert.Equal(t, "dashboard.ci.lab.test", c.Target.TLSServerName, "the documented default, under the domain")
+	assert.Equal(t, []string{"dashboard.ci.lab.test"}, c.Target.TLSServerNames, "the documented default, under the domain")
 	assert.Equal(t, int64(12<<30), c.Guardrails.RAMCap)
 	assert.Equal(t, 1, c.Guardrails.MaxMachines)
 	assert.Equal(t, "container", c.Machine.InstanceType)

@@ -267,7 +267,10 @@ type Target struct {
 	Gateway           string // the TLS-passthrough gateway (a parameter of the target)
 	TLSAddr           string // where to ask for TLS ("" = the machine's address:443)
 	TLSCA             string // PEM roots for the served certificate ("" = system roots)
-	TLSServerName     string // a name under Domain the target serves over TLS (the SNI the checks send)
+	// TLSServerNames are the names under Domain the target serves over TLS:
+	// each is asked by SNI (the git leaf, a chain that verifies) and over
+	// HTTPS (a success status).
+	TLSServerNames []string
 }
 
 // Expectations are what the C-tests expect of the target that its own
@@ -277,6 +280,7 @@ type Expectations struct {
 	Units            []string // the oneshots/services that must converge ("" = those the target's configuration starts at boot)
 	Egress           string   // "nft": observe the machine's connections during the install (lab); "off"
 	EgressAllow      []string // host:port the machine may reach besides the two repos
+	FetchLog         string   // the git server's record of requests by repository (helpers/fetchlog; "" = not judged)
 	Reference        string   // project/name of the running reference system (cc-nix-test)
 	ReferenceMemory  []int64  // the sizes its limits.memory may be, in bytes (the plan's "4 GB": 4GiB or 4GB)
 	RequiredSecrets  []string // names that must be in git, encrypted, besides what the target declares
@@ -306,13 +310,15 @@ func (p *parser) target() Target {
 		Gateway:           p.str("CCCI_GATEWAY", ""),
 		TLSAddr:           p.str("CCCI_TLS_ADDR", ""),
 		TLSCA:             p.str("CCCI_TLS_CA", ""),
-		TLSServerName:     p.str("CCCI_TLS_SERVER_NAME", ""),
 	}
-	if t.TLSServerName == "" {
-		t.TLSServerName = DefaultTLSHost + "." + t.Domain
+	t.TLSServerNames = p.optionalList("CCCI_TLS_SERVER_NAME", "")
+	if len(t.TLSServerNames) == 0 {
+		t.TLSServerNames = []string{DefaultTLSHost + "." + t.Domain}
 	}
-	if n := t.TLSServerName; n != t.Domain && !strings.HasSuffix(n, "."+t.Domain) {
-		p.failKey("CCCI_TLS_SERVER_NAME", n, "must be a name under CCCI_DOMAIN ("+t.Domain+"): the certificate in git is the domain's")
+	for _, n := range t.TLSServerNames {
+		if n != t.Domain && !strings.HasSuffix(n, "."+t.Domain) {
+			p.failKey("CCCI_TLS_SERVER_NAME", n, "must be a name under CCCI_DOMAIN ("+t.Domain+"): the certificate in git is the domain's")
+		}
 	}
 	return t
 }
@@ -340,6 +346,7 @@ func (p *parser) expectations() Expectations {
 		Units:            p.optionalList("CCCI_UNITS", ""),
 		Egress:           p.oneOf("CCCI_EGRESS", "off", "off", "nft"),
 		EgressAllow:      p.optionalList("CCCI_EGRESS_ALLOW", ""),
+		FetchLog:         p.str("CCCI_FETCH_LOG", ""),
 		Reference:        p.str("CCCI_REFERENCE", "terraform-ci/cc-nix-test"),
 		ReferenceMemory:  p.sizes("CCCI_REFERENCE_MEMORY", "4GiB,4GB"),
 		RequiredSecrets:  p.optionalList("CCCI_REQUIRED_SECRETS", ""), // none by default: what the target declares is required

@@ -14,6 +14,9 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/cc-ci/acceptance/helpers/fetchlog"
 )
 
 // DefaultBackend is where Debian's git ships git-http-backend.
@@ -25,6 +28,9 @@ type Server struct {
 	TokenFile string // name of the token file inside a private bare repo
 	Backend   string
 	Log       Logf
+	// Fetches, if set, records every request for a repository (who, when,
+	// which): C3 judges by it that the machine fetched only the two repos.
+	Fetches *fetchlog.Writer
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -32,6 +38,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	repo, ok := repoOf(p)
 	if !ok {
 		http.NotFound(w, r)
+		return
+	}
+	if err := s.Fetches.Record(fetchlog.Entry{Time: time.Now().UTC(), Remote: fetchlog.RemoteOf(r.RemoteAddr), Protocol: "http", Repo: repo}); err != nil {
+		// Fail closed: a fetch that cannot be recorded is not served.
+		s.Log.printf("%s %s: 500 (fetch log: %v)", r.Method, p, err)
+		http.Error(w, "this request cannot be recorded", http.StatusInternalServerError)
 		return
 	}
 	if strings.Contains(p, "git-receive-pack") || r.URL.Query().Get("service") == "git-receive-pack" {

@@ -1,6 +1,8 @@
 package gitserver
 
 import (
+	"time"
+
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -12,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cc-ci/acceptance/helpers/fetchlog"
 )
 
 func run(t *testing.T, dir string, args ...string) (string, error) {
@@ -44,9 +48,13 @@ func TestPublicAndPrivateRepos(t *testing.T) {
 	bareRepo(t, root, "good/cc-ci.git")
 	bareRepo(t, root, "good/cc-ci-secrets.git")
 	require.NoError(t, os.WriteFile(filepath.Join(root, "good/cc-ci-secrets.git/ccci-read-token"), []byte("tok-123456\n"), 0o600))
-	srv := httptest.NewServer(&Server{Root: root, TokenFile: "ccci-read-token", Log: t.Logf})
+	logPath := filepath.Join(t.TempDir(), "fetches.jsonl")
+	fetches, err := fetchlog.Open(logPath)
+	require.NoError(t, err)
+	srv := httptest.NewServer(&Server{Root: root, TokenFile: "ccci-read-token", Log: t.Logf, Fetches: fetches})
 	defer srv.Close()
 	dst := t.TempDir()
+	start := time.Now()
 
 	out, err := run(t, dst, "clone", "-q", URL(srv.URL, "good/cc-ci.git"), "base")
 	require.NoError(t, err, out)
@@ -78,6 +86,19 @@ func TestPublicAndPrivateRepos(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
 	assert.False(t, strings.Contains(out, "tok-123456"))
+
+	// Every request for a repository is recorded, by repository and client,
+	// refused ones included.
+	entries, err := fetchlog.Read(logPath, start)
+	require.NoError(t, err)
+	repos := map[string]bool{}
+	for _, e := range entries {
+		repos[e.Repo] = true
+		assert.Equal(t, "127.0.0.1", e.Remote)
+		assert.Equal(t, "http", e.Protocol)
+	}
+	assert.Equal(t, map[string]bool{"good/cc-ci.git": true, "good/cc-ci-secrets.git": true, "etc/passwd.git": true}, repos,
+		"a repository that is not there is recorded as asked for")
 }
 
 // A private repo whose token file exists but cannot be read (a dangling

@@ -19,8 +19,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/cc-ci/acceptance/helpers/fetchlog"
 )
 
 // SSHServer serves the bare repos under Root to their deploy keys.
@@ -30,6 +33,7 @@ type SSHServer struct {
 	TokenFile      string     // as Server's: a repo served over SSH without it is public, read by any key ("": none is)
 	HostKey        ssh.Signer // the server's host key (clients pin it in known_hosts)
 	Log            Logf
+	Fetches        *fetchlog.Writer // as Server's
 }
 
 const extKey = "ccci-key" // the authenticated key, carried from auth to the command
@@ -76,12 +80,12 @@ func (s *SSHServer) serveConn(nc net.Conn, cfg *ssh.ServerConfig) {
 		if err != nil {
 			return
 		}
-		go s.session(ch, chReqs, key)
+		go s.session(ch, chReqs, key, fetchlog.RemoteOf(nc.RemoteAddr().String()))
 	}
 }
 
 // session runs the one exec request a git client sends.
-func (s *SSHServer) session(ch ssh.Channel, reqs <-chan *ssh.Request, key ssh.PublicKey) {
+func (s *SSHServer) session(ch ssh.Channel, reqs <-chan *ssh.Request, key ssh.PublicKey, remote string) {
 	defer ch.Close()
 	for req := range reqs {
 		if req.Type != "exec" {
@@ -94,6 +98,13 @@ func (s *SSHServer) session(ch ssh.Channel, reqs <-chan *ssh.Request, key ssh.Pu
 			return
 		}
 		_ = req.Reply(true, nil)
+		_, arg, _ := strings.Cut(p.Command, " ")
+		if err := s.Fetches.Record(fetchlog.Entry{Time: time.Now().UTC(), Remote: remote, Protocol: "ssh",
+			Repo: strings.Trim(path.Clean("/"+strings.Trim(arg, "'")), "/")}); err != nil {
+			s.Log.printf("ssh %q: refused: fetch log: %v", p.Command, err)
+			_, _ = ch.SendRequest("exit-status", false, binary.BigEndian.AppendUint32(nil, 1))
+			return
+		}
 		status := s.uploadPack(ch, p.Command, key)
 		_, _ = ch.SendRequest("exit-status", false, binary.BigEndian.AppendUint32(nil, status))
 		return

@@ -10,9 +10,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cc-ci/acceptance/helpers/fetchlog"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -49,7 +52,11 @@ func TestSSHServesARepoToItsDeployKeysOnly(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer l.Close()
-	srv := &SSHServer{Root: root, DeployKeysFile: "ccci-deploy-keys", HostKey: host, Log: t.Logf}
+	logPath := filepath.Join(t.TempDir(), "fetches.jsonl")
+	fetches, err := fetchlog.Open(logPath)
+	require.NoError(t, err)
+	start := time.Now()
+	srv := &SSHServer{Root: root, DeployKeysFile: "ccci-deploy-keys", HostKey: host, Log: t.Logf, Fetches: fetches}
 	go func() { _ = srv.Serve(l) }()
 	port := l.Addr().(*net.TCPAddr).Port
 	knownHosts := filepath.Join(keys, "known_hosts")
@@ -65,6 +72,11 @@ func TestSSHServesARepoToItsDeployKeysOnly(t *testing.T) {
 	}
 	out, err := clone(deployFile, "good/cc-ci-secrets.git", "ok")
 	require.NoError(t, err, out)
+
+	entries, err := fetchlog.Read(logPath, start)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "the fetch is recorded")
+	assert.Equal(t, fetchlog.Entry{Time: entries[0].Time, Remote: "127.0.0.1", Protocol: "ssh", Repo: "good/cc-ci-secrets.git"}, entries[0])
 
 	out, err = clone(strangerFile, "good/cc-ci-secrets.git", "stranger")
 	require.Error(t, err, "another key must be refused")

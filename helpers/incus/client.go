@@ -357,6 +357,12 @@ func (c *Client) StoragePools(ctx context.Context) ([]StoragePool, error) {
 type Network struct {
 	Name    string `json:"name"`
 	Managed bool   `json:"managed"`
+	Type    string `json:"type"` // bridge, macvlan, sriov, ovn, physical
+}
+
+// Network returns one network as a project sees it.
+func (c *Client) Network(ctx context.Context, project, name string) (*Network, error) {
+	return get[Network](ctx, c, "/1.0/networks/"+url.PathEscape(name), projectQuery(project))
 }
 
 // Networks lists the networks Incus sees.

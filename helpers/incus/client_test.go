@@ -275,15 +275,25 @@ func TestACommandThatDidNotRunIsAnExitCode(t *testing.T) {
 }
 
 // The NICs' host-side devices are what incusd recorded at start, for NIC
-// devices only (a disk has none).
+// devices only (a disk has none); a NIC with none (a macvlan one, an
+// infiniband device) cannot be observed, and is an error naming it.
 func TestNICDevicesAreTheNICsHostSides(t *testing.T) {
 	in := Instance{
+		Name: "m",
 		Config: map[string]string{"volatile.eth0.host_name": "veth5c1e", "volatile.eth1.host_name": "tap0a1b",
 			"volatile.root.host_name": "not-a-nic"},
-		ExpandedDevices: map[string]map[string]string{"eth0": {"type": "nic"}, "eth1": {"type": "nic"}, "root": {"type": "disk"},
-			"eth2": {"type": "nic"}}, // not started: no host side yet
+		ExpandedDevices: map[string]map[string]string{"eth0": {"type": "nic"}, "eth1": {"type": "nic"}, "root": {"type": "disk"}},
 	}
-	assert.Equal(t, []string{"tap0a1b", "veth5c1e"}, in.NICDevices())
+	devs, err := in.NICDevices()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"tap0a1b", "veth5c1e"}, devs)
+	in.ExpandedDevices["eth2"] = map[string]string{"type": "nic", "nictype": "macvlan", "parent": "eno1"}
+	_, err = in.NICDevices()
+	assert.ErrorContains(t, err, "NIC eth2 (nictype macvlan) has no host-side device")
+	delete(in.ExpandedDevices, "eth2")
+	in.ExpandedDevices["ib0"] = map[string]string{"type": "infiniband"}
+	_, err = in.NICDevices()
+	assert.ErrorContains(t, err, "NIC ib0 (infiniband)")
 }
 
 // An operation longer than one long-poll slice: incusd 6.0.x answers the

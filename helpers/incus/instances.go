@@ -3,6 +3,7 @@ package incus
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -38,14 +39,18 @@ type InstanceSpec struct {
 	Type       string // Container or VirtualMachine
 	ImageAlias string
 	Config     map[string]string // limits.memory, user.* labels, …
+	// Devices are the instance's own devices; one named as a profile's
+	// replaces it whole (ExpandInstanceDevices, internal/server/db/profiles.go).
+	Devices map[string]map[string]string
 }
 
 type instancesPost struct {
-	Name   string            `json:"name"`
-	Type   string            `json:"type"`
-	Source instanceSource    `json:"source"`
-	Config map[string]string `json:"config,omitempty"`
-	Start  bool              `json:"start"`
+	Name    string                       `json:"name"`
+	Type    string                       `json:"type"`
+	Source  instanceSource               `json:"source"`
+	Config  map[string]string            `json:"config,omitempty"`
+	Devices map[string]map[string]string `json:"devices,omitempty"`
+	Start   bool                         `json:"start"`
 }
 
 type instanceSource struct {
@@ -60,10 +65,11 @@ func (c *Client) CreateInstance(ctx context.Context, spec InstanceSpec) error {
 		q.Set("target", c.target)
 	}
 	body := instancesPost{
-		Name:   spec.Name,
-		Type:   spec.Type,
-		Source: instanceSource{Type: "image", Alias: spec.ImageAlias},
-		Config: spec.Config,
+		Name:    spec.Name,
+		Type:    spec.Type,
+		Source:  instanceSource{Type: "image", Alias: spec.ImageAlias},
+		Config:  spec.Config,
+		Devices: spec.Devices,
 	}
 	_, err := c.async(ctx, http.MethodPost, "/1.0/instances", q, body)
 	if err != nil {
@@ -186,15 +192,37 @@ func (s *InstanceState) IPv4(macs ...string) string {
 // NICDevices are the host-side network devices of the instance's NICs (a
 // container's veth, a VM's tap): what incusd records, once the instance
 // runs, as volatile.<device>.host_name.
-func (in *Instance) NICDevices() []string {
+func (in *Instance) NICDevices() ([]string, error) {
 	var out []string
-	for dev, d := range in.ExpandedDevices {
-		if h := in.Config["volatile."+dev+".host_name"]; d["type"] == "nic" && h != "" {
-			out = append(out, h)
+	for _, dev := range slices.Sorted(maps.Keys(in.ExpandedDevices)) {
+		d := in.ExpandedDevices[dev]
+		if !IsNIC(d) {
+			continue
 		}
+		h := in.Config["volatile."+dev+".host_name"]
+		if h == "" {
+			return nil, fmt.Errorf("instance %s: NIC %s (%s) has no host-side device (no volatile.%s.host_name): what it sends cannot be observed",
+				in.Name, dev, nicKind(d), dev)
+		}
+		out = append(out, h)
 	}
 	sort.Strings(out)
-	return out
+	return out, nil
+}
+
+// IsNIC says whether a device gives the instance a network link: a nic, or
+// an infiniband device (which has no host side to observe).
+func IsNIC(d map[string]string) bool { return d["type"] == "nic" || d["type"] == "infiniband" }
+
+func nicKind(d map[string]string) string {
+	switch {
+	case d["type"] != "nic":
+		return d["type"]
+	case d["nictype"] != "":
+		return "nictype " + d["nictype"]
+	default:
+		return "network " + d["network"]
+	}
 }
 
 // NICMACs are the MAC addresses of the instance's NIC devices: the one a

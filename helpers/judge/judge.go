@@ -11,7 +11,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cc-ci/acceptance/helpers/egress"
+	"github.com/cc-ci/acceptance/helpers/fetchlog"
 	"github.com/cc-ci/acceptance/helpers/target"
 )
 
@@ -48,6 +51,8 @@ const (
 	SecretsPlaintext = "secrets-plaintext" // C3: a value of the secrets file is not encrypted
 	SecretMissing    = "secret-missing"    // C3: a required secret is not in the secrets file
 	SecretTooShort   = "secret-too-short"  // C3: a secret too short to be proven absent
+	EgressUnexpected = "egress-unexpected" // C3: the machine sent to neither repo nor the allow-list
+	FetchUnexpected  = "fetch-unexpected"  // C3: the machine asked the git server for a third repository
 
 	// Rules ccci lint-target still applies in its own code (to move here
 	// next); their identifiers are these.
@@ -235,4 +240,41 @@ func None(t testing.TB, problems []Problem, ids ...string) bool {
 		}
 	}
 	return none
+}
+
+// Egress judges what the machine sent, from its start to its teardown: each
+// destination must be one of the two repos or on the allow-list.
+func Egress(contacts []egress.Contact, allowed egress.Allowed) []Problem {
+	var out []Problem
+	for _, c := range contacts {
+		if allowed[c.Dest] {
+			continue
+		}
+		when := fmt.Sprintf("install step %q", c.Step)
+		if strings.HasPrefix(c.Step, "(") {
+			when = "the machine " + c.Step
+		}
+		out = append(out, Problem{ID: EgressUnexpected, Test: "C3", File: "traffic:",
+			Text: fmt.Sprintf("%s reached %s, which is neither of the two repos nor on CCCI_EGRESS_ALLOW", when, c.Dest)})
+	}
+	return out
+}
+
+// Fetches judges what the machine asked the git server for (its fetch
+// log's entries from the machine's addresses): the two repos and nothing
+// else, by repository — a third repo on the same server is a third repo,
+// whatever its host and port.
+func Fetches(entries []fetchlog.Entry, machine []string, repos []string) []Problem {
+	var out []Problem
+	seen := map[string]bool{}
+	for _, e := range entries {
+		if !slices.Contains(machine, e.Remote) || slices.Contains(repos, e.Repo) || seen[e.Protocol+" "+e.Repo] {
+			continue
+		}
+		seen[e.Protocol+" "+e.Repo] = true
+		out = append(out, Problem{ID: FetchUnexpected, Test: "C3", File: "fetch log:", Text: fmt.Sprintf(
+			"the machine (%s) asked the git server for repository %q over %s at %s: not one of the two repos %v",
+			e.Remote, e.Repo, e.Protocol, e.Time.Format(time.RFC3339), repos)})
+	}
+	return out
 }

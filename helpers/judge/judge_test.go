@@ -2,9 +2,12 @@ package judge
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 
+	"github.com/cc-ci/acceptance/helpers/egress"
+	"github.com/cc-ci/acceptance/helpers/fetchlog"
 	"github.com/cc-ci/acceptance/helpers/target"
 )
 
@@ -24,6 +27,11 @@ func TestEachRuleOnRecordedFacts(t *testing.T) {
 	input := target.SecretsLink{Kind: "flake input", Name: "secrets", Where: "flake.lock", URL: "git+https://git.example/s.git", Rev: "aaaa", NarHash: "sha256-x"}
 	gitlink := target.SecretsLink{Kind: "git submodule", Name: "secrets", Where: "the base's tree (a gitlink)", URL: "https://git.example/s.git", Rev: "aaaa"}
 	install := "Point DNS at the gateway, then run the steps."
+	gitHTTP := egress.Dest{IP: "10.99.0.1", Port: 8418}
+	machine, repos := []string{"10.99.0.5", "fe80::5"}, []string{"good/cc-ci.git", "good/cc-ci-secrets.git"}
+	fetch := func(remote, repo string) fetchlog.Entry {
+		return fetchlog.Entry{Time: time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC), Remote: remote, Protocol: "http", Repo: repo}
+	}
 	for _, c := range []struct {
 		name string
 		got  []Problem
@@ -57,6 +65,12 @@ func TestEachRuleOnRecordedFacts(t *testing.T) {
 		{"secrets long enough", LongEnough(nil, 12), nil},
 		{"a secret too short", LongEnough([]string{"registry_username is 4 bytes"}, 12), []string{SecretTooShort}},
 		{"no DNS precondition", Docs([]string{target.InstallDoc}, map[string]string{target.InstallDoc: "Use the gateway."}, nil), []string{InstallPrecondition}},
+		{"only the repos and the allow-list reached", Egress([]egress.Contact{{Step: "clone-base", Dest: gitHTTP}}, egress.Allowed{gitHTTP: true}), nil},
+		{"a host reached during a step", Egress([]egress.Contact{{Step: "switch", Dest: egress.Dest{IP: "10.99.0.1", Port: 8420}}}, egress.Allowed{gitHTTP: true}), []string{EgressUnexpected}},
+		{"a frame after the last step", Egress([]egress.Contact{{Step: egress.AfterInstall, Dest: egress.Dest{MAC: "ff:ff:ff:ff:ff:ff", Proto: "ethertype 0x88b5"}}}, nil), []string{EgressUnexpected}},
+		{"the two repos fetched", Fetches([]fetchlog.Entry{fetch("10.99.0.5", "good/cc-ci.git"), fetch("10.99.0.5", "good/cc-ci-secrets.git")}, machine, repos), nil},
+		{"a third repo fetched by another machine", Fetches([]fetchlog.Entry{fetch("10.99.0.6", "tools/x.git")}, machine, repos), nil},
+		{"a third repo on the same server", Fetches([]fetchlog.Entry{fetch("10.99.0.5", "good/cc-ci.git"), fetch("10.99.0.5", "tools/x.git"), fetch("10.99.0.5", "tools/x.git")}, machine, repos), []string{FetchUnexpected}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			assert.Equal(t, c.want, ids(c.got))

@@ -94,6 +94,9 @@ d=$(mktemp -d "$base/ccci-leakscan.XXXXXX"); cat >"$d/scan"; chmod 700 "$d/scan"
 	if walk.MaxBytes > 0 {
 		args = append(args, "-max-bytes", fmt.Sprint(walk.MaxBytes))
 	}
+	if walk.Processes {
+		args = append(args, "-processes")
+	}
 	args = append(args, "--")
 	for _, d := range dirs {
 		args = append(args, remote.ShellQuote(d))

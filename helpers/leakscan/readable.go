@@ -23,6 +23,9 @@ type Walk struct {
 	ReadableByOthers bool     // only files a non-root user can reach and read
 	Skip             []string // directories not entered (absolute paths)
 	MaxBytes         int64    // stop reading after this many bytes (0: no bound); the rest is a finding
+	// Processes: also every process's arguments, which every user can read
+	// (ProcessesProven).
+	Processes bool
 }
 
 // openToOthers: the permission bits (read 4, search 1) granted to some user

@@ -83,6 +83,10 @@ type Manager struct {
 	// SSHPort is where machines' sshd listens (0: 22). Tests against a fake
 	// Incus point it at their own SSH server.
 	SSHPort int
+	// Watch, if set, names the host side of each NIC and is told the names
+	// between creation and start (the egress observer); an error aborts
+	// the creation.
+	Watch Watcher
 
 	mu      sync.Mutex
 	created []*Machine // every machine this run asked for, even half-created ones
@@ -226,6 +230,13 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Machine, error) {
 	if err != nil {
 		return mc, err
 	}
+	var devices map[string]map[string]string
+	var hostNICs []string
+	if m.Watch != nil {
+		if devices, hostNICs, err = hostNamedNICs(ctx, m.Client, spec.Project, name); err != nil {
+			return mc, fmt.Errorf("create machine: %w", err)
+		}
+	}
 	start := time.Now()
 	m.logf("creating %s/%s from image %q (%s, %s)", spec.Project, name, spec.Image, spec.InstanceType, size.Format(spec.Memory))
 	// Create and start are not abandoned half way when ctx is cancelled: Incus
@@ -234,8 +245,13 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Machine, error) {
 	settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), spec.BootTimeout)
 	defer cancel()
 	if err := m.Client.CreateInstance(settle, incus.InstanceSpec{Name: name, Project: spec.Project, Type: spec.InstanceType,
-		ImageAlias: spec.Image, Config: cfg}); err != nil {
+		ImageAlias: spec.Image, Config: cfg, Devices: devices}); err != nil {
 		return mc, fmt.Errorf("create machine: %w", err)
+	}
+	if m.Watch != nil {
+		if err := m.Watch(ctx, mc, hostNICs); err != nil {
+			return mc, fmt.Errorf("create machine %s: watch its NICs: %w", name, err)
+		}
 	}
 	if err := m.Client.SetState(settle, spec.Project, name, "start", false); err != nil {
 		return mc, fmt.Errorf("create machine: %w", err)
@@ -253,6 +269,11 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Machine, error) {
 		return mc, fmt.Errorf("create machine %s: Incus reports no %s", name, UUIDKey)
 	}
 	mc.CreatedAt, mc.UUID = in.CreatedAt, in.Config[UUIDKey]
+	if m.Watch != nil {
+		if err := checkHostNICs(in, hostNICs); err != nil {
+			return mc, fmt.Errorf("create machine: %w", err)
+		}
+	}
 	if m.Tracker != nil {
 		if err := m.Tracker.Pin(spec.Project, name, mc.UUID); err != nil {
 			return mc, fmt.Errorf("create machine: %w", err)

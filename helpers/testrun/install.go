@@ -9,7 +9,6 @@ import (
 
 	"github.com/cc-ci/acceptance/helpers/egress"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
-	"github.com/cc-ci/acceptance/helpers/machine"
 	"github.com/cc-ci/acceptance/helpers/target"
 )
 
@@ -21,13 +20,13 @@ type installState struct {
 
 // Install is the one install of this run on the run's machine.
 type Install struct {
-	Record *installdoc.Record
-	Err    error     // nil when every block ran and exited 0
-	Ended  time.Time // when the last block returned (the switch, on success)
-	// What the machine connected to during the install, by step
-	// (CCCI_EGRESS=nft); EgressErr says why it could not be observed.
-	Contacts  []Contact
-	EgressErr error
+	Record  *installdoc.Record
+	Err     error     // nil when every block ran and exited 0
+	Started time.Time // when the first block was sent (the machine had its address)
+	Ended   time.Time // when the last block returned (the switch, on success)
+	// What the machine sent from its start to the install's end, by step
+	// (CCCI_EGRESS=nft): what a SKIP_install run judges again.
+	Contacts []Contact
 }
 
 // The three install accessors differ by what they guarantee the caller:
@@ -69,42 +68,21 @@ func (r *Run) InstallRecord(t testing.TB) *Install {
 		defer sh.Close()
 		runner := &installdoc.Runner{Shell: sh, Timeout: r.Config.Timeouts.StepTimeout, Redact: r.Redact, Log: logf, AgeKeyPath: r.Config.Target.AgeKeyPath,
 			Operators: target.Operators(mc.PushFile, r.Config.Target.AgeKeyPath, r.key)}
-		if r.Config.Expect.Egress == "nft" {
-			obs, err := r.observeEgress(mc)
-			if err != nil {
-				inst.EgressErr = err
-			} else {
-				// Closed after the install, and by the run's cleanups on every
-				// exit path the process controls (interrupt, -timeout deadline).
-				r.local.add(func() { _ = obs.Close() })
-				defer func() { inst.EgressErr = errors.Join(inst.EgressErr, obs.Close()) }()
-				runner.AfterStep = func(b installdoc.Block) {
-					fresh, err := obs.New(r.ctx)
-					inst.EgressErr = errors.Join(inst.EgressErr, err)
-					for _, d := range fresh {
-						inst.Contacts = append(inst.Contacts, Contact{Step: b.Step, Dest: d})
-					}
-				}
-			}
-		}
+		// What the machine sent since it started, then during each step.
+		r.sawUntil(r.ctx, egress.Boot)
+		runner.AfterStep = func(b installdoc.Block) { r.sawUntil(r.ctx, b.Step) }
+		inst.Started = time.Now()
 		inst.Record, inst.Err = runner.Run(r.ctx, doc)
 		inst.Ended = time.Now()
+		r.traffic.mu.Lock()
+		inst.Contacts = append([]Contact(nil), r.traffic.contacts...)
+		r.traffic.mu.Unlock()
 		if inst.Err != nil {
 			logf("install: %v", inst.Err)
 		}
 	})
 	injectFault("panic:after-install")
 	return r.install.done
-}
-
-// observeEgress starts recording what the machine sends through each of
-// its NICs (their host-side devices, as Incus reports them).
-func (r *Run) observeEgress(mc *machine.Machine) (*egress.Observer, error) {
-	in, err := mc.Verify(r.ctx)
-	if err != nil {
-		return nil, err
-	}
-	return egress.Start(r.ctx, in.NICDevices(), r.ID)
 }
 
 // InstallInBand is the install for the test that judges it (C4): a failure
@@ -128,7 +106,7 @@ func (r *Run) reuseInstall(inst *Install) {
 	case kept == nil: // (SKIP_install without SKIP_provision is refused with the configuration)
 		inst.Err = fmt.Errorf("SKIP_install=1: the kept machine was never installed (%s has no install record): run once without SKIP_install", r.Config.Machine.StateFile)
 	default:
-		inst.Record, inst.Ended, inst.Contacts = kept.Record, kept.Ended, kept.Contacts
+		inst.Record, inst.Started, inst.Ended, inst.Contacts = kept.Record, kept.Started, kept.Ended, kept.Contacts
 		if kept.Failed != "" {
 			inst.Err = errors.New(kept.Failed)
 		}
@@ -146,7 +124,7 @@ func (r *Run) installToKeep() *keptInstall {
 	if r.stage.keptInstall != nil && r.Config.Stages.ReuseInstall {
 		return r.stage.keptInstall
 	}
-	k := &keptInstall{RunID: r.ID, Record: in.Record, Ended: in.Ended, Contacts: in.Contacts}
+	k := &keptInstall{RunID: r.ID, Record: in.Record, Started: in.Started, Ended: in.Ended, Contacts: in.Contacts}
 	if in.Err != nil {
 		k.Failed = r.Redact.Redact(in.Err.Error())
 	}
@@ -164,10 +142,4 @@ func (r *Run) InstallSucceeded(t testing.TB) *Install {
 		blocked(t, "the install failed", &ownedError{installOwner, inst.Err})
 	}
 	return inst
-}
-
-// Contact is one destination the machine opened a connection to during a step.
-type Contact struct {
-	Step string
-	Dest egress.Dest
 }

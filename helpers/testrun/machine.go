@@ -23,6 +23,7 @@ type machineStage struct {
 	keptInstall *keptInstall // the install the kept machine had (SKIP_install)
 	once        sync.Once    // teardown
 	teardownErr error
+	lateEgress  error // what the machine sent after C3 judged, not allowed: fails the run
 }
 
 // Machine returns the run's throwaway machine, creating it on first use
@@ -121,6 +122,7 @@ func (r *Run) provision() (*machine.Machine, error) {
 			return nil, err
 		}
 		logf("SKIP_provision: reusing %s/%s at %s from %s", mc.Project, mc.Name, mc.IP, r.Config.Machine.StateFile)
+		r.watchKept(mc)
 		r.observeBlank(mc)
 		return mc, nil
 	}
@@ -164,6 +166,7 @@ func (r *Run) teardown() error {
 			r.guardian.release("keep")
 			return
 		}
+		r.stage.lateEgress = r.egressAtTeardown()
 		r.stage.teardownErr = errors.Join(r.Manager.DestroyAll(ctx), r.verifyCleanup(ctx))
 		if r.stage.teardownErr != nil {
 			logf("teardown: %v", r.stage.teardownErr)
@@ -176,7 +179,7 @@ func (r *Run) teardown() error {
 		}
 		r.guardian.release("done")
 	})
-	return r.stage.teardownErr
+	return errors.Join(r.stage.teardownErr, r.stage.lateEgress)
 }
 
 // verifyCleanup is C6's second half: after teardown, no instance of this run

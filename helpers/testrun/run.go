@@ -64,6 +64,7 @@ type Run struct {
 	stage    machineStage
 	tgt      targetState
 	install  installState
+	traffic  egressState    // what the machine sent (CCCI_EGRESS=nft)
 	conv     convergedState // what C4 saw converge, for its last look
 	decl     declaredState  // what the target declares, read on the machine
 	rec      record
@@ -208,6 +209,9 @@ func (r *Run) start() error {
 	}
 	r.Manager = &machine.Manager{Client: c, Guard: g, Labels: labels, RunID: r.ID, Redact: r.Redact, Log: logf,
 		Tracker: r.guardian}
+	if cfg.Expect.Egress == "nft" {
+		r.Manager.Watch = r.watchNICs
+	}
 	logf("run %s: Incus %s, project %s, image %s (%s), teardown reserve %s",
 		r.ID, c.Endpoint, cfg.Machine.Project, cfg.Machine.Image, cfg.Machine.InstanceType, cfg.Timeouts.TeardownReserve)
 	return nil

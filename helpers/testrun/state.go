@@ -43,6 +43,7 @@ type keptInstall struct {
 	RunID    string             `json:"run_id"` // the run that installed the machine
 	Record   *installdoc.Record `json:"record"`
 	Failed   string             `json:"failed,omitempty"`
+	Started  time.Time          `json:"started"`
 	Ended    time.Time          `json:"ended"`
 	Contacts []Contact          `json:"contacts,omitempty"`
 }

@@ -4,6 +4,7 @@ package testrun
 // selftest_test.go and faults_test.go run whole suites against the lab).
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/pem"
 	"errors"
@@ -46,7 +47,7 @@ func (o *outcome) Fatalf(format string, args ...any) {
 	runtime.Goexit()
 }
 
-func judge(name string, err error) *outcome {
+func blockedIn(name string, err error) *outcome {
 	o := &outcome{name: name}
 	done := make(chan struct{})
 	go func() { defer close(done); blocked(o, "the install failed", err) }()
@@ -56,13 +57,13 @@ func judge(name string, err error) *outcome {
 
 func TestAFailureIsOwnedByTheTestWhoseSentenceItBreaks(t *testing.T) {
 	cause := &ownedError{installOwner, errors.New(`install step "switch" exited 1`)}
-	owner := judge("TestC4GenuineLiveRebuild", cause)
+	owner := blockedIn("TestC4GenuineLiveRebuild", cause)
 	assert.Equal(t, `the install failed: install step "switch" exited 1`, owner.failed, "the owner fails, naming it")
-	other := judge("TestC1SecretsRepoSplit/the_rebuilt_system_is_byte-identical_to_the_running_one", cause)
+	other := blockedIn("TestC1SecretsRepoSplit/the_rebuilt_system_is_byte-identical_to_the_running_one", cause)
 	assert.Empty(t, other.failed)
 	assert.Equal(t, `cannot judge: the install failed: install step "switch" exited 1 (TestC4GenuineLiveRebuild fails on it)`, other.skipped,
 		"a sentence of another test skips, naming the cause and who fails on it")
-	unowned := judge("TestC1SecretsRepoSplit", errors.New("git clone: could not resolve host"))
+	unowned := blockedIn("TestC1SecretsRepoSplit", errors.New("git clone: could not resolve host"))
 	assert.Contains(t, unowned.failed, "could not resolve host", "a cause nobody owns fails everyone")
 }
 
@@ -254,4 +255,48 @@ func TestTheGuardianHoldsTheRunsLease(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 0, <-done)
 	assert.NoFileExists(t, lease, "a finished run leaves no lease")
+}
+
+// scriptedTraffic is what a machine sends, look by look.
+type scriptedTraffic [][]egress.Dest
+
+func (s *scriptedTraffic) New(context.Context) ([]egress.Dest, error) {
+	if len(*s) == 0 {
+		return nil, nil
+	}
+	next := (*s)[0]
+	*s = (*s)[1:]
+	return next, nil
+}
+
+// What the machine sends is read from its start to its teardown: before the
+// install, during each step, when C3 judges, and once more just before the
+// machine is destroyed — where a place it was not allowed to reach after C3
+// judged (a job the last block left running) fails the run, naming it.
+func TestTrafficIsJudgedUntilTheTeardown(t *testing.T) {
+	repo := "http://10.99.0.1:8418/good/cc-ci.git"
+	r := &Run{ctx: context.Background(), Config: &config.Config{Expect: config.Expectations{Egress: "nft"},
+		Target: config.Target{BaseRepoURL: repo, SecretsRepoURL: repo}}}
+	git := egress.Dest{IP: "10.99.0.1", Port: 8418}
+	late := egress.Dest{IP: "10.99.0.1", Port: 8420}
+	r.traffic.obs = &scriptedTraffic{nil, {git}, nil, {late, git}}
+	r.sawUntil(r.ctx, egress.Boot)
+	r.sawUntil(r.ctx, "clone-base")
+	seen, err := r.Egress()
+	require.NoError(t, err)
+	assert.Equal(t, []Contact{{Step: "clone-base", Dest: git}}, seen, "what C3 judges")
+	err = r.egressAtTeardown()
+	require.Error(t, err, "a place reached after C3 judged fails the run")
+	assert.Contains(t, err.Error(), "the machine (after the install's last step) reached 10.99.0.1:8420, which is neither of the two repos")
+	assert.NotContains(t, err.Error(), "8418", "the repo is allowed")
+
+	quiet := &Run{ctx: context.Background(), Config: r.Config}
+	quiet.traffic.obs = &scriptedTraffic{{git}, {git}}
+	_, err = quiet.Egress()
+	require.NoError(t, err)
+	assert.NoError(t, quiet.egressAtTeardown(), "only the repos: nothing to fail")
+
+	unobserved := &Run{ctx: context.Background(), Config: r.Config}
+	_, err = unobserved.Egress()
+	assert.ErrorContains(t, err, "no observer was attached", "CCCI_EGRESS=nft with nothing observing is no pass")
 }

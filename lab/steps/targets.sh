@@ -15,7 +15,7 @@ target_and_gitserver() {
     kill "$(cat "$LAB_STATE/pids/gitserver")"; sleep 0.5
   fi
   setsid "$LAB_BIN/ccci-fixtures" serve -root "$LAB_STATE/targets" -listen "$LAB_GIT_LISTEN" \
-    -ssh-listen "$LAB_GIT_SSH_LISTEN" -ssh-host-key "$hostkey" \
+    -ssh-listen "$LAB_GIT_SSH_LISTEN" -ssh-host-key "$hostkey" -fetch-log "$LAB_STATE/gitserver/fetches.jsonl" \
     </dev/null >>/var/log/incus/ccci-gitserver.log 2>&1 &
   echo $! >"$LAB_STATE/pids/gitserver"
   for _ in $(seq 50); do curl -fs -o /dev/null "http://$LAB_GIT_LISTEN/good/cc-ci.git/info/refs?service=git-upload-pack" 2>/dev/null && break; sleep 0.1; done
@@ -186,7 +186,7 @@ CCCI_SECRETS_REPO_URL=http://${LAB_GIT_LISTEN}/good/cc-ci-secrets.git
 CCCI_AGE_KEY_FILE=${LAB_STATE}/targets/good/keys/bootstrap-age-key.txt
 CCCI_TLS_CA=${LAB_STATE}/targets/good/keys/ca.pem
 CCCI_DOMAIN=${LAB_DOMAIN}
-CCCI_TLS_SERVER_NAME=dashboard.${LAB_DOMAIN}
+CCCI_TLS_SERVER_NAME=dashboard.${LAB_DOMAIN},drone.${LAB_DOMAIN}
 CCCI_GATEWAY=${LAB_BRIDGE_CIDR%/*}
 # What the plan names besides what the lab's targets declare: a repos-only
 # run (CCCI_MACHINE=none) reads no declaration, and still judges these.
@@ -194,6 +194,8 @@ CCCI_REQUIRED_SECRETS=tls_fullchain,tls_privkey,drone_oauth_client_id,drone_oaut
 # The lab's bridge is the lab's: the machine's connections are observed there.
 CCCI_EGRESS=nft
 CCCI_EGRESS_ALLOW=${LAB_BRIDGE_CIDR%/*}:53
+# … and which repositories it asks the git server for (one JSON line each).
+CCCI_FETCH_LOG=${LAB_STATE}/gitserver/fetches.jsonl
 # Each run's evidence entry is signed with the lab runner's key (signing_key).
 CCCI_SIGNING_KEY=${LAB_STATE}/signing/review_ed25519
 # The chain of the lab's own runs that the targets' D8 evidence cites (seed_d8),

@@ -20,10 +20,10 @@ import (
 func (s *Server) boot(in *instance) {
 	img := s.Images[in.Config["image.alias"]]
 	in.files["/etc/ssh/ssh_host_ed25519_key.pub"] = File{Data: ssh.MarshalAuthorizedKey(in.hostKey.PublicKey()), Mode: 0o644}
-	// Each boot is new: the kernel's boot id, init's start time, the NIC's
-	// host-side device (incusd names it at start: a veth, a VM's tap).
+	// Each boot is new: the kernel's boot id, init's start time, the NICs'
+	// host-side devices (startNICs).
 	in.boots++
-	in.Config["volatile.eth0.host_name"] = fmt.Sprintf("%s%08x", map[bool]string{true: "tap", false: "veth"}[in.Type == "virtual-machine"], in.boots)
+	s.startNICs(in)
 	in.files["/proc/sys/kernel/random/boot_id"] = File{Data: []byte(fmt.Sprintf("6d2c5e1a-0000-4000-8000-%012d\n", in.boots)), Mode: 0o444}
 	in.files["/proc/1/stat"] = File{Data: []byte(fmt.Sprintf("1 (systemd) S 0 1 1 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 %d 22 33\n", 1000*in.boots)), Mode: 0o444}
 	for _, d := range []string{"/", "/etc/", "/etc/ssh/", "/root/"} {

@@ -92,6 +92,9 @@ type Server struct {
 	// StaticMAC: the profile's NIC has a fixed hwaddr, so Incus writes no
 	// volatile.eth0.hwaddr (fillNetworkDevice, driver_{lxc,qemu}.go).
 	StaticMAC string
+	// ExtraNICs are NIC devices the default profile has besides eth0 (e.g.
+	// a macvlan one, whose sends the host cannot observe).
+	ExtraNICs map[string]map[string]string
 	// Profile is config the default profile adds to every instance's
 	// expanded config (e.g. security.protection.delete).
 	Profile map[string]string
@@ -117,6 +120,7 @@ type Server struct {
 type instance struct {
 	Name, Project, Type, Status string
 	Config                      map[string]string
+	Devices                     map[string]map[string]string // the instance's own
 	CreatedAt                   time.Time
 	files                       map[string]File
 	hostKey                     ssh.Signer
@@ -282,6 +286,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		fail(w, 404, "Image not found")
 	case path == "/profiles/default" && r.Method == http.MethodGet: // GET /1.0/profiles/{name}
 		reply(w, map[string]any{"name": "default", "config": s.Profile, "devices": s.devices()})
+	case path == "/networks/incusbr0" && r.Method == http.MethodGet: // GET /1.0/networks/{name}
+		reply(w, map[string]any{"name": "incusbr0", "type": "bridge", "managed": true})
 	case path == "/instances" && r.Method == http.MethodGet: // GET /1.0/instances?recursion=1
 		var out []map[string]any
 		for _, in := range s.instances {

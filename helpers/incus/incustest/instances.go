@@ -20,16 +20,48 @@ func (s *Server) api(in *instance) map[string]any {
 	expanded := maps.Clone(s.Profile)
 	maps.Copy(expanded, in.Config)
 	return map[string]any{"name": in.Name, "project": in.Project, "type": in.Type, "status": in.Status,
-		"created_at": in.CreatedAt, "config": in.Config, "expanded_config": expanded, "expanded_devices": s.devices()}
+		"created_at": in.CreatedAt, "config": in.Config, "expanded_config": expanded, "devices": in.Devices,
+		"expanded_devices": s.expandedDevices(in)}
 }
 
-// devices are the default profile's: a root disk and a NIC.
+// devices are the default profile's: a root disk and a NIC (and ExtraNICs).
 func (s *Server) devices() map[string]map[string]string {
 	nic := map[string]string{"type": "nic", "network": "incusbr0", "name": "eth0"}
 	if s.StaticMAC != "" {
 		nic["hwaddr"] = s.StaticMAC
 	}
-	return map[string]map[string]string{"eth0": nic, "root": {"type": "disk", "path": "/", "pool": "default"}}
+	out := map[string]map[string]string{"eth0": nic, "root": {"type": "disk", "path": "/", "pool": "default"}}
+	for name, d := range s.ExtraNICs {
+		out[name] = maps.Clone(d)
+	}
+	return out
+}
+
+// expandedDevices are the profile's with the instance's own on top, each
+// replacing the profile's of its name whole (ExpandInstanceDevices,
+// internal/server/db/profiles.go).
+func (s *Server) expandedDevices(in *instance) map[string]map[string]string {
+	out := s.devices()
+	maps.Copy(out, in.Devices)
+	return out
+}
+
+// startNICs records each NIC's host side as incusd does at each start:
+// the device's host_name, else a name made for this boot — a container's
+// veth, a VM's tap (generateAndPersistHostName,
+// internal/server/device/device_common.go); a macvlan or physical NIC has
+// none.
+func (s *Server) startNICs(in *instance) {
+	for dev, d := range s.expandedDevices(in) {
+		if d["type"] != "nic" || d["nictype"] == "macvlan" || d["nictype"] == "physical" {
+			continue
+		}
+		h := d["host_name"]
+		if h == "" {
+			h = fmt.Sprintf("%s%08x", map[bool]string{true: "tap", false: "veth"}[in.Type == "virtual-machine"], in.boots)
+		}
+		in.Config["volatile."+dev+".host_name"] = h
+	}
 }
 
 // mac is the instance's NIC's MAC: the profile's, else the volatile one.
@@ -42,10 +74,11 @@ func (s *Server) mac(in *instance) string {
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request, project string) {
 	var req struct {
-		Name   string                 `json:"name"`
-		Type   string                 `json:"type"`
-		Config map[string]string      `json:"config"`
-		Source struct{ Alias string } `json:"source"`
+		Name    string                       `json:"name"`
+		Type    string                       `json:"type"`
+		Config  map[string]string            `json:"config"`
+		Devices map[string]map[string]string `json:"devices"`
+		Source  struct{ Alias string }       `json:"source"`
 	}
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
 		fail(w, 400, "bad request: "+err.Error())
@@ -78,7 +111,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, project string) 
 	}
 	maps.Copy(cfg, req.Config)
 	s.instances[project+"/"+req.Name] = &instance{Name: req.Name, Project: project, Type: req.Type, Status: "Stopped",
-		Config: cfg, CreatedAt: time.Now().UTC(), hostKey: signer, files: map[string]File{}}
+		Config: cfg, Devices: req.Devices, CreatedAt: time.Now().UTC(), hostKey: signer, files: map[string]File{}}
 	s.async(w, "Creating instance", nil, nil)
 }
 

@@ -31,6 +31,7 @@ func run(args []string, stdin io.Reader) leakscan.Report {
 	fl.BoolVar(&walk.ReadableByOthers, "readable-by-others", false, "only files a non-root user can reach and read")
 	fl.Func("skip", "a directory not to enter (repeatable)", func(s string) error { walk.Skip = append(walk.Skip, s); return nil })
 	fl.Int64Var(&walk.MaxBytes, "max-bytes", 0, "stop after this many bytes (0: no bound)")
+	fl.BoolVar(&walk.Processes, "processes", false, "also every process's arguments (/proc/<pid>/cmdline)")
 	if err := fl.Parse(args); err != nil {
 		return leakscan.Report{Error: fmt.Sprintf("arguments: %v", err)}
 	}
@@ -52,6 +53,14 @@ func run(args []string, stdin io.Reader) leakscan.Report {
 		if err != nil {
 			rep.Error = err.Error()
 			return rep
+		}
+	}
+	if walk.Processes {
+		found, st, err := s.ProcessesProven(context.Background(), "/proc")
+		rep.Findings = append(rep.Findings, found...)
+		rep.Stats = append(rep.Stats, st)
+		if err != nil {
+			rep.Error = err.Error()
 		}
 	}
 	return rep

@@ -1,0 +1,170 @@
+package testrun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cc-ci/acceptance/helpers/bounds"
+	"github.com/cc-ci/acceptance/helpers/egress"
+	"github.com/cc-ci/acceptance/helpers/judge"
+	"github.com/cc-ci/acceptance/helpers/machine"
+)
+
+// Contact is one destination the machine sent to, and when (a step of the
+// install, or a phase around it).
+type Contact = egress.Contact
+
+// egressState is what the run saw the machine send, from the moment its
+// NICs existed (CCCI_EGRESS=nft) until its teardown.
+type egressState struct {
+	mu       sync.Mutex
+	obs      trafficSource
+	err      error // why it could not be observed (then nothing it sent is known)
+	contacts []Contact
+	judged   int // contacts[:judged] were judged by the sentence
+}
+
+// trafficSource is what the machine sent since the last look (an
+// egress.Observer; a test's script).
+type trafficSource interface {
+	New(ctx context.Context) ([]egress.Dest, error)
+}
+
+// watchNICs is the machine manager's Watcher: the run's observer, attached
+// to the NICs' host sides before the machine starts.
+func (r *Run) watchNICs(ctx context.Context, _ *machine.Machine, hostNICs []string) error {
+	obs, err := egress.Start(ctx, hostNICs, r.ID)
+	if err != nil {
+		return err
+	}
+	r.traffic.mu.Lock()
+	r.traffic.obs = obs
+	r.traffic.mu.Unlock()
+	r.local.add(func() { _ = obs.Close() })
+	return nil
+}
+
+// watchKept attaches the observer to a kept machine's NICs (SKIP_provision):
+// from now, not from its start — what it sent before is another run's.
+func (r *Run) watchKept(mc *machine.Machine) {
+	if r.Config.Expect.Egress != "nft" {
+		return
+	}
+	in, err := mc.Verify(r.ctx)
+	var devs []string
+	if err == nil {
+		devs, err = in.NICDevices()
+	}
+	if err == nil {
+		err = r.watchNICs(r.ctx, mc, devs)
+	}
+	if err != nil {
+		r.traffic.mu.Lock()
+		r.traffic.err = err
+		r.traffic.mu.Unlock()
+	}
+}
+
+// sawUntil records what the machine sent since the last look as sent
+// during step (or a phase). Without an observer it does nothing.
+func (r *Run) sawUntil(ctx context.Context, step string) {
+	r.traffic.mu.Lock()
+	defer r.traffic.mu.Unlock()
+	if r.traffic.obs == nil {
+		return
+	}
+	fresh, err := r.traffic.obs.New(ctx)
+	r.traffic.err = errors.Join(r.traffic.err, err)
+	for _, d := range fresh {
+		r.traffic.contacts = append(r.traffic.contacts, Contact{Step: step, Dest: d})
+	}
+}
+
+// Egress is what the machine sent from its start until now, read now, and
+// why it could not be observed (nil: it was).
+func (r *Run) Egress() ([]Contact, error) {
+	if r.Config.Stages.ReuseInstall {
+		inst := r.install.done
+		return inst.Contacts, nil
+	}
+	r.sawUntil(r.ctx, egress.AfterInstall)
+	r.traffic.mu.Lock()
+	defer r.traffic.mu.Unlock()
+	r.traffic.judged = len(r.traffic.contacts)
+	if r.traffic.obs == nil && r.traffic.err == nil {
+		return nil, fmt.Errorf("egress: nothing observed the machine's NICs (CCCI_EGRESS=nft, but no observer was attached)")
+	}
+	return append([]Contact(nil), r.traffic.contacts...), r.traffic.err
+}
+
+// egressAtTeardown is the last look, just before the machine is destroyed:
+// what it sent after the sentence judged (a background job of the last
+// block, a timer) is judged by the same rule, and fails the run.
+func (r *Run) egressAtTeardown() error {
+	if r.Config == nil || r.Config.Expect.Egress != "nft" || r.Config.Stages.ReuseInstall {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bounds.Probe)
+	defer cancel()
+	r.sawUntil(ctx, egress.AfterInstall)
+	r.traffic.mu.Lock()
+	late := append([]Contact(nil), r.traffic.contacts[r.traffic.judged:]...)
+	r.traffic.mu.Unlock()
+	if len(late) == 0 {
+		return nil
+	}
+	allowed, err := r.allowedEgress(ctx)
+	if err != nil {
+		return err
+	}
+	var why []string
+	for _, p := range judge.Egress(late, allowed) {
+		why = append(why, p.String())
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	err = fmt.Errorf("after C3 judged the machine's traffic, before its teardown: %s", strings.Join(why, "; "))
+	logf("FAIL: %v", err)
+	r.Note("egress-at-teardown", "%v", err)
+	return err
+}
+
+// allowedEgress is what the machine may reach: the two repos and CCCI_EGRESS_ALLOW.
+func (r *Run) allowedEgress(ctx context.Context) (egress.Allowed, error) {
+	return egress.AllowedFor(ctx, []string{r.Config.Target.BaseRepoURL, r.Config.Target.SecretsRepoURL}, r.Config.Expect.EgressAllow)
+}
+
+// AllowedEgress is allowedEgress for the sentence that judges it.
+func (r *Run) AllowedEgress() (egress.Allowed, error) { return r.allowedEgress(r.ctx) }
+
+// MachineAddresses are the addresses the run's machine holds, as Incus
+// reports them (every interface but loopback), with the one the harness
+// reaches it at: whom the git server's fetch log names for it. An address
+// the machine gave itself and dropped before this look is not among them
+// (docs/decisions.md).
+func (r *Run) MachineAddresses(t testing.TB) []string {
+	t.Helper()
+	mc := r.Machine(t)
+	addrs := []string{mc.IP}
+	st, err := r.Incus.State(r.ctx, mc.Project, mc.Name)
+	if err != nil {
+		t.Fatalf("the machine's addresses: %v", err)
+	}
+	for name, n := range st.Network {
+		if name == "lo" || n.Type == "loopback" {
+			continue
+		}
+		for _, a := range n.Addresses {
+			if !slices.Contains(addrs, a.Address) {
+				addrs = append(addrs, a.Address)
+			}
+		}
+	}
+	return addrs
+}
