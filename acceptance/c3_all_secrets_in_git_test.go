@@ -53,6 +53,8 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 	run.Sentence(t, "the age key is the only thing the operator provides", func(t *testing.T) {
 		m := installdoc.ReadModel(view.Doc, cfg.Target.AgeKeyPath)
 		assert.Equal(t, []string{installdoc.AgeKeyStep}, m.Operator, "operator (out-of-band) steps in %s", view.Doc.Path)
+		// … and in what the operator reads besides: the text and the blocks shown.
+		judge.None(t, judge.OperatorAsks(view.Doc, cfg.Target.AgeKeyPath), judge.OperatorAsksMore)
 	})
 
 	run.Sentence(t, "from its start on, the machine reached nothing but the two repos", func(t *testing.T) {

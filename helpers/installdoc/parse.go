@@ -54,6 +54,17 @@ type Doc struct {
 	Blocks   []Block
 	Examples int // {run=no} blocks
 	Manifest string
+	// What the reader reads besides the steps: each paragraph, list item
+	// and heading (Prose), and each {run=no} block's body (Shown), by the
+	// line it starts on — for the rule that the operator is asked for the
+	// age key and nothing else (OperatorAsks).
+	Prose, Shown []Text
+}
+
+// Text is a piece of the document and the line it starts on.
+type Text struct {
+	Line int
+	Text string
 }
 
 // ParseError names the document, the line and the rule broken.
@@ -110,6 +121,10 @@ func Parse(path string, src []byte, values map[string]string) (*Doc, error) {
 				}
 			}
 		}
+		switch n.(type) {
+		case *ast.Paragraph, *ast.TextBlock, *ast.Heading:
+			doc.Prose = append(doc.Prose, Text{Line: firstLine(n, lines), Text: string(blockText(n, src))})
+		}
 		fb, ok := n.(*ast.FencedCodeBlock)
 		if !ok {
 			return ast.WalkContinue, nil
@@ -142,6 +157,7 @@ func Parse(path string, src []byte, values map[string]string) (*Doc, error) {
 				fail(line, "a %s block without {run=no}: say it is shown, never run (a step is a shell block)", lang)
 			default:
 				doc.Examples++
+				doc.Shown = append(doc.Shown, Text{Line: line, Text: body.String()})
 			}
 			return ast.WalkContinue, nil
 		case otherFence:
@@ -158,6 +174,7 @@ func Parse(path string, src []byte, values map[string]string) (*Doc, error) {
 				fail(line, "a {run=no} block takes no other attributes")
 			}
 			doc.Examples++
+			doc.Shown = append(doc.Shown, Text{Line: line, Text: body.String()})
 			return ast.WalkContinue, nil
 		}
 		step, ok := attrs["step"]

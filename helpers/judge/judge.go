@@ -15,6 +15,7 @@ import (
 
 	"github.com/cc-ci/acceptance/helpers/egress"
 	"github.com/cc-ci/acceptance/helpers/fetchlog"
+	"github.com/cc-ci/acceptance/helpers/installdoc"
 	"github.com/cc-ci/acceptance/helpers/target"
 )
 
@@ -47,12 +48,13 @@ const (
 	DocsMissing          = "docs-missing"            // C7: a doc the plan names is not in the base
 	InstallPrecondition  = "install-no-precondition" // C7: install.md does not state the DNS or gateway precondition
 
-	SecretsTree      = "secrets-tree"      // C1: a file of the secrets repo that is not an encrypted secret
-	SecretsPlaintext = "secrets-plaintext" // C3: a value of the secrets file is not encrypted
-	SecretMissing    = "secret-missing"    // C3: a required secret is not in the secrets file
-	SecretTooShort   = "secret-too-short"  // C3: a secret too short to be proven absent
-	EgressUnexpected = "egress-unexpected" // C3: the machine sent to neither repo nor the allow-list
-	FetchUnexpected  = "fetch-unexpected"  // C3: the machine asked the git server for a third repository
+	SecretsTree      = "secrets-tree"       // C1: a file of the secrets repo that is not an encrypted secret
+	SecretsPlaintext = "secrets-plaintext"  // C3: a value of the secrets file is not encrypted
+	SecretMissing    = "secret-missing"     // C3: a required secret is not in the secrets file
+	SecretTooShort   = "secret-too-short"   // C3: a secret too short to be proven absent
+	EgressUnexpected = "egress-unexpected"  // C3: the machine sent to neither repo nor the allow-list
+	FetchUnexpected  = "fetch-unexpected"   // C3: the machine asked the git server for a third repository
+	OperatorAsksMore = "operator-asks-more" // C3: the document asks the operator for something besides the age key
 
 	// Rules ccci lint-target still applies in its own code (to move here
 	// next); their identifiers are these.
@@ -275,6 +277,17 @@ func Fetches(entries []fetchlog.Entry, machine []string, repos []string) []Probl
 		out = append(out, Problem{ID: FetchUnexpected, Test: "C3", File: "fetch log:", Text: fmt.Sprintf(
 			"the machine (%s) asked the git server for repository %q over %s at %s: not one of the two repos %v",
 			e.Remote, e.Repo, e.Protocol, e.Time.Format(time.RFC3339), repos)})
+	}
+	return out
+}
+
+// OperatorAsks judges what install.md asks of the operator beyond its steps
+// (installdoc.OperatorAsks): in its prose and in the blocks it shows, the
+// age key and nothing else.
+func OperatorAsks(doc *installdoc.Doc, ageKeyPath string) []Problem {
+	var out []Problem
+	for _, a := range installdoc.OperatorAsks(doc, ageKeyPath) {
+		out = append(out, Problem{ID: OperatorAsksMore, Test: "C3", File: target.InstallDoc, Text: strings.TrimPrefix(a, doc.Path+":")})
 	}
 	return out
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cc-ci/acceptance/helpers/egress"
 	"github.com/cc-ci/acceptance/helpers/fetchlog"
+	"github.com/cc-ci/acceptance/helpers/installdoc"
 	"github.com/cc-ci/acceptance/helpers/target"
 )
 
@@ -28,6 +29,13 @@ func TestEachRuleOnRecordedFacts(t *testing.T) {
 	gitlink := target.SecretsLink{Kind: "git submodule", Name: "secrets", Where: "the base's tree (a gitlink)", URL: "https://git.example/s.git", Rev: "aaaa"}
 	install := "Point DNS at the gateway, then run the steps."
 	gitHTTP := egress.Dest{IP: "10.99.0.1", Port: 8418}
+	doc := func(prose string) *installdoc.Doc {
+		d, err := installdoc.Parse(target.InstallDoc, []byte(prose+"\n\n```sh {step=switch}\nnixos-rebuild switch\n```\n"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
 	machine, repos := []string{"10.99.0.5", "fe80::5"}, []string{"good/cc-ci.git", "good/cc-ci-secrets.git"}
 	fetch := func(remote, repo string) fetchlog.Entry {
 		return fetchlog.Entry{Time: time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC), Remote: remote, Protocol: "http", Repo: repo}
@@ -71,6 +79,8 @@ func TestEachRuleOnRecordedFacts(t *testing.T) {
 		{"the two repos fetched", Fetches([]fetchlog.Entry{fetch("10.99.0.5", "good/cc-ci.git"), fetch("10.99.0.5", "good/cc-ci-secrets.git")}, machine, repos), nil},
 		{"a third repo fetched by another machine", Fetches([]fetchlog.Entry{fetch("10.99.0.6", "tools/x.git")}, machine, repos), nil},
 		{"a third repo on the same server", Fetches([]fetchlog.Entry{fetch("10.99.0.5", "good/cc-ci.git"), fetch("10.99.0.5", "tools/x.git"), fetch("10.99.0.5", "tools/x.git")}, machine, repos), []string{FetchUnexpected}},
+		{"the age key alone asked for", OperatorAsks(doc("Copy the age key to the machine."), "/var/lib/sops-nix/key.txt"), nil},
+		{"a token asked for in the text", OperatorAsks(doc("Then paste the registry token on the machine."), "/var/lib/sops-nix/key.txt"), []string{OperatorAsksMore}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			assert.Equal(t, c.want, ids(c.got))

@@ -52,6 +52,7 @@ func Check(ctx context.Context, tg Target, cfg *config.Config, placeholders map[
 		for _, p := range installdoc.Problems(doc, cfg.Target.AgeKeyPath) {
 			add(judge.InstallDocument, "C3/C7", target.InstallDoc, "%s", strings.TrimPrefix(p, target.InstallDoc+": "))
 		}
+		out = append(out, judge.OperatorAsks(doc, cfg.Target.AgeKeyPath)...)
 	}
 
 	// The secrets repo and its file (C1, C3).

@@ -112,6 +112,8 @@ func TestEveryRepoLevelDefectIsFoundWithoutAMachine(t *testing.T) {
 		"install-hides-a-step":         "shell block without a tag",
 		"operator-block-copies-more":   "is not the age key's push",
 		"second-out-of-band-secret":    `operator step "provision-registry-token"`,
+		"example-asks-for-a-file":      "a block shown to the operator ({run=no}) has them push a file to the machine",
+		"prose-asks-for-a-token":       "the text asks the operator for a file (/etc/cc-ci/registry.env)",
 		"cert-dropped-by-hand":         "drop-cert",
 		"cert-for-another-domain":      "do not cover *.ci.lab.test",
 		"flake-lock-stale":             judge.SecretsPinStale,

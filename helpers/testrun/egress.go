@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cc-ci/acceptance/helpers/bounds"
 	"github.com/cc-ci/acceptance/helpers/egress"
@@ -26,7 +27,8 @@ type egressState struct {
 	obs      trafficSource
 	err      error // why it could not be observed (then nothing it sent is known)
 	contacts []Contact
-	judged   int // contacts[:judged] were judged by the sentence
+	judged   int  // contacts[:judged] were judged by the sentence
+	sentence bool // the sentence judged (a run of -run TestC4 judges no traffic)
 }
 
 // trafficSource is what the machine sent since the last look (an
@@ -85,17 +87,25 @@ func (r *Run) sawUntil(ctx context.Context, step string) {
 	}
 }
 
-// Egress is what the machine sent from its start until now, read now, and
-// why it could not be observed (nil: it was).
+// Egress is what the machine sent from its start until the settle window
+// after the install (CCCI_SETTLE: a job the last block left behind has had
+// that long), read then, and why it could not be observed (nil: it was).
+// What it sends later is judged at its teardown (egressAtTeardown).
 func (r *Run) Egress() ([]Contact, error) {
+	inst := r.install.done
 	if r.Config.Stages.ReuseInstall {
-		inst := r.install.done
 		return inst.Contacts, nil
+	}
+	if inst != nil && !inst.Ended.IsZero() {
+		select {
+		case <-time.After(time.Until(inst.Ended.Add(r.Config.Timeouts.Settle))):
+		case <-r.ctx.Done():
+		}
 	}
 	r.sawUntil(r.ctx, egress.AfterInstall)
 	r.traffic.mu.Lock()
 	defer r.traffic.mu.Unlock()
-	r.traffic.judged = len(r.traffic.contacts)
+	r.traffic.judged, r.traffic.sentence = len(r.traffic.contacts), true
 	if r.traffic.obs == nil && r.traffic.err == nil {
 		return nil, fmt.Errorf("egress: nothing observed the machine's NICs (CCCI_EGRESS=nft, but no observer was attached)")
 	}
@@ -104,9 +114,17 @@ func (r *Run) Egress() ([]Contact, error) {
 
 // egressAtTeardown is the last look, just before the machine is destroyed:
 // what it sent after the sentence judged (a background job of the last
-// block, a timer) is judged by the same rule, and fails the run.
+// block, a timer) is judged by the same rule, and fails the run. A run in
+// which the sentence did not judge (-run TestC4) judges nothing here: C3
+// owns the verdict.
 func (r *Run) egressAtTeardown() error {
 	if r.Config == nil || r.Config.Expect.Egress != "nft" || r.Config.Stages.ReuseInstall {
+		return nil
+	}
+	r.traffic.mu.Lock()
+	judged := r.traffic.sentence
+	r.traffic.mu.Unlock()
+	if !judged {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), bounds.Probe)

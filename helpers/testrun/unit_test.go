@@ -296,6 +296,10 @@ func TestTrafficIsJudgedUntilTheTeardown(t *testing.T) {
 	require.NoError(t, err)
 	assert.NoError(t, quiet.egressAtTeardown(), "only the repos: nothing to fail")
 
+	notJudged := &Run{ctx: context.Background(), Config: r.Config}
+	notJudged.traffic.obs = &scriptedTraffic{{late}}
+	assert.NoError(t, notJudged.egressAtTeardown(), "a run in which C3 did not judge (-run TestC4) leaves the verdict to C3")
+
 	unobserved := &Run{ctx: context.Background(), Config: r.Config}
 	_, err = unobserved.Egress()
 	assert.ErrorContains(t, err, "no observer was attached", "CCCI_EGRESS=nft with nothing observing is no pass")
