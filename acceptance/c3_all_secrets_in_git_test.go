@@ -18,6 +18,7 @@ import (
 	"github.com/cc-ci/acceptance/helpers/sopsfile"
 	"github.com/cc-ci/acceptance/helpers/target"
 	"github.com/cc-ci/acceptance/helpers/testrun"
+	"github.com/cc-ci/acceptance/helpers/undeclared"
 )
 
 // C3 — All secrets in git (one exception). Every infra/app secret is
@@ -164,6 +165,15 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		run.Note("leak scan: repos", "%d needles over all %d objects of both repos in %s (canary proven): %d findings",
 			len(needles), objects, took.Round(time.Millisecond), total)
 		run.Note("leak scan: refs", "%s", strings.Join(refs, " "))
+	})
+
+	run.Sentence(t, "no secret in the repos that sops does not hold", func(t *testing.T) {
+		// Secret-shaped material nobody declared: the scan above searches
+		// only for the secrets sops holds (gitleaks' rules, every object).
+		found, err := undeclared.InRepos(ctx, view.Repos.Base, view.Repos.Secrets, view.AllSecrets(), cfg.Expect.PublicMaterial)
+		require.NoError(t, err, "search both repos with gitleaks' rules")
+		run.Note("public material", "fingerprints declared public (CCCI_PUBLIC_MATERIAL), set aside: %v", cfg.Expect.PublicMaterial)
+		judge.None(t, judge.UndeclaredSecrets(found), judge.SecretUndeclared)
 	})
 
 	run.Sentence(t, "no plaintext secret in the machine's Nix store", func(t *testing.T) {

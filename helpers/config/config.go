@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -222,6 +223,11 @@ func (p *parser) validate(c *Config) {
 	if c.Machine.Memory > 0 && c.Guardrails.RAMCap > 0 && c.Machine.Memory > c.Guardrails.RAMCap {
 		p.failKey("CCCI_MEMORY", size.Format(c.Machine.Memory), "larger than CCCI_RAM_CAP "+size.Format(c.Guardrails.RAMCap))
 	}
+	for _, fp := range c.Expect.PublicMaterial {
+		if !sha256Hex.MatchString(fp) {
+			p.failKey("CCCI_PUBLIC_MATERIAL", fp, "want the sha256 of the material, 64 hex digits (never the material itself)")
+		}
+	}
 	if c.Expect.Reference != "" {
 		project, name, ok := strings.Cut(c.Expect.Reference, "/")
 		switch {
@@ -233,6 +239,9 @@ func (p *parser) validate(c *Config) {
 		}
 	}
 }
+
+// sha256Hex is a fingerprint as CCCI_PUBLIC_MATERIAL lists it.
+var sha256Hex = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
 
 // failKey is fail with the value's source looked up.
 func (p *parser) failKey(key, value, reason string) {

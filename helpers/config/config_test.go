@@ -77,6 +77,7 @@ func TestBadInputNamesTheKeyAndSource(t *testing.T) {
 	}{
 		{"memory not a size", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_MEMORY": "4 gigs"}, []string{"CCCI_MEMORY", "environment", "not a positive size"}},
 		{"memory percentage", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_MEMORY": "50%"}, []string{"CCCI_MEMORY", "percentage"}},
+		{"public material given as itself", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_PUBLIC_MATERIAL": "not-a-fingerprint"}, []string{"CCCI_PUBLIC_MATERIAL", "64 hex digits"}},
 		{"a TLS name outside the domain", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_TLS_SERVER_NAME": "ci.example.org"}, []string{"CCCI_TLS_SERVER_NAME", "under CCCI_DOMAIN (ci.lab.test)"}},
 		{"a reference size that is not one", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_REFERENCE_MEMORY": "4GiB,four"}, []string{"CCCI_REFERENCE_MEMORY", "four", "not a positive size"}},
 		{"memory over cap", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_MEMORY": "16GiB"}, []string{"CCCI_MEMORY", "larger than CCCI_RAM_CAP 12GiB"}},

@@ -281,6 +281,7 @@ type Expectations struct {
 	Egress           string   // "nft": observe the machine's connections during the install (lab); "off"
 	EgressAllow      []string // host:port the machine may reach besides the two repos
 	FetchLog         string   // the git server's record of requests by repository (helpers/fetchlog; "" = not judged)
+	PublicMaterial   []string // sha256 fingerprints of secret-shaped material declared public (a test key)
 	Reference        string   // project/name of the running reference system (cc-nix-test)
 	ReferenceMemory  []int64  // the sizes its limits.memory may be, in bytes (the plan's "4 GB": 4GiB or 4GB)
 	RequiredSecrets  []string // names that must be in git, encrypted, besides what the target declares
@@ -347,6 +348,7 @@ func (p *parser) expectations() Expectations {
 		Egress:           p.oneOf("CCCI_EGRESS", "off", "off", "nft"),
 		EgressAllow:      p.optionalList("CCCI_EGRESS_ALLOW", ""),
 		FetchLog:         p.str("CCCI_FETCH_LOG", ""),
+		PublicMaterial:   p.optionalList("CCCI_PUBLIC_MATERIAL", ""),
 		Reference:        p.str("CCCI_REFERENCE", "terraform-ci/cc-nix-test"),
 		ReferenceMemory:  p.sizes("CCCI_REFERENCE_MEMORY", "4GiB,4GB"),
 		RequiredSecrets:  p.optionalList("CCCI_REQUIRED_SECRETS", ""), // none by default: what the target declares is required

@@ -80,3 +80,20 @@ func (b *bounded) Write(p []byte) (int, error) {
 	}
 	return b.buf.Write(p)
 }
+
+// ObjectPaths maps the objects reachable from every ref of repo to a path
+// each appears at (a blob's file, a tree's directory), for naming what a
+// scan of the object database found.
+func ObjectPaths(ctx context.Context, repo string) (map[string]string, error) {
+	out, err := In(ctx, repo, repo, "rev-list", "--all", "--objects")
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if id, p, ok := strings.Cut(line, " "); ok && p != "" {
+			m[id] = p
+		}
+	}
+	return m, nil
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/cc-ci/acceptance/helpers/fetchlog"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
 	"github.com/cc-ci/acceptance/helpers/target"
+	"github.com/cc-ci/acceptance/helpers/undeclared"
 )
 
 // Problem is one broken rule: its stable identifier, the C-test it fails,
@@ -55,6 +56,7 @@ const (
 	EgressUnexpected = "egress-unexpected"  // C3: the machine sent to neither repo nor the allow-list
 	FetchUnexpected  = "fetch-unexpected"   // C3: the machine asked the git server for a third repository
 	OperatorAsksMore = "operator-asks-more" // C3: the document asks the operator for something besides the age key
+	SecretUndeclared = "secret-undeclared"  // C3: secret-shaped material in a repo that sops does not hold
 
 	// Rules ccci lint-target still applies in its own code (to move here
 	// next); their identifiers are these.
@@ -288,6 +290,19 @@ func OperatorAsks(doc *installdoc.Doc, ageKeyPath string) []Problem {
 	var out []Problem
 	for _, a := range installdoc.OperatorAsks(doc, ageKeyPath) {
 		out = append(out, Problem{ID: OperatorAsksMore, Test: "C3", File: target.InstallDoc, Text: strings.TrimPrefix(a, doc.Path+":")})
+	}
+	return out
+}
+
+// UndeclaredSecrets judges what gitleaks' rules found in the repos (helpers/
+// undeclared), the declared secrets and what is declared public already
+// set aside: every other piece of secret-shaped material is a secret kept
+// out of sops.
+func UndeclaredSecrets(found []undeclared.Finding) []Problem {
+	var out []Problem
+	for _, f := range found {
+		out = append(out, Problem{ID: SecretUndeclared, Test: "C3", File: f.Repo + " repo " + f.Path, Text: fmt.Sprintf(
+			"holds no secret sops does not: %s (encrypt it in the secrets repo, or list its fingerprint in CCCI_PUBLIC_MATERIAL if it is public)", f)})
 	}
 	return out
 }

@@ -36,9 +36,9 @@ func (s *Scanner) Git(ctx context.Context, repo string) ([]Finding, Stats, error
 		return nil, Stats{}, err
 	}
 	sc := New(append(append([]Needle(nil), s.needles...), c))
-	paths, err := objectPaths(ctx, repo)
+	paths, err := gitexec.ObjectPaths(ctx, repo)
 	if err != nil {
-		return nil, Stats{}, err
+		return nil, Stats{}, fmt.Errorf("leakscan: %w", err)
 	}
 	cmd, stdout, err := gitexec.Stream(ctx, repo, []string{"GIT_ALTERNATE_OBJECT_DIRECTORIES=" + filepath.Join(canaryStore, "objects")},
 		"cat-file", "--batch-all-objects", "--batch", "--unordered")
@@ -106,20 +106,4 @@ func gitHashObject(ctx context.Context, dir string, data []byte) (string, error)
 		return "", fmt.Errorf("leakscan: plant the canary object in %s: %w: %s", dir, err, stderr)
 	}
 	return strings.TrimSpace(string(out)), nil
-}
-
-// objectPaths maps reachable object ids to a path they appear at.
-func objectPaths(ctx context.Context, repo string) (map[string]string, error) {
-	out, err := gitexec.In(ctx, repo, repo, "rev-list", "--all", "--objects")
-	if err != nil {
-		return nil, fmt.Errorf("leakscan: %w", err)
-	}
-	m := map[string]string{}
-	for _, line := range strings.Split(string(out), "\n") {
-		id, p, ok := strings.Cut(line, " ")
-		if ok && p != "" {
-			m[id] = p
-		}
-	}
-	return m, nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/cc-ci/acceptance/helpers/sopsfile"
 	"github.com/cc-ci/acceptance/helpers/target"
 	"github.com/cc-ci/acceptance/helpers/tlscheck"
+	"github.com/cc-ci/acceptance/helpers/undeclared"
 )
 
 // Target is what the lint reads: both repos as fetched, the secrets
@@ -129,6 +130,12 @@ func Check(ctx context.Context, tg Target, cfg *config.Config, placeholders map[
 		for _, f := range found {
 			add(judge.PlaintextInGit, "C3", repo.name, "plaintext secret: %s", f)
 		}
+	}
+	// … nor a secret that sops does not hold at all (C3).
+	if found, err := undeclared.InRepos(ctx, rp.Base, rp.Secrets, target.AllSecrets(rp, tg.Key, tg.Secrets), cfg.Expect.PublicMaterial); err != nil {
+		add(judge.Unreadable, "C3", "repos", "%v", err)
+	} else {
+		out = append(out, judge.UndeclaredSecrets(found)...)
 	}
 	return out
 }

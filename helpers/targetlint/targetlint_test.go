@@ -113,6 +113,7 @@ func TestEveryRepoLevelDefectIsFoundWithoutAMachine(t *testing.T) {
 		"operator-block-copies-more":   "is not the age key's push",
 		"second-out-of-band-secret":    `operator step "provision-registry-token"`,
 		"example-asks-for-a-file":      "a block shown to the operator ({run=no}) has them push a file to the machine",
+		"token-outside-sops":           "rule generic-api-key",
 		"prose-asks-for-a-token":       "the text asks the operator for a file (/etc/cc-ci/registry.env)",
 		"cert-dropped-by-hand":         "drop-cert",
 		"cert-for-another-domain":      "do not cover *.ci.lab.test",
