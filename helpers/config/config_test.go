@@ -77,6 +77,7 @@ func TestBadInputNamesTheKeyAndSource(t *testing.T) {
 	}{
 		{"memory not a size", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_MEMORY": "4 gigs"}, []string{"CCCI_MEMORY", "environment", "not a positive size"}},
 		{"memory percentage", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_MEMORY": "50%"}, []string{"CCCI_MEMORY", "percentage"}},
+		{"TLS asked at the gateway", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_GATEWAY": "10.99.0.1", "CCCI_TLS_ADDR": "10.99.0.1:443"}, []string{"CCCI_TLS_ADDR", "is the gateway"}},
 		{"public material given as itself", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_PUBLIC_MATERIAL": "not-a-fingerprint"}, []string{"CCCI_PUBLIC_MATERIAL", "64 hex digits"}},
 		{"a TLS name outside the domain", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_TLS_SERVER_NAME": "ci.example.org"}, []string{"CCCI_TLS_SERVER_NAME", "under CCCI_DOMAIN (ci.lab.test)"}},
 		{"a reference size that is not one", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_REFERENCE_MEMORY": "4GiB,four"}, []string{"CCCI_REFERENCE_MEMORY", "four", "not a positive size"}},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -315,6 +316,12 @@ func (p *parser) target() Target {
 	t.TLSServerNames = p.optionalList("CCCI_TLS_SERVER_NAME", "")
 	if len(t.TLSServerNames) == 0 {
 		t.TLSServerNames = []string{DefaultTLSHost + "." + t.Domain}
+	}
+	// The gateway forwards 443 to the production instance, which serves the
+	// same certificate from git: TLS asked there judges production, whatever
+	// the throwaway serves.
+	if h, _, err := net.SplitHostPort(t.TLSAddr); err == nil && t.Gateway != "" && h == t.Gateway {
+		p.failKey("CCCI_TLS_ADDR", t.TLSAddr, "is the gateway (CCCI_GATEWAY "+t.Gateway+"), which forwards to the production instance: TLS is judged at the throwaway's own address (leave CCCI_TLS_ADDR unset)")
 	}
 	for _, n := range t.TLSServerNames {
 		if n != t.Domain && !strings.HasSuffix(n, "."+t.Domain) {
