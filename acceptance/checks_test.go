@@ -170,11 +170,13 @@ func assertServesGitCert(t *testing.T, machineIP string, view *testrun.TargetVie
 	roots, err := tlscheck.Roots(cfg.Target.TLSCA)
 	require.NoError(t, err)
 	addr := tlsAddr(machineIP)
+	ended := run.InstallRecord(t).Ended
 	for _, sni := range cfg.Target.TLSServerNames {
-		// A moment without a listener (a restart) is retried briefly: whether the
-		// proxy stays up is C4's settle look, not one lucky connection.
+		// Until CCCI_TLS_READY after the install (a proxy may bind late),
+		// later briefly (a restart): whether the proxy stays up is C4's
+		// settle look, not one lucky connection.
 		var served *tlscheck.Served
-		err = wait.Eventually(run.Context(), "TLS on "+addr, 3*time.Second, func(bool) error {
+		err = wait.Eventually(run.Context(), "TLS on "+addr, cfg.Timeouts.TLSWait(ended, time.Now()), func(bool) error {
 			served, err = tlscheck.Fetch(run.Context(), addr, sni, roots)
 			return err
 		})

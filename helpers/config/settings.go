@@ -151,6 +151,7 @@ type Timeouts struct {
 	ConvergeTimeout time.Duration // units after the switch (systemd's state decides sooner when it can)
 	Settle          time.Duration // how long converged units must stay converged before C4 goes on
 	Hold            time.Duration // C4's last look, at the end of the run, comes at least this long after its settle look
+	TLSReady        time.Duration // after the install, how long the served names may take to answer TLS (a proxy a swarm deploys binds late)
 	TeardownReserve time.Duration // kept before go test's -timeout; the teardown's own bound
 }
 
@@ -162,6 +163,7 @@ func (p *parser) timeouts() Timeouts {
 		ConvergeTimeout: p.duration("CCCI_CONVERGE_TIMEOUT", "3m"),
 		Settle:          p.duration("CCCI_SETTLE", "5s"),
 		Hold:            p.duration("CCCI_HOLD", "30s"),
+		TLSReady:        p.duration("CCCI_TLS_READY", "2m"),
 		TeardownReserve: p.duration("CCCI_TEARDOWN_RESERVE", "90s"),
 	}
 }
@@ -170,7 +172,7 @@ func (p *parser) timeouts() Timeouts {
 func (t Timeouts) Setting(key string) (time.Duration, bool) {
 	d, ok := map[string]time.Duration{"CCCI_CREATE_TIMEOUT": t.CreateTimeout, "CCCI_BOOT_TIMEOUT": t.BootTimeout,
 		"CCCI_STEP_TIMEOUT": t.StepTimeout, "CCCI_CONVERGE_TIMEOUT": t.ConvergeTimeout, "CCCI_SETTLE": t.Settle,
-		"CCCI_HOLD": t.Hold, "CCCI_TEARDOWN_RESERVE": t.TeardownReserve}[key]
+		"CCCI_HOLD": t.Hold, "CCCI_TLS_READY": t.TLSReady, "CCCI_TEARDOWN_RESERVE": t.TeardownReserve}[key]
 	return d, ok
 }
 
@@ -225,6 +227,7 @@ func (t Timeouts) Budget(steps int, timeout time.Duration) Budget {
 		{"boot (CCCI_BOOT_TIMEOUT)", t.BootTimeout},
 		{fmt.Sprintf("%d install steps × CCCI_STEP_TIMEOUT %s", steps, t.StepTimeout), time.Duration(steps) * t.StepTimeout},
 		{"converge (CCCI_CONVERGE_TIMEOUT)", t.ConvergeTimeout},
+		{"TLS ready (CCCI_TLS_READY)", t.TLSReady},
 		{"hold (CCCI_HOLD)", t.Hold},
 		{"restart: boot (CCCI_BOOT_TIMEOUT)", t.BootTimeout},
 		{"restart: converge (CCCI_CONVERGE_TIMEOUT)", t.ConvergeTimeout},
@@ -243,6 +246,16 @@ func (b Budget) String() string {
 	}
 	return strings.Join(parts, " + ") + " = " + b.Total.String()
 }
+
+// TLSWait is how long a TLS check retries a name that does not answer yet:
+// until CCCI_TLS_READY after the install ended (a proxy deployed by a
+// swarm oneshot binds 443 after the units converged), and at least a few
+// seconds (a moment without a listener, a restart, is not a verdict).
+func (t Timeouts) TLSWait(installEnded, now time.Time) time.Duration {
+	return max(minTLSWait, installEnded.Add(t.TLSReady).Sub(now))
+}
+
+const minTLSWait = 3 * time.Second
 
 // TimeoutNeeded is the -timeout a run needs when elapsed has already passed:
 // rounded up to the minute, and with the reserve it implies.

@@ -89,7 +89,7 @@ func Target(goodURL, name string) string { return strings.Replace(goodURL, "/goo
 // not held for the default 30 s. What the hold proves is proven where it is
 // the subject: ./acceptance runs at the defaults, and the defect matrix's
 // proxy-dies-during-the-run row sets a hold its defect outlasts.
-var ShortWaits = []string{"CCCI_STEP_TIMEOUT=40s", "CCCI_CONVERGE_TIMEOUT=15s", "CCCI_SETTLE=3s", "CCCI_HOLD=3s"}
+var ShortWaits = []string{"CCCI_STEP_TIMEOUT=40s", "CCCI_CONVERGE_TIMEOUT=15s", "CCCI_SETTLE=3s", "CCCI_HOLD=3s", "CCCI_TLS_READY=10s"}
 
 // Tail is the end of a long output, for a failure message.
 func Tail(s string) string {

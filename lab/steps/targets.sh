@@ -108,7 +108,7 @@ seed_one() {
   (cd "$REPO_ROOT/acceptance" && CCCI_CONFIG="$LAB_STATE/lab.env" CCCI_ACCEPTANCE=1 CCCI_REVIEW_FILE="$ev/REVIEW.md" \
     CCCI_OUT_DIR="$ev/out" CCCI_STATE_FILE="$ev/.run-state-$name.json" CCCI_RAM_CAP=16GiB \
     CCCI_BASE_REPO_URL="$base" CCCI_SECRETS_REPO_URL="http://${LAB_GIT_LISTEN}/$name/cc-ci-secrets.git" \
-    CCCI_STEP_TIMEOUT=40s CCCI_CONVERGE_TIMEOUT=15s CCCI_SETTLE=3s \
+    CCCI_STEP_TIMEOUT=40s CCCI_CONVERGE_TIMEOUT=15s CCCI_SETTLE=3s CCCI_TLS_READY=10s \
     env "${own[@]}" "$SEED_SUITE" -test.count=1 -test.timeout 15m -test.run '^TestC4GenuineLiveRebuild$') >"$ev/seed-$name.log" 2>&1 || true
   if ! "$LAB_BIN/ccci-fixtures" cite -root "$LAB_STATE/targets" -target "$name" -base-url "$base" \
     -chain "$ev/REVIEW.jsonl" -out "$ev/out" | sed 's/^/[lab] /'; then
@@ -203,7 +203,7 @@ CCCI_SIGNING_KEY=${LAB_STATE}/signing/review_ed25519
 CCCI_D8_CHAIN=${LAB_STATE}/evidence/REVIEW.jsonl
 CCCI_D8_ALLOWED_SIGNERS=${LAB_STATE}/signing/allowed_signers
 # The lab's bounds (a container boots in seconds, a step takes seconds): with
-# the fixture's 5 blocks a run needs -timeout ≥ 23m (ccci doctor prints it).
+# the fixture's 5 blocks a run needs -timeout ≥ 25m (ccci doctor prints it).
 CCCI_BOOT_TIMEOUT=2m
 CCCI_STEP_TIMEOUT=2m
 EOF
