@@ -36,9 +36,9 @@ func TestC2CertInGit(t *testing.T) {
 	})
 
 	run.Sentence(t, "the rebuilt machine serves TLS from the cert in git", func(t *testing.T) {
-		mc, cl := installedMachine(t)
+		_, cl := installedMachine(t)
 		assertCertFilesFromGit(t, cl, view)
-		assertServesGitCert(t, mc.IP, view)
+		assertServesGitCert(t, view)
 	})
 }
 

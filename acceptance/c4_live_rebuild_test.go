@@ -53,7 +53,7 @@ func TestC4GenuineLiveRebuild(t *testing.T) {
 
 	assertSecretsDecrypted(t, cl, view)
 	assertCertFilesFromGit(t, cl, view)
-	assertServesGitCert(t, mc.IP, view)
+	assertServesGitCert(t, view)
 
 	run.Sentence(t, "the install built what it activated: none of it was in the store before", func(t *testing.T) {
 		if why := run.NotCold(); why != "" {
@@ -76,12 +76,12 @@ func TestC4GenuineLiveRebuild(t *testing.T) {
 	run.Sentence(t, "converged means stays converged", func(t *testing.T) {
 		settled, err := probe.StillConverged(ctx, cl, units, run.Config.Timeouts.Settle)
 		require.NoError(t, err, "every unit still converged, same main PID, no restart")
-		assertServesGitCert(t, mc.IP, view)
+		assertServesGitCert(t, view)
 		run.MarkConverged(settled) // TestC4GenuineLiveRebuildToTheEnd looks again at the end
 	})
 
 	run.Sentence(t, "it works: every name it serves answers over HTTPS with success", func(t *testing.T) {
-		assertAnswers(t, mc.IP)
+		assertAnswers(t)
 	})
 	if !t.Failed() {
 		writeLiveRecord(t, mc, view, inst, cl)
@@ -111,7 +111,7 @@ func TestC4GenuineLiveRebuildToTheEnd(t *testing.T) {
 		_, err := probe.StillConverged(ctx, cl, conv.Units, max(wait, 0))
 		require.NoError(t, err, "at the end of the run (%s after convergence), every unit still converged, same main PID, no restart",
 			time.Since(conv.At).Round(time.Second))
-		assertServesGitCert(t, run.Machine(t).IP, view)
+		assertServesGitCert(t, view)
 	})
 
 	run.Sentence(t, "after a restart of its machine, it converges again", func(t *testing.T) {
@@ -128,7 +128,7 @@ func TestC4GenuineLiveRebuildToTheEnd(t *testing.T) {
 		}
 		assertSecretsDecrypted(t, cl, view)
 		assertCertFilesFromGit(t, cl, view)
-		assertServesGitCert(t, mc.IP, view)
+		assertServesGitCert(t, view)
 	})
 }
 

@@ -6,7 +6,6 @@ package acceptance
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -161,7 +160,7 @@ func assertDeclaredFiles(t *testing.T, cl *remote.Client, view *testrun.TargetVi
 
 // assertServesGitCert: HTTPS for a name under the domain presents the leaf
 // certificate from git, and it verifies against the configured roots.
-func assertServesGitCert(t *testing.T, machineIP string, view *testrun.TargetView) {
+func assertServesGitCert(t *testing.T, view *testrun.TargetView) {
 	t.Helper()
 	cfg := run.Config
 	chain, _ := certPair(t, view)
@@ -169,7 +168,7 @@ func assertServesGitCert(t *testing.T, machineIP string, view *testrun.TargetVie
 	require.NoError(t, err, "the certificate in git parses")
 	roots, err := tlscheck.Roots(cfg.Target.TLSCA)
 	require.NoError(t, err)
-	addr := tlsAddr(machineIP)
+	addr := run.TLSAddr(t)
 	ended := run.InstallRecord(t).Ended
 	for _, sni := range cfg.Target.TLSServerNames {
 		// Until CCCI_TLS_READY after the install (a proxy may bind late),
@@ -193,24 +192,15 @@ func assertServesGitCert(t *testing.T, machineIP string, view *testrun.TargetVie
 	}
 }
 
-// tlsAddr is where the served names are asked: CCCI_TLS_ADDR, else the
-// machine's port 443.
-func tlsAddr(machineIP string) string {
-	if a := run.Config.Target.TLSAddr; a != "" {
-		return a
-	}
-	return net.JoinHostPort(machineIP, "443")
-}
-
 // assertAnswers: every name the target serves answers GET / over HTTPS
 // with a success status — a working cc-ci, not only a handshake (a proxy
 // in front of a service that fails answers 5xx with the right certificate).
-func assertAnswers(t *testing.T, machineIP string) {
+func assertAnswers(t *testing.T) {
 	t.Helper()
 	cfg := run.Config
 	roots, err := tlscheck.Roots(cfg.Target.TLSCA)
 	require.NoError(t, err)
-	addr := tlsAddr(machineIP)
+	addr := run.TLSAddr(t)
 	for _, name := range cfg.Target.TLSServerNames {
 		page, err := tlscheck.GetPage(run.Context(), addr, name, cfg.Target.TLSServerNames, roots)
 		if !assert.NoError(t, err, "%s answers over HTTPS", name) {

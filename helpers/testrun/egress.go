@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -185,4 +186,44 @@ func (r *Run) MachineAddresses(t testing.TB) []string {
 		}
 	}
 	return addrs
+}
+
+// TLSAddr is where the served names are asked: CCCI_TLS_ADDR, else the
+// machine's port 443. A CCCI_TLS_ADDR that is another instance's address
+// (the running reference, a decoy: what a gateway forwards to) fails the
+// caller: TLS judged there would judge that instance, not the throwaway.
+func (r *Run) TLSAddr(t testing.TB) string {
+	t.Helper()
+	mc := r.Machine(t)
+	addr := r.Config.Target.TLSAddr
+	if addr == "" {
+		return net.JoinHostPort(mc.IP, "443")
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("CCCI_TLS_ADDR %q: want host:port", addr)
+	}
+	for _, p := range r.Config.Guardrails.AllowedProjects {
+		ins, err := r.Incus.Instances(r.ctx, p)
+		if err != nil {
+			t.Fatalf("CCCI_TLS_ADDR: list the instances of %s: %v", p, err)
+		}
+		for _, in := range ins {
+			if in.Name == mc.Name && p == mc.Project {
+				continue
+			}
+			st, err := r.Incus.State(r.ctx, p, in.Name)
+			if err != nil {
+				continue // stopped, or gone meanwhile: it answers nothing
+			}
+			for _, n := range st.Network {
+				for _, a := range n.Addresses {
+					if a.Address == host {
+						t.Fatalf("CCCI_TLS_ADDR %s is the address of %s/%s, not of the throwaway %s: TLS judged there judges that instance", addr, p, in.Name, mc.Name)
+					}
+				}
+			}
+		}
+	}
+	return addr
 }

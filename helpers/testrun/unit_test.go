@@ -25,6 +25,8 @@ import (
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/egress"
 	"github.com/cc-ci/acceptance/helpers/evidence"
+	"github.com/cc-ci/acceptance/helpers/incus"
+	"github.com/cc-ci/acceptance/helpers/incus/incustest"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
 	"github.com/cc-ci/acceptance/helpers/machine"
 	"github.com/cc-ci/acceptance/helpers/remote"
@@ -36,8 +38,9 @@ type outcome struct {
 	name, skipped, failed string
 }
 
-func (o *outcome) Helper()      {}
-func (o *outcome) Name() string { return o.name }
+func (o *outcome) Helper()        {}
+func (o *outcome) Name() string   { return o.name }
+func (o *outcome) Cleanup(func()) {}
 func (o *outcome) Skipf(format string, args ...any) {
 	o.skipped = sprintf(format, args...)
 	runtime.Goexit()
@@ -303,4 +306,37 @@ func TestTrafficIsJudgedUntilTheTeardown(t *testing.T) {
 	unobserved := &Run{ctx: context.Background(), Config: r.Config}
 	_, err = unobserved.Egress()
 	assert.ErrorContains(t, err, "no observer was attached", "CCCI_EGRESS=nft with nothing observing is no pass")
+}
+
+// TLS is asked at the throwaway: unset, CCCI_TLS_ADDR is its own port 443;
+// set to another instance's address (a reference behind the gateway), the
+// check that would ask there fails, naming that instance.
+func TestTLSIsAskedAtTheThrowawayOnly(t *testing.T) {
+	f, err := incustest.New(t.TempDir())
+	require.NoError(t, err)
+	t.Cleanup(f.Close)
+	f.Images["img"] = incustest.Image{}
+	f.Projects["p"] = true
+	c, err := incus.New(incus.Config{Socket: f.Socket})
+	require.NoError(t, err)
+	g := config.Guardrails{AllowedProjects: []string{"p"}, RAMCap: 12 << 30, DefaultInstanceMemory: 1 << 30, MaxMachines: 2, LabelPrefix: "ccci"}
+	m := &machine.Manager{Client: c, Labels: machine.Labels{Prefix: "ccci"}, RunID: machine.NewRunID(time.Now()), SSHPort: f.SSHPort(), Log: t.Logf, Guard: g}
+	spec := machine.Spec{MachineSettings: config.MachineSettings{Project: "p", Image: "img", InstanceType: incus.Container, Memory: 1 << 30,
+		SSHUser: "root", SSHKeyVia: machine.KeyViaFile}, TTL: time.Hour, BootTimeout: 8 * time.Second}
+	ours, err := m.Create(context.Background(), spec)
+	require.NoError(t, err)
+	_, err = m.Create(context.Background(), spec) // the other instance: its address is 127.0.0.1 too (the fake's)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.DestroyAll(context.Background()) })
+
+	r := &Run{ctx: context.Background(), Incus: c, Config: &config.Config{Guardrails: g}}
+	r.stage.machine = ours
+	assert.Equal(t, "127.0.0.1:443", r.TLSAddr(t), "unset: the throwaway's own port 443")
+
+	r.Config.Target.TLSAddr = "127.0.0.1:8443"
+	o := &outcome{name: "TestC2CertInGit"}
+	done := make(chan struct{})
+	go func() { defer close(done); r.TLSAddr(o) }()
+	<-done
+	assert.Contains(t, o.failed, "CCCI_TLS_ADDR 127.0.0.1:8443 is the address of p/"+m.Created()[1].Name+", not of the throwaway "+ours.Name)
 }
