@@ -183,7 +183,7 @@ func assertServesGitCert(t *testing.T, view *testrun.TargetView) {
 			continue
 		}
 		assert.True(t, bytes.Equal(gitLeaf.Raw, served.Leaf.Raw),
-			"served leaf for %s is the certificate from git: want %s, found %s (subject %q)",
+			"served leaf is the certificate from git, for %s: want %s, found %s (subject %q)",
 			sni, fingerprint(gitLeaf.Raw), fingerprint(served.Leaf.Raw), served.Leaf.Subject.CommonName)
 		assert.NoError(t, served.VerifyErr, "the served chain verifies for %s", sni)
 		t.Logf("TLS %s (SNI %s): leaf %s, subject %s, not after %s", addr, sni, fingerprint(served.Leaf.Raw),
