@@ -60,6 +60,18 @@ func TestC1SecretsRepoSplit(t *testing.T) {
 		}
 	})
 
+	// Plan §2: another admin repoints cc-ci by editing the parameters, "a
+	// one-line edit, not a fork".
+	run.Sentence(t, "each parameter is set once in the base", func(t *testing.T) {
+		for _, p := range run.Parameters() {
+			judge.None(t, judge.ParameterSiting(p, run.ParameterSites(t, p)), judge.ParameterSites)
+		}
+	})
+
+	run.Sentence(t, "one edit repoints it: rebuilt with fresh parameters, the system holds the new values where it held the old, and the old nowhere", func(t *testing.T) {
+		judge.None(t, judge.Repointing(run.Repointed(t)), judge.ParameterLiteral, judge.ParameterLost)
+	})
+
 	run.Sentence(t, "the base pins the secrets repo (a flake input or a git submodule)", func(t *testing.T) {
 		links, err := target.SecretsLinks(view.Repos, cfg.Target.SecretsRepoURL)
 		require.NoError(t, err)

@@ -176,6 +176,18 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		judge.None(t, judge.UndeclaredSecrets(found), judge.SecretUndeclared)
 	})
 
+	run.Sentence(t, "no secret in what the machine built that sops does not hold", func(t *testing.T) {
+		// A secret made at build time (a key a derivation generates) is in
+		// neither repo, and the store is world-readable: the same rules over
+		// what the machine built itself, not what a cache served.
+		_, cl := installedMachine(t)
+		top, err := probe.CurrentSystem(ctx, cl)
+		require.NoError(t, err)
+		found, err := undeclared.InStore(ctx, cl, top, view.AllSecrets(), cfg.Expect.PublicMaterial, cfg.Timeouts.StepTimeout)
+		require.NoError(t, err, "search what the machine built with gitleaks' rules")
+		judge.None(t, judge.UndeclaredSecrets(found), judge.SecretUndeclared)
+	})
+
 	run.Sentence(t, "no plaintext secret in the machine's Nix store", func(t *testing.T) {
 		rep := scanMachine(t, cfg.Expect.ScanPaths, leakscan.Walk{}, needles)
 		assert.Empty(t, findings(rep.Findings), "plaintext secrets under %v", cfg.Expect.ScanPaths)

@@ -21,14 +21,21 @@ type Source struct {
 	Submodule     string // a submodule's path in the base, or ""
 }
 
-const nixFlags = "--extra-experimental-features 'nix-command flakes'"
+// NixFlags turn on the commands and flakes Nix 2.4 and later still call experimental.
+const NixFlags = "--extra-experimental-features 'nix-command flakes'"
 
-// Evaluate reads the declarations on the machine: the trees go to a private
-// tmpfs directory, Nix evaluates nixosConfigurations.<host>.config with
-// Apply (host "" = the configuration's only host), the directory is removed.
-// Nothing is built: the evaluation reads the flake's own code and the inputs
-// its lock pins (which the switch has already fetched).
-func Evaluate(ctx context.Context, cl *remote.Client, src Source, host string, timeout time.Duration) (*Declarations, error) {
+// Staged is the pinned repos' trees in a private directory of the machine,
+// laid out as the base's flake reads them: what Nix evaluates or builds.
+type Staged struct {
+	cl       *remote.Client
+	timeout  time.Duration
+	Dir      string // the directory: base/ and, for a flake input, secrets/
+	override string // the flags that point the secrets input at secrets/
+}
+
+// Stage copies the trees to a private tmpfs directory of the machine (Close
+// removes it). Nothing is written into the clones the install made.
+func Stage(ctx context.Context, cl *remote.Client, src Source, timeout time.Duration) (*Staged, error) {
 	if src.Submodule != "" && (path.IsAbs(src.Submodule) || strings.Contains(src.Submodule, "..")) {
 		return nil, fmt.Errorf("declarations: submodule path %q is not inside the base", src.Submodule)
 	}
@@ -37,44 +44,91 @@ d=$(mktemp -d "$base/ccci-eval.XXXXXX"); mkdir "$d/base" "$d/secrets"; tar -x -C
 	if err != nil {
 		return nil, fmt.Errorf("declarations: copy the base to the machine: %w", err)
 	}
-	dir := strings.TrimSpace(string(res.Stdout))
-	defer func() { _, _ = cl.Run(context.WithoutCancel(ctx), "rm -rf "+remote.ShellQuote(dir), bounds.Cleanup) }()
-	into := dir + "/secrets"
-	if src.Submodule != "" {
-		into = dir + "/base/" + src.Submodule
-	}
-	if _, err := cl.RunInput(ctx, "mkdir -p "+remote.ShellQuote(into)+" && tar -x -C "+remote.ShellQuote(into), src.Secrets, timeout); err != nil {
+	s := &Staged{cl: cl, timeout: timeout, Dir: strings.TrimSpace(string(res.Stdout))}
+	if _, err := cl.RunInput(ctx, "mkdir -p "+remote.ShellQuote(s.SecretsDir(src))+" && tar -x -C "+remote.ShellQuote(s.SecretsDir(src)), src.Secrets, timeout); err != nil {
+		s.Close(ctx)
 		return nil, fmt.Errorf("declarations: copy the secrets repo to the machine: %w", err)
 	}
-	override := ""
 	if src.Input != "" {
-		override = " --override-input " + remote.ShellQuote(src.Input) + " " + remote.ShellQuote("path:"+dir+"/secrets")
+		s.override = " --override-input " + remote.ShellQuote(src.Input) + " " + remote.ShellQuote("path:"+s.Dir+"/secrets")
 	}
-	eval := func(attr, apply string) ([]byte, error) {
-		ref := remote.ShellQuote("path:" + dir + "/base#" + attr)
-		res, err := cl.Run(ctx, "nix "+nixFlags+" eval --json --no-write-lock-file "+ref+override+" --apply "+remote.ShellQuote(apply), timeout)
-		if err != nil {
-			return nil, fmt.Errorf("declarations: nix eval of %s on the machine: %w", attr, err)
-		}
-		return res.Stdout, nil
+	return s, nil
+}
+
+// SecretsDir is where the secrets repo's tree is: its own directory for a
+// flake input, the submodule's path inside the base otherwise.
+func (s *Staged) SecretsDir(src Source) string {
+	if src.Submodule != "" {
+		return s.Dir + "/base/" + src.Submodule
 	}
+	return s.Dir + "/secrets"
+}
+
+// Close removes the directory, even when ctx is done.
+func (s *Staged) Close(ctx context.Context) {
+	_, _ = s.cl.Run(context.WithoutCancel(ctx), "rm -rf "+remote.ShellQuote(s.Dir), bounds.Cleanup)
+}
+
+// Nix runs `nix <verb> [flags] path:<base>#<attr>` with the secrets input
+// overridden and the lock file left as committed; attr "" is the flake.
+func (s *Staged) Nix(ctx context.Context, verb, flags, attr string) ([]byte, error) {
+	ref := "path:" + s.Dir + "/base"
+	if attr != "" {
+		ref += "#" + attr
+	}
+	res, err := s.cl.Run(ctx, "nix "+NixFlags+" "+verb+" "+flags+" --no-write-lock-file "+remote.ShellQuote(ref)+s.override, s.timeout)
+	if err != nil {
+		return nil, fmt.Errorf("nix %s of %s on the machine: %w", verb, attr, err)
+	}
+	return res.Stdout, nil
+}
+
+// Run runs a command on the machine, bounded as the staging is.
+func (s *Staged) Run(ctx context.Context, command string) ([]byte, error) {
+	res, err := s.cl.Run(ctx, command, s.timeout)
+	if err != nil {
+		return nil, err
+	}
+	return res.Stdout, nil
+}
+
+// Host is the configuration to read: host, or the base's only
+// nixosConfigurations entry when host is "".
+func (s *Staged) Host(ctx context.Context, host string) (string, error) {
 	if host == "" {
-		b, err := eval("nixosConfigurations", "builtins.attrNames")
+		b, err := s.Nix(ctx, "eval", "--json --apply builtins.attrNames", "nixosConfigurations")
 		if err != nil {
-			return nil, err
+			return "", fmt.Errorf("declarations: %w", err)
 		}
 		var hosts []string
 		if err := json.Unmarshal(b, &hosts); err != nil || len(hosts) != 1 {
-			return nil, fmt.Errorf("declarations: the base's nixosConfigurations are %s: name the host (CCCI_NIXOS_HOST)", strings.TrimSpace(string(b)))
+			return "", fmt.Errorf("declarations: the base's nixosConfigurations are %s: name the host (CCCI_NIXOS_HOST)", strings.TrimSpace(string(b)))
 		}
 		host = hosts[0]
 	}
 	if !hostRE.MatchString(host) {
-		return nil, fmt.Errorf("declarations: host %q is not a configuration name", host)
+		return "", fmt.Errorf("declarations: host %q is not a configuration name", host)
 	}
-	b, err := eval(`nixosConfigurations."`+host+`".config`, Apply)
+	return host, nil
+}
+
+// Evaluate reads the declarations on the machine: the trees are staged, Nix
+// evaluates nixosConfigurations.<host>.config with Apply (host "" = the
+// configuration's only host), the directory is removed. Nothing is built:
+// the evaluation reads the flake's own code and the inputs its lock pins
+// (which the switch has already fetched).
+func Evaluate(ctx context.Context, cl *remote.Client, src Source, host string, timeout time.Duration) (*Declarations, error) {
+	s, err := Stage(ctx, cl, src, timeout)
 	if err != nil {
 		return nil, err
+	}
+	defer s.Close(ctx)
+	if host, err = s.Host(ctx, host); err != nil {
+		return nil, err
+	}
+	b, err := s.Nix(ctx, "eval", "--json --apply "+remote.ShellQuote(Apply), `nixosConfigurations."`+host+`".config`)
+	if err != nil {
+		return nil, fmt.Errorf("declarations: %w", err)
 	}
 	return Parse(host, b)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/cc-ci/acceptance/helpers/egress"
 	"github.com/cc-ci/acceptance/helpers/fetchlog"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
+	"github.com/cc-ci/acceptance/helpers/repoint"
 	"github.com/cc-ci/acceptance/helpers/target"
 	"github.com/cc-ci/acceptance/helpers/undeclared"
 )
@@ -57,6 +58,9 @@ const (
 	FetchUnexpected  = "fetch-unexpected"   // C3: the machine asked the git server for a third repository
 	OperatorAsksMore = "operator-asks-more" // C3: the document asks the operator for something besides the age key
 	SecretUndeclared = "secret-undeclared"  // C3: secret-shaped material in a repo that sops does not hold
+	ParameterSites   = "parameter-sites"    // C1: a parameter is set in no file of the base Nix reads, or in several
+	ParameterLiteral = "parameter-literal"  // C1: repointed at its one site, the rebuilt system still holds the old value
+	ParameterLost    = "parameter-lost"     // C1: repointed, a file that held the old value does not hold the new one
 
 	// Rules ccci lint-target still applies in its own code (to move here
 	// next); their identifiers are these.
@@ -301,8 +305,90 @@ func OperatorAsks(doc *installdoc.Doc, ageKeyPath string) []Problem {
 func UndeclaredSecrets(found []undeclared.Finding) []Problem {
 	var out []Problem
 	for _, f := range found {
-		out = append(out, Problem{ID: SecretUndeclared, Test: "C3", File: f.Repo + " repo " + f.Path, Text: fmt.Sprintf(
+		file := f.Repo + " repo " + f.Path
+		if f.Object == "" {
+			file = "the machine's store" // f names the file
+		}
+		out = append(out, Problem{ID: SecretUndeclared, Test: "C3", File: file, Text: fmt.Sprintf(
 			"holds no secret sops does not: %s (encrypt it in the secrets repo, or list its fingerprint in CCCI_PUBLIC_MATERIAL if it is public)", f)})
 	}
 	return out
+}
+
+// ParameterSiting judges where an instance parameter is set (repoint.Sites):
+// once, so that repointing cc-ci is a one-line edit (plan §2).
+func ParameterSiting(p repoint.Param, sites []repoint.Site) []Problem {
+	switch len(sites) {
+	case 1:
+		return nil
+	case 0:
+		return []Problem{{ID: ParameterSites, Test: "C1", File: "the base", Text: fmt.Sprintf(
+			"sets %s (%q) as a quoted value in a file Nix reads (.nix, .json, .toml): it sets it nowhere", p.Name, p.Value)}}
+	}
+	var where, files []string
+	for _, s := range sites {
+		where = append(where, s.String())
+		if !slices.Contains(files, s.Path) {
+			files = append(files, s.Path)
+		}
+	}
+	return []Problem{{ID: ParameterSites, Test: "C1", File: strings.Join(files, ", "), Text: fmt.Sprintf(
+		"sets %s (%q) once, for a one-line edit to repoint cc-ci: it is set %d times, at %s", p.Name, p.Value, len(sites), strings.Join(where, ", "))}}
+}
+
+// Repointing judges a rebuild with every parameter changed at its site
+// (repoint.Observe): the old values are nowhere in what the configuration
+// made, and every file of the running system that held an old value holds
+// the new one (the same file of the same-named store path).
+func Repointing(f *repoint.Facts) []Problem {
+	var out []Problem
+	for _, c := range f.Changes {
+		if stays := f.Rebuilt.Made[c.Value]; len(stays) > 0 {
+			also := ""
+			if len(f.Elsewhere[c.Value]) > 0 {
+				also = fmt.Sprintf(" (the base also holds it in %s)", shortList(f.Elsewhere[c.Value]))
+			}
+			file := "the base"
+			if len(f.Elsewhere[c.Value]) > 0 {
+				file = shortList(f.Elsewhere[c.Value])
+			}
+			out = append(out, Problem{ID: ParameterLiteral, Test: "C1", File: file, Text: fmt.Sprintf(
+				"holds %s %q only at %s: repointed there to %q, the rebuilt system still holds the old value in %s%s",
+				c.Name, c.Value, c.Site, c.New, shortList(stays), also)})
+		}
+		now := map[string]bool{}
+		for _, file := range f.Rebuilt.Made[c.New] {
+			now[inStore(file)] = true
+		}
+		var lost []string
+		for _, file := range f.Running.Made[c.Value] {
+			if k := inStore(file); !now[k] && !slices.Contains(lost, k) {
+				lost = append(lost, k)
+			}
+		}
+		if len(lost) > 0 {
+			out = append(out, Problem{ID: ParameterLost, Test: "C1", File: c.Site.Path, Text: fmt.Sprintf(
+				"repoints %s with its one line (%s, %q → %q): in the rebuilt system %s no longer hold the new value where the running one held the old",
+				c.Name, c.Site, c.Value, c.New, shortList(lost))})
+		}
+	}
+	return out
+}
+
+// inStore names a file of the store without the store path's hash: the
+// same file of a rebuilt path has the same name.
+func inStore(file string) string {
+	rest, _ := strings.CutPrefix(file, "/nix/store/")
+	if _, name, ok := strings.Cut(rest, "-"); ok {
+		return name
+	}
+	return rest
+}
+
+// shortList is at most five items, then how many more.
+func shortList(items []string) string {
+	if len(items) <= 5 {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:5], ", "), len(items)-5)
 }

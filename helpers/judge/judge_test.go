@@ -9,7 +9,9 @@ import (
 	"github.com/cc-ci/acceptance/helpers/egress"
 	"github.com/cc-ci/acceptance/helpers/fetchlog"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
+	"github.com/cc-ci/acceptance/helpers/repoint"
 	"github.com/cc-ci/acceptance/helpers/target"
+	"github.com/cc-ci/acceptance/helpers/undeclared"
 )
 
 func ids(ps []Problem) []string {
@@ -39,6 +41,16 @@ func TestEachRuleOnRecordedFacts(t *testing.T) {
 	machine, repos := []string{"10.99.0.5", "fe80::5"}, []string{"good/cc-ci.git", "good/cc-ci-secrets.git"}
 	fetch := func(remote, repo string) fetchlog.Entry {
 		return fetchlog.Entry{Time: time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC), Remote: remote, Protocol: "http", Repo: repo}
+	}
+	domain := repoint.Param{Name: "the domain", Value: "ci.example.net"}
+	site := repoint.Site{Path: "instance.nix", Line: 3}
+	repointed := func(running, rebuiltOld, rebuiltNew []string) *repoint.Facts {
+		return &repoint.Facts{
+			Changes:   []repoint.Change{{Param: domain, New: "repointed-1.invalid", Site: site}},
+			Running:   repoint.Closure{Made: map[string][]string{domain.Value: running}},
+			Rebuilt:   repoint.Closure{Made: map[string][]string{domain.Value: rebuiltOld, "repointed-1.invalid": rebuiltNew}},
+			Elsewhere: map[string][]string{domain.Value: {"modules/drone.sh", "docs/install.md"}},
+		}
 	}
 	for _, c := range []struct {
 		name string
@@ -81,6 +93,14 @@ func TestEachRuleOnRecordedFacts(t *testing.T) {
 		{"a third repo on the same server", Fetches([]fetchlog.Entry{fetch("10.99.0.5", "good/cc-ci.git"), fetch("10.99.0.5", "tools/x.git"), fetch("10.99.0.5", "tools/x.git")}, machine, repos), []string{FetchUnexpected}},
 		{"the age key alone asked for", OperatorAsks(doc("Copy the age key to the machine."), "/var/lib/sops-nix/key.txt"), nil},
 		{"a token asked for in the text", OperatorAsks(doc("Then paste the registry token on the machine."), "/var/lib/sops-nix/key.txt"), []string{OperatorAsksMore}},
+		{"a key the machine built", UndeclaredSecrets([]undeclared.Finding{{Repo: "store", Path: "/nix/store/x-etc/key", Line: 2, Rule: "private-key", Fingerprint: "0123456789abcdef0123"}}), []string{SecretUndeclared}},
+		{"a parameter set once", ParameterSiting(domain, []repoint.Site{site}), nil},
+		{"a parameter set nowhere", ParameterSiting(domain, nil), []string{ParameterSites}},
+		{"a parameter set twice", ParameterSiting(domain, []repoint.Site{site, {Path: "modules/drone.nix", Line: 7}}), []string{ParameterSites}},
+		{"repointed everywhere it was", Repointing(repointed([]string{"/nix/store/a-sys/bin/drone"}, nil, []string{"/nix/store/b-sys/bin/drone"})), nil},
+		{"the old value stays in a module", Repointing(repointed([]string{"/nix/store/a-sys/bin/drone", "/nix/store/a-sys/bin/dash"}, []string{"/nix/store/b-sys/bin/dash"}, []string{"/nix/store/b-sys/bin/drone"})),
+			[]string{ParameterLiteral, ParameterLost}},
+		{"a file that held it holds neither", Repointing(repointed([]string{"/nix/store/a-sys/etc/parameters.env"}, nil, nil)), []string{ParameterLost}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			assert.Equal(t, c.want, ids(c.got))

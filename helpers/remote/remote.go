@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"time"
@@ -192,4 +193,43 @@ func NewKey() (ssh.Signer, ed25519.PrivateKey, error) {
 	}
 	s, err := ssh.NewSignerFromKey(priv)
 	return s, priv, err
+}
+
+// Stream runs command with fn reading its stdout as it comes: for output
+// too large to hold (a tar of store paths). fn's error ends the command.
+func (c *Client) Stream(ctx context.Context, command string, stdin []byte, timeout time.Duration, fn func(io.Reader) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	sess, err := c.conn.NewSession()
+	if err != nil {
+		return fmt.Errorf("remote: new session on %s: %w", c.cfg.Addr, err)
+	}
+	defer sess.Close()
+	var errb lockedBuffer
+	sess.Stderr = &errb
+	if stdin != nil {
+		sess.Stdin = bytes.NewReader(stdin)
+	}
+	out, err := sess.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("remote: %q on %s: %w", c.redact(command), c.cfg.Addr, err)
+	}
+	if err := sess.Start("bash --noprofile --norc -euo pipefail -c " + ShellQuote(command)); err != nil {
+		return fmt.Errorf("remote: %q on %s: %w", c.redact(command), c.cfg.Addr, err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = sess.Signal(ssh.SIGKILL); sess.Close() })
+	defer stop()
+	if err := fn(out); err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, out)
+	err = sess.Wait()
+	if ctx.Err() != nil {
+		return fmt.Errorf("remote: %q on %s: %w", c.redact(command), c.cfg.Addr, ctx.Err())
+	}
+	var exit *ssh.ExitError
+	if errors.As(err, &exit) {
+		return &CommandError{Command: c.redact(command), ExitCode: exit.ExitStatus(), Stderr: c.Tail(errb.Bytes(), 2048)}
+	}
+	return err
 }

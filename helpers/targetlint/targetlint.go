@@ -17,6 +17,7 @@ import (
 	"github.com/cc-ci/acceptance/helpers/installdoc"
 	"github.com/cc-ci/acceptance/helpers/judge"
 	"github.com/cc-ci/acceptance/helpers/leakscan"
+	"github.com/cc-ci/acceptance/helpers/repoint"
 	"github.com/cc-ci/acceptance/helpers/sopsfile"
 	"github.com/cc-ci/acceptance/helpers/target"
 	"github.com/cc-ci/acceptance/helpers/tlscheck"
@@ -107,6 +108,19 @@ func Check(ctx context.Context, tg Target, cfg *config.Config, placeholders map[
 		ref := cfg.Expect.Reference[strings.LastIndex(cfg.Expect.Reference, "/")+1:]
 		out = append(out, judge.Linkage(d.Linkage(), links)...)
 		out = append(out, judge.Sizing(d.Sizing(ref), ref)...)
+	}
+
+	// Each parameter set once (C1); repointing it needs a build (the run's).
+	if base, _, err := rp.Trees(ctx); err != nil {
+		add(judge.Unreadable, "C1", "the base", "%v", err)
+	} else {
+		for _, p := range repoint.Parameters(cfg.Target.Domain, cfg.Target.Gateway) {
+			sites, err := repoint.Sites(base, p.Value)
+			if err != nil {
+				add(judge.Unreadable, "C1", "the base", "%v", err)
+			}
+			out = append(out, judge.ParameterSiting(p, sites)...)
+		}
 	}
 
 	// The D8 evidence (C5): its parts and wording; the cited runs need the

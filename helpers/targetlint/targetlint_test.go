@@ -114,6 +114,7 @@ func TestEveryRepoLevelDefectIsFoundWithoutAMachine(t *testing.T) {
 		"second-out-of-band-secret":    `operator step "provision-registry-token"`,
 		"example-asks-for-a-file":      "a block shown to the operator ({run=no}) has them push a file to the machine",
 		"token-outside-sops":           "rule generic-api-key",
+		"domain-set-twice":             "it is set 2 times, at instance.nix:4, system.nix:",
 		"prose-asks-for-a-token":       "the text asks the operator for a file (/etc/cc-ci/registry.env)",
 		"cert-dropped-by-hand":         "drop-cert",
 		"cert-for-another-domain":      "do not cover *.ci.lab.test",

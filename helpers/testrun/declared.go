@@ -69,13 +69,15 @@ func (r *Run) declarations(t testing.TB) *declared.Declarations {
 	return r.decl.decl
 }
 
-func (r *Run) evaluateDeclarations(view *TargetView, dial sshDialer) (*declared.Declarations, error) {
+// source is how a machine gets the pinned repos: their committed trees and
+// how the base pins the secrets repo.
+func (r *Run) source(view *TargetView) (declared.Source, error) {
 	links, err := target.SecretsLinks(view.Repos, r.Config.Target.SecretsRepoURL)
 	if err != nil {
-		return nil, err
+		return declared.Source{}, err
 	}
 	if len(links) == 0 {
-		return nil, fmt.Errorf("the base does not pin the secrets repo %s (flake input or submodule)", r.Config.Target.SecretsRepoURL)
+		return declared.Source{}, fmt.Errorf("the base does not pin the secrets repo %s (flake input or submodule)", r.Config.Target.SecretsRepoURL)
 	}
 	src := declared.Source{}
 	switch l := links[0]; l.Kind {
@@ -84,7 +86,13 @@ func (r *Run) evaluateDeclarations(view *TargetView, dial sshDialer) (*declared.
 	default:
 		src.Submodule = l.Name
 	}
-	if src.Base, src.Secrets, err = view.Repos.Trees(r.ctx); err != nil {
+	src.Base, src.Secrets, err = view.Repos.Trees(r.ctx)
+	return src, err
+}
+
+func (r *Run) evaluateDeclarations(view *TargetView, dial sshDialer) (*declared.Declarations, error) {
+	src, err := r.source(view)
+	if err != nil {
 		return nil, err
 	}
 	cl, err := dial(r.ctx)

@@ -29,7 +29,7 @@ import (
 
 // Finding is one piece of secret-shaped material.
 type Finding struct {
-	Repo        string // the repository's name in the message (base, secrets)
+	Repo        string // the repository's name in the message (base, secrets), or "store"
 	Object      string // the git object
 	Path        string // a path it appears at in some commit ("" if none: unreachable)
 	Line        int    // 1-based
@@ -38,6 +38,9 @@ type Finding struct {
 }
 
 func (f Finding) String() string {
+	if f.Object == "" { // a file of the machine's store, not a git object
+		return fmt.Sprintf("%s line %d: rule %s, material sha256:%s", f.Path, f.Line, f.Rule, f.Fingerprint[:16])
+	}
 	where := "object " + shortID(f.Object)
 	if f.Path != "" {
 		where = f.Path + " (" + where + ")"
@@ -132,14 +135,7 @@ func Git(ctx context.Context, name, repo string, skip map[string]bool) ([]Findin
 // the declared secrets (their plaintext is the leak scanner's to judge) and
 // the material declared public (fingerprints, CCCI_PUBLIC_MATERIAL).
 func InRepos(ctx context.Context, base, secrets string, declared map[string]string, public []string) ([]Finding, error) {
-	skip := map[string]bool{}
-	for _, v := range declared {
-		skip[Fingerprint(v)] = true
-		skip[Fingerprint(strings.TrimSpace(v))] = true
-	}
-	for _, fp := range public {
-		skip[strings.ToLower(fp)] = true
-	}
+	skip := skipOf(declared, public)
 	var out []Finding
 	for _, r := range []struct{ name, dir string }{{"base", base}, {"secrets", secrets}} {
 		found, err := Git(ctx, r.name, r.dir, skip)
@@ -149,4 +145,19 @@ func InRepos(ctx context.Context, base, secrets string, declared map[string]stri
 		out = append(out, found...)
 	}
 	return out, nil
+}
+
+// skipOf are the fingerprints set aside: the declared secrets' (their
+// plaintext is the leak scanner's to judge) and the material declared
+// public.
+func skipOf(declared map[string]string, public []string) map[string]bool {
+	skip := map[string]bool{}
+	for _, v := range declared {
+		skip[Fingerprint(v)] = true
+		skip[Fingerprint(strings.TrimSpace(v))] = true
+	}
+	for _, fp := range public {
+		skip[strings.ToLower(fp)] = true
+	}
+	return skip
 }
