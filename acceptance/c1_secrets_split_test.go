@@ -29,7 +29,7 @@ func TestC1SecretsRepoSplit(t *testing.T) {
 	})
 
 	run.Sentence(t, "the secrets repo is private: an anonymous read is refused", func(t *testing.T) {
-		refused, answer, err := target.AnonymousRead(ctx, cfg.Target.SecretsRepoURL, cfg.Target.SecretsKnownHosts)
+		refused, answer, err := target.AnonymousRead(ctx, target.AnonymousOf(cfg.Target))
 		require.NoError(t, err)
 		assert.True(t, refused, "%s must refuse a client without credentials; the server answered: %s", cfg.Target.SecretsRepoURL, answer)
 		run.Note("secrets repo private", "anonymous read of %s refused: %s", cfg.Target.SecretsRepoURL, firstLine(answer))

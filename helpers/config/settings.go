@@ -275,12 +275,16 @@ type Target struct {
 	AccessFile        string // the sops file in the base holding the secrets repo's read credential
 	AccessKey         string // its key there: an HTTPS token, or an OpenSSH private key (a read-only deploy key)
 	SecretsKnownHosts string // known_hosts pinning the secrets repo's SSH host key (with a deploy key)
-	AgeKeyPath        string // where install.md provisions it on the machine
-	NixOSHost         string // the base's nixosConfigurations.<host> ("" = its only one)
-	Domain            string // the instance's wildcard domain
-	Gateway           string // the TLS-passthrough gateway (a parameter of the target)
-	TLSAddr           string // where to ask for TLS ("" = the machine's address:443)
-	TLSCA             string // PEM roots for the served certificate ("" = system roots)
+	// SecretsAnonymousURL is where the forge serves the secrets repo to
+	// anonymous readers (HTTP(S)); "" = the repo's own URL, or the https
+	// form of an SSH one; "none" = the server has no anonymous channel.
+	SecretsAnonymousURL string
+	AgeKeyPath          string // where install.md provisions it on the machine
+	NixOSHost           string // the base's nixosConfigurations.<host> ("" = its only one)
+	Domain              string // the instance's wildcard domain
+	Gateway             string // the TLS-passthrough gateway (a parameter of the target)
+	TLSAddr             string // where to ask for TLS ("" = the machine's address:443)
+	TLSCA               string // PEM roots for the served certificate ("" = system roots)
 	// TLSServerNames are the names under Domain the target serves over TLS:
 	// each is asked by SNI (the git leaf, a chain that verifies) and over
 	// HTTPS (a success status).
@@ -313,18 +317,19 @@ const DefaultTLSHost = "dashboard"
 
 func (p *parser) target() Target {
 	t := Target{
-		BaseRepoURL:       p.repoURL("CCCI_BASE_REPO_URL"),
-		SecretsRepoURL:    p.repoURL("CCCI_SECRETS_REPO_URL"),
-		AgeKeyFile:        p.str("CCCI_AGE_KEY_FILE", ""),
-		AccessFile:        p.str("CCCI_SECRETS_ACCESS_FILE", "bootstrap/access.sops.yaml"),
-		AccessKey:         p.str("CCCI_SECRETS_ACCESS_KEY", "secrets_repo_token"),
-		SecretsKnownHosts: p.str("CCCI_SECRETS_KNOWN_HOSTS", ""),
-		AgeKeyPath:        p.str("CCCI_AGE_KEY_PATH", DefaultAgeKeyPath),
-		NixOSHost:         p.str("CCCI_NIXOS_HOST", ""),
-		Domain:            p.str("CCCI_DOMAIN", "ci.lab.test"),
-		Gateway:           p.str("CCCI_GATEWAY", ""),
-		TLSAddr:           p.str("CCCI_TLS_ADDR", ""),
-		TLSCA:             p.str("CCCI_TLS_CA", ""),
+		BaseRepoURL:         p.repoURL("CCCI_BASE_REPO_URL"),
+		SecretsRepoURL:      p.repoURL("CCCI_SECRETS_REPO_URL"),
+		AgeKeyFile:          p.str("CCCI_AGE_KEY_FILE", ""),
+		AccessFile:          p.str("CCCI_SECRETS_ACCESS_FILE", "bootstrap/access.sops.yaml"),
+		AccessKey:           p.str("CCCI_SECRETS_ACCESS_KEY", "secrets_repo_token"),
+		SecretsKnownHosts:   p.str("CCCI_SECRETS_KNOWN_HOSTS", ""),
+		SecretsAnonymousURL: p.anonymousURL("CCCI_SECRETS_ANONYMOUS_URL"),
+		AgeKeyPath:          p.str("CCCI_AGE_KEY_PATH", DefaultAgeKeyPath),
+		NixOSHost:           p.str("CCCI_NIXOS_HOST", ""),
+		Domain:              p.str("CCCI_DOMAIN", "ci.lab.test"),
+		Gateway:             p.str("CCCI_GATEWAY", ""),
+		TLSAddr:             p.str("CCCI_TLS_ADDR", ""),
+		TLSCA:               p.str("CCCI_TLS_CA", ""),
 	}
 	t.TLSServerNames = p.optionalList("CCCI_TLS_SERVER_NAME", "")
 	if len(t.TLSServerNames) == 0 {
@@ -358,6 +363,20 @@ func (p *parser) repoURL(key string) string {
 	if _, password := u.User.Password(); password || u.Scheme == "http" || u.Scheme == "https" {
 		u.User = nil
 		p.failKey(key, u.String(), "carries credentials before its host (shown removed): the secrets repo's access is a sops-encrypted file of the base (CCCI_SECRETS_ACCESS_FILE), never part of a URL")
+	}
+	return v
+}
+
+// anonymousURL reads where an anonymous reader is tried: "", "none", or an
+// HTTP(S) URL with no user info (anonymous means no credentials).
+func (p *parser) anonymousURL(key string) string {
+	v := p.str(key, "")
+	if v == "" || v == "none" {
+		return v
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		p.failKey(key, v, "must be the http(s) address where the forge serves the repo to anonymous readers, with no user info, or none")
 	}
 	return v
 }

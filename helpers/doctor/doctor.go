@@ -309,7 +309,7 @@ func (r *Report) target(ctx context.Context, cfg *config.Config, red *redact.Red
 		return 0
 	}
 	r.add(OK, "repos", fmt.Sprintf("base %s at %.12s, secrets at %.12s", cfg.Target.BaseRepoURL, repos.BaseCommit, repos.SecretsCommit), "")
-	if refused, answer, err := target.AnonymousRead(fctx, cfg.Target.SecretsRepoURL, cfg.Target.SecretsKnownHosts); err != nil || !refused {
+	if refused, answer, err := target.AnonymousRead(fctx, target.AnonymousOf(cfg.Target)); err != nil || !refused {
 		detail := answer
 		if err != nil {
 			detail = err.Error()

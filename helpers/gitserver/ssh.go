@@ -4,7 +4,11 @@ package gitserver
 // user "git", public-key authentication only, one command
 // (git-upload-pack '<repo>'), and a repo readable only by the keys listed
 // in its deploy-keys file (authorized_keys format, beside the bare repo) —
-// or by any key, if it is public (no token file: the HTTP server's mark).
+// or by any key the server knows, if it is public (no token file: the HTTP
+// server's mark). A key registered with no repo is refused at the door,
+// public repo or not, as Gitea does (modules/ssh/ssh.go, publicKeyHandler:
+// "Unknown public key" → false): over SSH a stranger learns nothing of a
+// repo's privacy; a forge shows it to anonymous readers over HTTP(S).
 
 import (
 	"bytes"
@@ -41,12 +45,15 @@ const extKey = "ccci-key" // the authenticated key, carried from auth to the com
 // Serve accepts connections on l until it is closed.
 func (s *SSHServer) Serve(l net.Listener) error {
 	cfg := &ssh.ServerConfig{
-		// Any key may authenticate; which repos it may read is decided per
-		// repo, as a forge does. No password, no keyboard-interactive, no
-		// "none": a client without a key is refused at the door.
+		// A key the server knows (a deploy key of some repo) may
+		// authenticate; which repos it may read is decided per repo, as a
+		// forge does. No password, no keyboard-interactive, no "none".
 		PublicKeyCallback: func(md ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 			if md.User() != "git" {
 				return nil, fmt.Errorf("user %q: only git", md.User())
+			}
+			if !s.known(key) {
+				return nil, fmt.Errorf("unknown public key %s", ssh.FingerprintSHA256(key))
 			}
 			return &ssh.Permissions{Extensions: map[string]string{extKey: string(key.Marshal())}}, nil
 		},
@@ -156,23 +163,65 @@ func (s *SSHServer) authorize(command string, key ssh.PublicKey) (string, error)
 		return "", fmt.Errorf("no repository %q", arg)
 	}
 	dir := filepath.Join(s.Root, filepath.FromSlash(repo))
-	keys, err := os.ReadFile(filepath.Join(dir, s.DeployKeysFile))
-	if err != nil {
+	if _, err := os.Lstat(filepath.Join(dir, s.DeployKeysFile)); err != nil {
 		return "", fmt.Errorf("no repository %q readable over ssh", arg)
 	}
 	if s.TokenFile != "" {
 		if _, err := os.Lstat(filepath.Join(dir, s.TokenFile)); errors.Is(err, os.ErrNotExist) {
-			return dir, nil // public, as a forge serves a public repo to any key
+			return dir, nil // public, as a forge serves a public repo to any key it knows
 		}
+	}
+	if hasKey(filepath.Join(dir, s.DeployKeysFile), key) {
+		return dir, nil
+	}
+	return "", fmt.Errorf("Permission denied: key %s may not read %q", ssh.FingerprintSHA256(key), arg)
+}
+
+// known says whether key is registered: a deploy key of a repo under Root
+// (a directory named *.git, at most three levels down). Read at each
+// authentication, as the deploy-keys files change with the lab's targets;
+// symlinks are not followed.
+func (s *SSHServer) known(key ssh.PublicKey) bool {
+	found := false
+	_ = filepath.WalkDir(s.Root, func(p string, d os.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return nil // unreadable: nothing registered there
+		case found:
+			return filepath.SkipAll
+		case !d.IsDir():
+			return nil
+		case strings.HasSuffix(d.Name(), ".git"):
+			found = hasKey(filepath.Join(p, s.DeployKeysFile), key)
+			return filepath.SkipDir
+		}
+		if rel, _ := filepath.Rel(s.Root, p); strings.Count(rel, string(filepath.Separator)) >= 2 {
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	return found
+}
+
+// hasKey says whether the authorized_keys file at p (a regular file, bounded)
+// lists key.
+func hasKey(p string, key ssh.PublicKey) bool {
+	st, err := os.Lstat(p)
+	if err != nil || !st.Mode().IsRegular() || st.Size() > 1<<20 {
+		return false
+	}
+	keys, err := os.ReadFile(p)
+	if err != nil {
+		return false
 	}
 	for rest := keys; len(bytes.TrimSpace(rest)) > 0; {
 		var k ssh.PublicKey
 		if k, _, _, rest, err = ssh.ParseAuthorizedKey(rest); err != nil {
-			return "", fmt.Errorf("repository %q: its deploy keys do not parse", arg)
+			return false
 		}
 		if bytes.Equal(k.Marshal(), key.Marshal()) {
-			return dir, nil
+			return true
 		}
 	}
-	return "", fmt.Errorf("Permission denied: key %s may not read %q", ssh.FingerprintSHA256(key), arg)
+	return false
 }

@@ -43,7 +43,10 @@ func TestSSHServesARepoToItsDeployKeysOnly(t *testing.T) {
 
 	deploy, deployFile := keyPair(t, keys, "deploy")
 	_, strangerFile := keyPair(t, keys, "stranger")
+	other, otherFile := keyPair(t, keys, "other") // a deploy key of another repo: known to the server
 	require.NoError(t, os.WriteFile(filepath.Join(root, "good/cc-ci-secrets.git/ccci-deploy-keys"), ssh.MarshalAuthorizedKey(deploy), 0o644))
+	bareRepo(t, root, "tools/site.git")
+	require.NoError(t, os.WriteFile(filepath.Join(root, "tools/site.git/ccci-deploy-keys"), ssh.MarshalAuthorizedKey(other), 0o644))
 	_, hostPriv, err := ed25519.GenerateKey(rand.Reader)
 	require.NoError(t, err)
 	host, err := ssh.NewSignerFromKey(hostPriv)
@@ -79,21 +82,28 @@ func TestSSHServesARepoToItsDeployKeysOnly(t *testing.T) {
 	assert.Equal(t, fetchlog.Entry{Time: entries[0].Time, Remote: "127.0.0.1", Protocol: "ssh", Repo: "good/cc-ci-secrets.git"}, entries[0])
 
 	out, err = clone(strangerFile, "good/cc-ci-secrets.git", "stranger")
-	require.Error(t, err, "another key must be refused")
+	require.Error(t, err, "a key registered nowhere is refused at the door, as a forge refuses it")
+	assert.Contains(t, out, "Permission denied (publickey)")
+	out, err = clone(otherFile, "good/cc-ci-secrets.git", "other")
+	require.Error(t, err, "another repo's key must be refused")
 	assert.Contains(t, out, "may not read")
 
 	out, err = clone("/dev/null", "good/cc-ci-secrets.git", "anonymous")
 	require.Error(t, err, "no key, no read: %s", out)
 
-	// Public (no token file, as the HTTP server judges it): any key reads it.
+	// Public (no token file, as the HTTP server judges it): any key the
+	// server knows reads it; a stranger is still refused at the door.
 	srv.TokenFile = "ccci-token"
 	require.NoError(t, os.WriteFile(filepath.Join(root, "good/cc-ci-secrets.git/ccci-token"), []byte("t\n"), 0o600))
-	out, err = clone(strangerFile, "good/cc-ci-secrets.git", "stranger-again")
+	out, err = clone(otherFile, "good/cc-ci-secrets.git", "other-again")
 	require.Error(t, err, "a private repo is read by its deploy keys only")
-	assert.Contains(t, out, "Permission denied")
+	assert.Contains(t, out, "may not read")
 	require.NoError(t, os.Remove(filepath.Join(root, "good/cc-ci-secrets.git/ccci-token")))
+	out, err = clone(otherFile, "good/cc-ci-secrets.git", "other-public")
+	require.NoError(t, err, "a public repo is read by any key the server knows: %s", out)
 	out, err = clone(strangerFile, "good/cc-ci-secrets.git", "stranger-public")
-	require.NoError(t, err, "a public repo is read by any key: %s", out)
+	require.Error(t, err, "a stranger learns nothing over ssh, public repo or not: %s", out)
+	assert.Contains(t, out, "Permission denied (publickey)")
 	out, err = clone("/dev/null", "good/cc-ci-secrets.git", "anonymous-public")
 	require.Error(t, err, "still no key, no read: %s", out)
 

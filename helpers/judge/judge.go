@@ -344,17 +344,13 @@ func Repointing(f *repoint.Facts) []Problem {
 	var out []Problem
 	for _, c := range f.Changes {
 		if stays := f.Rebuilt.Made[c.Value]; len(stays) > 0 {
-			also := ""
-			if len(f.Elsewhere[c.Value]) > 0 {
-				also = fmt.Sprintf(" (the base also holds it in %s)", shortList(f.Elsewhere[c.Value]))
-			}
-			file := "the base"
+			file := "the base" // the value's literal copy, wherever the build took it from
 			if len(f.Elsewhere[c.Value]) > 0 {
 				file = shortList(f.Elsewhere[c.Value])
 			}
 			out = append(out, Problem{ID: ParameterLiteral, Test: "C1", File: file, Text: fmt.Sprintf(
-				"holds %s %q only at %s: repointed there to %q, the rebuilt system still holds the old value in %s%s",
-				c.Name, c.Value, c.Site, c.New, shortList(stays), also)})
+				"holds %s %q literally: repointed at its site %s to %q, the rebuilt system still holds the old value in %s",
+				c.Name, c.Value, c.Site, c.New, shortList(stays))})
 		}
 		now := map[string]bool{}
 		for _, file := range f.Rebuilt.Made[c.New] {

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/cc-ci/acceptance/helpers/bounds"
+	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/gitexec"
 )
 
@@ -95,23 +97,99 @@ func gitBytes(ctx context.Context, dir string, args ...string) ([]byte, error) {
 	return gitexec.In(ctx, dir, repoName(dir), args...)
 }
 
-// AnonymousRead asks the server for the repo's refs as a stranger and
-// reports whether it was refused, with what the server answered. Over
-// HTTP(S) it is git's smart-HTTP discovery request with no credentials (what
-// `git clone` sends first), so the answer is the server's own status; other
-// URLs go through `git ls-remote` with no credential helper and no prompt.
-// Over SSH the stranger holds a key made for this one request, registered
-// nowhere: an SSH server refuses a client without any key at the door, so
-// only a key shows whether the repo is readable by anyone who has one (as
-// a forge serves a public repo); the host key is pinned by knownHosts
-// (CCCI_SECRETS_KNOWN_HOSTS). A server that cannot be reached is an error:
-// privacy cannot be judged.
-func AnonymousRead(ctx context.Context, url, knownHosts string) (refused bool, answer string, err error) {
+// Anonymous is how a repo's privacy is judged: its URL, where its forge
+// serves anonymous readers (CCCI_SECRETS_ANONYMOUS_URL: "" = derived from
+// URL, "none" = no such channel), and the pin of its SSH host key
+// (CCCI_SECRETS_KNOWN_HOSTS).
+type Anonymous struct{ URL, Web, KnownHosts string }
+
+// AnonymousOf is how the settings say the secrets repo's privacy is judged.
+func AnonymousOf(t config.Target) Anonymous {
+	return Anonymous{URL: t.SecretsRepoURL, Web: t.SecretsAnonymousURL, KnownHosts: t.SecretsKnownHosts}
+}
+
+// AnonymousRead asks for the repo's refs as a stranger, on every channel its
+// server serves strangers, and reports whether each refused, with what the
+// server answered. Over HTTP(S) it is git's smart-HTTP discovery request
+// with no credentials (what `git clone` sends first), so the answer is the
+// server's own status.
+//
+// Over SSH a refusal proves nothing: a forge refuses every key it does not
+// know at the door, public repo or not (Gitea's modules/ssh/ssh.go,
+// publicKeyHandler: "Unknown public key" → false; Forgejo is Gitea's
+// fork), and serves a public repo to anonymous readers over HTTPS. So the
+// stranger — a key made for this one request, registered nowhere — is
+// tried over SSH (a server that lets it read is public all the same), then
+// the forge's HTTPS address of the repo (a.Web, or the https form of the
+// SSH URL) decides. A server that cannot be reached is an error: privacy
+// cannot be judged. Only a.Web = "none" — the operator's statement that
+// the server has no anonymous channel — lets the SSH refusal stand alone.
+func AnonymousRead(ctx context.Context, a Anonymous) (refused bool, answer string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, bounds.Git)
 	defer cancel()
-	if strings.HasPrefix(url, "http://") || strings.HasPrefix(url, "https://") {
-		return anonymousHTTP(ctx, url)
+	if strings.HasPrefix(a.URL, "http://") || strings.HasPrefix(a.URL, "https://") {
+		if a.Web == "" || a.Web == "none" || a.Web == a.URL {
+			return anonymousHTTP(ctx, a.URL)
+		}
+		if refused, answer, err = anonymousHTTP(ctx, a.URL); err != nil || !refused {
+			return refused, answer, err
+		}
+		return anonymousHTTP(ctx, a.Web)
 	}
+	refused, sshAnswer, err := anonymousSSH(ctx, a.URL, a.KnownHosts)
+	if err != nil || !refused {
+		return refused, sshAnswer, err
+	}
+	if a.Web == "none" {
+		return true, "over SSH: " + sshAnswer + " (CCCI_SECRETS_ANONYMOUS_URL=none: no anonymous channel besides SSH)", nil
+	}
+	web := a.Web
+	if web == "" {
+		if web, err = httpsForm(a.URL); err != nil {
+			return false, "", err
+		}
+	}
+	refused, webAnswer, err := anonymousHTTP(ctx, web)
+	if err != nil {
+		return false, "", fmt.Errorf("%w: a forge refuses every SSH key it does not know, public repo or not, so privacy is judged where it serves anonymous readers; set CCCI_SECRETS_ANONYMOUS_URL to that address (or to none if the server has no anonymous channel)", err)
+	}
+	return refused, "over SSH: " + firstLine(sshAnswer) + "; at " + web + ": " + webAnswer, nil
+}
+
+// httpsForm is the forge's https address of a repo named by an SSH URL
+// (ssh://[user@]host[:port]/path, or scp-like [user@]host:path).
+func httpsForm(sshURL string) (string, error) {
+	host, p := "", ""
+	if rest, ok := strings.CutPrefix(sshURL, "ssh://"); ok {
+		hostPort, path, _ := strings.Cut(rest, "/")
+		_, hostPort, _ = cutLast(hostPort, "@")
+		if h, _, err := net.SplitHostPort(hostPort); err == nil {
+			hostPort = h
+		}
+		host, p = hostPort, path
+	} else if hostPart, path, ok := strings.Cut(sshURL, ":"); ok && !strings.Contains(sshURL, "://") && !strings.Contains(hostPart, "/") {
+		_, host, _ = cutLast(hostPart, "@")
+		p = strings.TrimPrefix(path, "/")
+	}
+	if host == "" || p == "" {
+		return "", fmt.Errorf("anonymous read of %s: no https form of it: set CCCI_SECRETS_ANONYMOUS_URL", sshURL)
+	}
+	return "https://" + host + "/" + p, nil
+}
+
+// cutLast cuts s around the last sep; without one, it is all after.
+func cutLast(s, sep string) (before, after string, found bool) {
+	if i := strings.LastIndex(s, sep); i >= 0 {
+		return s[:i], s[i+len(sep):], true
+	}
+	return "", s, false
+}
+
+func firstLine(s string) string { first, _, _ := strings.Cut(strings.TrimSpace(s), "\n"); return first }
+
+// anonymousSSH is `git ls-remote` with a stranger's key, no credential
+// helper and no prompt; the host key pinned by knownHosts.
+func anonymousSSH(ctx context.Context, url, knownHosts string) (refused bool, answer string, err error) {
 	if knownHosts == "" {
 		knownHosts = "/dev/null"
 	}

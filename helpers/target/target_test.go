@@ -164,17 +164,17 @@ func TestAnonymousReadJudgesTheServersAnswer(t *testing.T) {
 			w.WriteHeader(status)
 		}))
 		// A URL's user info is not sent either (net/http would make it Basic auth).
-		got, answer, err := AnonymousRead(context.Background(), strings.Replace(srv.URL, "http://", "http://bot:pw@", 1)+"/s.git", "")
+		got, answer, err := AnonymousRead(context.Background(), Anonymous{URL: strings.Replace(srv.URL, "http://", "http://bot:pw@", 1) + "/s.git"})
 		srv.Close()
 		require.NoError(t, err, "status %d", status)
 		assert.Equal(t, refused, got, "status %d", status)
 		assert.Contains(t, answer, fmt.Sprint(status))
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(502) }))
-	_, _, err := AnonymousRead(context.Background(), srv.URL+"/s.git", "")
+	_, _, err := AnonymousRead(context.Background(), Anonymous{URL: srv.URL + "/s.git"})
 	srv.Close()
 	assert.ErrorContains(t, err, "neither served nor refused: HTTP 502")
-	_, _, err = AnonymousRead(context.Background(), "http://127.0.0.1:1/s.git", "")
+	_, _, err = AnonymousRead(context.Background(), Anonymous{URL: "http://127.0.0.1:1/s.git"})
 	assert.ErrorContains(t, err, "cannot be reached")
 }
 
