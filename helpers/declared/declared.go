@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,8 +47,11 @@ type Declarations struct {
 	Templates []Template
 	// Units are the systemd.services.<name> the configuration enables and
 	// has wanted by multi-user.target, as <name>.service: what NixOS starts
-	// at every boot, so what must converge after the switch.
-	Units []string
+	// at every boot, so what must converge after the switch; and, once Own
+	// has read where they are defined, those the base's own modules define
+	// and anything wants.
+	Units  []string
+	wanted []string // enabled and wanted by anything (Apply's "wanted")
 }
 
 // Apply is the projection evaluated on nixosConfigurations.<host>.config:
@@ -85,7 +89,52 @@ in {
   units = let sv = (c.systemd or {}).services or {}; in builtins.filter
     (n: (sv.${n}.enable or true) && builtins.elem "multi-user.target" (sv.${n}.wantedBy or [ ]))
     (builtins.attrNames sv);
+  # Enabled and wanted by anything (a target, docker.service, another
+  # reconcile unit): started whenever what wants it is.
+  wanted = let sv = (c.systemd or {}).services or {}; in builtins.filter
+    (n: (sv.${n}.enable or true) && (sv.${n}.wantedBy or [ ]) != [ ])
+    (builtins.attrNames sv);
 }`
+
+// Defined is the projection evaluated on nixosConfigurations.<host>: which
+// file defines which systemd.services, from the module system's own record
+// (lib/modules.nix: an option's definitionsWithLocations are its
+// definitions after mkIf and mkMerge are discharged, each with the file of
+// the module that made it). A unit defined by a file of the base's own
+// source is the target's.
+const Defined = `h: map (d: { file = toString d.file; names = builtins.attrNames d.value; })
+  ((((h.options or {}).systemd or {}).services or {}).definitionsWithLocations or [ ])`
+
+// Own adds to d.Units the units the base's own modules define (a file under
+// source, the base's store path) that are enabled and wanted by anything:
+// a reconcile unit wanted by docker.service or by another unit must
+// converge as one wanted by multi-user.target must. defined is Defined's
+// JSON; wanted is the configuration's wanted units (Apply's "wanted").
+func (d *Declarations) Own(defined []byte, source string) error {
+	var defs []struct {
+		File  string   `json:"file"`
+		Names []string `json:"names"`
+	}
+	if err := json.Unmarshal(defined, &defs); err != nil {
+		return fmt.Errorf("declarations of %s: where systemd.services are defined: %w", d.Host, err)
+	}
+	if !storeRE.MatchString(source + "/") {
+		return fmt.Errorf("declarations of %s: the base's source %q is not a store path", d.Host, source)
+	}
+	for _, def := range defs {
+		if !strings.HasPrefix(def.File, source+"/") {
+			continue
+		}
+		for _, n := range def.Names {
+			u := n + ".service"
+			if slices.Contains(d.wanted, n) && !slices.Contains(d.Units, u) {
+				d.Units = append(d.Units, u)
+			}
+		}
+	}
+	sort.Strings(d.Units)
+	return nil
+}
 
 var (
 	// A secret's name may nest (drone/rpc_secret): sops-nix makes the
@@ -104,6 +153,7 @@ func Parse(host string, b []byte) (*Declarations, error) {
 		Secrets   map[string]Secret   `json:"secrets"`
 		Templates map[string]Template `json:"templates"`
 		Units     []string            `json:"units"`
+		Wanted    []string            `json:"wanted"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return nil, fmt.Errorf("declarations of %s: %w", host, err)
@@ -135,6 +185,12 @@ func Parse(host string, b []byte) (*Declarations, error) {
 			return nil, fmt.Errorf("systemd.services.%q: not a unit name", u)
 		}
 		d.Units = append(d.Units, u+".service")
+	}
+	for _, u := range raw.Wanted {
+		if !unitRE.MatchString(u) {
+			return nil, fmt.Errorf("systemd.services.%q: not a unit name", u)
+		}
+		d.wanted = append(d.wanted, u)
 	}
 	sort.Strings(d.Units)
 	sort.Slice(d.Secrets, func(i, j int) bool { return d.Secrets[i].Name < d.Secrets[j].Name })

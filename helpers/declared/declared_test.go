@@ -132,3 +132,36 @@ func TestAUnitNameThatIsNotOneIsRefused(t *testing.T) {
 	_, err := Parse("h", []byte(`{"secrets": {}, "templates": {}, "units": ["x; reboot"]}`))
 	assert.ErrorContains(t, err, `systemd.services."x; reboot": not a unit name`)
 }
+
+// A unit the base's own modules define and something other than
+// multi-user.target wants (a reconcile unit wanted by docker.service) must
+// converge too; one nixpkgs defines (a file outside the base's source), or
+// one nothing wants (started by a timer), is not added. The definitions'
+// shape is the module system's: each option's definitionsWithLocations is
+// a list of { file; value; } after mkIf and mkMerge are discharged
+// (nixpkgs lib/modules.nix, mergeDefinitions' defsFinal).
+func TestUnitsTheBaseDefinesAndAnythingWantsMustConverge(t *testing.T) {
+	d := apply(t, `{ systemd.services = {
+	  cc-ci-proxy = { wantedBy = [ "multi-user.target" ]; };
+	  cc-ci-reconcile = { wantedBy = [ "docker.service" ]; };
+	  cc-ci-cleanup = { startAt = "daily"; };
+	  cc-ci-off = { enable = false; wantedBy = [ "docker.service" ]; };
+	  nixpkgs-thing = { wantedBy = [ "sysinit.target" ]; };
+	}; }`)
+	assert.Equal(t, []string{"cc-ci-proxy.service"}, d.Units, "before Own: multi-user.target's alone")
+	const source = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-source"
+	h := `{ options.systemd.services.definitionsWithLocations = [
+	  { file = "` + source + `/modules/ci.nix"; value = { cc-ci-proxy = {}; cc-ci-reconcile = {}; cc-ci-cleanup = {}; cc-ci-off = {}; }; }
+	  { file = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-source/nixos/modules/x.nix"; value = { nixpkgs-thing = {}; }; }
+	]; }`
+	out, err := exec.Command("nix-instantiate", "--eval", "--strict", "--json", "--expr", "("+Defined+") "+h).Output()
+	require.NoError(t, err)
+	require.NoError(t, d.Own(out, source))
+	assert.Equal(t, []string{"cc-ci-proxy.service", "cc-ci-reconcile.service"}, d.Units)
+
+	assert.ErrorContains(t, d.Own(out, "/tmp/base"), "not a store path")
+	// A configuration without the module system's options (not NixOS) adds nothing.
+	out, err = exec.Command("nix-instantiate", "--eval", "--strict", "--json", "--expr", "("+Defined+") {}").Output()
+	require.NoError(t, err)
+	assert.JSONEq(t, "[]", string(out))
+}

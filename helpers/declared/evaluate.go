@@ -130,5 +130,22 @@ func Evaluate(ctx context.Context, cl *remote.Client, src Source, host string, t
 	if err != nil {
 		return nil, fmt.Errorf("declarations: %w", err)
 	}
-	return Parse(host, b)
+	d, err := Parse(host, b)
+	if err != nil {
+		return nil, err
+	}
+	if b, err = s.Nix(ctx, "eval", "--json --apply "+remote.ShellQuote(Defined), `nixosConfigurations."`+host+`"`); err != nil {
+		return nil, fmt.Errorf("declarations: %w", err)
+	}
+	meta, err := s.Nix(ctx, "flake metadata", "--json", "")
+	if err != nil {
+		return nil, fmt.Errorf("declarations: the base's source: %w", err)
+	}
+	var m struct {
+		Path string `json:"path"`
+	}
+	if err := json.Unmarshal(meta, &m); err != nil {
+		return nil, fmt.Errorf("declarations: nix flake metadata printed %.120q: %w", meta, err)
+	}
+	return d, d.Own(b, m.Path)
 }
