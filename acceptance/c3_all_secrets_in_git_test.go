@@ -60,8 +60,33 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 
 	run.Sentence(t, "from its start on, the machine reached nothing but the two repos", func(t *testing.T) {
 		inst := run.InstallRecord(t)
+		// Which repositories git fetched, by its own record on the machine:
+		// the two, or an input the base's flake.lock pins. Read wherever the
+		// harness runs (no forge log or traffic needed); a step that leaves
+		// git's environment or fetches without git is for the checks below.
+		if inst.Traced {
+			allowed := []string{fetchlog.Identity(cfg.Target.BaseRepoURL), fetchlog.Identity(cfg.Target.SecretsRepoURL)}
+			pinned, err := target.LockedInputs(view.Repos)
+			require.NoError(t, err, "the inputs the base's flake.lock pins")
+			for _, u := range pinned {
+				allowed = append(allowed, fetchlog.Identity(u))
+			}
+			var fetched []string
+			for _, f := range inst.GitFetches {
+				fetched = append(fetched, f.Step+"→"+f.Repo)
+			}
+			run.Note("git fetches", "what git fetched during the install, by its own record (step→repository): %v", fetched)
+			judge.None(t, judge.GitFetches(inst.GitFetches, allowed), judge.FetchUnexpected)
+		} else {
+			run.Note("git fetches", "git recorded nothing during the install (GIT_TRACE2_EVENT): no git ran, or it cannot trace")
+		}
 		if cfg.Expect.Egress == "off" && cfg.Expect.FetchLog == "" {
-			t.Skip("neither the machine's traffic (CCCI_EGRESS=off: on the real host the gateway is not the harness's) nor the git server's requests (CCCI_FETCH_LOG) are observed")
+			const unobserved = "neither the machine's traffic (CCCI_EGRESS=off: on the real host the gateway is not the harness's) nor the git server's requests (CCCI_FETCH_LOG) are observed"
+			if !inst.Traced {
+				t.Skip("git recorded no fetch, and " + unobserved)
+			}
+			run.Note("egress", "judged by git's own record alone: %s", unobserved)
+			return
 		}
 		if cfg.Expect.Egress == "nft" {
 			// Read now; what it sends later is judged again at its teardown.

@@ -41,6 +41,10 @@ type Runner struct {
 	AgeKeyPath string
 	Timeout    time.Duration // per block
 	AfterStep  func(b Block) // if set, called after each block, whatever its outcome
+	// BeforeStep, if set, is called before each block the machine runs, in
+	// the same shell (the harness's own observation: it records, never
+	// changes what a step does); its error fails the install.
+	BeforeStep func(ctx context.Context, b Block) error
 	Redact     *redact.Redactor
 	Log        func(format string, args ...any)
 }
@@ -132,8 +136,14 @@ func (r *Runner) Run(ctx context.Context, doc *Doc) (*Record, error) {
 				res.ExitCode = -1
 			}
 		} else {
+			if r.BeforeStep != nil {
+				err = r.BeforeStep(ctx, b)
+			}
 			var out *remote.Result
-			out, err = r.Shell.Exec(ctx, b.Body, r.Timeout)
+			if err == nil {
+				out, err = r.Shell.Exec(ctx, b.Body, r.Timeout)
+			}
+			res.ExitCode = -1
 			if out != nil {
 				res.ExitCode = out.ExitCode
 				res.OutputTail = remote.Tail(r.Redact, append(out.Stdout, out.Stderr...), 1024)

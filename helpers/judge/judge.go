@@ -287,6 +287,24 @@ func Fetches(entries []fetchlog.Entry, machine []string, repos []string) []Probl
 	return out
 }
 
+// GitFetches judges what git recorded fetching during the install, on the
+// machine (fetchlog.FromGitTrace): every repository is one of the two, or
+// an input the base's flake.lock pins (the switch fetches those: the base
+// names each by its content hash). allowed are fetchlog.Identity's.
+func GitFetches(fetches []fetchlog.GitFetch, allowed []string) []Problem {
+	var out []Problem
+	seen := map[string]bool{}
+	for _, f := range fetches {
+		if slices.Contains(allowed, f.Repo) || seen[f.Step+" "+f.Repo] {
+			continue
+		}
+		seen[f.Step+" "+f.Repo] = true
+		out = append(out, Problem{ID: FetchUnexpected, Test: "C3", File: fmt.Sprintf("install step %q", f.Step), Text: fmt.Sprintf(
+			"fetched repository %s over %s (git's own record on the machine): not one of the two repos, nor an input the base's flake.lock pins", f.Repo, f.Protocol)})
+	}
+	return out
+}
+
 // OperatorAsks judges what install.md asks of the operator beyond its steps
 // (installdoc.OperatorAsks): in its prose and in the blocks it shows, the
 // age key and nothing else.

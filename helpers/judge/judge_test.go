@@ -91,6 +91,8 @@ func TestEachRuleOnRecordedFacts(t *testing.T) {
 		{"the two repos fetched", Fetches([]fetchlog.Entry{fetch("10.99.0.5", "good/cc-ci.git"), fetch("10.99.0.5", "good/cc-ci-secrets.git")}, machine, repos), nil},
 		{"a third repo fetched by another machine", Fetches([]fetchlog.Entry{fetch("10.99.0.6", "tools/x.git")}, machine, repos), nil},
 		{"a third repo on the same server", Fetches([]fetchlog.Entry{fetch("10.99.0.5", "good/cc-ci.git"), fetch("10.99.0.5", "tools/x.git"), fetch("10.99.0.5", "tools/x.git")}, machine, repos), []string{FetchUnexpected}},
+		{"git fetched the two repos and a pinned input", GitFetches([]fetchlog.GitFetch{{Step: "clone-base", Repo: "git.example/o/cc-ci"}, {Step: "switch", Repo: "github.com/nixos/nixpkgs"}}, []string{"git.example/o/cc-ci", "github.com/nixos/nixpkgs"}), nil},
+		{"git fetched a third repo", GitFetches([]fetchlog.GitFetch{{Step: "switch", Repo: "git.example/o/site-tools", Protocol: "https"}, {Step: "switch", Repo: "git.example/o/site-tools", Protocol: "https"}}, []string{"git.example/o/cc-ci"}), []string{FetchUnexpected}},
 		{"the age key alone asked for", OperatorAsks(doc("Copy the age key to the machine."), "/var/lib/sops-nix/key.txt"), nil},
 		{"a token asked for in the text", OperatorAsks(doc("Then paste the registry token on the machine."), "/var/lib/sops-nix/key.txt"), []string{OperatorAsksMore}},
 		{"a key the machine built", UndeclaredSecrets([]undeclared.Finding{{Repo: "store", Path: "/nix/store/x-etc/key", Line: 2, Rule: "private-key", Fingerprint: "0123456789abcdef0123"}}), []string{SecretUndeclared}},

@@ -59,22 +59,62 @@ func SecretsLinks(rp *Repos, secretsURL string) ([]SecretsLink, error) {
 	return out, nil
 }
 
-// rootInputs are the root flake's direct inputs as flake.lock pins them
-// (none when the base has no flake.lock).
-func rootInputs(ctx context.Context, rp *Repos) ([]SecretsLink, error) {
+// flakeLock is what the harness reads of the base's flake.lock.
+type flakeLock struct {
+	Root  string `json:"root"`
+	Nodes map[string]struct {
+		Inputs map[string]json.RawMessage `json:"inputs"`
+		Locked map[string]any             `json:"locked"`
+	} `json:"nodes"`
+}
+
+// readLock reads the base's flake.lock (nil when it has none).
+func readLock(ctx context.Context, rp *Repos) (*flakeLock, error) {
 	b, err := rp.readBaseIfThere(ctx, "flake.lock")
 	if b == nil || err != nil {
 		return nil, err
 	}
-	var lock struct {
-		Root  string `json:"root"`
-		Nodes map[string]struct {
-			Inputs map[string]json.RawMessage `json:"inputs"`
-			Locked map[string]any             `json:"locked"`
-		} `json:"nodes"`
-	}
+	var lock flakeLock
 	if err := json.Unmarshal(b, &lock); err != nil {
 		return nil, fmt.Errorf("base repo flake.lock: %w", err)
+	}
+	return &lock, nil
+}
+
+// lockedURL is where a node of the lock is fetched from: its url, or the
+// forge's https address for a github/gitlab node.
+func lockedURL(locked map[string]any) string {
+	s := func(k string) string { v, _ := locked[k].(string); return v }
+	if s("type") == "github" || s("type") == "gitlab" {
+		return "https://" + s("type") + ".com/" + s("owner") + "/" + s("repo")
+	}
+	return s("url")
+}
+
+// LockedInputs are where every input the base's flake.lock pins, direct or
+// not, is fetched from: what the switch may fetch besides the two repos,
+// since the base names each by its content hash.
+func LockedInputs(rp *Repos) ([]string, error) {
+	lock, err := readLock(context.Background(), rp)
+	if lock == nil || err != nil {
+		return nil, err
+	}
+	var out []string
+	for name, n := range lock.Nodes {
+		if u := lockedURL(n.Locked); u != "" && name != lock.Root {
+			out = append(out, u)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// rootInputs are the root flake's direct inputs as flake.lock pins them
+// (none when the base has no flake.lock).
+func rootInputs(ctx context.Context, rp *Repos) ([]SecretsLink, error) {
+	lock, err := readLock(ctx, rp)
+	if lock == nil || err != nil {
+		return nil, err
 	}
 	root, ok := lock.Nodes[lock.Root]
 	if !ok {
@@ -91,11 +131,7 @@ func rootInputs(ctx context.Context, rp *Repos) ([]SecretsLink, error) {
 			return nil, fmt.Errorf("base repo flake.lock: input %q names node %q, which is not there", name, node)
 		}
 		s := func(k string) string { v, _ := n.Locked[k].(string); return v }
-		u := s("url")
-		if s("type") == "github" || s("type") == "gitlab" {
-			u = "https://" + s("type") + ".com/" + s("owner") + "/" + s("repo")
-		}
-		out = append(out, SecretsLink{Kind: "flake input", Name: name, Where: "flake.lock", URL: u, Rev: s("rev"), NarHash: s("narHash")})
+		out = append(out, SecretsLink{Kind: "flake input", Name: name, Where: "flake.lock", URL: lockedURL(n.Locked), Rev: s("rev"), NarHash: s("narHash")})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil

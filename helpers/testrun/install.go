@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cc-ci/acceptance/helpers/egress"
+	"github.com/cc-ci/acceptance/helpers/fetchlog"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
 	"github.com/cc-ci/acceptance/helpers/target"
 )
@@ -27,6 +28,10 @@ type Install struct {
 	// What the machine sent from its start to the install's end, by step
 	// (CCCI_EGRESS=nft): what a SKIP_install run judges again.
 	Contacts []Contact
+	// What git fetched during each step, by its own record on the machine
+	// (fetchlog.FromGitTrace); Traced says git recorded anything at all.
+	GitFetches []fetchlog.GitFetch
+	Traced     bool
 }
 
 // The three install accessors differ by what they guarantee the caller:
@@ -71,9 +76,12 @@ func (r *Run) InstallRecord(t testing.TB) *Install {
 		// What the machine sent since it started, then during each step.
 		r.sawUntil(r.ctx, egress.Boot)
 		runner.AfterStep = func(b installdoc.Block) { r.sawUntil(r.ctx, b.Step) }
+		// What git fetched during each step, in a directory of the step.
+		steps := gitTraced(sh, r.Config.Timeouts.StepTimeout, runner)
 		inst.Started = time.Now()
 		inst.Record, inst.Err = runner.Run(r.ctx, doc)
 		inst.Ended = time.Now()
+		inst.GitFetches, inst.Traced = r.gitFetches(cl, steps)
 		r.traffic.mu.Lock()
 		inst.Contacts = append([]Contact(nil), r.traffic.contacts...)
 		r.traffic.mu.Unlock()
