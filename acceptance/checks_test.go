@@ -149,8 +149,8 @@ func assertDeclaredFiles(t *testing.T, cl *remote.Client, view *testrun.TargetVi
 	t.Helper()
 	for i, f := range filesAt(t, cl, secrets, func(s declared.Secret) string { return s.Path }) {
 		s := secrets[i]
-		value, ok := view.Value(s)
-		if !assert.True(t, ok, "secret %s: key %q is in %s", s.Name, s.Key, s.SopsFile) || !assert.NotEmpty(t, f.SHA256, "%s (secret %s) exists", f.Path, s.Name) {
+		value, err := view.Value(s)
+		if !assert.NoError(t, err, "secret %s: key %q of %s (format %s)", s.Name, s.Key, s.SopsFile, s.Format) || !assert.NotEmpty(t, f.SHA256, "%s (secret %s) exists", f.Path, s.Name) {
 			continue
 		}
 		assert.Equal(t, target.SHA256([]byte(value)), f.SHA256, "%s (secret %s) holds the value of %q in git (sha256)", f.Path, s.Name, s.Key)

@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/cc-ci/acceptance/helpers/sopsfile"
 )
 
 // Secret is one sops.secrets.<name>: where sops-nix puts the value of key
@@ -27,6 +29,7 @@ type Secret struct {
 	Owner    string `json:"owner"`
 	Group    string `json:"group"`
 	SopsFile string `json:"sopsFile"` // the file in the secrets repo, relative to its root
+	Format   string `json:"format"`   // sops-nix's format: yaml (default), json, binary, dotenv, ini
 }
 
 // Template is one sops.templates.<name>: a file sops-nix renders with
@@ -80,6 +83,7 @@ in {
     name = v.name or n; key = v.key or n;
     path = str (v.path or "/run/secrets/${n}"); mode = str (v.mode or "0400");
     sopsFile = str (v.sopsFile or (s.defaultSopsFile or ""));
+    format = str (v.format or "yaml");
   } // who v) (s.secrets or {});
   templates = builtins.mapAttrs (n: v: {
     name = v.name or n; path = str (v.path or "/run/secrets/rendered/${n}"); mode = str (v.mode or "0400");
@@ -164,8 +168,8 @@ func Parse(host string, b []byte) (*Declarations, error) {
 		if err := checkFile(where, s.Name, s.Path, s.Mode, s.Owner, s.Group); err != nil {
 			return nil, err
 		}
-		if s.Key == "" {
-			return nil, fmt.Errorf("%s: no key", where)
+		if !slices.Contains(sopsfile.Formats, s.Format) {
+			return nil, fmt.Errorf("%s: format %q is none of sops-nix's %v", where, s.Format, sopsfile.Formats)
 		}
 		rel := storeRE.ReplaceAllString(s.SopsFile, "")
 		if rel == s.SopsFile || rel == "" || strings.Contains(rel, "..") {

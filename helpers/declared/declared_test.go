@@ -29,8 +29,8 @@ func TestApplyFillsSopsNixDefaults(t *testing.T) {
 	}; }`
 	d := apply(t, config)
 	assert.Equal(t, []Secret{
-		{Name: "drone/rpc_secret", Key: "drone/rpc_secret", Path: "/run/secrets/drone/rpc_secret", Mode: "0440", Owner: "drone", Group: "gid:0", SopsFile: "secrets/secrets.yaml"},
-		{Name: "tls_fullchain", Key: "cert", Path: "/var/lib/ci-certs/live/fullchain.pem", Mode: "0444", Owner: "uid:0", Group: "gid:0", SopsFile: "secrets/tls.yaml"},
+		{Name: "drone/rpc_secret", Key: "drone/rpc_secret", Path: "/run/secrets/drone/rpc_secret", Mode: "0440", Owner: "drone", Group: "gid:0", SopsFile: "secrets/secrets.yaml", Format: "yaml"},
+		{Name: "tls_fullchain", Key: "cert", Path: "/var/lib/ci-certs/live/fullchain.pem", Mode: "0444", Owner: "uid:0", Group: "gid:0", SopsFile: "secrets/tls.yaml", Format: "yaml"},
 	}, d.Secrets)
 	assert.Equal(t, []Template{{Name: "drone.env", Path: "/run/secrets/rendered/drone.env", Mode: "0400", Owner: "drone", Group: "gid:0"}}, d.Templates)
 	assert.Equal(t, []string{"cc-ci-swarm.service", "docker.service"}, d.Units, "enabled and wanted by multi-user.target: what every boot starts")
@@ -80,8 +80,8 @@ func TestTheProjectionReadsSopsNixOptionsAsTheModuleSystemYieldsThem(t *testing.
 	systemd.services = { }; }`
 	d := apply(t, config)
 	assert.Equal(t, []Secret{
-		{Name: "drone/rpc_secret", Key: "drone/rpc_secret", Path: "/run/secrets/drone/rpc_secret", Mode: "0400", Owner: "drone", Group: "drone", SopsFile: "secrets/secrets.yaml"},
-		{Name: "webhook_hmac", Key: "webhook_hmac", Path: "/run/secrets/webhook_hmac", Mode: "0400", Owner: "uid:0", Group: "gid:0", SopsFile: "secrets/secrets.yaml"},
+		{Name: "drone/rpc_secret", Key: "drone/rpc_secret", Path: "/run/secrets/drone/rpc_secret", Mode: "0400", Owner: "drone", Group: "drone", SopsFile: "secrets/secrets.yaml", Format: "yaml"},
+		{Name: "webhook_hmac", Key: "webhook_hmac", Path: "/run/secrets/webhook_hmac", Mode: "0400", Owner: "uid:0", Group: "gid:0", SopsFile: "secrets/secrets.yaml", Format: "yaml"},
 	}, d.Secrets)
 	assert.Equal(t, []Template{{Name: "registry.env", Path: "/run/secrets/rendered/registry.env", Mode: "0400", Owner: "uid:0", Group: "gid:0"}}, d.Templates)
 	// An owner whose group is left to sops-nix's default: the user's group.
@@ -102,13 +102,15 @@ func TestOwnedByNameOrNumber(t *testing.T) {
 // The declarations are the target's output: each field is validated.
 func TestBadDeclarationsAreRefusedNamingTheOption(t *testing.T) {
 	secret := func(field, value string) string {
-		s := map[string]string{"name": "a", "key": "a", "path": "/run/secrets/a", "mode": "0400", "owner": "root", "group": "root", "sopsFile": store + "secrets.yaml"}
+		s := map[string]string{"name": "a", "key": "a", "path": "/run/secrets/a", "mode": "0400", "owner": "root", "group": "root", "sopsFile": store + "secrets.yaml", "format": "yaml"}
 		s[field] = value
 		return `{"secrets": {"a": {"name": "` + s["name"] + `", "key": "` + s["key"] + `", "path": "` + s["path"] + `", "mode": "` + s["mode"] +
-			`", "owner": "` + s["owner"] + `", "group": "` + s["group"] + `", "sopsFile": "` + s["sopsFile"] + `"}}, "templates": {}}`
+			`", "owner": "` + s["owner"] + `", "group": "` + s["group"] + `", "sopsFile": "` + s["sopsFile"] + `", "format": "` + s["format"] + `"}}, "templates": {}}`
 	}
 	_, err := Parse("h", []byte(secret("mode", "0400")))
 	require.NoError(t, err, "the good one")
+	_, err = Parse("h", []byte(secret("key", "")))
+	require.NoError(t, err, `key = "": the whole file, as sops-nix installs it`)
 	for _, c := range []struct{ field, value, want string }{
 		{"name", "../../etc/shadow", "is not a file name under /run/secrets"},
 		{"name", "a/./b", "is not a file name"},
@@ -118,7 +120,7 @@ func TestBadDeclarationsAreRefusedNamingTheOption(t *testing.T) {
 		{"owner", "root; rm -rf /", "not a user or group name"},
 		{"sopsFile", "/home/op/secrets.yaml", "not a file of a flake input in the store"},
 		{"sopsFile", store + "../x", "not a file of a flake input"},
-		{"key", "", "no key"},
+		{"format", "toml", `format "toml" is none of sops-nix's`},
 	} {
 		_, err := Parse("h", []byte(secret(c.field, c.value)))
 		assert.ErrorContains(t, err, `sops.secrets."a"`, "%s=%q", c.field, c.value)

@@ -10,6 +10,7 @@ package sopsfile
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/getsops/sops/v3/aes"
 	sopsage "github.com/getsops/sops/v3/age"
 	"github.com/getsops/sops/v3/cmd/sops/common"
+	"github.com/getsops/sops/v3/cmd/sops/formats"
 	"github.com/getsops/sops/v3/config"
 	"github.com/getsops/sops/v3/keyservice"
 	"github.com/getsops/sops/v3/logging"
@@ -45,9 +47,19 @@ func store() *sopsyaml.Store { return sopsyaml.NewStore(&config.YAMLStoreConfig{
 
 // Encrypt encrypts a plain YAML document to the age recipients, as `sops -e` does.
 func Encrypt(plain []byte, recipients []string) ([]byte, error) {
-	branches, err := store().LoadPlainFile(plain)
+	return EncryptAs(plain, "yaml", recipients)
+}
+
+// EncryptAs encrypts a plain file of format (one of Formats) to the age
+// recipients, as `sops -e --input-type <format>` does.
+func EncryptAs(plain []byte, format string, recipients []string) ([]byte, error) {
+	if !slices.Contains(Formats, format) {
+		return nil, fmt.Errorf("sops: format %q is none of sops-nix's %v", format, Formats)
+	}
+	st := common.StoreForFormat(formats.FormatFromString(format), config.NewStoresConfig())
+	branches, err := st.LoadPlainFile(plain)
 	if err != nil {
-		return nil, fmt.Errorf("sops: read plain YAML: %w", err)
+		return nil, fmt.Errorf("sops: read plain %s: %w", format, err)
 	}
 	var group sops.KeyGroup
 	for _, r := range recipients {
@@ -66,11 +78,40 @@ func Encrypt(plain []byte, recipients []string) ([]byte, error) {
 	if err := common.EncryptTree(common.EncryptTreeOpts{DataKey: dataKey, Tree: &tree, Cipher: aes.NewCipher()}); err != nil {
 		return nil, fmt.Errorf("sops: encrypt: %w", err)
 	}
-	out, err := store().EmitEncryptedFile(tree)
+	out, err := st.EmitEncryptedFile(tree)
 	if err != nil {
-		return nil, fmt.Errorf("sops: write encrypted YAML: %w", err)
+		return nil, fmt.Errorf("sops: write encrypted %s: %w", format, err)
 	}
 	return out, nil
+}
+
+// Formats are sops-nix's format option's values (Mic92/sops-nix 56b2406,
+// pkgs/sops-install-secrets/main.go: FormatType): each names the store sops
+// reads the file with.
+var Formats = []string{"yaml", "json", "binary", "dotenv", "ini"}
+
+// Plain decrypts a sops file of format and returns the whole plaintext file
+// as sops emits it — what sops-nix installs for a secret of format binary,
+// dotenv or ini, or of yaml or json with key = "" (sops-install-secrets'
+// decryptSecret: decrypt.File(path, format), i.e. decrypt.DataWithFormat:
+// the format's store, the tree decrypted, the MAC checked, EmitPlainFile).
+func Plain(enc []byte, format, identities string) ([]byte, error) {
+	if !slices.Contains(Formats, format) {
+		return nil, fmt.Errorf("sops: format %q is none of sops-nix's %v", format, Formats)
+	}
+	st := common.StoreForFormat(formats.FormatFromString(format), config.NewStoresConfig())
+	tree, err := st.LoadEncryptedFile(enc)
+	if err != nil {
+		return nil, fmt.Errorf("sops: not a sops-encrypted %s file: %w", format, err)
+	}
+	if err := decryptTree(&tree, identities); err != nil {
+		return nil, err
+	}
+	plain, err := st.EmitPlainFile(tree.Branches)
+	if err != nil {
+		return nil, fmt.Errorf("sops: emit plain %s: %w", format, err)
+	}
+	return plain, nil
 }
 
 // Decrypt decrypts with the given age identities (age identity lines, "AGE-SECRET-KEY-…"),
@@ -80,9 +121,28 @@ func Decrypt(enc []byte, identities string) (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sops: not a sops-encrypted YAML file: %w", err)
 	}
+	if err := decryptTree(&tree, identities); err != nil {
+		return nil, err
+	}
+	plain, err := store().EmitPlainFile(tree.Branches)
+	if err != nil {
+		return nil, fmt.Errorf("sops: emit plain YAML: %w", err)
+	}
+	var doc any
+	if err := yaml.Unmarshal(plain, &doc); err != nil {
+		return nil, fmt.Errorf("sops: parse decrypted YAML: %w", err)
+	}
+	out := map[string]string{}
+	flatten("", doc, func(path string, v any) { out[path] = fmt.Sprint(v) })
+	return out, nil
+}
+
+// decryptTree decrypts tree in place with the first identity that opens its
+// data key, and checks its MAC.
+func decryptTree(tree *sops.Tree, identities string) error {
 	var ids sopsage.ParsedIdentities
 	if err := ids.Import(identities); err != nil {
-		return nil, fmt.Errorf("sops: age identity: %w", err)
+		return fmt.Errorf("sops: age identity: %w", err)
 	}
 	var dataKey []byte
 	for _, g := range tree.Metadata.KeyGroups {
@@ -99,28 +159,18 @@ func Decrypt(enc []byte, identities string) (map[string]string, error) {
 		}
 	}
 	if dataKey == nil {
-		return nil, ErrNoMatchingKey
+		return ErrNoMatchingKey
 	}
 	cipher := aes.NewCipher()
 	computed, err := tree.Decrypt(dataKey, cipher)
 	if err != nil {
-		return nil, fmt.Errorf("sops: %w (%v)", ErrTampered, err)
+		return fmt.Errorf("sops: %w (%v)", ErrTampered, err)
 	}
 	stored, err := cipher.Decrypt(tree.Metadata.MessageAuthenticationCode, dataKey, tree.Metadata.LastModified.Format(time.RFC3339))
 	if err != nil || stored != computed {
-		return nil, ErrMACMismatch
+		return ErrMACMismatch
 	}
-	plain, err := store().EmitPlainFile(tree.Branches)
-	if err != nil {
-		return nil, fmt.Errorf("sops: emit plain YAML: %w", err)
-	}
-	var doc any
-	if err := yaml.Unmarshal(plain, &doc); err != nil {
-		return nil, fmt.Errorf("sops: parse decrypted YAML: %w", err)
-	}
-	out := map[string]string{}
-	flatten("", doc, func(path string, v any) { out[path] = fmt.Sprint(v) })
-	return out, nil
+	return nil
 }
 
 // Info is what can be read from a sops file without any key.

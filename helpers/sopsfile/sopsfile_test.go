@@ -178,3 +178,64 @@ func TestInteroperatesWithTheSopsCLI(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, info.Plaintext(), "the CLI's own file holds no plaintext:\n%s", theirs)
 }
+
+// Each format sops-nix reads a whole file in (binary, dotenv, ini; yaml or
+// json with key = "") decrypts to the very bytes the sops CLI writes — the
+// same library function sops-install-secrets calls (decrypt.File) — from a
+// file the CLI encrypted. The YAML reader of the values (Decrypt) reads a
+// JSON and a binary file too (JSON is YAML): a binary file's value is its
+// "data", nested JSON keys are dotted.
+func TestEveryFormatDecryptsAsSopsWritesIt(t *testing.T) {
+	bin := "/var/cache/cc-ci-lab/bin/sops"
+	if _, err := os.Stat(bin); err != nil {
+		labtest.Unavailable(t, "sops CLI not built at "+bin+" (make lab-up builds it)")
+	}
+	id := identity(t)
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key.txt")
+	require.NoError(t, os.WriteFile(keyFile, []byte(id.String()+"\n"), 0o600))
+	env := append(os.Environ(), "SOPS_AGE_KEY_FILE="+keyFile)
+	sops := func(args ...string) []byte {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = env
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		require.NoError(t, err, "sops %v: %s", args, stderr.String())
+		return out
+	}
+	cert := "-----BEGIN CERTIFICATE-----\nMIIB…\n-----END CERTIFICATE-----\n"
+	for format, plainText := range map[string]string{
+		"yaml":   plain,
+		"json":   `{"drone": {"rpc_secret": "rpc-0123456789"}, "webhook_hmac": "s3cret-hmac"}`,
+		"binary": cert,
+		"dotenv": "DRONE_RPC_SECRET=rpc-0123456789\nWEBHOOK_HMAC=s3cret-hmac\n",
+		"ini":    "[drone]\nrpc_secret = rpc-0123456789\n",
+	} {
+		p := filepath.Join(dir, "plain."+format)
+		require.NoError(t, os.WriteFile(p, []byte(plainText), 0o600))
+		enc := sops("-e", "--input-type", format, "--output-type", format, "--age", id.Recipient().String(), p)
+		e := filepath.Join(dir, "enc."+format)
+		require.NoError(t, os.WriteFile(e, enc, 0o600))
+		want := sops("-d", "--input-type", format, "--output-type", format, e)
+		got, err := Plain(enc, format, id.String())
+		require.NoError(t, err, format)
+		assert.Equal(t, string(want), string(got), "%s: the whole file, as sops writes it", format)
+		if format == "binary" {
+			assert.Equal(t, cert, string(got), "a binary file is its bytes")
+		}
+		_, err = Plain(enc, format, identity(t).String())
+		assert.ErrorIs(t, err, ErrNoMatchingKey, format)
+		if format == "json" || format == "binary" {
+			vals, err := Decrypt(enc, id.String())
+			require.NoError(t, err, format)
+			if format == "json" {
+				assert.Equal(t, "rpc-0123456789", vals["drone.rpc_secret"])
+			} else {
+				assert.Equal(t, cert, vals["data"])
+			}
+		}
+	}
+	_, err := Plain([]byte("x"), "toml", id.String())
+	assert.ErrorContains(t, err, `format "toml" is none of sops-nix's`)
+}

@@ -229,6 +229,53 @@ func SecretName(file, key string) string {
 	return file + ":" + key
 }
 
+// DeclaredValue is what sops-nix installs for a secret declared with
+// sopsFile file (relative to the repo that holds it: the secrets repo, or
+// the base for a credential the base keeps), format and key, as
+// sops-install-secrets' decryptSecret reads it (Mic92/sops-nix 56b2406):
+// the whole plaintext file for binary, dotenv and ini, and for yaml or json
+// with key ""; otherwise the string at the key, nested with "/". known are
+// Secrets' values (the secrets repo's, by SecretName). Whatever it decrypts
+// is registered with r before it is returned.
+func DeclaredValue(rp *Repos, k *AgeKey, known map[string]string, file, format, key string, r *redact.Redactor) (string, error) {
+	whole := format == "binary" || format == "dotenv" || format == "ini" || key == ""
+	if v, ok := known[SecretName(file, key)]; ok && !whole {
+		return v, nil
+	}
+	ctx := context.Background()
+	enc, err := rp.readSecrets(ctx, file)
+	where := "secrets repo " + file
+	if err != nil {
+		if enc, err = rp.readBase(ctx, file); err != nil {
+			return "", fmt.Errorf("sopsFile %s is in neither repo at its pinned commit", file)
+		}
+		where = "base repo " + file
+	}
+	if whole {
+		plain, err := sopsfile.Plain(enc, format, k.Identity)
+		if err != nil {
+			return "", fmt.Errorf("%s (format %s): %w", where, format, err)
+		}
+		r.Add(where, plain)
+		return string(plain), nil
+	}
+	if format != "yaml" && format != "json" {
+		return "", fmt.Errorf("%s: format %q is none of sops-nix's", where, format)
+	}
+	vals, err := sopsfile.Decrypt(enc, k.Identity)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", where, err)
+	}
+	for name, v := range vals {
+		r.Add(where+":"+name, []byte(v))
+	}
+	v, ok := vals[strings.ReplaceAll(key, "/", ".")]
+	if !ok {
+		return "", fmt.Errorf("%s holds no key %q", where, key)
+	}
+	return v, nil
+}
+
 // otherSopsFiles adds to vals the values of every other sops file the
 // secrets repo holds at its installed commit (a host's sops.secrets may
 // name any of them as sopsFile), named by SecretName. A file that is not a

@@ -261,3 +261,52 @@ func TestEverySopsFileOfTheSecretsRepoIsRead(t *testing.T) {
 	_, err = Secrets(rp, key, &redact.Redactor{})
 	assert.ErrorContains(t, err, "secrets repo secrets/other.yaml")
 }
+
+// A declared secret's value is what sops-nix installs for it (sops-install-
+// secrets' decryptSecret): the string at its key (nested with "/") for yaml
+// and json; the whole plaintext file for binary, dotenv and ini, and for
+// yaml or json with key ""; from the secrets repo, or the base for a sops
+// file the base keeps. What it decrypts is registered for redaction.
+func TestADeclaredValueIsWhatSopsNixInstalls(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	require.NoError(t, err)
+	to := []string{id.Recipient().String()}
+	enc := func(plain, format string) string {
+		b, err := sopsfile.EncryptAs([]byte(plain), format, to)
+		require.NoError(t, err)
+		return string(b)
+	}
+	cert := "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+	secrets := committed(t, map[string]string{
+		SecretsDoc:         enc("drone:\n  rpc_secret: rpc-0123456789\n", "yaml"),
+		"secrets/tls.bin":  enc(cert, "binary"),
+		"secrets/app.json": enc(`{"bridge": {"hmac": "hmac-0123456789"}}`, "json"),
+		"secrets/env":      enc("A=alpha-0123456789\n", "dotenv"),
+	}, nil)
+	base := committed(t, map[string]string{"bootstrap/access.sops.yaml": enc("secrets_repo_token: tok-0123456789\n", "yaml")}, nil)
+	rp := &Repos{Base: base.Base, BaseCommit: base.BaseCommit, Secrets: secrets.Secrets, SecretsCommit: secrets.SecretsCommit}
+	k := &AgeKey{Identity: id.String(), Recipient: id.Recipient().String()}
+	known, err := sopsfile.Decrypt([]byte(enc("drone:\n  rpc_secret: rpc-0123456789\n", "yaml")), id.String())
+	require.NoError(t, err)
+	r := &redact.Redactor{}
+	for _, c := range []struct{ file, format, key, want string }{
+		{SecretsDoc, "yaml", "drone/rpc_secret", "rpc-0123456789"},
+		{"secrets/tls.bin", "binary", "tls_fullchain", cert}, // the key is ignored
+		{"secrets/app.json", "json", "bridge/hmac", "hmac-0123456789"},
+		{"secrets/env", "dotenv", "A", "A=alpha-0123456789\n"},
+		{"bootstrap/access.sops.yaml", "yaml", "secrets_repo_token", "tok-0123456789"},
+	} {
+		got, err := DeclaredValue(rp, k, known, c.file, c.format, c.key, r)
+		require.NoError(t, err, "%s %s %s", c.file, c.format, c.key)
+		assert.Equal(t, c.want, got, "%s %s %s", c.file, c.format, c.key)
+	}
+	whole, err := DeclaredValue(rp, k, known, SecretsDoc, "yaml", "", r)
+	require.NoError(t, err)
+	assert.Contains(t, whole, "rpc_secret: rpc-0123456789", `key = "": the whole file`)
+	assert.NotContains(t, r.Redact("hmac-0123456789 tok-0123456789"), "0123456789", "what it decrypted is redacted")
+
+	_, err = DeclaredValue(rp, k, known, SecretsDoc, "yaml", "drone/nope", r)
+	assert.ErrorContains(t, err, `holds no key "drone/nope"`)
+	_, err = DeclaredValue(rp, k, known, "secrets/none.yaml", "yaml", "x", r)
+	assert.ErrorContains(t, err, "in neither repo")
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cc-ci/acceptance/helpers/declared"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
+	"github.com/cc-ci/acceptance/helpers/redact"
 	"github.com/cc-ci/acceptance/helpers/target"
 )
 
@@ -19,6 +20,7 @@ type TargetView struct {
 	Doc     *installdoc.Doc
 	Secrets map[string]string
 	Key     *target.AgeKey
+	redact  *redact.Redactor // what Value decrypts is registered with it
 }
 
 type targetState struct {
@@ -91,7 +93,7 @@ func (r *Run) loadTarget() (*TargetView, error) {
 	}
 	logf("target: base %s, secrets %s, %s manifest %s (%d steps)", repos.BaseCommit[:12], repos.SecretsCommit[:12],
 		target.InstallDoc, doc.Manifest[:12], len(doc.Blocks))
-	return &TargetView{Repos: repos, Doc: doc, Secrets: secrets, Key: r.key}, nil
+	return &TargetView{Repos: repos, Doc: doc, Secrets: secrets, Key: r.key, redact: r.Redact}, nil
 }
 
 // Repos are the target's two repos as fetched: for a check that reads
@@ -107,11 +109,11 @@ func (r *Run) Repos(t testing.TB) *target.Repos {
 	return r.tgt.repos
 }
 
-// Value is the decrypted value of a declared secret: its key in the sops
-// file it names.
-func (v *TargetView) Value(s declared.Secret) (string, bool) {
-	val, ok := v.Secrets[target.SecretName(s.SopsFile, s.Key)]
-	return val, ok
+// Value is the decrypted value of a declared secret, as sops-nix installs
+// it (target.DeclaredValue: its key in the sops file it names, or the whole
+// file for its format or an empty key).
+func (v *TargetView) Value(s declared.Secret) (string, error) {
+	return target.DeclaredValue(v.Repos, v.Key, v.Secrets, s.SopsFile, s.Format, s.Key, v.redact)
 }
 
 // AllSecrets is every secret the target has (target.AllSecrets).
