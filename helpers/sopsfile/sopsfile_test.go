@@ -239,3 +239,43 @@ func TestEveryFormatDecryptsAsSopsWritesIt(t *testing.T) {
 	_, err := Plain([]byte("x"), "toml", id.String())
 	assert.ErrorContains(t, err, `format "toml" is none of sops-nix's`)
 }
+
+// dotenv and ini sops files are read by their names, as sops reads them:
+// their recipients, their MAC, every value encrypted, and their values.
+func TestDotenvAndIniFilesAreReadByTheirNames(t *testing.T) {
+	bin := "/var/cache/cc-ci-lab/bin/sops"
+	if _, err := os.Stat(bin); err != nil {
+		labtest.Unavailable(t, "sops CLI not built at "+bin+" (make lab-up builds it)")
+	}
+	id := identity(t)
+	dir := t.TempDir()
+	for name, body := range map[string]string{"drone.env": "DRONE_RPC_SECRET=rpc-0123456789\n", "app.ini": "[drone]\nrpc_secret = rpc-0123456789\n"} {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+		cmd := exec.Command(bin, "-e", "--age", id.Recipient().String(), p)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		enc, err := cmd.Output()
+		require.NoError(t, err, stderr.String())
+
+		info, err := InspectFile(name, enc)
+		require.NoError(t, err, name)
+		assert.Equal(t, []string{id.Recipient().String()}, info.Recipients, name)
+		assert.True(t, info.HasMAC, name)
+		assert.Empty(t, info.Plaintext(), name)
+		vals, err := DecryptFile(name, enc, id.String())
+		require.NoError(t, err, name)
+		assert.Contains(t, []string{vals["DRONE_RPC_SECRET"], vals["drone.rpc_secret"]}, "rpc-0123456789", name)
+
+		_, err = Inspect(enc)
+		assert.Error(t, err, "%s is not YAML: read by its name, not by Inspect", name)
+		if name == "drone.env" {
+			plainToo := append(enc, []byte("REGISTRY_TOKEN=tok-0123456789\n")...)
+			info, err := InspectFile(name, plainToo)
+			require.NoError(t, err)
+			assert.Equal(t, []string{"REGISTRY_TOKEN"}, info.Plaintext(), "a value added in plaintext")
+		}
+	}
+	_, err := InspectFile("notes.env", []byte("A=b\n"))
+	assert.Error(t, err, "a dotenv file with no sops metadata is not a sops file")
+}

@@ -69,7 +69,7 @@ func SecretsTreeProblems(ctx context.Context, rp *Repos) ([]TreeProblem, error) 
 				problems = append(problems, TreeProblem{c, path, err.Error()})
 				continue
 			}
-			info, err := sopsfile.Inspect(blob)
+			info, err := sopsfile.InspectFile(path, blob)
 			if err != nil {
 				problems = append(problems, TreeProblem{c, path, "not a sops-encrypted file (" + err.Error() + ")"})
 				continue
@@ -108,7 +108,7 @@ func FileRecipients(rp *Repos, path string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	info, err := sopsfile.Inspect(b)
+	info, err := sopsfile.InspectFile(path, b)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +182,7 @@ func PlainIn(rp *Repos, value string) ([]string, error) {
 		if err != nil {
 			continue // a symlink or a file too large is not where a parameter is set
 		}
-		if _, err := sopsfile.Inspect(b); err == nil {
+		if _, err := sopsfile.InspectFile(p, b); err == nil {
 			continue
 		}
 		files = append(files, p)

@@ -262,7 +262,7 @@ func DeclaredValue(rp *Repos, k *AgeKey, known map[string]string, file, format, 
 	if format != "yaml" && format != "json" {
 		return "", fmt.Errorf("%s: format %q is none of sops-nix's", where, format)
 	}
-	vals, err := sopsfile.Decrypt(enc, k.Identity)
+	vals, err := sopsfile.DecryptFile(file, enc, k.Identity)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", where, err)
 	}
@@ -294,10 +294,10 @@ func otherSopsFiles(rp *Repos, key *AgeKey, vals map[string]string) error {
 		if err != nil {
 			continue // a symlink, a submodule: C1 names it
 		}
-		if _, err := sopsfile.Inspect(enc); err != nil {
+		if _, err := sopsfile.InspectFile(file, enc); err != nil {
 			continue
 		}
-		more, err := sopsfile.Decrypt(enc, key.Identity)
+		more, err := sopsfile.DecryptFile(file, enc, key.Identity)
 		if err != nil {
 			return fmt.Errorf("secrets repo %s: %w", file, err)
 		}

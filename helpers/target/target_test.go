@@ -310,3 +310,33 @@ func TestADeclaredValueIsWhatSopsNixInstalls(t *testing.T) {
 	_, err = DeclaredValue(rp, k, known, "secrets/none.yaml", "yaml", "x", r)
 	assert.ErrorContains(t, err, "in neither repo")
 }
+
+// A dotenv or ini sops file is a sops file of the secrets repo (C1's tree)
+// and a source of secrets (its values are searched for and redacted), read
+// by its name as sops reads it.
+func TestDotenvAndIniSopsFilesAreSecretsFiles(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	require.NoError(t, err)
+	to := []string{id.Recipient().String()}
+	enc := func(plain, format string) string {
+		b, err := sopsfile.EncryptAs([]byte(plain), format, to)
+		require.NoError(t, err)
+		return string(b)
+	}
+	rp := committed(t, map[string]string{
+		SecretsDoc:           enc("a: alpha-0123456789\n", "yaml"),
+		"secrets/drone.env":  enc("DRONE_RPC_SECRET=rpc-0123456789\n", "dotenv"),
+		"secrets/bridge.ini": enc("[bridge]\nhmac = hmac-0123456789\n", "ini"),
+		".sops.yaml":         "creation_rules:\n  - age: " + id.Recipient().String() + "\n",
+	}, nil)
+	problems, err := SecretsTreeProblems(context.Background(), rp)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+	vals, err := Secrets(rp, &AgeKey{Identity: id.String(), Recipient: id.Recipient().String()}, &redact.Redactor{})
+	require.NoError(t, err)
+	assert.Equal(t, "rpc-0123456789", vals[SecretName("secrets/drone.env", "DRONE_RPC_SECRET")])
+	assert.Equal(t, "hmac-0123456789", vals[SecretName("secrets/bridge.ini", "bridge.hmac")])
+	rs, err := FileRecipients(rp, "secrets/drone.env")
+	require.NoError(t, err)
+	assert.Equal(t, to, rs)
+}
