@@ -187,35 +187,54 @@ func storePathOf(file string) string {
 // keeps those of the paths the configuration made.
 func closure(ctx context.Context, cl *remote.Client, top string, values []string, sources map[string]bool, timeout time.Duration) (Closure, error) {
 	c := Closure{Top: top, Made: map[string][]string{}}
+	// One pass over the closure for every value (a NixOS closure is
+	// gigabytes), then each file found is asked which values it holds.
 	var script strings.Builder
-	script.WriteString("t=$(mktemp); trap 'rm -f \"$t\"' EXIT; nix-store -qR " + remote.ShellQuote(top) + " >\"$t\"\n")
-	for i, v := range values {
-		// grep exits 1 when nothing matched: not an error here.
-		fmt.Fprintf(&script, "printf '=%d\\0'; xargs -d '\\n' -a \"$t\" sh -c 'grep -rlswZF -e \"$0\" -- \"$@\"; [ $? -le 1 ]' %s\n", i, remote.ShellQuote(v))
+	script.WriteString(`t=$(mktemp); p=$(mktemp); c=$(mktemp); trap 'rm -f "$t" "$p" "$c"' EXIT
+nix-store -qR ` + remote.ShellQuote(top) + ` >"$t"
+vals=(`)
+	for _, v := range values {
+		script.WriteString(remote.ShellQuote(v) + " ")
+	}
+	script.WriteString(`)
+printf '%s\n' "${vals[@]}" >"$p"
+# grep exits 1 when nothing matched: not an error here.
+xargs -d '\n' -a "$t" sh -c 'grep -rlswZF -f "$0" -- "$@"; [ $? -le 1 ]' "$p" >"$c"
+while IFS= read -r -d '' f; do
+  printf '%s\0' "$f"
+  for i in "${!vals[@]}"; do grep -qswF -e "${vals[$i]}" -- "$f" && printf '%d,' "$i"; done
+  printf '\0'
+done <"$c"`)
+	for _, v := range values {
+		if strings.ContainsAny(v, "\n\x00") {
+			return c, fmt.Errorf("repoint: %q cannot be searched for", v)
+		}
 	}
 	res, err := cl.Run(ctx, script.String(), timeout)
 	if err != nil {
 		return c, fmt.Errorf("repoint: search the closure of %s: %w", top, err)
 	}
+	var toks []string
+	if out := strings.TrimSuffix(string(res.Stdout), "\x00"); out != "" {
+		toks = strings.Split(out, "\x00")
+	}
+	if len(toks)%2 != 0 {
+		return c, fmt.Errorf("repoint: the closure's search printed %d fields", len(toks))
+	}
 	hits := map[string][]string{}
 	holders := map[string]bool{}
-	cur := -1
-	for _, tok := range strings.Split(string(res.Stdout), "\x00") {
-		if n, ok := strings.CutPrefix(tok, "="); ok {
-			if cur, err = strconv.Atoi(n); err != nil || cur >= len(values) {
-				return c, fmt.Errorf("repoint: the closure's search printed %.80q", tok)
+	for i := 0; i+1 < len(toks); i += 2 {
+		file, which := toks[i], toks[i+1]
+		sp := storePathOf(file)
+		if sp == "" || sources[sp] {
+			continue
+		}
+		for j, v := range values {
+			if slices.Contains(strings.Split(which, ","), strconv.Itoa(j)) {
+				hits[v] = append(hits[v], file)
+				holders[sp] = true
 			}
-			continue
 		}
-		sp := storePathOf(tok)
-		if tok == "" || cur < 0 || sp == "" {
-			continue
-		}
-		if sources[sp] {
-			continue
-		}
-		hits[values[cur]] = append(hits[values[cur]], tok)
-		holders[sp] = true
 	}
 	if len(holders) > maxHolders {
 		return c, fmt.Errorf("repoint: %d store paths of %s hold the values %q: too common to tell a use from other text", len(holders), top, values)
