@@ -140,15 +140,7 @@ func TestAValueNotOfItsFieldsShapeIsPlaintext(t *testing.T) {
 // CLI's files by the harness. The lab builds the CLI (from the same module
 // version) into its cache for the blank image.
 func TestInteroperatesWithTheSopsCLI(t *testing.T) {
-	bin := "/var/cache/cc-ci-lab/bin/sops"
-	if _, err := os.Stat(bin); err != nil {
-		labtest.Unavailable(t, "sops CLI not built at "+bin+" (make lab-up builds it)")
-	}
-	id := identity(t)
-	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "key.txt")
-	require.NoError(t, os.WriteFile(keyFile, []byte(id.String()+"\n"), 0o600))
-	env := append(os.Environ(), "SOPS_AGE_KEY_FILE="+keyFile)
+	bin, id, dir, env := sopsCLI(t)
 
 	// ours → CLI
 	enc, err := Encrypt([]byte(plain), []string{id.Recipient().String()})
@@ -186,15 +178,7 @@ func TestInteroperatesWithTheSopsCLI(t *testing.T) {
 // JSON and a binary file too (JSON is YAML): a binary file's value is its
 // "data", nested JSON keys are dotted.
 func TestEveryFormatDecryptsAsSopsWritesIt(t *testing.T) {
-	bin := "/var/cache/cc-ci-lab/bin/sops"
-	if _, err := os.Stat(bin); err != nil {
-		labtest.Unavailable(t, "sops CLI not built at "+bin+" (make lab-up builds it)")
-	}
-	id := identity(t)
-	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "key.txt")
-	require.NoError(t, os.WriteFile(keyFile, []byte(id.String()+"\n"), 0o600))
-	env := append(os.Environ(), "SOPS_AGE_KEY_FILE="+keyFile)
+	bin, id, dir, env := sopsCLI(t)
 	sops := func(args ...string) []byte {
 		cmd := exec.Command(bin, args...)
 		cmd.Env = env
@@ -243,12 +227,7 @@ func TestEveryFormatDecryptsAsSopsWritesIt(t *testing.T) {
 // dotenv and ini sops files are read by their names, as sops reads them:
 // their recipients, their MAC, every value encrypted, and their values.
 func TestDotenvAndIniFilesAreReadByTheirNames(t *testing.T) {
-	bin := "/var/cache/cc-ci-lab/bin/sops"
-	if _, err := os.Stat(bin); err != nil {
-		labtest.Unavailable(t, "sops CLI not built at "+bin+" (make lab-up builds it)")
-	}
-	id := identity(t)
-	dir := t.TempDir()
+	bin, id, dir, _ := sopsCLI(t)
 	for name, body := range map[string]string{"drone.env": "DRONE_RPC_SECRET=rpc-0123456789\n", "app.ini": "[drone]\nrpc_secret = rpc-0123456789\n"} {
 		p := filepath.Join(dir, name)
 		require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
@@ -278,4 +257,18 @@ func TestDotenvAndIniFilesAreReadByTheirNames(t *testing.T) {
 	}
 	_, err := InspectFile("notes.env", []byte("A=b\n"))
 	assert.Error(t, err, "a dotenv file with no sops metadata is not a sops file")
+}
+
+// sopsCLI is the lab's sops binary, a fresh age identity, a directory, and
+// the environment in which the CLI decrypts with that identity.
+func sopsCLI(t *testing.T) (bin string, id *age.X25519Identity, dir string, env []string) {
+	t.Helper()
+	bin = "/var/cache/cc-ci-lab/bin/sops"
+	if _, err := os.Stat(bin); err != nil {
+		labtest.Unavailable(t, "sops CLI not built at "+bin+" (make lab-up builds it)")
+	}
+	id, dir = identity(t), t.TempDir()
+	keyFile := filepath.Join(dir, "key.txt")
+	require.NoError(t, os.WriteFile(keyFile, []byte(id.String()+"\n"), 0o600))
+	return bin, id, dir, append(os.Environ(), "SOPS_AGE_KEY_FILE="+keyFile)
 }

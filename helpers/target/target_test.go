@@ -268,14 +268,7 @@ func TestEverySopsFileOfTheSecretsRepoIsRead(t *testing.T) {
 // yaml or json with key ""; from the secrets repo, or the base for a sops
 // file the base keeps. What it decrypts is registered for redaction.
 func TestADeclaredValueIsWhatSopsNixInstalls(t *testing.T) {
-	id, err := age.GenerateX25519Identity()
-	require.NoError(t, err)
-	to := []string{id.Recipient().String()}
-	enc := func(plain, format string) string {
-		b, err := sopsfile.EncryptAs([]byte(plain), format, to)
-		require.NoError(t, err)
-		return string(b)
-	}
+	id, enc := encrypter(t)
 	cert := "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 	secrets := committed(t, map[string]string{
 		SecretsDoc:         enc("drone:\n  rpc_secret: rpc-0123456789\n", "yaml"),
@@ -315,14 +308,8 @@ func TestADeclaredValueIsWhatSopsNixInstalls(t *testing.T) {
 // and a source of secrets (its values are searched for and redacted), read
 // by its name as sops reads it.
 func TestDotenvAndIniSopsFilesAreSecretsFiles(t *testing.T) {
-	id, err := age.GenerateX25519Identity()
-	require.NoError(t, err)
+	id, enc := encrypter(t)
 	to := []string{id.Recipient().String()}
-	enc := func(plain, format string) string {
-		b, err := sopsfile.EncryptAs([]byte(plain), format, to)
-		require.NoError(t, err)
-		return string(b)
-	}
 	rp := committed(t, map[string]string{
 		SecretsDoc:           enc("a: alpha-0123456789\n", "yaml"),
 		"secrets/drone.env":  enc("DRONE_RPC_SECRET=rpc-0123456789\n", "dotenv"),
@@ -339,4 +326,17 @@ func TestDotenvAndIniSopsFilesAreSecretsFiles(t *testing.T) {
 	rs, err := FileRecipients(rp, "secrets/drone.env")
 	require.NoError(t, err)
 	assert.Equal(t, to, rs)
+}
+
+// encrypter is a fresh age identity and a function encrypting a plain file
+// of a format to it.
+func encrypter(t *testing.T) (*age.X25519Identity, func(plain, format string) string) {
+	t.Helper()
+	id, err := age.GenerateX25519Identity()
+	require.NoError(t, err)
+	return id, func(plain, format string) string {
+		b, err := sopsfile.EncryptAs([]byte(plain), format, []string{id.Recipient().String()})
+		require.NoError(t, err)
+		return string(b)
+	}
 }
