@@ -11,9 +11,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"sort"
 	"strings"
+
+	"github.com/cc-ci/acceptance/helpers/fetchlog"
 )
 
 // SecretsLink is one way the base pins the secrets repo.
@@ -203,19 +204,9 @@ func (rp *Repos) readBaseIfThere(ctx context.Context, path string) ([]byte, erro
 }
 
 // sameRepo: two URLs name the same repository — the same host and path,
-// whatever the scheme (https, ssh, git+https), credentials and a trailing
-// .git or slash.
+// whatever the scheme (https, ssh, git+https, scp-like), port, credentials
+// and a trailing .git or slash (fetchlog.Identity).
 func sameRepo(a, b string) bool {
-	ka, kb := repoKey(a), repoKey(b)
+	ka, kb := fetchlog.Identity(a), fetchlog.Identity(b)
 	return ka != "" && ka == kb
-}
-
-func repoKey(raw string) string {
-	raw = strings.TrimPrefix(raw, "git+")
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return ""
-	}
-	p := strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), ".git")
-	return strings.ToLower(u.Hostname()) + p
 }
