@@ -72,6 +72,9 @@ func CurrentSystem(ctx context.Context, m Runner) (string, error) {
 // base32 alphabet, then a name of Nix's allowed characters.
 var nixStorePath = regexp.MustCompile(`^/nix/store/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\-._?=]{1,211}$`)
 
+// IsStorePath says whether p is a store path (not a file inside one).
+func IsStorePath(p string) bool { return nixStorePath.MatchString(p) }
+
 // storePath validates what the machine printed before it reaches a
 // comparison, a log or the evidence.
 func storePath(p string) (string, error) {

@@ -5,13 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cc-ci/acceptance/helpers/declared"
+	"github.com/cc-ci/acceptance/helpers/probe"
 	"github.com/cc-ci/acceptance/helpers/remote"
 )
 
@@ -73,7 +73,7 @@ func Observe(ctx context.Context, cl *remote.Client, src declared.Source, host s
 	var built []struct {
 		Outputs map[string]string `json:"outputs"`
 	}
-	if err := json.Unmarshal(b, &built); err != nil || len(built) != 1 || !isStorePath(built[0].Outputs["out"]) {
+	if err := json.Unmarshal(b, &built); err != nil || len(built) != 1 || !probe.IsStorePath(built[0].Outputs["out"]) {
 		return nil, fmt.Errorf("repoint: nix build printed no system: %.200q", b)
 	}
 	sources, err := inputSources(ctx, s, repointed)
@@ -84,11 +84,11 @@ func Observe(ctx context.Context, cl *remote.Client, src declared.Source, host s
 	for _, c := range changes {
 		olds, news = append(olds, c.Value), append(news, c.New)
 	}
-	run, err := cl.Run(ctx, "readlink -e /run/current-system", timeout)
-	if err != nil {
-		return nil, fmt.Errorf("repoint: the running system: %w", err)
+	running, err := probe.CurrentSystem(ctx, cl)
+	if err != nil || running == "" {
+		return nil, fmt.Errorf("repoint: the running system %q: %v", running, err)
 	}
-	if f.Running, err = closure(ctx, cl, strings.TrimSpace(string(run.Stdout)), olds, sources, timeout); err != nil {
+	if f.Running, err = closure(ctx, cl, running, olds, sources, timeout); err != nil {
 		return nil, err
 	}
 	if f.Rebuilt, err = closure(ctx, cl, built[0].Outputs["out"], slices.Concat(olds, news), sources, timeout); err != nil {
@@ -139,7 +139,7 @@ func inputSources(ctx context.Context, s *declared.Staged, src declared.Source) 
 		if err := json.Unmarshal(b, &tree); err != nil {
 			return fmt.Errorf("repoint: nix flake archive printed %.200q: %w", b, err)
 		}
-		if isStorePath(tree.Path) {
+		if probe.IsStorePath(tree.Path) {
 			out[tree.Path] = true
 		}
 		var inputs map[string]json.RawMessage
@@ -163,14 +163,10 @@ func inputSources(ctx context.Context, s *declared.Staged, src declared.Source) 
 	if err != nil {
 		return nil, fmt.Errorf("repoint: the secrets tree's source: %w", err)
 	}
-	if p := strings.TrimSpace(string(res)); isStorePath(p) {
+	if p := strings.TrimSpace(string(res)); probe.IsStorePath(p) {
 		out[p] = true
 	}
 	return out, nil
-}
-
-func isStorePath(p string) bool {
-	return strings.HasPrefix(p, "/nix/store/") && !strings.Contains(p[len("/nix/store/"):], "/") && path.Clean(p) == p
 }
 
 // storePathOf is the store path a file of the store belongs to.

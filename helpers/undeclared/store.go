@@ -14,6 +14,8 @@ import (
 	"github.com/zricethezav/gitleaks/v8/detect"
 	"github.com/zricethezav/gitleaks/v8/sources"
 
+	"github.com/cc-ci/acceptance/helpers/declared"
+	"github.com/cc-ci/acceptance/helpers/probe"
 	"github.com/cc-ci/acceptance/helpers/remote"
 )
 
@@ -36,12 +38,12 @@ type builtPath struct {
 // written at build time lands, world-readable; what a cache served was
 // built by others, and the sources are the repos, searched in git. Each
 // file is streamed from the machine and searched as the repos' blobs are.
-func InStore(ctx context.Context, cl *remote.Client, top string, declared map[string]string, public []string, timeout time.Duration) ([]Finding, error) {
+func InStore(ctx context.Context, cl *remote.Client, top string, secrets map[string]string, public []string, timeout time.Duration) ([]Finding, error) {
 	d, err := rules()
 	if err != nil {
 		return nil, fmt.Errorf("undeclared: gitleaks rules: %w", err)
 	}
-	res, err := cl.Run(ctx, "nix --extra-experimental-features nix-command path-info -r --json "+remote.ShellQuote(top), timeout)
+	res, err := cl.Run(ctx, "nix "+declared.NixFlags+" path-info -r --json "+remote.ShellQuote(top), timeout)
 	if err != nil {
 		return nil, fmt.Errorf("undeclared: the closure of %s: %w", top, err)
 	}
@@ -55,7 +57,7 @@ func InStore(ctx context.Context, cl *remote.Client, top string, declared map[st
 		if !p.Ultimate {
 			continue
 		}
-		if !strings.HasPrefix(p.Path, "/nix/store/") || strings.ContainsAny(p.Path, "\x00\n") {
+		if !probe.IsStorePath(p.Path) {
 			return nil, fmt.Errorf("undeclared: nix path-info named %.120q, not a store path", p.Path)
 		}
 		built, size = append(built, p.Path), size+p.NarSize
@@ -66,7 +68,7 @@ func InStore(ctx context.Context, cl *remote.Client, top string, declared map[st
 	if len(built) == 0 {
 		return nil, nil
 	}
-	skip := skipOf(declared, public)
+	skip := skipOf(secrets, public)
 	var out []Finding
 	err = cl.Stream(ctx, "tar -c -f - --null -T - 2>/dev/null", []byte(strings.Join(built, "\x00")+"\x00"), timeout, func(r io.Reader) error {
 		tr := tar.NewReader(r)
