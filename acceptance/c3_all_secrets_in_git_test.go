@@ -169,7 +169,7 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 	scanner := leakscan.New(needles)
 
 	run.Sentence(t, "every secret is long enough to be proven absent", func(t *testing.T) {
-		judge.None(t, judge.LongEnough(leakscan.TooShort(view.AllSecrets(), 0), leakscan.DefaultMinLen), judge.SecretTooShort)
+		judge.None(t, judge.LongEnough(leakscan.TooShort(view.AllSecrets(), 0), leakscan.MinTokenLen), judge.SecretTooShort)
 	})
 
 	run.Sentence(t, "no plaintext secret in the repos' history", func(t *testing.T) {

@@ -226,7 +226,8 @@ func RequiredSecrets(secrets map[string]string, required, plaintext []string) []
 
 // LongEnough judges that every secret is long enough to be proven absent
 // (leakscan.TooShort's findings, "NAME is N bytes"): a shorter one matches
-// by chance, so the scanner does not search for it.
+// by chance even as a whole token, so the scanner does not search for it.
+// (One shorter than the scanner's MinLen is searched as a token.)
 func LongEnough(tooShort []string, minLen int) []Problem {
 	if len(tooShort) == 0 {
 		return nil

@@ -106,13 +106,6 @@ func TestMultiLineSecretsAndKeys(t *testing.T) {
 	}
 }
 
-func TestShortSecretsAreSkippedWithAWarning(t *testing.T) {
-	var warned []string
-	ns := Needles(map[string]string{"pin": "1234"}, 12, func(f string, a ...any) { warned = append(warned, f) })
-	assert.Empty(t, ns)
-	assert.Len(t, warned, 1)
-}
-
 func TestFindingsNeverCarryTheSecret(t *testing.T) {
 	s := scanner(t, map[string]string{"webhook_hmac": secret})
 	got := findIn(t, s, []byte("xx "+secret))

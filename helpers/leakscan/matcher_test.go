@@ -2,9 +2,13 @@ package leakscan
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"testing"
+
+	"github.com/cc-ci/acceptance/helpers/secretforms"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -59,9 +63,9 @@ func TestMatcherAgreesWithNaiveSearch(t *testing.T) {
 				copy(text[rng.IntN(len(text)-len(n)):], n)
 			}
 		}
-		m := NewMatcher(needles)
+		m := NewMatcher(needles, nil)
 		var got []Match
-		m.Find(text, 0, func(x Match) { got = append(got, x) })
+		m.Find(text, 0, true, true, func(x Match) { got = append(got, x) })
 		require.Equal(t, naive(text, needles), sortMatches(got), "round %d", round)
 	}
 }
@@ -78,7 +82,7 @@ func TestChunkedScanMatchesWholeScan(t *testing.T) {
 		n := needles[rng.IntN(len(needles))]
 		copy(text[rng.IntN(len(text)-len(n)):], n)
 	}
-	m := NewMatcher(needles)
+	m := NewMatcher(needles, nil)
 	want := naive(text, needles)
 	for _, chunk := range []int{64, 100, 1000, 4096} {
 		var got []Match
@@ -86,6 +90,69 @@ func TestChunkedScanMatchesWholeScan(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, want, sortMatches(got), "chunk %d", chunk)
 	}
+}
+
+// A token needle is found only where no word byte touches it, in one pass
+// and streamed in chunks of every size (its end waits for the next byte).
+func TestATokenNeedleIsFoundWhereItStandsAlone(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	needles := [][]byte{[]byte("bot7"), []byte("ab-cd"), []byte("a-longer-needle-xyz")}
+	token := []bool{true, true, false}
+	naiveTokens := func(text []byte) []Match {
+		var out []Match
+		for _, x := range naive(text, needles) {
+			end := x.At + len(needles[x.Needle])
+			if token[x.Needle] && (x.At > 0 && secretforms.WordByte(text[x.At-1]) || end < len(text) && secretforms.WordByte(text[end])) {
+				continue
+			}
+			out = append(out, x)
+		}
+		return out
+	}
+	m := NewMatcher(needles, token)
+	for round := 0; round < 200; round++ {
+		text := make([]byte, rng.IntN(300))
+		for i := range text {
+			text[i] = "bot7 a-:"[rng.IntN(8)]
+		}
+		for i := 0; i < 6 && len(text) > 20; i++ {
+			n := needles[rng.IntN(len(needles))]
+			copy(text[rng.IntN(len(text)-len(n)+1):], n)
+		}
+		want := naiveTokens(text)
+		var whole []Match
+		m.Find(text, 0, true, true, func(x Match) { whole = append(whole, x) })
+		require.Equal(t, want, sortMatches(whole), "round %d, one pass", round)
+		for chunk := 1; chunk <= 40; chunk++ {
+			var got []Match
+			require.NoError(t, scanReader(bytes.NewReader(text), m, chunk, func(x Match) { got = append(got, x) }))
+			require.Equal(t, want, sortMatches(got), "round %d, chunk %d", round, chunk)
+		}
+	}
+}
+
+// A secret under DefaultMinLen is searched as a token: "bot7" in
+// "user: bot7" is the secret, in "robot7s" it is not; one under
+// MinTokenLen is not searched at all and is what TooShort names.
+func TestAShortSecretIsSearchedAsAToken(t *testing.T) {
+	secrets := map[string]string{"registry_username": "bot7", "tiny": "b7x"}
+	var warned []string
+	s := New(Needles(secrets, 0, func(f string, a ...any) { warned = append(warned, fmt.Sprintf(f, a...)) }))
+	for text, found := range map[string]bool{
+		"user: bot7\n": true, "bot7": true, `{"u":"bot7"}`: true, "robot7s": false, "bot7x": false, "x-bot7": false, "bot7_": false,
+		"Ym90Nw==": false, // its base64 is only pieces of a longer encoding (secretforms.All): not searched as a token
+	} {
+		got, err := s.Reader("text", strings.NewReader(text))
+		require.NoError(t, err)
+		if !found {
+			assert.Empty(t, got, text)
+			continue
+		}
+		require.Len(t, got, 1, text)
+		assert.Equal(t, "registry_username (raw, as a token) in text at offset "+fmt.Sprint(strings.Index(text, "bot7")), got[0].String())
+	}
+	assert.Equal(t, []string{"tiny is 3 bytes"}, TooShort(secrets, 0))
+	assert.Equal(t, []string{"leakscan: tiny is 3 bytes, shorter than 4: not searched for"}, warned)
 }
 
 // BenchmarkScan measures the single-core scan of text with the needles a

@@ -24,10 +24,11 @@ type Scanner struct {
 // New builds a scanner for the needles.
 func New(needles []Needle) *Scanner {
 	bs := make([][]byte, len(needles))
+	token := make([]bool, len(needles))
 	for i, n := range needles {
-		bs[i] = n.Bytes
+		bs[i], token[i] = n.Bytes, n.Token
 	}
-	return &Scanner{needles: needles, m: NewMatcher(bs), Workers: runtime.GOMAXPROCS(0), Chunk: 1 << 20, MaxDecompressed: MaxDecompressed}
+	return &Scanner{needles: needles, m: NewMatcher(bs, token), Workers: runtime.GOMAXPROCS(0), Chunk: 1 << 20, MaxDecompressed: MaxDecompressed}
 }
 
 // Stats say how much was read.
@@ -80,16 +81,17 @@ func scanReader(r io.Reader, m *Matcher, chunk int, emit func(Match)) error {
 	var base int64
 	for {
 		n, err := io.ReadFull(r, buf[carried:])
-		if n > 0 {
+		final := err == io.EOF || err == io.ErrUnexpectedEOF
+		if n > 0 || (final && base > 0) { // the last call settles a token at the last chunk's end
 			text := buf[:carried+n]
 			off := base - int64(carried)
-			m.Find(text, carried, func(x Match) { emit(Match{Needle: x.Needle, At: int(off) + x.At}) })
+			m.Find(text, carried, base == 0, final, func(x Match) { emit(Match{Needle: x.Needle, At: int(off) + x.At}) })
 			base += int64(n)
 			keep := min(ov, len(text))
 			copy(buf, text[len(text)-keep:])
 			carried = keep
 		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
+		if final {
 			return nil
 		}
 		if err != nil {
@@ -109,7 +111,11 @@ func (s *Scanner) raw(where string, r io.Reader) ([]Finding, error) {
 	var out []Finding
 	err := scanReader(r, s.m, s.Chunk, func(x Match) {
 		n := s.needles[x.Needle]
-		out = append(out, Finding{Secret: n.Secret, Variant: n.Variant, Where: where, Offset: int64(x.At), Length: int64(len(n.Bytes))})
+		variant := n.Variant
+		if n.Token {
+			variant += ", as a token"
+		}
+		out = append(out, Finding{Secret: n.Secret, Variant: variant, Where: where, Offset: int64(x.At), Length: int64(len(n.Bytes))})
 	})
 	return out, err
 }

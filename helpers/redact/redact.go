@@ -90,7 +90,7 @@ func (r *Redactor) Add(name string, secret []byte) {
 		r.secrets[form] = "[REDACTED " + name + " " + kind + fp + "]"
 		r.fragments[form] = f.Fragment
 		if len(form) < MinLen {
-			r.tokens[form] = regexp.MustCompile(`(^|[^A-Za-z0-9_-])` + regexp.QuoteMeta(form) + `($|[^A-Za-z0-9_-])`)
+			r.tokens[form] = regexp.MustCompile(`(^|[^` + secretforms.WordClass + `])` + regexp.QuoteMeta(form) + `($|[^` + secretforms.WordClass + `])`)
 		}
 	}
 	r.ordered = r.ordered[:0]

@@ -130,3 +130,13 @@ func lowerEscapes(q string) string {
 	}
 	return string(b)
 }
+
+// WordByte says b continues a word: a secret too short to be searched for
+// inside other text (a user name) is found, and redacted, only where no
+// word byte touches it — "ci" in "cc-ci" is not the secret "ci".
+func WordByte(b byte) bool {
+	return b == '_' || b == '-' || '0' <= b && b <= '9' || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z'
+}
+
+// WordClass is WordByte's set as a regexp character class body.
+const WordClass = `A-Za-z0-9_-`

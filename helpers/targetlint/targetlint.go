@@ -77,7 +77,7 @@ func Check(ctx context.Context, tg Target, cfg *config.Config, placeholders map[
 	} else {
 		out = append(out, judge.RequiredSecrets(tg.Secrets, required, info.Plaintext())...)
 	}
-	out = append(out, judge.LongEnough(leakscan.TooShort(target.AllSecrets(rp, tg.Key, tg.Secrets), 0), leakscan.DefaultMinLen)...)
+	out = append(out, judge.LongEnough(leakscan.TooShort(target.AllSecrets(rp, tg.Key, tg.Secrets), 0), leakscan.MinTokenLen)...)
 	if fromRules, err := target.SopsRecipients(rp); err != nil {
 		add(judge.Unreadable, "C1", "secrets repo .sops.yaml", "%v", err)
 	} else if inFile, err := target.FileRecipients(rp, target.SecretsDoc); err != nil {

@@ -126,7 +126,8 @@ func TestEveryRepoLevelDefectIsFoundWithoutAMachine(t *testing.T) {
 		"plaintext-in-base":            "drone_rpc_secret (raw) in git object",
 		"secret-in-a-pull-request-ref": "drone_rpc_secret (raw) in git object",
 		"secret-missing":               "secret registry_password is in secrets/secrets.yaml (decrypted with the bootstrap key): it is not [C3, " + judge.SecretMissing + "]",
-		"secret-too-short":             "registry_username is 4 bytes [C3, " + judge.SecretTooShort + "]",
+		"secret-too-short":             "registry_username is 3 bytes [C3, " + judge.SecretTooShort + "]",
+		"short-secret-in-base":         "registry_username (raw, as a token) in git object",
 		"secrets-mac-tampered":         "MAC mismatch",
 	}
 	// The same defects made on a flavour, in its words.
