@@ -208,7 +208,7 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		_, cl := installedMachine(t)
 		top, err := probe.CurrentSystem(ctx, cl)
 		require.NoError(t, err)
-		found, err := undeclared.InStore(ctx, cl, top, view.AllSecrets(), cfg.Expect.PublicMaterial, cfg.Timeouts.StepTimeout)
+		found, err := undeclared.InStore(ctx, cl, top, view.AllSecrets(), cfg.Expect.PublicMaterial, cfg.Timeouts.Scan)
 		require.NoError(t, err, "search what the machine built with gitleaks' rules")
 		judge.None(t, judge.UndeclaredSecrets(found), judge.SecretUndeclared)
 	})
@@ -253,7 +253,7 @@ func scanMachine(t *testing.T, dirs []string, walk leakscan.Walk, needles []leak
 	bin, how, err := leakscan.Binary(ctx, t.TempDir())
 	require.NoError(t, err)
 	t.Logf("leak scanner: %s", how)
-	rep, err := leakscan.Remote(ctx, cl, bin, dirs, walk, needles)
+	rep, err := leakscan.Remote(ctx, cl, bin, dirs, walk, needles, run.Config.Timeouts.Scan)
 	require.NoError(t, err, "scan %v on %s", dirs, mc.Name)
 	var files, bytes int64
 	var took time.Duration

@@ -56,7 +56,7 @@ func runSuite(t *testing.T, suite, repoBase string, env ...string) (map[string]*
 	t.Helper()
 	w := written{reviewDir: t.TempDir(), tmpDir: t.TempDir()}
 	// As `go test -json` runs it: in the package's directory, through test2json.
-	cmd := exec.Command("go", "tool", "test2json", "-t", suite, "-test.v=test2json", "-test.count=1", "-test.timeout=15m")
+	cmd := exec.Command("go", "tool", "test2json", "-t", suite, "-test.v=test2json", "-test.count=1", "-test.timeout=25m")
 	cmd.Dir = labtest.AcceptanceDir()
 	// Short waits: a target that hangs must fail in bounded time.
 	cmd.Env = append(os.Environ(), "CCCI_ACCEPTANCE=1", "CCCI_REVIEW_FILE="+filepath.Join(w.reviewDir, "REVIEW.md"), "TMPDIR="+w.tmpDir,

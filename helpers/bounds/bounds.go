@@ -14,17 +14,13 @@ const (
 	Page    = 10 * time.Second // one HTTPS request to a served name, its redirects and its body included
 	Command = 10 * time.Second // one read-only probe command on the machine (systemctl show, sha256sum of a file)
 	Scan    = 2 * time.Minute  // a probe command that walks the store or the disk
-	Probe   = 3 * time.Minute  // the blank-state probe of a new machine (its Scans included)
+	Traffic = 20 * time.Second // reading the run's record of the machine's traffic at the teardown (nft, local)
 	Reuse   = time.Minute      // checking a kept machine (SKIP_provision) through Incus
 	Git     = 30 * time.Second // one git command on a local clone of the target (cat-file, ls-tree)
 	Destroy = time.Minute      // stopping and deleting one machine and proving it gone
 	Cleanup = time.Minute      // removing what the harness put on the machine (a temp dir)
 	Kill    = 10 * time.Second // a child process (guardian, nft) to end after it was told to
 	Checks  = 5 * time.Minute  // ccci doctor's checks of the host, besides fetching the target (CCCI_STEP_TIMEOUT)
-	// LeakScan is the scan of the machine's store and disk for the target's
-	// secrets; measured in seconds on the lab (make bench), bounded for a
-	// real host's store of many GiB.
-	LeakScan = 30 * time.Minute
 )
 
 // Wait is one row of the table.
@@ -42,13 +38,12 @@ var Table = []Wait{
 	{"one HTTPS request to a served name", Page, "CCCI_CONVERGE_TIMEOUT"},
 	{"one probe command on the machine", Command, "CCCI_CONVERGE_TIMEOUT"},
 	{"a probe that walks the store or the disk", Scan, ""},
-	{"the blank-state probe", Probe, ""},
+	{"reading the record of the machine's traffic at the teardown", Traffic, "CCCI_TEARDOWN_RESERVE"},
 	{"checking a kept machine", Reuse, ""},
 	{"one git command reading the target", Git, "CCCI_STEP_TIMEOUT"},
 	{"stopping and deleting a machine and proving it gone", Destroy, "CCCI_TEARDOWN_RESERVE"},
 	{"removing the harness's files from the machine", Cleanup, "CCCI_TEARDOWN_RESERVE"},
 	{"a child process to end", Kill, "CCCI_TEARDOWN_RESERVE"},
-	{"the leak scan of the machine", LeakScan, ""},
 	{"ccci doctor's checks of the host", Checks, ""},
 }
 

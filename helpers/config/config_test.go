@@ -132,17 +132,26 @@ func TestBadInputNamesTheKeyAndSource(t *testing.T) {
 // -timeout it names is the smallest whole minute that holds it.
 func TestTheTimeBudgetAddsUpTheBounds(t *testing.T) {
 	to := Timeouts{CreateTimeout: time.Minute, BootTimeout: 2 * time.Minute, StepTimeout: 2 * time.Minute,
-		ConvergeTimeout: 3 * time.Minute, Settle: 5 * time.Second, Hold: 30 * time.Second, TLSReady: time.Minute, TeardownReserve: 90 * time.Second}
+		ConvergeTimeout: 3 * time.Minute, Settle: 5 * time.Second, Hold: 30 * time.Second, TLSReady: time.Minute,
+		Scan: time.Minute, Shutdown: 2 * time.Minute, TeardownReserve: 90 * time.Second}
 	b := to.Budget(7, 40*time.Minute)
-	// create, boot, the steps, converge, TLS ready, the hold (the settle
-	// window is inside it), the restart's boot and converge, the reserve.
-	assert.Equal(t, time.Minute+2*time.Minute+14*time.Minute+3*time.Minute+time.Minute+30*time.Second+2*time.Minute+3*time.Minute+90*time.Second, b.Total)
+	// create, boot, the blank-state probe, the steps, converge, TLS ready,
+	// the hold (the settle window is inside it); git's record, the
+	// declarations' evaluation, three searches of the machine and the
+	// repointing rebuild; the restart's shutdown, boot and converge; the
+	// reserve.
+	assert.Equal(t, time.Minute+2*time.Minute+time.Minute+14*time.Minute+3*time.Minute+time.Minute+30*time.Second+
+		bounds.Scan+2*time.Minute+3*time.Minute+2*time.Minute+
+		2*time.Minute+2*time.Minute+3*time.Minute+90*time.Second, b.Total)
 	assert.Contains(t, b.String(), "7 install steps × CCCI_STEP_TIMEOUT 2m0s 14m0s")
+	assert.Contains(t, b.String(), "evaluating the declarations on the machine (CCCI_STEP_TIMEOUT) 2m0s")
+	assert.Contains(t, b.String(), "3 searches of the machine: store, readable files, what it built (3 × CCCI_SCAN_TIMEOUT) 3m0s")
+	assert.Contains(t, b.String(), "restart: clean shutdown, then a forced stop (CCCI_SHUTDOWN_TIMEOUT) 2m0s")
 	assert.Equal(t, 80*time.Second, to.Reserve(240*time.Second), "at most a third of a short -timeout")
 	assert.Equal(t, bounds.Destroy, to.Reserve(135*time.Second), "never less than deleting a machine takes")
-	assert.Equal(t, 28*time.Minute, to.TimeoutNeeded(7, 0), "28m0s is a whole minute")
-	assert.Equal(t, 29*time.Minute, to.TimeoutNeeded(7, 30*time.Second), "what has passed counts")
-	assert.Equal(t, 14*time.Minute, to.TimeoutNeeded(0, 0), "no install: create, boot, converge, TLS, hold, restart and reserve, 14m")
+	assert.Equal(t, 40*time.Minute, to.TimeoutNeeded(7, 0), "40m0s is a whole minute")
+	assert.Equal(t, 41*time.Minute, to.TimeoutNeeded(7, 30*time.Second), "what has passed counts")
+	assert.Equal(t, 17*time.Minute, to.TimeoutNeeded(0, 0), "no install: create, boot, probe, converge, TLS, hold, restart and reserve, 17m; nothing installed is judged")
 	ended := time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
 	assert.Equal(t, 50*time.Second, to.TLSWait(ended, ended.Add(10*time.Second)), "TLS is waited for until CCCI_TLS_READY after the install")
 	assert.Equal(t, 3*time.Second, to.TLSWait(ended, ended.Add(time.Hour)), "and later, briefly")

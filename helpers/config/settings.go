@@ -152,6 +152,8 @@ type Timeouts struct {
 	Settle          time.Duration // how long converged units must stay converged before C4 goes on
 	Hold            time.Duration // C4's last look, at the end of the run, comes at least this long after its settle look
 	TLSReady        time.Duration // after the install, how long the served names may take to answer TLS (a proxy a swarm deploys binds late)
+	Scan            time.Duration // one walk of the machine's store or disk: the blank-state probe, each leak scan, the search of what it built
+	Shutdown        time.Duration // the restart's clean shutdown, before Incus is asked to force the stop
 	TeardownReserve time.Duration // kept before go test's -timeout; the teardown's own bound
 }
 
@@ -164,6 +166,8 @@ func (p *parser) timeouts() Timeouts {
 		Settle:          p.duration("CCCI_SETTLE", "5s"),
 		Hold:            p.duration("CCCI_HOLD", "30s"),
 		TLSReady:        p.duration("CCCI_TLS_READY", "2m"),
+		Scan:            p.duration("CCCI_SCAN_TIMEOUT", "5m"),
+		Shutdown:        p.duration("CCCI_SHUTDOWN_TIMEOUT", "2m"),
 		TeardownReserve: p.duration("CCCI_TEARDOWN_RESERVE", "90s"),
 	}
 }
@@ -172,7 +176,8 @@ func (p *parser) timeouts() Timeouts {
 func (t Timeouts) Setting(key string) (time.Duration, bool) {
 	d, ok := map[string]time.Duration{"CCCI_CREATE_TIMEOUT": t.CreateTimeout, "CCCI_BOOT_TIMEOUT": t.BootTimeout,
 		"CCCI_STEP_TIMEOUT": t.StepTimeout, "CCCI_CONVERGE_TIMEOUT": t.ConvergeTimeout, "CCCI_SETTLE": t.Settle,
-		"CCCI_HOLD": t.Hold, "CCCI_TLS_READY": t.TLSReady, "CCCI_TEARDOWN_RESERVE": t.TeardownReserve}[key]
+		"CCCI_HOLD": t.Hold, "CCCI_TLS_READY": t.TLSReady, "CCCI_SCAN_TIMEOUT": t.Scan, "CCCI_SHUTDOWN_TIMEOUT": t.Shutdown,
+		"CCCI_TEARDOWN_RESERVE": t.TeardownReserve}[key]
 	return d, ok
 }
 
@@ -193,6 +198,10 @@ func (t Timeouts) validate(p *parser) {
 	}
 	if t.Hold < t.Settle {
 		p.failKey("CCCI_HOLD", t.Hold.String(), "must be at least CCCI_SETTLE ("+t.Settle.String()+"): the last look is the longer one")
+	}
+	if t.Shutdown < time.Second || t.Shutdown%time.Second != 0 {
+		// Incus takes the shutdown timeout in whole seconds; 0 would mean a forced stop.
+		p.failKey("CCCI_SHUTDOWN_TIMEOUT", t.Shutdown.String(), "must be a whole number of seconds, at least 1s (Incus's timeout; 0 would force the stop)")
 	}
 	if t.Settle >= t.ConvergeTimeout {
 		p.failKey("CCCI_SETTLE", t.Settle.String(), "must be shorter than CCCI_CONVERGE_TIMEOUT ("+t.ConvergeTimeout.String()+")")
@@ -220,19 +229,33 @@ type BudgetTerm struct {
 }
 
 // Budget adds up the bounds a run waits within, for an install of steps
-// blocks and go test's -timeout (which sets the teardown reserve).
+// blocks and go test's -timeout (which sets the teardown reserve): the
+// machine's creation, boot and blank-state probe; the install; what is
+// judged of the installed machine (the declarations evaluated on it, its
+// store and disk searched, the rebuild with fresh parameters) — none of it
+// without an install; and the restart, from its shutdown on.
 func (t Timeouts) Budget(steps int, timeout time.Duration) Budget {
 	b := Budget{Terms: []BudgetTerm{
 		{"create (CCCI_CREATE_TIMEOUT)", t.CreateTimeout},
 		{"boot (CCCI_BOOT_TIMEOUT)", t.BootTimeout},
+		{"blank-state probe (CCCI_SCAN_TIMEOUT)", t.Scan},
 		{fmt.Sprintf("%d install steps × CCCI_STEP_TIMEOUT %s", steps, t.StepTimeout), time.Duration(steps) * t.StepTimeout},
 		{"converge (CCCI_CONVERGE_TIMEOUT)", t.ConvergeTimeout},
 		{"TLS ready (CCCI_TLS_READY)", t.TLSReady},
 		{"hold (CCCI_HOLD)", t.Hold},
-		{"restart: boot (CCCI_BOOT_TIMEOUT)", t.BootTimeout},
-		{"restart: converge (CCCI_CONVERGE_TIMEOUT)", t.ConvergeTimeout},
-		{"teardown reserve", t.Reserve(timeout)},
 	}}
+	if steps > 0 {
+		b.Terms = append(b.Terms,
+			BudgetTerm{"reading git's record of the install's fetches (a probe of the disk)", bounds.Scan},
+			BudgetTerm{"evaluating the declarations on the machine (CCCI_STEP_TIMEOUT)", t.StepTimeout},
+			BudgetTerm{"3 searches of the machine: store, readable files, what it built (3 × CCCI_SCAN_TIMEOUT)", 3 * t.Scan},
+			BudgetTerm{"the rebuild with fresh parameters (CCCI_STEP_TIMEOUT)", t.StepTimeout})
+	}
+	b.Terms = append(b.Terms,
+		BudgetTerm{"restart: clean shutdown, then a forced stop (CCCI_SHUTDOWN_TIMEOUT)", t.Shutdown},
+		BudgetTerm{"restart: boot (CCCI_BOOT_TIMEOUT)", t.BootTimeout},
+		BudgetTerm{"restart: converge (CCCI_CONVERGE_TIMEOUT)", t.ConvergeTimeout},
+		BudgetTerm{"teardown reserve", t.Reserve(timeout)})
 	for _, term := range b.Terms {
 		b.Total += term.D
 	}

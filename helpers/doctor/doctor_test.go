@@ -73,7 +73,7 @@ func row(r *doctor.Report, check string) doctor.Row {
 func TestTheDoctorPassesAReadyHostWithGETsOnly(t *testing.T) {
 	h := newHost(t)
 	before := len(h.fake.Requests())
-	r := h.doctor(t, 90*time.Minute)
+	r := h.doctor(t, 2*time.Hour)
 	var out strings.Builder
 	r.Write(&out)
 	t.Log("\n" + out.String())

@@ -107,6 +107,21 @@ func (c *Client) SetState(ctx context.Context, project, name, action string, for
 	return nil
 }
 
+// CleanRestart restarts an instance cleanly: incusd asks the guest to shut
+// down and waits up to timeout (whole seconds), then boots it. A guest not
+// down by then fails the operation and stays running ("Failed shutting
+// down instance, status is \"Running\"": Shutdown in
+// internal/server/instance/drivers/driver_{lxc,qemu}.go, through
+// restartCommon in driver_common.go); SetState's forced restart is the
+// caller's next step.
+func (c *Client) CleanRestart(ctx context.Context, project, name string, timeout time.Duration) error {
+	body := map[string]any{"action": "restart", "timeout": int(timeout / time.Second), "force": false}
+	if _, err := c.async(ctx, http.MethodPut, instancePath(name)+"/state", projectQuery(project), body); err != nil {
+		return fmt.Errorf("restart instance %s/%s cleanly within %s: %w", project, name, timeout, err)
+	}
+	return nil
+}
+
 // SetConfig sets one config key of an instance (PATCH).
 func (c *Client) SetConfig(ctx context.Context, project, name, key, value string) error {
 	body := map[string]any{"config": map[string]string{key: value}}

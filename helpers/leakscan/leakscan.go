@@ -67,8 +67,8 @@ func BuildBinary(ctx context.Context, dir string) (string, error) {
 // Remote runs the scanner on the machine, where the data is: the binary goes
 // to a private tmpfs directory, the needles go over stdin, the report comes
 // back as JSON; the directory is removed afterwards. walk says which files
-// under dirs are read.
-func Remote(ctx context.Context, cl *remote.Client, binary string, dirs []string, walk Walk, needles []Needle) (*Report, error) {
+// under dirs are read; the scan gets timeout (CCCI_SCAN_TIMEOUT).
+func Remote(ctx context.Context, cl *remote.Client, binary string, dirs []string, walk Walk, needles []Needle, timeout time.Duration) (*Report, error) {
 	bin, err := os.ReadFile(binary)
 	if err != nil {
 		return nil, err
@@ -101,7 +101,7 @@ d=$(mktemp -d "$base/ccci-leakscan.XXXXXX"); cat >"$d/scan"; chmod 700 "$d/scan"
 	for _, d := range dirs {
 		args = append(args, remote.ShellQuote(d))
 	}
-	res, err = cl.RunInput(ctx, remote.ShellQuote(dir+"/scan")+" "+strings.Join(args, " "), in, bounds.LeakScan)
+	res, err = cl.RunInput(ctx, remote.ShellQuote(dir+"/scan")+" "+strings.Join(args, " "), in, timeout)
 	var rep Report
 	if res != nil && len(res.Stdout) > 0 {
 		if jerr := json.Unmarshal(res.Stdout, &rep); jerr != nil {

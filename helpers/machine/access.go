@@ -44,22 +44,60 @@ func (mc *Machine) ReachedBySSH(ctx context.Context, cl *remote.Client) error {
 	return nil
 }
 
-// Restart restarts the machine through Incus — a clean shutdown and boot,
-// as `incus restart` does — after checking it is ours, and waits until it
-// answers again as it did after creation (keyVia: Spec.SSHKeyVia), with the
-// host key pinned at creation. Its address is read again.
-func (mc *Machine) Restart(ctx context.Context, timeout time.Duration, keyVia string) error {
+// Restart restarts the machine through Incus after checking it is ours: a
+// clean shutdown within shutdown, as `incus restart` asks for one; a guest
+// still up then (a VM stopping Docker Swarm) is stopped by force, as
+// `incus restart --force` does, and forced says so. Then it waits, within
+// boot, until the machine answers again as it did after creation (keyVia:
+// Spec.SSHKeyVia), with the host key pinned at creation. Its address is
+// read again.
+func (mc *Machine) Restart(ctx context.Context, shutdown, boot time.Duration, keyVia string) (forced bool, err error) {
 	if _, err := mc.Verify(ctx); err != nil {
-		return fmt.Errorf("restart %s: %w", mc.Name, err)
+		return false, fmt.Errorf("restart %s: %w", mc.Name, err)
 	}
 	pinned := mc.HostKey
 	before, err := mc.bootMark(ctx)
 	if err != nil {
-		return fmt.Errorf("restart %s: tell its boots apart: %w", mc.Name, err)
+		return false, fmt.Errorf("restart %s: tell its boots apart: %w", mc.Name, err)
 	}
-	if err := mc.mgr.Client.SetState(ctx, mc.Project, mc.Name, "restart", false); err != nil {
-		return err
+	if forced, err = mc.restart(ctx, shutdown); err != nil {
+		return forced, err
 	}
+	return forced, mc.awaitBootAgain(ctx, boot, keyVia, before, pinned)
+}
+
+// restart asks Incus for a clean restart, and for a forced one when the
+// guest was not down within shutdown. A machine Incus reports stopped
+// after a failed restart (down, but not booted again) is started.
+func (mc *Machine) restart(ctx context.Context, shutdown time.Duration) (forced bool, err error) {
+	c := mc.mgr.Client
+	clean := c.CleanRestart(ctx, mc.Project, mc.Name, shutdown)
+	if clean == nil {
+		return false, nil
+	}
+	st, err := c.State(ctx, mc.Project, mc.Name)
+	if err != nil {
+		return false, fmt.Errorf("%w; then reading its state: %v", clean, err)
+	}
+	if st.Status == "Stopped" {
+		if err := c.SetState(ctx, mc.Project, mc.Name, "start", false); err != nil {
+			return false, fmt.Errorf("%w; then starting it: %v", clean, err)
+		}
+		return false, nil
+	}
+	mc.mgr.logf("%s was not down %s after the shutdown request (%v): forcing the stop (CCCI_SHUTDOWN_TIMEOUT)", mc.Name, shutdown, clean)
+	if _, err := mc.Verify(ctx); err != nil {
+		return false, fmt.Errorf("%w; then before forcing the stop: %w", clean, err)
+	}
+	if err := c.SetState(ctx, mc.Project, mc.Name, "restart", true); err != nil {
+		return true, fmt.Errorf("%w; then forcing the restart: %v", clean, err)
+	}
+	return true, nil
+}
+
+// awaitBootAgain waits for the machine after a restart: ready as after its
+// creation, booted again (not the same boot), with the same host key.
+func (mc *Machine) awaitBootAgain(ctx context.Context, timeout time.Duration, keyVia, before string, pinned ssh.PublicKey) error {
 	if err := mc.awaitReady(ctx, timeout, keyVia); err != nil {
 		return fmt.Errorf("after restarting %s: %w", mc.Name, err)
 	}

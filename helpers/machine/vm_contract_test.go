@@ -115,7 +115,9 @@ func TestEachInstanceTypeRunsTheSameLifecycle(t *testing.T) {
 			}
 			// A restart through Incus: reachable again, same pinned host key.
 			pinned := ssh.FingerprintSHA256(mc.HostKey)
-			require.NoError(t, mc.Restart(ctx, 10*time.Second, machine.KeyViaFile))
+			forced, err := mc.Restart(ctx, time.Minute, 10*time.Second, machine.KeyViaFile)
+			require.NoError(t, err)
+			assert.False(t, forced, "the guest shut down in time")
 			assert.Contains(t, f.Requests(), "PUT /1.0/instances/"+mc.Name+"/state")
 			assert.Equal(t, pinned, ssh.FingerprintSHA256(mc.HostKey))
 			cl, err = mc.SSH(ctx)
@@ -204,7 +206,36 @@ func TestARestartThatDidNotBootIsNamed(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.DestroyAll(ctx) })
 	f.RestartWithoutBoot = true
-	err = mc.Restart(ctx, 5*time.Second, machine.KeyViaFile)
+	_, err = mc.Restart(ctx, time.Minute, 5*time.Second, machine.KeyViaFile)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "did not boot again")
+}
+
+// The restart asks for a clean shutdown within its timeout, and a guest
+// still up after it (a VM stopping Docker Swarm) is stopped by force — the
+// run goes on, saying so — where it used to fail the restart sentence.
+func TestARestartForcesTheStopAfterItsShutdownTimeout(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		takes  time.Duration
+		forced bool
+		asked  []incustest.StateRequest
+	}{
+		{"down in time", 90 * time.Second, false, []incustest.StateRequest{{Action: "restart", Timeout: 120}}},
+		{"still up after the timeout", 5 * time.Minute, true, []incustest.StateRequest{{Action: "restart", Timeout: 120}, {Action: "restart", Timeout: 30, Force: true}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f, m := newFake(t, incustest.Image{NeedsSecureBootOff: true})
+			ctx := context.Background()
+			mc, err := m.Create(ctx, spec(incus.VirtualMachine, machine.KeyViaFile))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = m.DestroyAll(ctx) })
+			f.ShutdownTakes = c.takes
+			created := len(f.StateRequests()) // the start
+			forced, err := mc.Restart(ctx, 2*time.Minute, 10*time.Second, machine.KeyViaFile)
+			require.NoError(t, err, "the machine booted again")
+			assert.Equal(t, c.forced, forced)
+			assert.Equal(t, c.asked, f.StateRequests()[created:])
+		})
+	}
 }

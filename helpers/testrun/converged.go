@@ -44,12 +44,18 @@ func (r *Run) ConvergedUnits(t testing.TB) *Converged {
 	return r.conv.seen
 }
 
-// RestartMachine restarts the run's machine through Incus and waits, within
-// the boot timeout, until it answers again with its pinned host key.
+// RestartMachine restarts the run's machine through Incus — a clean
+// shutdown within CCCI_SHUTDOWN_TIMEOUT, else a forced stop, noted in the
+// evidence — and waits, within the boot timeout, until it answers again
+// with its pinned host key.
 func (r *Run) RestartMachine(t testing.TB) *machine.Machine {
 	t.Helper()
 	mc := r.Machine(t)
-	if err := mc.Restart(r.ctx, r.Config.Timeouts.BootTimeout, r.Config.Machine.SSHKeyVia); err != nil {
+	forced, err := mc.Restart(r.ctx, r.Config.Timeouts.Shutdown, r.Config.Timeouts.BootTimeout, r.Config.Machine.SSHKeyVia)
+	if forced {
+		r.Note("restart", "the machine was not down within CCCI_SHUTDOWN_TIMEOUT (%s) of the shutdown request: Incus forced the stop", r.Config.Timeouts.Shutdown)
+	}
+	if err != nil {
 		t.Fatalf("restart the machine through Incus: %v", err)
 	}
 	return mc

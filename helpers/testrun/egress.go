@@ -128,7 +128,7 @@ func (r *Run) egressAtTeardown() error {
 	if !judged {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), bounds.Probe)
+	ctx, cancel := context.WithTimeout(context.Background(), bounds.Traffic)
 	defer cancel()
 	r.sawUntil(ctx, egress.AfterInstall)
 	r.traffic.mu.Lock()

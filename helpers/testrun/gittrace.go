@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cc-ci/acceptance/helpers/bounds"
 	"github.com/cc-ci/acceptance/helpers/fetchlog"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
 	"github.com/cc-ci/acceptance/helpers/remote"
@@ -46,7 +47,7 @@ for d in [0-9][0-9]; do
   printf '=%s %s\n' "$d" "$(find "$d" -maxdepth 1 -type f | wc -l)"
   find "$d" -maxdepth 1 -type f -exec grep -h '"event":"child_start"' {} + 2>/dev/null | head -c `+strconv.Itoa(maxTrace)+` || true
   echo
-done`, r.Config.Timeouts.StepTimeout)
+done`, bounds.Scan)
 	if err != nil {
 		logf("git's record of the install's fetches cannot be read: %v", err)
 		return nil, false

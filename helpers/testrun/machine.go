@@ -69,7 +69,7 @@ func (r *Run) Blank(t testing.TB) BlankReport {
 
 // observeBlank reads, read-only, whether the machine carries anything of cc-ci.
 func (r *Run) observeBlank(mc *machine.Machine) {
-	ctx, cancel := context.WithTimeout(r.ctx, bounds.Probe)
+	ctx, cancel := context.WithTimeout(r.ctx, r.Config.Timeouts.Scan)
 	defer cancel()
 	cl, err := mc.SSH(ctx)
 	if err != nil {

@@ -333,11 +333,12 @@ func TestTimeoutDeadlineTearsDownFirst(t *testing.T) {
 	c, cfg := faultLab(t)
 	before := labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix)
 	// 130s: the reserve is 60s (the longest wait teardown makes, bounds.Destroy); the budget (create 5s +
-	// boot 15s + 0 steps + converge 10s + TLS ready 3s + hold 1s + the restart's boot 15s and converge 10s + 60s = 119s)
-	// fits, and teardown starts at 70s. The converge timeout holds one probe command (bounds.Command).
+	// boot 15s + blank-state probe 5s + 0 steps + converge 10s + TLS ready 3s + hold 1s + the restart's shutdown
+	// 5s, boot 15s and converge 10s + 60s = 129s) fits, and teardown starts at 70s. The converge timeout holds
+	// one probe command (bounds.Command); with no install, nothing installed is judged or searched.
 	start := time.Now()
 	ch := startSuite(t, []string{"CCCI_FAULT=hang:after-provision", "CCCI_BASE_REPO_URL=", "CCCI_CREATE_TIMEOUT=5s",
-		"CCCI_BOOT_TIMEOUT=15s", "CCCI_CONVERGE_TIMEOUT=10s", "CCCI_SETTLE=1s", "CCCI_HOLD=1s", "CCCI_TLS_READY=3s", "CCCI_TEARDOWN_RESERVE=60s"},
+		"CCCI_BOOT_TIMEOUT=15s", "CCCI_CONVERGE_TIMEOUT=10s", "CCCI_SETTLE=1s", "CCCI_HOLD=1s", "CCCI_TLS_READY=3s", "CCCI_SCAN_TIMEOUT=5s", "CCCI_SHUTDOWN_TIMEOUT=5s", "CCCI_TEARDOWN_RESERVE=60s"},
 		"-test.run", "TestMachineIsBrandNewAndBlank", "-test.timeout", "130s")
 	code := ch.wait(t)
 	out := ch.out.String()

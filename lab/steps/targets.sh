@@ -109,7 +109,7 @@ seed_one() {
     CCCI_OUT_DIR="$ev/out" CCCI_STATE_FILE="$ev/.run-state-$name.json" CCCI_RAM_CAP=16GiB \
     CCCI_BASE_REPO_URL="$base" CCCI_SECRETS_REPO_URL="http://${LAB_GIT_LISTEN}/$name/cc-ci-secrets.git" \
     CCCI_STEP_TIMEOUT=40s CCCI_CONVERGE_TIMEOUT=15s CCCI_SETTLE=3s CCCI_TLS_READY=10s \
-    env "${own[@]}" "$SEED_SUITE" -test.count=1 -test.timeout 15m -test.run '^TestC4GenuineLiveRebuild$') >"$ev/seed-$name.log" 2>&1 || true
+    env "${own[@]}" "$SEED_SUITE" -test.count=1 -test.timeout 25m -test.run '^TestC4GenuineLiveRebuild$') >"$ev/seed-$name.log" 2>&1 || true
   if ! "$LAB_BIN/ccci-fixtures" cite -root "$LAB_STATE/targets" -target "$name" -base-url "$base" \
     -chain "$ev/REVIEW.jsonl" -out "$ev/out" | sed 's/^/[lab] /'; then
     tail -30 "$ev/seed-$name.log" >&2
@@ -202,10 +202,13 @@ CCCI_SIGNING_KEY=${LAB_STATE}/signing/review_ed25519
 # and the key a cited run must be signed with.
 CCCI_D8_CHAIN=${LAB_STATE}/evidence/REVIEW.jsonl
 CCCI_D8_ALLOWED_SIGNERS=${LAB_STATE}/signing/allowed_signers
-# The lab's bounds (a container boots in seconds, a step takes seconds): with
-# the fixture's 5 blocks a run needs -timeout ≥ 25m (ccci doctor prints it).
+# The lab's bounds (a container boots and stops in seconds, a step and a
+# scan of its store take seconds): with the fixture's 5 blocks a run needs
+# -timeout ≥ 36m (ccci doctor prints it).
 CCCI_BOOT_TIMEOUT=2m
 CCCI_STEP_TIMEOUT=2m
+CCCI_SCAN_TIMEOUT=1m
+CCCI_SHUTDOWN_TIMEOUT=1m
 EOF
   step "settings: $LAB_STATE/lab.env"
 }

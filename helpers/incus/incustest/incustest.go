@@ -89,6 +89,10 @@ type Server struct {
 	// RestartWithoutBoot: a restart answers success but the guest does not
 	// boot again (a harness that trusts the answer is wrong).
 	RestartWithoutBoot bool
+	// ShutdownTakes is how long the guest takes to shut down cleanly (a VM
+	// stopping Docker Swarm): a clean stop or restart whose timeout is
+	// shorter fails and leaves it running, as incusd's does.
+	ShutdownTakes time.Duration
 	// StaticMAC: the profile's NIC has a fixed hwaddr, so Incus writes no
 	// volatile.eth0.hwaddr (fillNetworkDevice, driver_{lxc,qemu}.go).
 	StaticMAC string
@@ -115,6 +119,21 @@ type Server struct {
 	sshAddr     *net.TCPAddr
 	sshListener net.Listener
 	requests    []string
+	states      []StateRequest
+}
+
+// StateRequest is one PUT …/state as the client sent it.
+type StateRequest struct {
+	Action  string
+	Timeout int // seconds; -1 when absent (incusd's default)
+	Force   bool
+}
+
+// StateRequests are the state changes asked for, in order.
+func (s *Server) StateRequests() []StateRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]StateRequest(nil), s.states...)
 }
 
 type instance struct {

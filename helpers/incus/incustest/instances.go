@@ -199,8 +199,13 @@ func (s *Server) instanceCall(w http.ResponseWriter, r *http.Request, project, r
 
 // changeState starts, restarts or stops an instance (PUT …/state).
 func (s *Server) changeState(w http.ResponseWriter, r *http.Request, in *instance) {
-	var req struct{ Action string }
+	req := StateRequest{Timeout: -1} // instance_state.go: absent means no timeout given
 	_ = json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req)
+	s.states = append(s.states, req)
+	if err := s.cleanShutdown(in, req); err != nil {
+		s.async(w, "Changing state", err, nil)
+		return
+	}
 	switch req.Action {
 	case "start":
 		img := s.Images[in.Config["image.alias"]]
@@ -231,6 +236,24 @@ func (s *Server) changeState(w http.ResponseWriter, r *http.Request, in *instanc
 		return
 	}
 	s.async(w, "Changing state", nil, nil)
+}
+
+// cleanShutdown is a clean stop or restart as incusd's doInstanceStatePut
+// runs it (cmd/incusd/instance_state.go): force means timeout 0, a forced
+// stop; no timeout means 600 s; a guest not down within the timeout fails
+// the operation and stays running (Shutdown, driver_{lxc,qemu}.go).
+func (s *Server) cleanShutdown(in *instance, req StateRequest) error {
+	if (req.Action != "stop" && req.Action != "restart") || req.Force || in.Status != "Running" {
+		return nil
+	}
+	timeout := time.Duration(req.Timeout) * time.Second
+	if req.Timeout < 0 {
+		timeout = 600 * time.Second
+	}
+	if timeout == 0 || s.ShutdownTakes <= timeout {
+		return nil
+	}
+	return errors.New(`Failed shutting down instance, status is "Running": context deadline exceeded`)
 }
 
 // exec answers as cmd/incusd/instance_exec.go does: a stopped instance is a
