@@ -37,7 +37,7 @@ lint-install: ## check a target's install.md without a lab: make lint-install DO
 	@test -n "$(DOC)" || { echo "usage: make lint-install DOC=path/to/docs/install.md" >&2; exit 2; }
 	$(GO) run ./cmd/ccci lint-install "$(DOC)"
 
-doctor: ## read-only preflight against CCCI_CONFIG (or the lab): could a run start? (TIMEOUT=2h; docs/operating.md)
+doctor: ## read-only preflight against CCCI_CONFIG (or the lab): could a run start? (TIMEOUT=150m; docs/operating.md)
 	$(GO) run ./cmd/ccci doctor -timeout $(TIMEOUT)
 
 vet: ## go vet
@@ -55,8 +55,8 @@ acceptance: lab-up $(GOTESTSUM) ## bring up the lab and run the acceptance suite
 	  -count=1 -timeout 40m ./acceptance
 
 # A run checks before it creates anything that its -timeout holds its bounds (ccci doctor prints the sum).
-TIMEOUT ?= 2h
-acceptance-ci: $(GOTESTSUM) ## the acceptance suite against CCCI_CONFIG (the real host), JSON + JUnit in out/; no lab (TIMEOUT=2h)
+TIMEOUT ?= 150m
+acceptance-ci: $(GOTESTSUM) ## the acceptance suite against CCCI_CONFIG (the real host), JSON + JUnit in out/; no lab (TIMEOUT=150m)
 	@mkdir -p $(OUT)
 	CCCI_ACCEPTANCE=1 $(GOTESTSUM) --format testname --jsonfile $(OUT)/acceptance.json --junitfile $(OUT)/junit.xml -- \
 	  -count=1 -timeout $(TIMEOUT) ./acceptance

@@ -20,7 +20,7 @@ func doctorCmd(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	timeout := fs.Duration("timeout", 0, "the -timeout the run will be given: a blocker if it cannot hold the run")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: ccci doctor [-timeout 2h]")
+		fmt.Fprintln(stderr, "usage: ccci doctor [-timeout 150m]")
 		return 2
 	}
 	cfg, err := config.Load()

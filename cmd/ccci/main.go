@@ -39,7 +39,7 @@ func main() {
 	fmt.Fprintln(os.Stderr, "usage: ccci lint-install PATH   (docs/writing-install-md.md)\n"+
 		"       ccci lint-target   (the configured target's repos; docs/writing-install-md.md)\n"+
 		"       ccci verify [-since RUN] [-head HASH] ALLOWED_SIGNERS [REVIEW.jsonl]   (docs/reviewing.md)\n"+
-		"       ccci doctor [-timeout 2h]   (docs/operating.md)\n"+
+		"       ccci doctor [-timeout 150m]   (docs/operating.md)\n"+
 		"       ccci harness\n"+
 		"       ccci times FILE.json…   (make test's out/test-*.json)")
 	os.Exit(2)

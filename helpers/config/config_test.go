@@ -136,12 +136,13 @@ func TestTheTimeBudgetAddsUpTheBounds(t *testing.T) {
 		Scan: time.Minute, Shutdown: 2 * time.Minute, TeardownReserve: 90 * time.Second}
 	b := to.Budget(7, 40*time.Minute)
 	// create, boot, the blank-state probe, the steps, converge, TLS ready,
-	// the hold (the settle window is inside it); git's record, the
+	// the hold (the settle window is inside it); sshd judged on the
+	// runner, git's record, the
 	// declarations' evaluation, three searches of the machine and the
 	// repointing rebuild; the restart's shutdown, boot and converge; the
 	// reserve.
 	assert.Equal(t, time.Minute+2*time.Minute+time.Minute+14*time.Minute+3*time.Minute+time.Minute+30*time.Second+
-		bounds.Scan+2*time.Minute+3*time.Minute+2*time.Minute+
+		2*time.Minute+bounds.Scan+2*time.Minute+3*time.Minute+2*time.Minute+
 		2*time.Minute+2*time.Minute+3*time.Minute+90*time.Second, b.Total)
 	assert.Contains(t, b.String(), "7 install steps × CCCI_STEP_TIMEOUT 2m0s 14m0s")
 	assert.Contains(t, b.String(), "evaluating the declarations on the machine (CCCI_STEP_TIMEOUT) 2m0s")
@@ -149,8 +150,8 @@ func TestTheTimeBudgetAddsUpTheBounds(t *testing.T) {
 	assert.Contains(t, b.String(), "restart: clean shutdown, then a forced stop (CCCI_SHUTDOWN_TIMEOUT) 2m0s")
 	assert.Equal(t, 80*time.Second, to.Reserve(240*time.Second), "at most a third of a short -timeout")
 	assert.Equal(t, bounds.Destroy, to.Reserve(135*time.Second), "never less than deleting a machine takes")
-	assert.Equal(t, 40*time.Minute, to.TimeoutNeeded(7, 0), "40m0s is a whole minute")
-	assert.Equal(t, 41*time.Minute, to.TimeoutNeeded(7, 30*time.Second), "what has passed counts")
+	assert.Equal(t, 42*time.Minute, to.TimeoutNeeded(7, 0), "42m0s is a whole minute")
+	assert.Equal(t, 43*time.Minute, to.TimeoutNeeded(7, 30*time.Second), "what has passed counts")
 	assert.Equal(t, 17*time.Minute, to.TimeoutNeeded(0, 0), "no install: create, boot, probe, converge, TLS, hold, restart and reserve, 17m; nothing installed is judged")
 	ended := time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
 	assert.Equal(t, 50*time.Second, to.TLSWait(ended, ended.Add(10*time.Second)), "TLS is waited for until CCCI_TLS_READY after the install")

@@ -246,6 +246,7 @@ func (t Timeouts) Budget(steps int, timeout time.Duration) Budget {
 	}}
 	if steps > 0 {
 		b.Terms = append(b.Terms,
+			BudgetTerm{"judging the target's sshd on the runner, before the install (CCCI_STEP_TIMEOUT)", t.StepTimeout},
 			BudgetTerm{"reading git's record of the install's fetches (a probe of the disk)", bounds.Scan},
 			BudgetTerm{"evaluating the declarations on the machine (CCCI_STEP_TIMEOUT)", t.StepTimeout},
 			BudgetTerm{"3 searches of the machine: store, readable files, what it built (3 × CCCI_SCAN_TIMEOUT)", 3 * t.Scan},

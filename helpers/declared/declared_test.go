@@ -40,18 +40,25 @@ func TestApplyFillsSopsNixDefaults(t *testing.T) {
 // machine (with the lab's Nix here).
 func apply(t *testing.T, config string) *Declarations {
 	t.Helper()
+	d, err := Parse("cc-ci", evalJSON(t, Apply, config))
+	require.NoError(t, err)
+	return d
+}
+
+// evalJSON evaluates projection on config with Nix, as `nix eval --json
+// --apply` does on the machine.
+func evalJSON(t *testing.T, projection, config string) []byte {
+	t.Helper()
 	if _, err := exec.LookPath("nix-instantiate"); err != nil {
 		t.Skip("no nix-instantiate on this machine (make lab-up installs it)")
 	}
-	out, err := exec.Command("nix-instantiate", "--eval", "--strict", "--json", "--expr", "("+Apply+") "+config).Output()
+	out, err := exec.Command("nix-instantiate", "--eval", "--strict", "--json", "--expr", "("+projection+") "+config).Output()
 	var stderr []byte
 	if ee, ok := err.(*exec.ExitError); ok {
 		stderr = ee.Stderr
 	}
 	require.NoError(t, err, "%s", stderr)
-	d, err := Parse("cc-ci", out)
-	require.NoError(t, err)
-	return d
+	return out
 }
 
 // config.sops as a NixOS host's module system yields it: every option of
@@ -166,4 +173,44 @@ func TestUnitsTheBaseDefinesAndAnythingWantsMustConverge(t *testing.T) {
 	out, err = exec.Command("nix-instantiate", "--eval", "--strict", "--json", "--expr", "("+Defined+") {}").Output()
 	require.NoError(t, err)
 	assert.JSONEq(t, "[]", string(out))
+}
+
+// config.services.openssh as NixOS's module yields it (nixpkgs
+// nixos/modules/services/networking/ssh/sshd.nix): every option the
+// projection reads spelled with the module's value — settings a freeform
+// submodule whose declared options default to sshd's values or null, the
+// merged authorizedKeysFiles of authorizedKeysInHomedir = true — and
+// users.users.root as users-groups.nix declares it.
+func TestTheSSHProjectionReadsNixOSsOpensshOptions(t *testing.T) {
+	config := `{ services.openssh = {
+	  enable = true; startWhenNeeded = false; ports = [ 22 ]; openFirewall = true;
+	  listenAddresses = [ { addr = "0.0.0.0"; port = null; } ];
+	  authorizedKeysInHomedir = true; authorizedKeysFiles = [ "%h/.ssh/authorized_keys" "/etc/ssh/authorized_keys.d/%u" ];
+	  authorizedKeysCommand = "none"; authorizedKeysCommandUser = "nobody";
+	  settings = { AuthorizedPrincipalsFile = "none"; LogLevel = "INFO"; UsePAM = true; UseDns = false; X11Forwarding = false;
+	    PasswordAuthentication = false; PermitRootLogin = "prohibit-password"; KbdInteractiveAuthentication = true;
+	    GatewayPorts = "no"; StrictModes = true; AllowUsers = null; DenyUsers = null; AllowGroups = [ "root" "wheel" ]; DenyGroups = null;
+	    PrintMotd = false; PubkeyAuthentication = true; AuthorizedKeysFile = [ "%h/.ssh/authorized_keys" ]; };
+	  extraConfig = "Banner none\n";
+	};
+	users.users.root = { group = "root"; extraGroups = [ "wheel" ]; }; }`
+	s, err := ParseSSH(evalJSON(t, SSHApply, config))
+	require.NoError(t, err)
+	yes := true
+	keys, groups := "%h/.ssh/authorized_keys", []string{"root", "wheel"}
+	prl := "prohibit-password"
+	assert.Equal(t, &SSH{Declared: true, Enable: true, Ports: []int{22}, ListenAddresses: []ListenAddr{{Addr: "0.0.0.0"}},
+		KeysFiles: []string{"%h/.ssh/authorized_keys", "/etc/ssh/authorized_keys.d/%u"}, ExtraConfig: "Banner none\n",
+		Settings:   SSHSettings{PermitRootLogin: &prl, PubkeyAuthentication: &yes, AuthorizedKeysFile: &keys, AllowGroups: &groups},
+		RootGroups: []string{"root", "wheel"}}, s)
+
+	// The module's defaults where a configuration spells nothing; none at
+	// all where it has no services.openssh (the lab's miniature).
+	s, err = ParseSSH(evalJSON(t, SSHApply, `{ services.openssh = { }; }`))
+	require.NoError(t, err)
+	assert.Equal(t, &SSH{Declared: true, Ports: []int{22}, ListenAddresses: []ListenAddr{}, KeysFiles: []string{},
+		Settings: SSHSettings{PermitRootLogin: &prl}, RootGroups: []string{"root"}}, s)
+	s, err = ParseSSH(evalJSON(t, SSHApply, `{ }`))
+	require.NoError(t, err)
+	assert.False(t, s.Declared)
 }

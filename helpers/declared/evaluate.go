@@ -24,10 +24,11 @@ type Source struct {
 // NixFlags turn on the commands and flakes Nix 2.4 and later still call experimental.
 const NixFlags = "--extra-experimental-features 'nix-command flakes'"
 
-// Staged is the pinned repos' trees in a private directory of the machine,
-// laid out as the base's flake reads them: what Nix evaluates or builds.
+// Staged is the pinned repos' trees in a private directory of the machine
+// (or of the runner: remote.Local), laid out as the base's flake reads
+// them: what Nix evaluates or builds.
 type Staged struct {
-	cl       *remote.Client
+	cl       remote.Runner
 	timeout  time.Duration
 	Dir      string // the directory: base/ and, for a flake input, secrets/
 	override string // the flags that point the secrets input at secrets/
@@ -35,7 +36,7 @@ type Staged struct {
 
 // Stage copies the trees to a private tmpfs directory of the machine (Close
 // removes it). Nothing is written into the clones the install made.
-func Stage(ctx context.Context, cl *remote.Client, src Source, timeout time.Duration) (*Staged, error) {
+func Stage(ctx context.Context, cl remote.Runner, src Source, timeout time.Duration) (*Staged, error) {
 	if src.Submodule != "" && (path.IsAbs(src.Submodule) || strings.Contains(src.Submodule, "..")) {
 		return nil, fmt.Errorf("declarations: submodule path %q is not inside the base", src.Submodule)
 	}
@@ -148,4 +149,24 @@ func Evaluate(ctx context.Context, cl *remote.Client, src Source, host string, t
 		return nil, fmt.Errorf("declarations: nix flake metadata printed %.120q: %w", meta, err)
 	}
 	return d, d.Own(b, m.Path)
+}
+
+// EvaluateSSH reads how the configuration's sshd will let a client in after
+// the switch (SSHApply) — on the runner (remote.Local) before the install,
+// where the machine's traffic is not watched and nothing of the target is
+// on the machine yet: Nix fetches the inputs the lock pins there.
+func EvaluateSSH(ctx context.Context, cl remote.Runner, src Source, host string, timeout time.Duration) (*SSH, error) {
+	s, err := Stage(ctx, cl, src, timeout)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close(ctx)
+	if host, err = s.Host(ctx, host); err != nil {
+		return nil, err
+	}
+	b, err := s.Nix(ctx, "eval", "--json --apply "+remote.ShellQuote(SSHApply), `nixosConfigurations."`+host+`".config`)
+	if err != nil {
+		return nil, fmt.Errorf("services.openssh: %w", err)
+	}
+	return ParseSSH(b)
 }

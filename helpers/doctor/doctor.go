@@ -20,10 +20,12 @@ import (
 	"github.com/cc-ci/acceptance/helpers/config"
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
+	"github.com/cc-ci/acceptance/helpers/judge"
 	"github.com/cc-ci/acceptance/helpers/machine"
 	"github.com/cc-ci/acceptance/helpers/probe"
 	"github.com/cc-ci/acceptance/helpers/redact"
 	"github.com/cc-ci/acceptance/helpers/size"
+	"github.com/cc-ci/acceptance/helpers/sshaccess"
 	"github.com/cc-ci/acceptance/helpers/target"
 )
 
@@ -334,7 +336,25 @@ func (r *Report) target(ctx context.Context, cfg *config.Config, red *redact.Red
 		return 0
 	}
 	r.add(OK, "install.md", fmt.Sprintf("%d blocks, linted", len(doc.Blocks)), "")
+	r.sshAfterSwitch(fctx, cfg, repos, red)
 	return len(doc.Blocks)
+}
+
+// sshAfterSwitch: the target's sshd, as the switch will leave it, lets the
+// run back in (sshaccess.AfterSwitch, the run's own check before its install).
+func (r *Report) sshAfterSwitch(ctx context.Context, cfg *config.Config, repos *target.Repos, red *redact.Redactor) {
+	const check = "sshd after the switch"
+	problems, unjudged, err := sshaccess.AfterSwitch(ctx, repos, cfg.Target.SecretsRepoURL, cfg.Target.NixOSHost, cfg.Timeouts.StepTimeout, red)
+	switch {
+	case err != nil:
+		r.add(Note, check, "not judged: "+red.Redact(err.Error()), "the run judges it again before its install, and notes why it could not")
+	case unjudged != "":
+		r.add(Note, check, "not judged: "+unjudged, "")
+	case len(problems) > 0:
+		r.add(Blocker, check, judge.List(problems), "the run logs in as root with a key in /root/.ssh/authorized_keys on port 22: keep that open in the target's services.openssh (docs/pointing-at-cc-ci.md)")
+	default:
+		r.add(OK, check, fmt.Sprintf("root's key in ~/.ssh/authorized_keys, port %d: let in", sshaccess.Port), "")
+	}
 }
 
 // timeout: the -timeout a run needs for these bounds and this install.

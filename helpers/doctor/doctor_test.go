@@ -27,9 +27,9 @@ type host struct {
 	env  map[string]string
 }
 
-func newHost(t *testing.T) *host {
+func newHost(t *testing.T, defect ...string) *host {
 	t.Helper()
-	tg, baseURL, secretsURL := labtarget.Served(t)
+	tg, baseURL, secretsURL := labtarget.Served(t, defect...)
 
 	f, err := incustest.New(t.TempDir())
 	require.NoError(t, err)
@@ -73,7 +73,7 @@ func row(r *doctor.Report, check string) doctor.Row {
 func TestTheDoctorPassesAReadyHostWithGETsOnly(t *testing.T) {
 	h := newHost(t)
 	before := len(h.fake.Requests())
-	r := h.doctor(t, 2*time.Hour)
+	r := h.doctor(t, 150*time.Minute)
 	var out strings.Builder
 	r.Write(&out)
 	t.Log("\n" + out.String())
@@ -83,6 +83,7 @@ func TestTheDoctorPassesAReadyHostWithGETsOnly(t *testing.T) {
 	}
 	assert.Contains(t, row(r, "reference").Detail, "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-cc-ci-24.11", "read by the file API")
 	assert.Contains(t, row(r, "install.md").Detail, "blocks, linted")
+	assert.Equal(t, doctor.OK, row(r, "sshd after the switch").Status, "the target's services.openssh, evaluated on this runner")
 	for _, x := range r.Rows {
 		assert.NotContains(t, x.Detail, "\n", "row %s: one line, or the table breaks", x.Check)
 	}
@@ -94,23 +95,30 @@ func TestTheDoctorNamesEachBlocker(t *testing.T) {
 		name, check, detail string
 		breakIt             func(h *host)
 		timeout             time.Duration
+		defect              string // the target served, if not the good one
 	}{
 		{"wrong image type", "image", `is a container image; CCCI_INSTANCE_TYPE is virtual-machine`,
-			func(h *host) { h.fake.Images["incus-base"] = incustest.Image{Type: incus.Container} }, 0},
+			func(h *host) { h.fake.Images["incus-base"] = incustest.Image{Type: incus.Container} }, 0, ""},
 		{"secure boot the image cannot do", "image", "declares requirements.secureboot=false, but CCCI_VM_SECUREBOOT=profile",
-			func(h *host) { h.env["CCCI_VM_SECUREBOOT"] = "profile" }, 0},
+			func(h *host) { h.env["CCCI_VM_SECUREBOOT"] = "profile" }, 0, ""},
 		{"restricted certificate", "credentials", "restricted to projects [terraform-ci]",
-			func(h *host) { h.fake.Restricted = []string{"terraform-ci"} }, 0},
+			func(h *host) { h.fake.Restricted = []string{"terraform-ci"} }, 0, ""},
 		{"missing project", "project", "terraform-ci: incus GET /1.0/projects/terraform-ci",
-			func(h *host) { delete(h.fake.Projects, "terraform-ci") }, 0},
+			func(h *host) { delete(h.fake.Projects, "terraform-ci") }, 0, ""},
 		{"delete-protected profile", "default profile", "security.protection.delete=true",
-			func(h *host) { h.fake.Profile["security.protection.delete"] = "true" }, 0},
+			func(h *host) { h.fake.Profile["security.protection.delete"] = "true" }, 0, ""},
 		{"unreachable repo", "repos", "fetch base repo http://127.0.0.1:1/",
-			func(h *host) { h.env["CCCI_BASE_REPO_URL"] = "http://127.0.0.1:1/good/cc-ci.git" }, 0},
-		{"too-short -timeout", "-timeout", "10m0s cannot hold", func(*host) {}, 10 * time.Minute},
+			func(h *host) { h.env["CCCI_BASE_REPO_URL"] = "http://127.0.0.1:1/good/cc-ci.git" }, 0, ""},
+		{"too-short -timeout", "-timeout", "10m0s cannot hold", func(*host) {}, 10 * time.Minute, ""},
+		{"sshd that refuses root", "sshd after the switch", `PermitRootLogin is "no": sshd refuses root's key`, func(*host) {}, 0, "sshd-refuses-root"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			h := newHost(t)
+			var h *host
+			if c.defect != "" {
+				h = newHost(t, c.defect)
+			} else {
+				h = newHost(t)
+			}
 			c.breakIt(h)
 			before := len(h.fake.Requests())
 			r := h.doctor(t, c.timeout)

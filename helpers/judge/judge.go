@@ -35,6 +35,15 @@ type Problem struct {
 // (or a defect row) can name it without its wording.
 func (p Problem) String() string { return fmt.Sprintf("%s %s [%s, %s]", p.File, p.Text, p.Test, p.ID) }
 
+// List is problems on one line, each as String prints it.
+func List(ps []Problem) string {
+	texts := make([]string, len(ps))
+	for i, p := range ps {
+		texts[i] = p.String()
+	}
+	return strings.Join(texts, "; ")
+}
+
 // The identifiers.
 const (
 	D8StaticMissing      = "d8-static-missing"       // C5: no static part stating the byte-identical closure

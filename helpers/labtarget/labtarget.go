@@ -72,9 +72,10 @@ func TargetSecretsWith(t testing.TB, settings []string) map[string]string {
 // Served generates a fresh good target (new keys) and serves its repos over
 // HTTP with the real git backend, as the lab does, for tests that need a
 // target but no lab: it returns the target and the base and secrets URLs.
+// With a defect named, the target served is that defect of the good one.
 // Without git, nix or git-http-backend (make lab-up installs them) the
 // test is skipped, or fails with CCCI_REQUIRE_LAB=1.
-func Served(t testing.TB) (tg *fixtures.Target, baseURL, secretsURL string) {
+func Served(t testing.TB, defect ...string) (tg *fixtures.Target, baseURL, secretsURL string) {
 	t.Helper()
 	for _, tool := range []string{"git", "nix", gitserver.DefaultBackend} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -87,7 +88,14 @@ func Served(t testing.TB) (tg *fixtures.Target, baseURL, secretsURL string) {
 	if err != nil {
 		t.Fatalf("generate a target: %v", err)
 	}
+	name := "good"
+	for _, d := range defect {
+		if tg, err = fixtures.GenerateDefect(tg, d, filepath.Join(root, d)); err != nil {
+			t.Fatalf("generate defect %s: %v", d, err)
+		}
+		name = d
+	}
 	srv := httptest.NewServer(&gitserver.Server{Root: root, TokenFile: fixtures.TokenFile, Log: t.Logf})
 	t.Cleanup(srv.Close)
-	return tg, gitserver.URL(srv.URL, "good/cc-ci.git"), gitserver.URL(srv.URL, "good/cc-ci-secrets.git")
+	return tg, gitserver.URL(srv.URL, name+"/cc-ci.git"), gitserver.URL(srv.URL, name+"/cc-ci-secrets.git")
 }

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/cc-ci/acceptance/helpers/declared"
 	"github.com/cc-ci/acceptance/helpers/fetchlog"
 )
 
@@ -209,4 +210,26 @@ func (rp *Repos) readBaseIfThere(ctx context.Context, path string) ([]byte, erro
 func sameRepo(a, b string) bool {
 	ka, kb := fetchlog.Identity(a), fetchlog.Identity(b)
 	return ka != "" && ka == kb
+}
+
+// EvalSource is how an evaluation gets the pinned repos: their committed
+// trees (from the git objects) and how the base pins the secrets repo —
+// the first way SecretsLinks finds.
+func EvalSource(ctx context.Context, rp *Repos, secretsURL string) (declared.Source, error) {
+	links, err := SecretsLinks(rp, secretsURL)
+	if err != nil {
+		return declared.Source{}, err
+	}
+	if len(links) == 0 {
+		return declared.Source{}, fmt.Errorf("the base does not pin the secrets repo %s (flake input or submodule)", secretsURL)
+	}
+	src := declared.Source{}
+	switch l := links[0]; l.Kind {
+	case "flake input":
+		src.Input = l.Name
+	default:
+		src.Submodule = l.Name
+	}
+	src.Base, src.Secrets, err = rp.Trees(ctx)
+	return src, err
 }

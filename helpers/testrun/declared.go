@@ -4,7 +4,6 @@ package testrun
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 
@@ -72,22 +71,7 @@ func (r *Run) declarations(t testing.TB) *declared.Declarations {
 // source is how a machine gets the pinned repos: their committed trees and
 // how the base pins the secrets repo.
 func (r *Run) source(view *TargetView) (declared.Source, error) {
-	links, err := target.SecretsLinks(view.Repos, r.Config.Target.SecretsRepoURL)
-	if err != nil {
-		return declared.Source{}, err
-	}
-	if len(links) == 0 {
-		return declared.Source{}, fmt.Errorf("the base does not pin the secrets repo %s (flake input or submodule)", r.Config.Target.SecretsRepoURL)
-	}
-	src := declared.Source{}
-	switch l := links[0]; l.Kind {
-	case "flake input":
-		src.Input = l.Name
-	default:
-		src.Submodule = l.Name
-	}
-	src.Base, src.Secrets, err = view.Repos.Trees(r.ctx)
-	return src, err
+	return target.EvalSource(r.ctx, view.Repos, r.Config.Target.SecretsRepoURL)
 }
 
 func (r *Run) evaluateDeclarations(view *TargetView, dial sshDialer) (*declared.Declarations, error) {

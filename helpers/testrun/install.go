@@ -10,6 +10,8 @@ import (
 	"github.com/cc-ci/acceptance/helpers/egress"
 	"github.com/cc-ci/acceptance/helpers/fetchlog"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
+	"github.com/cc-ci/acceptance/helpers/judge"
+	"github.com/cc-ci/acceptance/helpers/sshaccess"
 	"github.com/cc-ci/acceptance/helpers/target"
 )
 
@@ -59,6 +61,9 @@ func (r *Run) InstallRecord(t testing.TB) *Install {
 			inst.Err = err
 			return
 		}
+		if inst.Err = r.wayBackIn(view); inst.Err != nil {
+			return
+		}
 		cl, err := mc.SSH(r.ctx)
 		if err != nil {
 			inst.Err = err
@@ -91,6 +96,26 @@ func (r *Run) InstallRecord(t testing.TB) *Install {
 	})
 	injectFault("panic:after-install")
 	return r.install.done
+}
+
+// wayBackIn refuses the install when the target's sshd, as the switch will
+// leave it, would lock the run out (judge.SSHLockout): cut off mid-run, the
+// run would prove nothing and say less. Judged on the runner, before the
+// first step; what cannot be judged there is noted, not failed.
+func (r *Run) wayBackIn(view *TargetView) error {
+	problems, unjudged, err := sshaccess.AfterSwitch(r.ctx, view.Repos, r.Config.Target.SecretsRepoURL, r.Config.Target.NixOSHost,
+		r.Config.Timeouts.StepTimeout, r.Redact)
+	switch {
+	case err != nil:
+		r.Note("sshd after the switch", "not judged before the install: %v", err)
+	case unjudged != "":
+		r.Note("sshd after the switch", "not judged before the install: %s", unjudged)
+	case len(problems) > 0:
+		return fmt.Errorf("before the install, the target's sshd as the switch will leave it: %s", judge.List(problems))
+	default:
+		r.Note("sshd after the switch", "lets root in with the run's key in ~/.ssh/authorized_keys on port %d", sshaccess.Port)
+	}
+	return nil
 }
 
 // InstallInBand is the install for the test that judges it (C4): a failure

@@ -204,7 +204,7 @@ CCCI_D8_CHAIN=${LAB_STATE}/evidence/REVIEW.jsonl
 CCCI_D8_ALLOWED_SIGNERS=${LAB_STATE}/signing/allowed_signers
 # The lab's bounds (a container boots and stops in seconds, a step and a
 # scan of its store take seconds): with the fixture's 5 blocks a run needs
-# -timeout ≥ 36m (ccci doctor prints it).
+# -timeout ≥ 38m (ccci doctor prints it).
 CCCI_BOOT_TIMEOUT=2m
 CCCI_STEP_TIMEOUT=2m
 CCCI_SCAN_TIMEOUT=1m
