@@ -13,6 +13,7 @@ require (
 	github.com/zricethezav/gitleaks/v8 v8.30.1
 	go.yaml.in/yaml/v3 v3.0.4
 	golang.org/x/crypto v0.59.0
+	mvdan.cc/sh/v3 v3.14.1
 )
 
 require (
