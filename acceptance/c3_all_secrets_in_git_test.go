@@ -140,14 +140,19 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		// its owner may be the service that reads it (declared), but group
 		// and others may read only public material (a certificate chain).
 		decl := run.Declared(t)
-		tree, err := probe.Tree(ctx, cl, "/run/secrets")
+		tree, err := probe.Tree(ctx, cl, declared.SecretsDir)
 		require.NoError(t, err)
 		var paths, names []string
 		for _, s := range decl.Secrets {
 			paths, names = append(paths, s.Path), append(names, s.Name)
 		}
+		holds := decl.InSecretsDir() // a link sops-nix made is judged as the secret it links to
 		for _, f := range tree {
-			paths, names = append(paths, "/run/secrets/"+strings.TrimSuffix(f, "@")), append(names, f)
+			name := holds[f]
+			if name == "" {
+				name = f
+			}
+			paths, names = append(paths, declared.SecretsDir+"/"+strings.TrimSuffix(f, "@")), append(names, name)
 		}
 		files, err := probe.Files(ctx, cl, paths)
 		require.NoError(t, err)
@@ -234,7 +239,7 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		decl := run.Declared(t)
 		var grants []judge.Grant
 		for _, s := range decl.Secrets {
-			files, err := probe.Files(ctx, cl, []string{"/run/secrets/" + s.Name, s.Path})
+			files, err := probe.Files(ctx, cl, []string{declared.SecretsDir + "/" + s.Name, s.Path})
 			require.NoError(t, err)
 			for _, f := range files {
 				grants = append(grants, judge.Grant{Secret: target.SecretName(s.SopsFile, s.Key), Decl: s, File: f})

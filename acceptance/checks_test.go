@@ -65,19 +65,11 @@ func assertCreatedByThisRun(t *testing.T, mc *machine.Machine) {
 func assertSecretsDecrypted(t *testing.T, cl *remote.Client, view *testrun.TargetView) {
 	t.Helper()
 	decl := run.Declared(t)
-	declared := map[string]bool{}
-	for _, s := range decl.Secrets {
-		declared[s.Name] = true
-	}
-	// sops-nix renders every template under rendered/ (and links a path of
-	// its own to it): Mic92/sops-nix pkgs/sops-install-secrets/main.go.
-	for _, tm := range decl.Templates {
-		declared["rendered/"+tm.Name] = true
-	}
-	found, err := probe.Tree(run.Context(), cl, "/run/secrets")
+	holds := decl.InSecretsDir()
+	found, err := probe.Tree(run.Context(), cl, declared.SecretsDir)
 	require.NoError(t, err)
 	for _, f := range found {
-		assert.True(t, declared[f], "/run/secrets/%s is not a secret or template nixosConfigurations.%s declares (declared: %v)",
+		assert.NotEmpty(t, holds[f], "/run/secrets/%s is not a secret or template nixosConfigurations.%s declares (declared: %v)",
 			strings.TrimSuffix(f, "@"), decl.Host, decl.Names())
 	}
 	assertDeclaredFiles(t, cl, view, decl.Secrets)

@@ -235,6 +235,36 @@ func (d *Declarations) Names() []string {
 	return out
 }
 
+// SecretsDir is where sops-nix links the current generation of secrets
+// (sops.defaultSymlinkPath).
+const SecretsDir = "/run/secrets"
+
+// InSecretsDir is what /run/secrets holds for these declarations, as
+// probe.Tree lists it (a symlink with "@" after its name), each entry with
+// the secret's name (a template's is "rendered/<name>"): each secret's
+// file under its name and each template's under rendered/ (the generation
+// directory sops-install-secrets writes), and a symlink at every declared
+// path inside /run/secrets that is not that file — sops-nix links a
+// custom path to the file (symlinkSecretsAndTemplates in
+// pkgs/sops-install-secrets/main.go, Mic92/sops-nix 56b2406), and a path
+// inside /run/secrets lands in the generation directory too.
+func (d *Declarations) InSecretsDir() map[string]string {
+	out := map[string]string{}
+	entry := func(own, path string) {
+		out[own] = own
+		if rel, ok := strings.CutPrefix(path, SecretsDir+"/"); ok && rel != own {
+			out[rel+"@"] = own
+		}
+	}
+	for _, s := range d.Secrets {
+		entry(s.Name, s.Path)
+	}
+	for _, tm := range d.Templates {
+		entry("rendered/"+tm.Name, tm.Path)
+	}
+	return out
+}
+
 // OwnedBy says whether a file's owner (user or group: its name and numeric
 // id, as stat prints them) is the declared one: a name, or "uid:N"/"gid:N".
 func OwnedBy(declared, name, id string) bool {

@@ -214,3 +214,24 @@ func TestTheSSHProjectionReadsNixOSsOpensshOptions(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, s.Declared)
 }
+
+// /run/secrets holds each secret under its name, each template under
+// rendered/, and a link sops-nix makes at a declared path inside it (a
+// path elsewhere is no entry of it); each entry names its secret.
+func TestRunSecretsHoldsWhatSopsNixPutsThere(t *testing.T) {
+	d := &Declarations{
+		Secrets: []Secret{
+			{Name: "webhook_hmac", Path: "/run/secrets/webhook_hmac"},
+			{Name: "drone/rpc", Path: "/run/secrets/drone-rpc.env"},               // a path of its own inside /run/secrets
+			{Name: "tls/fullchain", Path: "/var/lib/ci-certs/live/fullchain.pem"}, // outside: not listed there
+		},
+		Templates: []Template{
+			{Name: "registry.env", Path: "/run/secrets/rendered/registry.env"},
+			{Name: "drone.env", Path: "/run/secrets/drone/drone.env"},
+		},
+	}
+	assert.Equal(t, map[string]string{
+		"webhook_hmac": "webhook_hmac", "drone/rpc": "drone/rpc", "drone-rpc.env@": "drone/rpc", "tls/fullchain": "tls/fullchain",
+		"rendered/registry.env": "rendered/registry.env", "rendered/drone.env": "rendered/drone.env", "drone/drone.env@": "rendered/drone.env",
+	}, d.InSecretsDir())
+}
