@@ -105,8 +105,17 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 			// Which repositories, not only which host: a third repo on the
 			// git server of the two is a third repo. From the install's start:
 			// the machine had its address then (and no machine before it of
-			// a concurrent run still held that address).
-			entries, err := fetchlog.Read(cfg.Expect.FetchLog, inst.Started)
+			// a concurrent run still held that address) — or, when no step
+			// ran (an install refused before it), from when it first
+			// answered there: never the address's earlier holders.
+			since := inst.Started
+			if mc := run.Machine(t); since.IsZero() {
+				since = mc.Ready
+				if since.IsZero() { // a kept machine (SKIP_provision): from its creation
+					since = mc.CreatedAt
+				}
+			}
+			entries, err := fetchlog.Read(cfg.Expect.FetchLog, since)
 			require.NoError(t, err, "the git server's fetch log (CCCI_FETCH_LOG)")
 			addrs := run.MachineAddresses(t)
 			var repos []string

@@ -113,60 +113,69 @@ func (s *Staged) Host(ctx context.Context, host string) (string, error) {
 	return host, nil
 }
 
+// staged stages the trees, resolves host ("" = the base's only one), runs
+// fn and removes the directory.
+func staged(ctx context.Context, cl remote.Runner, src Source, host string, timeout time.Duration, fn func(s *Staged, host string) error) error {
+	s, err := Stage(ctx, cl, src, timeout)
+	if err != nil {
+		return err
+	}
+	defer s.Close(ctx)
+	if host, err = s.Host(ctx, host); err != nil {
+		return err
+	}
+	return fn(s, host)
+}
+
+// Config evaluates projection on nixosConfigurations.<host>.config, as JSON.
+func (s *Staged) Config(ctx context.Context, host, projection string) ([]byte, error) {
+	return s.Nix(ctx, "eval", "--json --apply "+remote.ShellQuote(projection), `nixosConfigurations."`+host+`".config`)
+}
+
 // Evaluate reads the declarations on the machine: the trees are staged, Nix
 // evaluates nixosConfigurations.<host>.config with Apply (host "" = the
 // configuration's only host), the directory is removed. Nothing is built:
 // the evaluation reads the flake's own code and the inputs its lock pins
 // (which the switch has already fetched).
-func Evaluate(ctx context.Context, cl *remote.Client, src Source, host string, timeout time.Duration) (*Declarations, error) {
-	s, err := Stage(ctx, cl, src, timeout)
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close(ctx)
-	if host, err = s.Host(ctx, host); err != nil {
-		return nil, err
-	}
-	b, err := s.Nix(ctx, "eval", "--json --apply "+remote.ShellQuote(Apply), `nixosConfigurations."`+host+`".config`)
-	if err != nil {
-		return nil, fmt.Errorf("declarations: %w", err)
-	}
-	d, err := Parse(host, b)
-	if err != nil {
-		return nil, err
-	}
-	if b, err = s.Nix(ctx, "eval", "--json --apply "+remote.ShellQuote(Defined), `nixosConfigurations."`+host+`"`); err != nil {
-		return nil, fmt.Errorf("declarations: %w", err)
-	}
-	meta, err := s.Nix(ctx, "flake metadata", "--json", "")
-	if err != nil {
-		return nil, fmt.Errorf("declarations: the base's source: %w", err)
-	}
-	var m struct {
-		Path string `json:"path"`
-	}
-	if err := json.Unmarshal(meta, &m); err != nil {
-		return nil, fmt.Errorf("declarations: nix flake metadata printed %.120q: %w", meta, err)
-	}
-	return d, d.Own(b, m.Path)
+func Evaluate(ctx context.Context, cl *remote.Client, src Source, host string, timeout time.Duration) (d *Declarations, err error) {
+	err = staged(ctx, cl, src, host, timeout, func(s *Staged, host string) error {
+		b, err := s.Config(ctx, host, Apply)
+		if err != nil {
+			return fmt.Errorf("declarations: %w", err)
+		}
+		if d, err = Parse(host, b); err != nil {
+			return err
+		}
+		if b, err = s.Nix(ctx, "eval", "--json --apply "+remote.ShellQuote(Defined), `nixosConfigurations."`+host+`"`); err != nil {
+			return fmt.Errorf("declarations: %w", err)
+		}
+		meta, err := s.Nix(ctx, "flake metadata", "--json", "")
+		if err != nil {
+			return fmt.Errorf("declarations: the base's source: %w", err)
+		}
+		var m struct {
+			Path string `json:"path"`
+		}
+		if err := json.Unmarshal(meta, &m); err != nil {
+			return fmt.Errorf("declarations: nix flake metadata printed %.120q: %w", meta, err)
+		}
+		return d.Own(b, m.Path)
+	})
+	return d, err
 }
 
 // EvaluateSSH reads how the configuration's sshd will let a client in after
 // the switch (SSHApply) — on the runner (remote.Local) before the install,
 // where the machine's traffic is not watched and nothing of the target is
 // on the machine yet: Nix fetches the inputs the lock pins there.
-func EvaluateSSH(ctx context.Context, cl remote.Runner, src Source, host string, timeout time.Duration) (*SSH, error) {
-	s, err := Stage(ctx, cl, src, timeout)
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close(ctx)
-	if host, err = s.Host(ctx, host); err != nil {
-		return nil, err
-	}
-	b, err := s.Nix(ctx, "eval", "--json --apply "+remote.ShellQuote(SSHApply), `nixosConfigurations."`+host+`".config`)
-	if err != nil {
-		return nil, fmt.Errorf("services.openssh: %w", err)
-	}
-	return ParseSSH(b)
+func EvaluateSSH(ctx context.Context, cl remote.Runner, src Source, host string, timeout time.Duration) (ssh *SSH, err error) {
+	err = staged(ctx, cl, src, host, timeout, func(s *Staged, host string) error {
+		b, err := s.Config(ctx, host, SSHApply)
+		if err != nil {
+			return fmt.Errorf("services.openssh: %w", err)
+		}
+		ssh, err = ParseSSH(b)
+		return err
+	})
+	return ssh, err
 }

@@ -112,6 +112,7 @@ type Machine struct {
 	Key       ed25519.PrivateKey
 	User      string
 	CreatedAt time.Time
+	Ready     time.Time // when it first answered at IP (its address was its own from then on)
 	Memory    int64
 	UUID      string // volatile.uuid, recorded at creation: every change checks it
 
@@ -293,6 +294,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Machine, error) {
 	if err := mc.awaitReady(ctx, spec.BootTimeout, spec.SSHKeyVia); err != nil {
 		return mc, err
 	}
+	mc.Ready = time.Now()
 	m.logf("machine %s ready at %s in %s (host key %s)", name, mc.IP, time.Since(start).Round(time.Millisecond),
 		ssh.FingerprintSHA256(mc.HostKey))
 	return mc, nil
