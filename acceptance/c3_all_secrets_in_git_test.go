@@ -1,7 +1,6 @@
 package acceptance
 
 import (
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,13 +41,7 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		if cfg.Stages.NoMachine {
 			return
 		}
-		var declared []string
-		for _, s := range run.DeclaredInGit(t).Secrets {
-			if name := target.SecretName(s.SopsFile, s.Key); !slices.Contains(cfg.Expect.RequiredSecrets, name) {
-				declared = append(declared, name)
-			}
-		}
-		judge.None(t, judge.RequiredSecrets(view.Secrets, declared, nil), judge.SecretMissing)
+		judge.None(t, judge.DeclaredSecrets(run.DeclaredInGit(t).Secrets, view.Value), judge.SecretMissing)
 	})
 
 	run.Sentence(t, "the age key is the only thing the operator provides", func(t *testing.T) {
@@ -251,7 +244,7 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 			files, err := probe.Files(ctx, cl, []string{declared.SecretsDir + "/" + s.Name, s.Path})
 			require.NoError(t, err)
 			for _, f := range files {
-				grants = append(grants, judge.Grant{Secret: target.SecretName(s.SopsFile, s.Key), Decl: s, File: f})
+				grants = append(grants, judge.Grant{Secret: view.NameOf(s), Decl: s, File: f})
 			}
 		}
 		judge.None(t, judge.ReadableSecrets(rep.Findings, grants), judge.SecretReadable)

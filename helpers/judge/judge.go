@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cc-ci/acceptance/helpers/declared"
 	"github.com/cc-ci/acceptance/helpers/egress"
 	"github.com/cc-ci/acceptance/helpers/fetchlog"
 	"github.com/cc-ci/acceptance/helpers/installdoc"
@@ -229,6 +230,24 @@ func RequiredSecrets(secrets map[string]string, required, plaintext []string) []
 	if len(plaintext) > 0 {
 		out = append(out, Problem{ID: SecretsPlaintext, Test: "C3", File: "secrets repo " + target.SecretsDoc, Text: fmt.Sprintf(
 			"has no value in plaintext: values not encrypted: %s", strings.Join(plaintext, ", "))})
+	}
+	return out
+}
+
+// DeclaredSecrets judges that each secret the target declares is in git as
+// sops-nix reads it (value: what sops-nix would install — any sops file of
+// either repo, any format, a whole file for key "" — or why it cannot).
+func DeclaredSecrets(decls []declared.Secret, value func(declared.Secret) (string, error)) []Problem {
+	var out []Problem
+	for _, s := range decls {
+		v, err := value(s)
+		if err == nil && v == "" {
+			err = fmt.Errorf("its value is empty")
+		}
+		if err != nil {
+			out = append(out, Problem{ID: SecretMissing, Test: "C3", File: "sops.secrets." + s.Name, Text: fmt.Sprintf(
+				"secret %s is in %s as declared (key %q, format %s; decrypted with the bootstrap key): %v", s.Name, s.SopsFile, s.Key, s.Format, err)})
+		}
 	}
 	return out
 }

@@ -212,6 +212,7 @@ func Secrets(rp *Repos, key *AgeKey, r *redact.Redactor) (map[string]string, err
 	if err := otherSopsFiles(rp, key, vals); err != nil {
 		return nil, err
 	}
+	baseSopsFiles(rp, key, vals)
 	for name, v := range vals {
 		r.Add(name, []byte(v))
 	}
@@ -306,6 +307,38 @@ func otherSopsFiles(rp *Repos, key *AgeKey, vals map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// BasePrefix marks a secret of a sops file the base keeps (a credential the
+// host declares from its own repo): "base:" + SecretName(file, key).
+const BasePrefix = "base:"
+
+// baseSopsFiles adds the values of every sops file committed in the base
+// that the bootstrap key decrypts — a secret a declaration's sopsFile may
+// name there, searched for and redacted as the secrets repo's are. One the
+// key cannot decrypt is no secret of this machine's; one not sops is none.
+func baseSopsFiles(rp *Repos, key *AgeKey, vals map[string]string) {
+	ctx := context.Background()
+	ls, err := gitOut(ctx, rp.Base, "ls-tree", "-r", "-z", "--name-only", "--full-tree", rp.BaseCommit)
+	if err != nil {
+		return
+	}
+	for _, file := range strings.Split(ls, "\x00") {
+		enc, err := rp.readBase(ctx, file)
+		if err != nil || !bytes.Contains(enc, []byte("sops")) { // every sops format names its metadata so
+			continue
+		}
+		if _, err := sopsfile.InspectFile(file, enc); err != nil {
+			continue
+		}
+		more, err := sopsfile.DecryptFile(file, enc, key.Identity)
+		if err != nil {
+			continue
+		}
+		for k, v := range more {
+			vals[BasePrefix+SecretName(file, k)] = v
+		}
+	}
 }
 
 // PushFunc writes one file on the machine (the machine's own PushFile checks

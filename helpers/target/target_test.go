@@ -245,17 +245,27 @@ func TestEverySopsFileOfTheSecretsRepoIsRead(t *testing.T) {
 		".sops.yaml":       "creation_rules: []\n",
 		"README.md":        "not a sops file\n",
 	}, nil)
+	// The base's own sops files the bootstrap key opens (a credential the
+	// host declares from its repo); not one encrypted to another key.
+	other, _ := keyFile(t, 0o600)
+	stranger, err := LoadAgeKey(other, &redact.Redactor{})
+	require.NoError(t, err)
+	base := committed(t, map[string]string{
+		"bootstrap/access.sops.yaml": enc("secrets_repo_token: base-token-value-0123\n", me),
+		"ops/elsewhere.sops.yaml":    enc("x: not-this-machines-0123\n", stranger.Recipient),
+		"flake.nix":                  "{ }\n",
+	}, nil)
+	rp.Base, rp.BaseCommit = base.Base, base.BaseCommit
 	r := &redact.Redactor{}
 	vals, err := Secrets(rp, key, r)
 	require.NoError(t, err)
+	assert.Equal(t, "base-token-value-0123", vals[BasePrefix+SecretName("bootstrap/access.sops.yaml", "secrets_repo_token")])
+	assert.NotContains(t, vals, BasePrefix+SecretName("ops/elsewhere.sops.yaml", "x"), "another key's file is no secret of this machine")
 	assert.Equal(t, "first-secret-value", vals[SecretName(SecretsDoc, "a")])
 	assert.Equal(t, "a-certificate-value", vals[SecretName("secrets/tls.yaml", "cert")])
 	assert.Equal(t, "nested-secret-value", vals[SecretName("secrets/tls.yaml", "drone/rpc")], "sops-nix's nested key")
 	assert.NotContains(t, r.Redact("x nested-secret-value"), "nested-secret-value", "registered for redaction")
 
-	other, _ := keyFile(t, 0o600)
-	stranger, err := LoadAgeKey(other, &redact.Redactor{})
-	require.NoError(t, err)
 	rp = committed(t, map[string]string{SecretsDoc: enc("a: first-secret-value\n", me),
 		"secrets/other.yaml": enc("b: second-secret-value\n", stranger.Recipient)}, nil)
 	_, err = Secrets(rp, key, &redact.Redactor{})

@@ -3,7 +3,9 @@ package testrun
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 
@@ -114,6 +116,22 @@ func (r *Run) Repos(t testing.TB) *target.Repos {
 // file for its format or an empty key).
 func (v *TargetView) Value(s declared.Secret) (string, error) {
 	return target.DeclaredValue(v.Repos, v.Key, v.Secrets, s.SopsFile, s.Format, s.Key, v.redact)
+}
+
+// NameOf is the name among AllSecrets of what sops-nix installs for s —
+// found by value, since a binary or whole-file secret's key is not where
+// its value is named — or s's own name when it is none of them.
+func (v *TargetView) NameOf(s declared.Secret) string {
+	value, err := v.Value(s)
+	all := v.AllSecrets()
+	if err == nil {
+		for _, name := range slices.Sorted(maps.Keys(all)) {
+			if all[name] == value {
+				return name
+			}
+		}
+	}
+	return s.Name
 }
 
 // AllSecrets is every secret the target has (target.AllSecrets).
