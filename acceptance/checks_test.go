@@ -167,13 +167,13 @@ func assertServesGitCert(t *testing.T, view *testrun.TargetView) {
 	roots, err := tlscheck.Roots(cfg.Target.TLSCA)
 	require.NoError(t, err)
 	addr := run.TLSAddr(t)
-	ended := run.InstallRecord(t).Ended
+	up := run.UpSince(t)
 	for _, sni := range cfg.Target.TLSServerNames {
 		// Until CCCI_TLS_READY after the install (a proxy may bind late),
 		// later briefly (a restart): whether the proxy stays up is C4's
 		// settle look, not one lucky connection.
 		var served *tlscheck.Served
-		err = wait.Eventually(run.Context(), "TLS on "+addr, cfg.Timeouts.TLSWait(ended, time.Now()), func(bool) error {
+		err = wait.Eventually(run.Context(), "TLS on "+addr, cfg.Timeouts.TLSWait(up, time.Now()), func(bool) error {
 			served, err = tlscheck.Fetch(run.Context(), addr, sni, roots)
 			return err
 		})

@@ -272,11 +272,12 @@ func (b Budget) String() string {
 }
 
 // TLSWait is how long a TLS check retries a name that does not answer yet:
-// until CCCI_TLS_READY after the install ended (a proxy deployed by a
-// swarm oneshot binds 443 after the units converged), and at least a few
-// seconds (a moment without a listener, a restart, is not a verdict).
-func (t Timeouts) TLSWait(installEnded, now time.Time) time.Duration {
-	return max(minTLSWait, installEnded.Add(t.TLSReady).Sub(now))
+// until CCCI_TLS_READY after the machine came up (the install's end, or a
+// restart's: a proxy deployed by a swarm oneshot binds 443 after the units
+// converged, at every boot), and at least a few seconds (a moment without
+// a listener is not a verdict).
+func (t Timeouts) TLSWait(up, now time.Time) time.Duration {
+	return max(minTLSWait, up.Add(t.TLSReady).Sub(now))
 }
 
 const minTLSWait = 3 * time.Second

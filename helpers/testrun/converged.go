@@ -20,8 +20,9 @@ type Converged struct {
 }
 
 type convergedState struct {
-	mu   sync.Mutex
-	seen *Converged
+	mu        sync.Mutex
+	seen      *Converged
+	restarted time.Time // when the machine last answered again after a restart
 }
 
 // MarkConverged records the units C4 saw converge and settle.
@@ -58,5 +59,23 @@ func (r *Run) RestartMachine(t testing.TB) *machine.Machine {
 	if err != nil {
 		t.Fatalf("restart the machine through Incus: %v", err)
 	}
+	r.conv.mu.Lock()
+	r.conv.restarted = time.Now()
+	r.conv.mu.Unlock()
 	return mc
+}
+
+// UpSince is when the machine last came up with the target's system: the
+// install's end, or the last restart's — what a service that binds late
+// (a proxy a swarm oneshot deploys) is given CCCI_TLS_READY from, after a
+// boot as after the switch.
+func (r *Run) UpSince(t testing.TB) time.Time {
+	t.Helper()
+	up := r.InstallRecord(t).Ended
+	r.conv.mu.Lock()
+	defer r.conv.mu.Unlock()
+	if r.conv.restarted.After(up) {
+		up = r.conv.restarted
+	}
+	return up
 }
