@@ -84,6 +84,7 @@ up() {
   sweep_dead_runs
   seed_d8
   long_lived
+  gateway
   host_defects
   step "lab is up"
 }
@@ -180,6 +181,7 @@ down() {
   if is_lab_incus; then
     # After the deletions: a table of a run still alive is not a leftover.
     delete_labelled; stop_long_lived; sweep_egress_tables
+    if nft delete table ip ccci_lab_gateway 2>/dev/null; then step "removed the gateway's forward"; fi
   elif incus_answers; then
     step "incus at $LAB_SOCKET is not the lab's: no instance touched"
   fi

@@ -92,6 +92,42 @@ var onHost = map[string]hostRow{
 	"d8-signer-not-allowed": {[]string{"CCCI_D8_ALLOWED_SIGNERS={signing}/stranger_allowed_signers"}, fixtures.Failures{
 		"TestC5HonestD8": "which allowed_signers does not list",
 	}, false},
+	// TLS asked at the lab's gateway, which forwards 443 to the reference
+	// (lab/steps/targets.sh gateway): the reference's answer, whatever the
+	// throwaway serves. Refused at load, so every test says why.
+	"tls-at-the-gateway": {[]string{"CCCI_TLS_ADDR={gateway}:443"}, everyTestFails("is the gateway (CCCI_GATEWAY"), false},
+	// TLS asked at the reference's own address: another instance's answer.
+	"tls-at-the-reference": {[]string{"CCCI_TLS_ADDR={reference}:443"}, fixtures.Failures{
+		"TestC2CertInGit":          "is the address of terraform-ci/cc-nix-test, not of the throwaway",
+		"TestC4GenuineLiveRebuild": "is the address of terraform-ci/cc-nix-test, not of the throwaway",
+	}, false},
+}
+
+// everyTestFails is a row whose settings no run starts with: every C-test
+// fails, naming cause.
+func everyTestFails(cause string) fixtures.Failures {
+	f := fixtures.Failures{}
+	for _, test := range cTests {
+		f[test] = cause
+	}
+	return f
+}
+
+// referenceAddr is the running reference's IPv4 address, as Incus reports it.
+func referenceAddr(t *testing.T, c *incus.Client, reference string) string {
+	t.Helper()
+	project, name, _ := strings.Cut(reference, "/")
+	st, err := c.State(context.Background(), project, name)
+	require.NoError(t, err, "the reference %s", reference)
+	for _, n := range st.Network {
+		for _, a := range n.Addresses {
+			if a.Family == "inet" && a.Scope == "global" {
+				return a.Address
+			}
+		}
+	}
+	t.Fatalf("the reference %s has no IPv4 address", reference)
+	return ""
 }
 
 // rowSettings are settings a target's row runs with besides the matrix's
@@ -183,7 +219,8 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 			if env != nil {
 				tgt = flavour
 				for i := range env {
-					env[i] = strings.ReplaceAll(env[i], "{signing}", filepath.Dir(cfg.Evidence.D8Signers))
+					env[i] = strings.NewReplacer("{signing}", filepath.Dir(cfg.Evidence.D8Signers), "{gateway}", cfg.Target.Gateway,
+						"{reference}", referenceAddr(t, c, cfg.Expect.Reference)).Replace(env[i])
 				}
 			}
 			keysBefore := digests(t, filepath.Join(targetsRoot(cfg.Target.AgeKeyFile), tgt, "keys"))

@@ -40,6 +40,22 @@ long_lived() {
   step "long-lived: $LAB_PROJECT/cc-nix-test (reference) and $LAB_DECOY_PROJECT/lichen-staging (decoy) running"
 }
 
+# The real host's TLS-passthrough gateway forwards 443 to the production
+# instance, which serves the same certificate from git. The lab's: the
+# bridge's address (CCCI_GATEWAY), port 443, forwarded to the reference by
+# a DNAT of the host's own connections (nftables table ccci_lab_gateway).
+# TLS asked there is the reference's answer, whatever a throwaway serves:
+# the harness refuses CCCI_TLS_ADDR there (the matrix's tls-at-the-gateway).
+gateway() {
+  local gw=${LAB_BRIDGE_CIDR%/*} ip
+  ip=$(incus list cc-nix-test --project "$LAB_PROJECT" -f csv -c 4 | grep -o '^[0-9.]* (eth0)' | cut -d' ' -f1 | head -n1)
+  [ -n "$ip" ] || die "the reference $LAB_PROJECT/cc-nix-test has no IPv4 address: no gateway"
+  nft delete table ip ccci_lab_gateway 2>/dev/null || true
+  printf 'table ip ccci_lab_gateway {\n  chain output {\n    type nat hook output priority -100;\n    ip daddr %s tcp dport 443 dnat to %s:443\n  }\n}\n' "$gw" "$ip" |
+    nft -f - || die "could not install the gateway's forward"
+  step "gateway: $gw:443 forwards to the reference $LAB_PROJECT/cc-nix-test ($ip:443)"
+}
+
 # The lab runner's evidence signing key (CCCI_SIGNING_KEY) and the
 # allowed_signers file a reviewer checks the lab's chains with (ccci verify,
 # ssh-keygen -Y verify).
