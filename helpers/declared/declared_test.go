@@ -193,7 +193,7 @@ func TestTheSSHProjectionReadsNixOSsOpensshOptions(t *testing.T) {
 	    PrintMotd = false; PubkeyAuthentication = true; AuthorizedKeysFile = [ "%h/.ssh/authorized_keys" ]; };
 	  extraConfig = "Banner none\n";
 	};
-	users.users.root = { group = "root"; extraGroups = [ "wheel" ]; }; }`
+	users.users = { root = { group = "root"; extraGroups = [ "wheel" ]; }; alice = { group = ""; extraGroups = [ "users" ]; }; }; }`
 	s, err := ParseSSH(evalJSON(t, SSHApply, config))
 	require.NoError(t, err)
 	yes := true
@@ -201,15 +201,16 @@ func TestTheSSHProjectionReadsNixOSsOpensshOptions(t *testing.T) {
 	prl := "prohibit-password"
 	assert.Equal(t, &SSH{Declared: true, Enable: true, Ports: []int{22}, ListenAddresses: []ListenAddr{{Addr: "0.0.0.0"}},
 		KeysFiles: []string{"%h/.ssh/authorized_keys", "/etc/ssh/authorized_keys.d/%u"}, ExtraConfig: "Banner none\n",
-		Settings:   SSHSettings{PermitRootLogin: &prl, PubkeyAuthentication: &yes, AuthorizedKeysFile: &keys, AllowGroups: &groups},
-		RootGroups: []string{"root", "wheel"}}, s)
+		Settings: SSHSettings{PermitRootLogin: &prl, PubkeyAuthentication: &yes, AuthorizedKeysFile: &keys, AllowGroups: &groups},
+		Groups:   map[string][]string{"root": {"root", "wheel"}, "alice": {"users"}}}, s)
 
 	// The module's defaults where a configuration spells nothing; none at
 	// all where it has no services.openssh (the lab's miniature).
 	s, err = ParseSSH(evalJSON(t, SSHApply, `{ services.openssh = { }; }`))
 	require.NoError(t, err)
 	assert.Equal(t, &SSH{Declared: true, Ports: []int{22}, ListenAddresses: []ListenAddr{}, KeysFiles: []string{},
-		Settings: SSHSettings{PermitRootLogin: &prl}, RootGroups: []string{"root"}}, s)
+		Settings: SSHSettings{PermitRootLogin: &prl}, Groups: map[string][]string{}}, s)
+	assert.Equal(t, []string{"root"}, s.GroupsOf("root"), "root's group when users.users names none")
 	s, err = ParseSSH(evalJSON(t, SSHApply, `{ }`))
 	require.NoError(t, err)
 	assert.False(t, s.Declared)

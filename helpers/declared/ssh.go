@@ -11,14 +11,14 @@ import (
 // nixos/modules/services/networking/ssh/sshd.nix): services.openssh with
 // its defaults as the module declares them.
 type SSH struct {
-	Enable          bool         `json:"enable"`          // default false: the switch stops sshd
-	Ports           []int        `json:"ports"`           // default [ 22 ]
-	ListenAddresses []ListenAddr `json:"listenAddresses"` // default []: every address, on each of Ports
-	KeysFiles       []string     `json:"authorizedKeysFiles"`
-	Settings        SSHSettings  `json:"settings"`
-	ExtraConfig     string       `json:"extraConfig"`
-	RootGroups      []string     `json:"rootGroups"` // users.users.root.group and extraGroups
-	Declared        bool         `json:"declared"`   // false: the configuration has no services.openssh (not NixOS's module set)
+	Enable          bool                `json:"enable"`          // default false: the switch stops sshd
+	Ports           []int               `json:"ports"`           // default [ 22 ]
+	ListenAddresses []ListenAddr        `json:"listenAddresses"` // default []: every address, on each of Ports
+	KeysFiles       []string            `json:"authorizedKeysFiles"`
+	Settings        SSHSettings         `json:"settings"`
+	ExtraConfig     string              `json:"extraConfig"`
+	Groups          map[string][]string `json:"groups"`   // users.users.<name>: its group and extraGroups
+	Declared        bool                `json:"declared"` // false: the configuration has no services.openssh (not NixOS's module set)
 }
 
 // ListenAddr is one services.openssh.listenAddresses entry.
@@ -55,7 +55,7 @@ const SSHApply = `c: let
   s = if o == null then {} else o.settings or {};
   opt = n: s.${n} or null;
   list = v: if v == null then null else if builtins.isList v then v else [ v ];
-  root = ((c.users or {}).users or {}).root or {};
+  users = (c.users or {}).users or {};
 in if o == null then { declared = false; } else {
   declared = true;
   enable = o.enable or false;
@@ -70,8 +70,18 @@ in if o == null then { declared = false; } else {
     AllowUsers = list (opt "AllowUsers"); DenyUsers = list (opt "DenyUsers");
     AllowGroups = list (opt "AllowGroups"); DenyGroups = list (opt "DenyGroups");
   };
-  rootGroups = [ (root.group or "root") ] ++ (root.extraGroups or [ ]);
+  groups = builtins.mapAttrs (n: u: builtins.filter (g: g != "") ([ (u.group or "") ] ++ (u.extraGroups or [ ]))) users;
 }`
+
+// GroupsOf are user's groups as the configuration declares them; root's
+// are at least "root" (users-groups.nix declares root's group so).
+func (s *SSH) GroupsOf(user string) []string {
+	g := s.Groups[user]
+	if user == "root" && len(g) == 0 {
+		return []string{"root"}
+	}
+	return g
+}
 
 // ParseSSH reads SSHApply's JSON.
 func ParseSSH(b []byte) (*SSH, error) {

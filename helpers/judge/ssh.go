@@ -10,19 +10,19 @@ import (
 )
 
 // SSHLockout is C4's: after the switch, the target's sshd will not let the
-// run in (root, with the run's key in ~/.ssh/authorized_keys, on its port).
+// run in (its user, with the run's key in ~/.ssh/authorized_keys, on its port).
 const SSHLockout = "ssh-lockout"
 
 // SSHAccess judges, from the declarations alone and before the install,
 // that the sshd NixOS will run after the switch still lets the run in: as
-// root, whose authorized_keys holds the run's key (machine.KeyViaFile, or
-// cloud-init's root keys), on port. A configuration without NixOS's
+// user (CCCI_SSH_USER, root by default), whose ~/.ssh/authorized_keys holds
+// the run's key (machine.KeyViaFile, or cloud-init's), on port. A configuration without NixOS's
 // services.openssh (a miniature) leaves the image's sshd alone: nothing
 // to judge. sshd takes a keyword's first value in the file NixOS writes —
 // the settings that are not null, then extraConfig — and sshd's own
 // default when neither sets it (sshd_config(5)). A Match block is not
 // judged (docs/decisions.md).
-func SSHAccess(s *declared.SSH, port int) []Problem {
+func SSHAccess(s *declared.SSH, user string, port int) []Problem {
 	if s == nil || !s.Declared {
 		return nil
 	}
@@ -48,7 +48,9 @@ func SSHAccess(s *declared.SSH, port int) []Problem {
 	}
 	switch prl := word("PermitRootLogin", s.Settings.PermitRootLogin, "prohibit-password"); strings.ToLower(prl) {
 	case "no", "forced-commands-only":
-		lock("PermitRootLogin is %q: sshd refuses root's key, and the run logs in as root", prl)
+		if user == "root" {
+			lock("PermitRootLogin is %q: sshd refuses root's key, and the run logs in as root", prl)
+		}
 	}
 	var pubkey *string
 	if b := s.Settings.PubkeyAuthentication; b != nil {
@@ -64,8 +66,8 @@ func SSHAccess(s *declared.SSH, port int) []Problem {
 	if v := s.Settings.AuthorizedKeysFile; v != nil {
 		files = *v
 	}
-	if !slices.ContainsFunc(strings.Fields(files), readsHomeKeys) {
-		lock("AuthorizedKeysFile is %q: sshd no longer reads /root/.ssh/authorized_keys, where the run's key is (services.openssh.authorizedKeysInHomedir = false?)", files)
+	if !slices.ContainsFunc(strings.Fields(files), readsHomeKeys(user)) {
+		lock("AuthorizedKeysFile is %q: sshd no longer reads ~%s/.ssh/authorized_keys, where the run's key is (services.openssh.authorizedKeysInHomedir = false?)", files, user)
 	}
 	list := func(name string, setting *[]string) ([]string, bool) {
 		if setting != nil {
@@ -76,17 +78,18 @@ func SSHAccess(s *declared.SSH, port int) []Problem {
 		}
 		return nil, false
 	}
-	if allow, ok := list("AllowUsers", s.Settings.AllowUsers); ok && !slices.ContainsFunc(allow, userIsRoot(true)) {
-		lock("AllowUsers %v does not allow root", allow)
+	groups := s.GroupsOf(user)
+	if allow, ok := list("AllowUsers", s.Settings.AllowUsers); ok && !slices.ContainsFunc(allow, userIs(user, true)) {
+		lock("AllowUsers %v does not allow %s", allow, user)
 	}
-	if deny, ok := list("DenyUsers", s.Settings.DenyUsers); ok && slices.ContainsFunc(deny, userIsRoot(false)) {
-		lock("DenyUsers %v denies root", deny)
+	if deny, ok := list("DenyUsers", s.Settings.DenyUsers); ok && slices.ContainsFunc(deny, userIs(user, false)) {
+		lock("DenyUsers %v denies %s", deny, user)
 	}
-	if allow, ok := list("AllowGroups", s.Settings.AllowGroups); ok && !anyMatch(allow, s.RootGroups) {
-		lock("AllowGroups %v allows none of root's groups %v", allow, s.RootGroups)
+	if allow, ok := list("AllowGroups", s.Settings.AllowGroups); ok && !anyMatch(allow, groups) {
+		lock("AllowGroups %v allows none of %s's groups %v", allow, user, groups)
 	}
-	if deny, ok := list("DenyGroups", s.Settings.DenyGroups); ok && anyMatch(deny, s.RootGroups) {
-		lock("DenyGroups %v denies one of root's groups %v", deny, s.RootGroups)
+	if deny, ok := list("DenyGroups", s.Settings.DenyGroups); ok && anyMatch(deny, groups) {
+		lock("DenyGroups %v denies one of %s's groups %v", deny, user, groups)
 	}
 	return out
 }
@@ -106,24 +109,26 @@ func listensOn(s *declared.SSH, port int) bool {
 	return false
 }
 
-// readsHomeKeys: an AuthorizedKeysFile entry that is root's
+// readsHomeKeys: an AuthorizedKeysFile entry that is user's
 // ~/.ssh/authorized_keys (relative to the home directory, %h-prefixed, or
 // root's home spelled out).
-func readsHomeKeys(f string) bool {
-	return f == ".ssh/authorized_keys" || f == "%h/.ssh/authorized_keys" || f == "/root/.ssh/authorized_keys"
+func readsHomeKeys(user string) func(string) bool {
+	return func(f string) bool {
+		return f == ".ssh/authorized_keys" || f == "%h/.ssh/authorized_keys" || user == "root" && f == "/root/.ssh/authorized_keys"
+	}
 }
 
-// userIsRoot matches an AllowUsers/DenyUsers pattern (USER or USER@HOST,
-// with * and ?) against root. A USER@HOST pattern depends on where the run
-// connects from: it allows root (lenient) but denies only when allow says
-// so — a deny for some hosts is not proven to cover the runner's.
-func userIsRoot(allow bool) func(string) bool {
+// userIs matches an AllowUsers/DenyUsers pattern (USER or USER@HOST, with
+// * and ?) against user. A USER@HOST pattern depends on where the run
+// connects from: it allows the user (lenient) but denies only when its host
+// part is * — a deny for some hosts is not proven to cover the runner's.
+func userIs(user string, allow bool) func(string) bool {
 	return func(p string) bool {
-		user, host, hasHost := strings.Cut(p, "@")
+		u, host, hasHost := strings.Cut(p, "@")
 		if hasHost && !allow && host != "*" {
 			return false
 		}
-		return globMatch(user, "root")
+		return globMatch(u, user)
 	}
 }
 

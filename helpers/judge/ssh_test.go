@@ -23,7 +23,7 @@ func sshFacts(t *testing.T, edit func(string) string) *declared.SSH {
 	  "extraConfig": "Banner none\nAddressFamily any\nPort 22\n\nSubsystem sftp /nix/store/x-openssh/libexec/sftp-server \nAuthorizedKeysFile %h/.ssh/authorized_keys /etc/ssh/authorized_keys.d/%u\n\nHostKey /etc/ssh/ssh_host_ed25519_key\nEXTRA",
 	  "settings": {"PermitRootLogin": "prohibit-password", "PubkeyAuthentication": null, "AuthorizedKeysFile": null,
 	    "AllowUsers": null, "DenyUsers": null, "AllowGroups": null, "DenyGroups": null},
-	  "rootGroups": ["root"]}`
+	  "groups": {"root": ["root"], "alice": ["users", "wheel"]}}`
 	j = strings.Replace(j, "EXTRA", "", 1)
 	if edit != nil {
 		j = edit(j)
@@ -60,6 +60,7 @@ func TestSSHAccessAfterTheSwitch(t *testing.T) {
 		{"a Match block is not judged", extra(`Match User root\n  PermitRootLogin no\n`), ""},
 		{"PermitRootLogin yes", set(`"PermitRootLogin": "prohibit-password"`, `"PermitRootLogin": "yes"`), ""},
 		{"not NixOS's module set", func(string) string { return `{"declared": false}` }, ""},
+		{"root's groups when users.users declares none", set(`"root": ["root"], `, ``), ""},
 
 		{"sshd not enabled", set(`"enable": true`, `"enable": false`), "services.openssh.enable is false"},
 		{"PermitRootLogin no", set(`"PermitRootLogin": "prohibit-password"`, `"PermitRootLogin": "no"`), `PermitRootLogin is "no"`},
@@ -67,8 +68,8 @@ func TestSSHAccessAfterTheSwitch(t *testing.T) {
 		{"PermitRootLogin null, then extraConfig's", func(j string) string {
 			return extra(`PermitRootLogin no\n`)(set(`"PermitRootLogin": "prohibit-password"`, `"PermitRootLogin": null`)(j))
 		}, `PermitRootLogin is "no"`},
-		{"authorizedKeysInHomedir = false", set(`["%h/.ssh/authorized_keys", "/etc/ssh/authorized_keys.d/%u"]`, `["/etc/ssh/authorized_keys.d/%u"]`), "no longer reads /root/.ssh/authorized_keys"},
-		{"AuthorizedKeysFile in the settings comes first", set(`"AuthorizedKeysFile": null`, `"AuthorizedKeysFile": "/etc/ssh/authorized_keys.d/%u"`), "no longer reads /root/.ssh/authorized_keys"},
+		{"authorizedKeysInHomedir = false", set(`["%h/.ssh/authorized_keys", "/etc/ssh/authorized_keys.d/%u"]`, `["/etc/ssh/authorized_keys.d/%u"]`), "no longer reads ~root/.ssh/authorized_keys"},
+		{"AuthorizedKeysFile in the settings comes first", set(`"AuthorizedKeysFile": null`, `"AuthorizedKeysFile": "/etc/ssh/authorized_keys.d/%u"`), "no longer reads ~root/.ssh/authorized_keys"},
 		{"another port", set(`"ports": [22]`, `"ports": [2222]`), "not on 22"},
 		{"PubkeyAuthentication off", set(`"PubkeyAuthentication": null`, `"PubkeyAuthentication": false`), "PubkeyAuthentication is no"},
 		{"AllowUsers without root", set(`"AllowUsers": null`, `"AllowUsers": ["alice", "ro?t2"]`), "AllowUsers [alice ro?t2] does not allow root"},
@@ -78,7 +79,7 @@ func TestSSHAccessAfterTheSwitch(t *testing.T) {
 		{"DenyGroups root", set(`"DenyGroups": null`, `"DenyGroups": ["root"]`), "DenyGroups [root] denies"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got := SSHAccess(sshFacts(t, c.edit), 22)
+			got := SSHAccess(sshFacts(t, c.edit), "root", 22)
 			if c.want == "" {
 				assert.Empty(t, got)
 				return
@@ -88,4 +89,20 @@ func TestSSHAccessAfterTheSwitch(t *testing.T) {
 			assert.Contains(t, got[0].String(), c.want)
 		})
 	}
+}
+
+// The run's user is CCCI_SSH_USER: PermitRootLogin concerns root alone, and
+// the lists and groups are judged for that user.
+func TestSSHAccessForAnotherUser(t *testing.T) {
+	alice := func(edit func(string) string) []Problem { return SSHAccess(sshFacts(t, edit), "alice", 22) }
+	assert.Empty(t, alice(func(j string) string {
+		return strings.Replace(j, `"PermitRootLogin": "prohibit-password"`, `"PermitRootLogin": "no"`, 1)
+	}))
+	assert.Empty(t, alice(func(j string) string { return strings.Replace(j, `"AllowGroups": null`, `"AllowGroups": ["wheel"]`, 1) }))
+	got := alice(func(j string) string { return strings.Replace(j, `"AllowUsers": null`, `"AllowUsers": ["root"]`, 1) })
+	require.Len(t, got, 1)
+	assert.Contains(t, got[0].String(), "AllowUsers [root] does not allow alice")
+	got = alice(func(j string) string { return strings.Replace(j, `"DenyGroups": null`, `"DenyGroups": ["users"]`, 1) })
+	require.Len(t, got, 1)
+	assert.Contains(t, got[0].String(), "DenyGroups [users] denies one of alice's groups [users wheel]")
 }

@@ -23,7 +23,7 @@ const Port = 22
 // the runner and judges it. Without Nix on the runner nothing is judged:
 // unjudged says why (the run then learns of a lock-out only when SSH
 // refuses it after the switch).
-func AfterSwitch(ctx context.Context, rp *target.Repos, secretsURL, host string, timeout time.Duration, red *redact.Redactor) (problems []judge.Problem, unjudged string, err error) {
+func AfterSwitch(ctx context.Context, rp *target.Repos, secretsURL, host, user string, timeout time.Duration, red *redact.Redactor) (problems []judge.Problem, unjudged string, err error) {
 	if _, err := exec.LookPath("nix"); err != nil {
 		return nil, "no nix on this runner to evaluate the target's services.openssh before the install", nil
 	}
@@ -38,5 +38,5 @@ func AfterSwitch(ctx context.Context, rp *target.Repos, secretsURL, host string,
 	if !s.Declared {
 		return nil, "the configuration has no services.openssh (not NixOS's modules): the image's sshd is left as it is", nil
 	}
-	return judge.SSHAccess(s, Port), "", nil
+	return judge.SSHAccess(s, user, Port), "", nil
 }
