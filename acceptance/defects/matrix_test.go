@@ -63,6 +63,7 @@ type hostRow struct {
 	settings   []string
 	fails      fixtures.Failures
 	inMakeTest bool
+	refused    bool // the settings are refused at load: no run starts, nothing is created or recorded
 }
 
 // onHost are the host's broken parts. C6 and the blank-machine test judge the host.
@@ -71,36 +72,36 @@ var onHost = map[string]hostRow{
 	// does is wrong, and only the test that looks before the install fails.
 	"image-not-blank": {[]string{"CCCI_IMAGE=ccci-not-blank"}, fixtures.Failures{
 		"TestMachineIsBrandNewAndBlank": "/var/lib/ci-certs",
-	}, true},
+	}, true, false},
 	// Every probe of the provisioned machine finds it blank; its store holds
 	// the good target's system already, so the switch builds nothing.
 	"image-holds-the-system": {[]string{"CCCI_IMAGE=ccci-prebuilt"}, fixtures.Failures{
 		"TestC4GenuineLiveRebuild": "that the image's own system does not need: the install activated them without building or fetching them",
-	}, true},
+	}, true, false},
 	// The reference is sized 6GiB, not 4GiB (and, stopped, runs no system).
 	"reference-oversized": {[]string{"CCCI_REFERENCE=terraform-ci/cc-nix-oversized"}, fixtures.Failures{
 		"TestC1SecretsRepoSplit":      "read the running reference system terraform-ci/cc-nix-oversized",
 		"TestC6ResourceFitAndCleanup": "terraform-ci/cc-nix-oversized limits.memory",
-	}, false},
+	}, false, false},
 	// The same lab reached by another endpoint: the targets' citations were
 	// made over HTTPS, so to this run they are runs on another Incus.
 	"d8-run-on-another-incus": {[]string{"CCCI_TRANSPORT=unix"}, fixtures.Failures{
 		"TestC5HonestD8": `ran against Incus "https://127.0.0.1:8443", not "unix:/var/lib/incus/unix.socket"`,
-	}, false},
+	}, false, false},
 	// The reviewer trusts another runner's key only ({signing}: the lab's
 	// signing directory, where lab up keeps that key's allowed_signers).
 	"d8-signer-not-allowed": {[]string{"CCCI_D8_ALLOWED_SIGNERS={signing}/stranger_allowed_signers"}, fixtures.Failures{
 		"TestC5HonestD8": "which allowed_signers does not list",
-	}, false},
+	}, false, false},
 	// TLS asked at the lab's gateway, which forwards 443 to the reference
 	// (lab/steps/targets.sh gateway): the reference's answer, whatever the
 	// throwaway serves. Refused at load, so every test says why.
-	"tls-at-the-gateway": {[]string{"CCCI_TLS_ADDR={gateway}:443"}, everyTestFails("is the gateway (CCCI_GATEWAY"), false},
+	"tls-at-the-gateway": {[]string{"CCCI_TLS_ADDR={gateway}:443"}, everyTestFails("is the gateway (CCCI_GATEWAY"), false, true},
 	// TLS asked at the reference's own address: another instance's answer.
 	"tls-at-the-reference": {[]string{"CCCI_TLS_ADDR={reference}:443"}, fixtures.Failures{
 		"TestC2CertInGit":          "is the address of terraform-ci/cc-nix-test, not of the throwaway",
 		"TestC4GenuineLiveRebuild": "is the address of terraform-ci/cc-nix-test, not of the throwaway",
-	}, false},
+	}, false, false},
 }
 
 // everyTestFails is a row whose settings no run starts with: every C-test
@@ -265,7 +266,11 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 			assert.Empty(t, left, "temp files the run left behind")
 			// Asked of the API: no instance of the run survives it.
 			es, err := evidence.Read(evidence.PathsFor(filepath.Join(wrote.reviewDir, "REVIEW.md")).JSONL)
-			if assert.NoError(t, err, "the run's evidence") && assert.Len(t, es, 1, "the run's evidence entries") {
+			switch {
+			case onHost[defect].refused:
+				// No run started: it proved nothing, so it records nothing.
+				assert.Empty(t, es, "a run refused at load writes no evidence")
+			case assert.NoError(t, err, "the run's evidence") && assert.Len(t, es, 1, "the run's evidence entries"):
 				noHarnessInstanceLeft(t, c, cfg, es[0].RunID)
 			}
 			for _, test := range cTests {
