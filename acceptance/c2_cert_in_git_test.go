@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"github.com/cc-ci/acceptance/helpers/installdoc"
-	"github.com/cc-ci/acceptance/helpers/tlscheck"
+	"github.com/cc-ci/acceptance/helpers/judge"
 )
 
 // C2 — Cert in git. The wildcard cert+key are sops secrets in the secrets
@@ -19,10 +19,7 @@ func TestC2CertInGit(t *testing.T) {
 	cfg := run.Config
 
 	run.Sentence(t, "the certificate in git is usable for the domain", func(t *testing.T) {
-		chainName, keyName := certPair(t, view)
-		chain, key := view.Secrets[chainName], view.Secrets[keyName]
-		assert.Empty(t, tlscheck.CertProblems([]byte(chain), []byte(key), cfg.Target.Domain, cfg.Expect.CertMinDays, time.Now()),
-			"the cert+key in git (%s, %s): matching, covering *.%s, valid at least %d more days", chainName, keyName, cfg.Target.Domain, cfg.Expect.CertMinDays)
+		judge.None(t, judge.Certificate(view.Secrets, cfg.Target.Domain, cfg.Expect.CertMinDays, time.Now()), judge.CertificateInGit)
 	})
 
 	run.Sentence(t, "no install step brings a certificate from outside git", func(t *testing.T) {

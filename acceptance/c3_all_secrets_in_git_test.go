@@ -189,7 +189,7 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 			found, st, err := scanner.Git(ctx, repo)
 			require.NoError(t, err, "scan every object of %s", repo)
 			total, objects, took = total+len(found), objects+st.Files, took+st.Duration
-			assert.Empty(t, findings(found), "plaintext secrets in the objects of %s", repo)
+			judge.None(t, judge.PlaintextInRepo(repo, found), judge.PlaintextInGit)
 			rs, err := target.Refs(ctx, repo, 20)
 			require.NoError(t, err, "the refs of %s", repo)
 			refs = append(refs, rs...)
@@ -222,7 +222,7 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 
 	run.Sentence(t, "no plaintext secret in the machine's Nix store", func(t *testing.T) {
 		rep := scanMachine(t, cfg.Expect.ScanPaths, leakscan.Walk{}, needles)
-		assert.Empty(t, findings(rep.Findings), "plaintext secrets under %v", cfg.Expect.ScanPaths)
+		judge.None(t, judge.PlaintextOnTheMachine(rep.Findings), judge.PlaintextOnMachine)
 	})
 
 	run.Sentence(t, "no user but root can read a decrypted secret anywhere on the machine", func(t *testing.T) {
@@ -289,12 +289,4 @@ func valueOf(view *testrun.TargetView, decl *declared.Declarations, name string)
 		}
 	}
 	return ""
-}
-
-func findings(fs []leakscan.Finding) []string {
-	out := make([]string, len(fs))
-	for i, f := range fs {
-		out[i] = f.String()
-	}
-	return out
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/cc-ci/acceptance/helpers/repoint"
 	"github.com/cc-ci/acceptance/helpers/sopsfile"
 	"github.com/cc-ci/acceptance/helpers/target"
-	"github.com/cc-ci/acceptance/helpers/tlscheck"
 	"github.com/cc-ci/acceptance/helpers/undeclared"
 )
 
@@ -87,13 +86,7 @@ func Check(ctx context.Context, tg Target, cfg *config.Config, placeholders map[
 	}
 
 	// The certificate (C2), found by content.
-	if chain, key, ok := tlscheck.Pair(tg.Secrets, cfg.Target.Domain); !ok {
-		add(judge.CertificateInGit, "C2", "secrets repo "+target.SecretsDoc, "holds no PEM certificate chain with its private key")
-	} else {
-		for _, e := range tlscheck.CertProblems([]byte(tg.Secrets[chain]), []byte(tg.Secrets[key]), cfg.Target.Domain, cfg.Expect.CertMinDays, time.Now()) {
-			add(judge.CertificateInGit, "C2", "secrets repo "+target.SecretsDoc, "%s/%s: %v", chain, key, e)
-		}
-	}
+	out = append(out, judge.Certificate(tg.Secrets, cfg.Target.Domain, cfg.Expect.CertMinDays, time.Now())...)
 
 	// How the base pins the secrets repo, and DECISIONS.md (C1, C6).
 	links, err := target.SecretsLinks(rp, cfg.Target.SecretsRepoURL)
@@ -141,9 +134,7 @@ func Check(ctx context.Context, tg Target, cfg *config.Config, placeholders map[
 		if err != nil {
 			add(judge.Unreadable, "C3", repo.name, "%v", err)
 		}
-		for _, f := range found {
-			add(judge.PlaintextInGit, "C3", repo.name, "plaintext secret: %s", f)
-		}
+		out = append(out, judge.PlaintextInRepo(repo.name, found)...)
 	}
 	// … nor a secret that sops does not hold at all (C3).
 	if found, err := undeclared.InRepos(ctx, rp.Base, rp.Secrets, target.AllSecrets(rp, tg.Key, tg.Secrets), cfg.Expect.PublicMaterial); err != nil {
