@@ -223,8 +223,14 @@ func RequiredSecrets(secrets map[string]string, required, plaintext []string) []
 	var out []Problem
 	for _, name := range required {
 		if secrets[name] == "" {
+			// A name is a key of target.SecretsDoc, or "<file>:<key>" of
+			// another sops file (target.SecretName).
+			file, _, ok := strings.Cut(name, ":")
+			if !ok {
+				file = target.SecretsDoc
+			}
 			out = append(out, Problem{ID: SecretMissing, Test: "C3", File: "the secrets repo", Text: fmt.Sprintf(
-				"secret %s is in %s (decrypted with the bootstrap key): it is not", name, target.SecretsDoc)})
+				"secret %s is in %s (decrypted with the bootstrap key): it is not", name, file)})
 		}
 	}
 	if len(plaintext) > 0 {

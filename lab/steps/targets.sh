@@ -205,8 +205,10 @@ CCCI_DOMAIN=${LAB_DOMAIN}
 CCCI_TLS_SERVER_NAME=dashboard.${LAB_DOMAIN},drone.${LAB_DOMAIN}
 CCCI_GATEWAY=${LAB_BRIDGE_CIDR%/*}
 # What the plan names besides what the lab's targets declare: a repos-only
-# run (CCCI_MACHINE=none) reads no declaration, and still judges these.
-CCCI_REQUIRED_SECRETS=tls_fullchain,tls_privkey,drone_oauth_client_id,drone_oauth_client_secret,drone_rpc_secret,webhook_hmac,registry_username,registry_password
+# run (CCCI_MACHINE=none) reads no declaration, and still judges these, each
+# a key of secrets/secrets.yaml. The certificate and its key are binary sops
+# files of their own, judged by content (C2) and as declared (C3).
+CCCI_REQUIRED_SECRETS=drone_oauth_client_id,drone_oauth_client_secret,drone_rpc_secret,webhook_hmac,registry_username,registry_password
 # The lab's bridge is the lab's: the machine's connections are observed there.
 CCCI_EGRESS=nft
 CCCI_EGRESS_ALLOW=${LAB_BRIDGE_CIDR%/*}:53
