@@ -99,37 +99,10 @@ func TestEveryRepoLevelDefectIsFoundWithoutAMachine(t *testing.T) {
 		assert.Empty(t, l.lint(t, tg), "the flavour %s", f)
 	}
 
-	// What each repo-level defect breaks, by the rule's identifier (and,
-	// where the identifier is shared by several rules, what it names).
-	repoLevel := map[string]string{
-		"decisions-missing":            "[C1, " + judge.LinkageUnrecorded + "]",
-		"decision-contradicts-linkage": "records the linkage as [git submodule], but the base pins the secrets repo as a flake input",
-		"d8-no-live-part":              judge.D8LiveMissing,
-		"d8-no-static-part":            judge.D8StaticMissing,
-		"d8-still-infeasible":          judge.D8ForbiddenPhrase,
-		"d8-infeasible-disguised":      judge.D8ForbiddenPhrase,
-		"stale-docs":                   judge.DocsStaleCertificate,
-		"install-hides-a-step":         "shell block without a tag",
-		"operator-block-copies-more":   "is not the age key's push",
-		"second-out-of-band-secret":    `operator step "provision-registry-token"`,
-		"example-asks-for-a-file":      "a block shown to the operator ({run=no}) has them push a file to the machine",
-		"token-outside-sops":           "rule generic-api-key",
-		"domain-set-twice":             "it is set 2 times, at instance.nix:4, system.nix:",
-		"prose-asks-for-a-token":       "the text asks the operator for a file (/etc/cc-ci/registry.env)",
-		"cert-dropped-by-hand":         "drop-cert",
-		"cert-for-another-domain":      "do not cover *.ci.lab.test",
-		"flake-lock-stale":             judge.SecretsPinStale,
-		"secrets-repo-has-code":        "decrypt.sh: executable file: the secrets repo holds no code, in commit ",
-		"recipients-mismatch":          judge.RecipientsMismatch,
-		"plaintext-in-secrets-file":    "values not encrypted: registry_mirror_token [C3, " + judge.SecretsPlaintext + "]",
-		"plaintext-in-sops-metadata":   "values not encrypted: sops.registry_password_backup [C3, " + judge.SecretsPlaintext + "]",
-		"plaintext-in-base":            "drone_rpc_secret (raw) in git object",
-		"secret-in-a-pull-request-ref": "drone_rpc_secret (raw) in git object",
-		"secret-missing":               "secret registry_password is in secrets/secrets.yaml (decrypted with the bootstrap key): it is not [C3, " + judge.SecretMissing + "]",
-		"secret-too-short":             "registry_username is 3 bytes [C3, " + judge.SecretTooShort + "]",
-		"short-secret-in-base":         "registry_username (raw, as a token) in git object",
-		"secrets-mac-tampered":         "MAC mismatch",
-	}
+	// What each repo-level defect breaks (the catalogue entry's lintFinds),
+	// by the rule's identifier (and, where the identifier is shared by
+	// several rules, what it names).
+	repoLevel := fixtures.LintFinds()
 	// The same defects made on a flavour, in its words.
 	onFlavour := map[string]string{
 		"good-submodule+decision-contradicts-linkage": "records the linkage as [flake input], but the base pins the secrets repo as a git submodule",
