@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -63,9 +64,15 @@ func detect(head []byte) *compression {
 	return nil
 }
 
+// readers are reused across files: a fresh 64 KiB buffer for each of a
+// store's many small files costs as much as reading them.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
 // stream searches r, and what it decompresses to when it is compressed.
 func (s *Scanner) stream(where string, r io.Reader, depth int) ([]Finding, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() { br.Reset(nil); readers.Put(br) }()
 	head, _ := br.Peek(8)
 	c := detect(head)
 	if c == nil || depth >= maxNesting {

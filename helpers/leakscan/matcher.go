@@ -3,7 +3,6 @@ package leakscan
 import (
 	"bytes"
 	"encoding/binary"
-	"math/bits"
 
 	"github.com/cc-ci/acceptance/helpers/secretforms"
 )
@@ -27,7 +26,7 @@ type Matcher struct {
 	minLen  int
 	maxLen  int
 	stride  int
-	filter  []uint64            // bitset over gram hashes
+	filter  *[filterBits / 64]uint64 // bitset over gram hashes
 	grams   map[uint32][]anchor // gram → (needle, offset of the gram in it)
 }
 
@@ -36,13 +35,16 @@ type anchor struct {
 	offset int32
 }
 
-const filterBits = 1 << 20 // 128 KiB: fits in L2, few false hits for thousands of grams
+const (
+	filterBits  = 1 << 20 // 128 KiB: fits in L2, few false hits for thousands of grams
+	filterShift = 32 - 20 // a gram's hash is its top 20 bits
+)
 
 // NewMatcher indexes needles; each must be at least 4 bytes (callers enforce
 // a larger MinLen: the longer the shortest needle, the faster the scan).
 // token[i] marks needle i a token needle; token may be nil.
 func NewMatcher(needles [][]byte, token []bool) *Matcher {
-	m := &Matcher{needles: needles, minLen: 1 << 30, filter: make([]uint64, filterBits/64), grams: map[uint32][]anchor{}}
+	m := &Matcher{needles: needles, minLen: 1 << 30, filter: new([filterBits / 64]uint64), grams: map[uint32][]anchor{}}
 	if token != nil {
 		m.token = make([]bool, len(needles))
 		copy(m.token, token)
@@ -66,7 +68,7 @@ func NewMatcher(needles [][]byte, token []bool) *Matcher {
 	return m
 }
 
-func hash(g uint32) uint32 { return (g * 0x9E3779B1) >> (32 - bits.Len32(filterBits-1)) }
+func hash(g uint32) uint32 { return (g * 0x9E3779B1) >> filterShift }
 
 // Overlap is how many trailing bytes of a chunk must be carried into the
 // next one so that no occurrence across the boundary is lost, and a token
@@ -90,30 +92,36 @@ func (m *Matcher) Find(text []byte, minEnd int, start, final bool, emit func(Mat
 	if len(m.needles) == 0 || len(text) < m.minLen {
 		return
 	}
-	last := len(text) - 4
-	for i := 0; i <= last; i += m.stride {
-		g := binary.LittleEndian.Uint32(text[i:])
-		h := hash(g)
-		if m.filter[h>>6]&(1<<(h&63)) == 0 {
+	// The probe loop is the scan's whole cost on clean text: one load, one
+	// multiply, one bit of an L2-resident filter per stride bytes.
+	filter, stride := m.filter, m.stride
+	for i := 0; i+4 <= len(text); i += stride {
+		g := binary.LittleEndian.Uint32(text[i : i+4])
+		if h := hash(g); filter[h>>6]&(1<<(h&63)) != 0 {
+			m.verify(text, i, g, minEnd, start, final, emit)
+		}
+	}
+}
+
+// verify reports the needles whose indexed gram g is at i of text, where
+// they occur whole (Find's rules).
+func (m *Matcher) verify(text []byte, i int, g uint32, minEnd int, start, final bool, emit func(Match)) {
+	for _, a := range m.grams[g] {
+		p := i - int(a.offset)
+		n := m.needles[a.needle]
+		end := p + len(n)
+		if p < 0 || end > len(text) {
 			continue
 		}
-		for _, a := range m.grams[g] {
-			p := i - int(a.offset)
-			n := m.needles[a.needle]
-			end := p + len(n)
-			if p < 0 || end > len(text) {
+		if m.token != nil && m.token[a.needle] {
+			if end < minEnd || !m.standsAlone(text, p, end, start, final) {
 				continue
 			}
-			if m.token != nil && m.token[a.needle] {
-				if end < minEnd || !m.standsAlone(text, p, end, start, final) {
-					continue
-				}
-			} else if end <= minEnd {
-				continue
-			}
-			if bytes.Equal(text[p:end], n) {
-				emit(Match{Needle: int(a.needle), At: p})
-			}
+		} else if end <= minEnd {
+			continue
+		}
+		if bytes.Equal(text[p:end], n) {
+			emit(Match{Needle: int(a.needle), At: p})
 		}
 	}
 }

@@ -179,3 +179,41 @@ func BenchmarkScan(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(s.needles)), "needles")
 }
+
+// BenchmarkFind is the matcher alone over store-like text (words and
+// random bytes), with the needles of eight secrets in every form: the
+// search's own cost, beside the read it is paired with.
+func BenchmarkFind(b *testing.B) {
+	secrets := map[string]string{}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := 0; i < 8; i++ {
+		v := make([]byte, 24)
+		for j := range v {
+			v[j] = byte('a' + rng.IntN(26))
+		}
+		secrets[string(rune('a'+i))+"-secret"] = string(v)
+	}
+	ns := Needles(secrets, 0, nil)
+	bs := make([][]byte, len(ns))
+	for i, n := range ns {
+		bs[i] = n.Bytes
+	}
+	m := NewMatcher(bs, nil)
+	text := make([]byte, 8<<20)
+	words := []string{"nix ", "store ", "lib ", "the ", "service\n", "config ", "of "}
+	for i := 0; i < len(text); {
+		if rng.IntN(3) == 0 {
+			for j := 0; j < 64 && i < len(text); j, i = j+1, i+1 {
+				text[i] = byte(rng.UintN(256))
+			}
+			continue
+		}
+		i += copy(text[i:], words[rng.IntN(len(words))])
+	}
+	b.SetBytes(int64(len(text)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m.Find(text, 0, true, true, func(Match) {})
+	}
+	b.ReportMetric(float64(len(bs)), "needles")
+}

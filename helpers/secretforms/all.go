@@ -12,11 +12,13 @@ import (
 
 // A secret inside line-wrapped base64 (64 or 76 columns) is broken by at
 // most one newline per line width, so pieces of its base64 are forms of
-// their own: WrapFragment characters (72 bits: no chance match), every
-// wrapStep, so any unbroken run of WrapFragment+wrapStep-1 characters holds one.
+// their own: WrapFragment characters (84 bits: no chance match), every
+// wrapStep, so any unbroken run of WrapFragment+wrapStep-1 (15) characters
+// holds one. The shortest needle sets the scan's stride (leakscan.Matcher):
+// 14 and 2 hold the same 15 as 12 and 4 did, with a stride longer by two.
 const (
-	WrapFragment = 12
-	wrapStep     = 4
+	WrapFragment = 14
+	wrapStep     = 2
 )
 
 // All is every spelling of a secret the leak scanner searches for and the

@@ -20,10 +20,12 @@ import (
 	"encoding/pem"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -35,7 +37,15 @@ func main() {
 	dir := flag.String("dir", "/var/cache/cc-ci-lab/bench-tree", "where the generated tree lives (reused when present)")
 	size := flag.Int64("size", 1<<30+64<<20, "bytes of tree to generate")
 	runs := flag.Int("runs", 5, "timed runs per tool (after one warm-up)")
+	readOnly := flag.String("read", "", "only read every file under this directory, as the scanner walks it, and exit (the floor the bench measures)")
 	flag.Parse()
+	if *readOnly != "" {
+		if err := readTree(*readOnly); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	if err := run(*dir, *size, *runs); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -238,11 +248,16 @@ func run(dir string, size int64, runs int) error {
 	timed := func(args ...string) *exec.Cmd {
 		return exec.Command("/usr/bin/time", append([]string{"-f", "%M", "-o", rssFile}, args...)...)
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
 	tools := []struct {
 		name string
 		cmd  func() *exec.Cmd
 		in   []byte
 	}{
+		{readName, func() *exec.Cmd { return timed(self, "-read", dir) }, nil},
 		{"ccci-leakscan", func() *exec.Cmd { return timed(bin, dir) }, needleJSON},
 		{"rg -F -f (ripgrep)", func() *exec.Cmd { return timed("rg", "-uuu", "-a", "-F", "-l", "-f", patFile, dir) }, nil},
 		{"grep -rF -f", func() *exec.Cmd { return timed("grep", "-r", "-a", "-F", "-l", "-f", patFile, dir) }, nil},
@@ -282,10 +297,16 @@ func run(dir string, size int64, runs int) error {
 		}
 		results = append(results, r)
 	}
-	var rg time.Duration
+	var rg, read, scan time.Duration
 	for _, r := range results {
-		if strings.HasPrefix(r.tool, "rg") && len(r.times) > 0 {
+		switch {
+		case len(r.times) == 0:
+		case strings.HasPrefix(r.tool, "rg"):
 			rg = r.median()
+		case r.tool == readName:
+			read = r.median()
+		case r.tool == "ccci-leakscan":
+			scan = r.median()
 		}
 	}
 	fmt.Printf("%-22s %8s %8s %8s %10s %9s %9s %s\n", "tool", "min s", "median s", "max s", "MiB/s", "vs rg", "peak RSS", "planted leaks found")
@@ -300,12 +321,19 @@ func run(dir string, size int64, runs int) error {
 		if rg > 0 {
 			ratio = fmt.Sprintf("%.2fx", rg.Seconds()/r.median().Seconds())
 		}
-		fmt.Printf("%-22s %8.2f %8.2f %8.2f %10.0f %9s %7dMB %d/%d\n", r.tool, t[0].Seconds(), r.median().Seconds(),
-			t[len(t)-1].Seconds(), float64(r.bytes)/(1<<20)/r.median().Seconds(), ratio, r.rssKB/1024, len(r.found), len(pl))
+		found := fmt.Sprintf("%d/%d", len(r.found), len(pl))
+		if r.tool == readName {
+			found = "-"
+		}
+		fmt.Printf("%-22s %8.2f %8.2f %8.2f %10.0f %9s %7dMB %s\n", r.tool, t[0].Seconds(), r.median().Seconds(),
+			t[len(t)-1].Seconds(), float64(r.bytes)/(1<<20)/r.median().Seconds(), ratio, r.rssKB/1024, found)
+	}
+	if read > 0 && scan > 0 {
+		fmt.Printf("\nccci-leakscan takes %.2fx the time to merely read the tree (medians; goal: at most 1.20x)\n", scan.Seconds()/read.Seconds())
 	}
 	fmt.Println()
 	for _, r := range results {
-		if len(r.times) > 0 {
+		if len(r.times) > 0 && r.tool != readName {
 			fmt.Printf("%-22s missed: %s\n", r.tool, missed(pl, r.found))
 		}
 	}
@@ -365,4 +393,47 @@ func du(dir string) (int64, int) {
 		return nil
 	})
 	return total, n
+}
+
+// readName is the floor: every file read once, nothing searched.
+const readName = "read only (the floor)"
+
+// readTree reads every regular file under dir as the scanner's Dir does
+// (a walk feeding GOMAXPROCS readers, a 1 MiB buffer each, no symlink
+// followed) and searches nothing: the time a scan cannot beat.
+func readTree(dir string) error {
+	paths := make(chan string, 256)
+	errs := make(chan error, runtime.GOMAXPROCS(0))
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		go func() {
+			buf := make([]byte, 1<<20)
+			var first error
+			for p := range paths {
+				f, err := os.Open(p)
+				if err == nil {
+					for err == nil {
+						_, err = f.Read(buf)
+					}
+					f.Close()
+				}
+				if err != nil && err != io.EOF && first == nil {
+					first = fmt.Errorf("%s: %w", p, err)
+				}
+			}
+			errs <- first
+		}()
+	}
+	walkErr := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			paths <- p
+		}
+		return err
+	})
+	close(paths)
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		if err := <-errs; err != nil && walkErr == nil {
+			walkErr = err
+		}
+	}
+	return walkErr
 }
