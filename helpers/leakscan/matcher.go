@@ -27,7 +27,7 @@ type Matcher struct {
 	maxLen  int
 	stride  int
 	filter  *[filterBits / 64]uint64 // bitset over gram hashes
-	grams   map[uint32][]anchor // gram → (needle, offset of the gram in it)
+	grams   map[uint32][]anchor      // gram → (needle, offset of the gram in it)
 }
 
 type anchor struct {
