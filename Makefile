@@ -102,7 +102,7 @@ dist: ## the reviewer's kit in DIST (dist/): a self-contained acceptance test bi
 	  $(GO) build -ldflags="$$link" -o $(DIST)/ccci ./cmd/ccci
 	cd $(DIST) && sha256sum ccci-acceptance ccci > SHA256SUMS && cat SHA256SUMS
 
-bench: ## leak scanner vs ripgrep and grep on a generated 1 GiB tree (installs ripgrep), plus go benchmarks
+bench: ## leak scanner vs merely reading the tree, ripgrep and grep on a generated 1 GiB tree (installs ripgrep), plus go benchmarks
 	@command -v rg >/dev/null || { apt-get update -qq && apt-get install -y -qq ripgrep >/dev/null; }
 	$(GO) test -run '^$$' -bench . -benchmem ./helpers/leakscan/
 	$(GO) run ./helpers/leakscan/bench
