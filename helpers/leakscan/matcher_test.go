@@ -158,16 +158,8 @@ func TestAShortSecretIsSearchedAsAToken(t *testing.T) {
 // BenchmarkScan measures the single-core scan of text with the needles a
 // target's secrets expand to (make bench compares with ripgrep).
 func BenchmarkScan(b *testing.B) {
-	secrets := map[string]string{}
 	rng := rand.New(rand.NewPCG(5, 6))
-	for i := 0; i < 8; i++ {
-		v := make([]byte, 32)
-		for j := range v {
-			v[j] = "0123456789abcdef"[rng.IntN(16)]
-		}
-		secrets[string(rune('a'+i))+"-secret"] = string(v)
-	}
-	s := New(Needles(secrets, 0, nil))
+	s := New(Needles(randomSecrets(rng, 32, "0123456789abcdef"), 0, nil))
 	text := make([]byte, 8<<20)
 	for i := range text {
 		text[i] = byte(rng.UintN(256))
@@ -184,16 +176,8 @@ func BenchmarkScan(b *testing.B) {
 // random bytes), with the needles of eight secrets in every form: the
 // search's own cost, beside the read it is paired with.
 func BenchmarkFind(b *testing.B) {
-	secrets := map[string]string{}
 	rng := rand.New(rand.NewPCG(7, 8))
-	for i := 0; i < 8; i++ {
-		v := make([]byte, 24)
-		for j := range v {
-			v[j] = byte('a' + rng.IntN(26))
-		}
-		secrets[string(rune('a'+i))+"-secret"] = string(v)
-	}
-	ns := Needles(secrets, 0, nil)
+	ns := Needles(randomSecrets(rng, 24, "abcdefghijklmnopqrstuvwxyz"), 0, nil)
 	bs := make([][]byte, len(ns))
 	for i, n := range ns {
 		bs[i] = n.Bytes
@@ -216,4 +200,17 @@ func BenchmarkFind(b *testing.B) {
 		m.Find(text, 0, true, true, func(Match) {})
 	}
 	b.ReportMetric(float64(len(bs)), "needles")
+}
+
+// randomSecrets are eight secrets of size characters of alphabet.
+func randomSecrets(rng *rand.Rand, size int, alphabet string) map[string]string {
+	secrets := map[string]string{}
+	for i := 0; i < 8; i++ {
+		v := make([]byte, size)
+		for j := range v {
+			v[j] = alphabet[rng.IntN(len(alphabet))]
+		}
+		secrets[string(rune('a'+i))+"-secret"] = string(v)
+	}
+	return secrets
 }
