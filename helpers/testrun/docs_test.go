@@ -14,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cc-ci/acceptance/helpers/labtest"
 )
 
 // A documented command without -timeout gets go test's default of 10
@@ -210,6 +212,9 @@ func TestMakeTestRunsEveryPackageOnceAndTheLabsOneAtATime(t *testing.T) {
 		kind := "parallel"
 		if strings.Contains(line, " -p 1 ") {
 			kind = "one at a time"
+			for _, kv := range labtest.ShortWaits {
+				assert.Contains(t, strings.Fields(line), kv, "make test's lab phase waits the lab's short bounds (labtest.ShortWaits)")
+			}
 		}
 		for _, f := range strings.Fields(line) {
 			f = strings.TrimSuffix(f, ";") // the run's status is kept for the times summary

@@ -16,6 +16,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,6 +34,7 @@ import (
 	"github.com/cc-ci/acceptance/helpers/incus"
 	"github.com/cc-ci/acceptance/helpers/labtest"
 	"github.com/cc-ci/acceptance/helpers/machine"
+	"github.com/cc-ci/acceptance/helpers/size"
 	"github.com/cc-ci/acceptance/helpers/wait"
 )
 
@@ -87,6 +90,37 @@ func noneOfTheRunLeft(t *testing.T, c *incus.Client, cfg *config.Config, before 
 	for name := range labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix) {
 		assert.True(t, before[name], "instance %s was left behind", name)
 	}
+}
+
+// runIDs are the runs a suite's output says it started ("run <id>: Incus …").
+func runIDs(out string) []string {
+	var ids []string
+	for _, m := range regexp.MustCompile(`\] run (r[0-9a-z-]+): Incus `).FindAllStringSubmatch(out, -1) {
+		ids = append(ids, m[1])
+	}
+	return ids
+}
+
+// instancesOfRuns are the instances labelled with one of these run ids:
+// what a test that runs beside another (t.Parallel) may call its own.
+func instancesOfRuns(t *testing.T, c *incus.Client, cfg *config.Config, ids []string) []string {
+	t.Helper()
+	ins, err := c.Instances(context.Background(), cfg.Machine.Project)
+	require.NoError(t, err)
+	l := machine.Labels{Prefix: cfg.Guardrails.LabelPrefix}
+	var out []string
+	for _, in := range ins {
+		if l.Marked(&in) && slices.Contains(ids, in.Config[l.RunID()]) {
+			out = append(out, in.Name)
+		}
+	}
+	return out
+}
+
+// roomForOneMore is the RAM cap that lets a run start while another test's
+// machine runs (the guardrail counts every harness machine on the host).
+func roomForOneMore(cfg *config.Config) string {
+	return "CCCI_RAM_CAP=" + size.Format(cfg.Guardrails.RAMCap+cfg.Machine.Memory)
 }
 
 // Interrupts at each stage: the run exits non-zero, tears down, and its

@@ -330,14 +330,14 @@ func nameFromOutput(t *testing.T, out string) string {
 // so what reaches the deadline is a check stuck in work of its own: a fault
 // holds the blank-machine test once the machine is up.
 func TestTimeoutDeadlineTearsDownFirst(t *testing.T) {
+	t.Parallel() // it waits for its deadline: beside the README loop, which waits for its machine
 	c, cfg := faultLab(t)
-	before := labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix)
 	// 130s: the reserve is 60s (the longest wait teardown makes, bounds.Destroy); the budget (create 5s +
 	// boot 15s + blank-state probe 5s + 0 steps + converge 10s + TLS ready 3s + hold 1s + the restart's shutdown
 	// 5s, boot 15s and converge 10s + 60s = 129s) fits, and teardown starts at 70s. The converge timeout holds
 	// one probe command (bounds.Command); with no install, nothing installed is judged or searched.
 	start := time.Now()
-	ch := startSuite(t, []string{"CCCI_FAULT=hang:after-provision", "CCCI_BASE_REPO_URL=", "CCCI_CREATE_TIMEOUT=5s",
+	ch := startSuite(t, []string{roomForOneMore(cfg), "CCCI_FAULT=hang:after-provision", "CCCI_BASE_REPO_URL=", "CCCI_CREATE_TIMEOUT=5s",
 		"CCCI_BOOT_TIMEOUT=15s", "CCCI_CONVERGE_TIMEOUT=10s", "CCCI_SETTLE=1s", "CCCI_HOLD=1s", "CCCI_TLS_READY=3s", "CCCI_SCAN_TIMEOUT=5s", "CCCI_SHUTDOWN_TIMEOUT=5s", "CCCI_TEARDOWN_RESERVE=60s"},
 		"-test.run", "TestMachineIsBrandNewAndBlank", "-test.timeout", "130s")
 	code := ch.wait(t)
@@ -346,7 +346,9 @@ func TestTimeoutDeadlineTearsDownFirst(t *testing.T) {
 	assert.Contains(t, out, "the -timeout deadline is near")
 	assert.NotContains(t, out, "panic: test timed out", "teardown must come before go test's own timeout")
 	assert.Less(t, time.Since(start), 130*time.Second, "the run ended before go test's deadline")
-	noneOfTheRunLeft(t, c, cfg, before)
+	ids := runIDs(out)
+	require.Len(t, ids, 1, "the suite started one run")
+	assert.Empty(t, instancesOfRuns(t, c, cfg, ids), "instances of run %s left behind", ids[0])
 	es := ch.evidence(t)
 	if assert.Len(t, es, 1) {
 		assert.Contains(t, es[0].Interrupted, "-timeout deadline")
