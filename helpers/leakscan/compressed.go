@@ -5,14 +5,12 @@ package leakscan
 // once: the raw bytes are searched as they pass to the decompressor.
 
 import (
-	"bufio"
 	"bytes"
 	"compress/bzip2"
 	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -64,19 +62,21 @@ func detect(head []byte) *compression {
 	return nil
 }
 
-// readers are reused across files: a fresh 64 KiB buffer for each of a
-// store's many small files costs as much as reading them.
-var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
-
 // stream searches r, and what it decompresses to when it is compressed.
+// The first chunk is read straight into the scan's buffer and its first
+// bytes tell the compression: most files are small and raw, and passing
+// them through another buffer first cost as much as the search.
 func (s *Scanner) stream(where string, r io.Reader, depth int) ([]Finding, error) {
-	br := readers.Get().(*bufio.Reader)
-	br.Reset(r)
-	defer func() { br.Reset(nil); readers.Put(br) }()
-	head, _ := br.Peek(8)
-	c := detect(head)
+	buf := getBuffer(s.m.Overlap() + s.Chunk)
+	defer putBuffer(buf)
+	n, err := io.ReadFull(r, buf)
+	c := detect(buf[:n])
 	if c == nil || depth >= maxNesting {
-		return s.raw(where, br)
+		return s.rawFilled(where, buf, n, err, r)
+	}
+	whole := io.MultiReader(bytes.NewReader(buf[:n]), r) // buf is ours until we return
+	if err != nil && err != io.ErrUnexpectedEOF {
+		whole = io.MultiReader(bytes.NewReader(buf[:n]), errReader{err})
 	}
 	pr, pw := io.Pipe()
 	inner := make(chan []Finding, 1)
@@ -85,10 +85,15 @@ func (s *Scanner) stream(where string, r io.Reader, depth int) ([]Finding, error
 		_, _ = io.Copy(io.Discard, pr) // the raw scan must not block on a decoder that stopped
 		inner <- found
 	}()
-	found, err := s.raw(where, io.TeeReader(br, pw))
+	found, err := s.raw(where, io.TeeReader(whole, pw))
 	pw.CloseWithError(err)
 	return append(found, <-inner...), err
 }
+
+// errReader is a stream that has failed.
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 // decompressed searches the decoded stream, bounded by MaxDecompressed.
 func (s *Scanner) decompressed(where string, c *compression, r io.Reader, depth int) []Finding {

@@ -74,13 +74,20 @@ func putBuffer(b []byte) { buffers.Put(&b) }
 
 // scanReader streams r in chunks, carrying the matcher's overlap across them.
 func scanReader(r io.Reader, m *Matcher, chunk int, emit func(Match)) error {
-	ov := m.Overlap()
-	buf := getBuffer(ov + chunk)
+	buf := getBuffer(m.Overlap() + chunk)
 	defer putBuffer(buf)
+	n, err := io.ReadFull(r, buf)
+	return scanFilled(buf, n, err, r, m, emit)
+}
+
+// scanFilled goes on from a first read into buf (n bytes, err) with the
+// rest of r: the caller looked at the first bytes (stream, for a
+// compression's magic) without copying them anywhere.
+func scanFilled(buf []byte, n int, err error, r io.Reader, m *Matcher, emit func(Match)) error {
+	ov := m.Overlap()
 	carried := 0 // bytes at the start of buf from the previous chunk
 	var base int64
 	for {
-		n, err := io.ReadFull(r, buf[carried:])
 		final := err == io.EOF || err == io.ErrUnexpectedEOF
 		if n > 0 || (final && base > 0) { // the last call settles a token at the last chunk's end
 			text := buf[:carried+n]
@@ -97,6 +104,7 @@ func scanReader(r io.Reader, m *Matcher, chunk int, emit func(Match)) error {
 		if err != nil {
 			return err
 		}
+		n, err = io.ReadFull(r, buf[carried:])
 	}
 }
 
@@ -108,8 +116,16 @@ func (s *Scanner) Reader(where string, r io.Reader) ([]Finding, error) {
 
 // raw scans the bytes of one stream as they are.
 func (s *Scanner) raw(where string, r io.Reader) ([]Finding, error) {
+	buf := getBuffer(s.m.Overlap() + s.Chunk)
+	defer putBuffer(buf)
+	n, err := io.ReadFull(r, buf)
+	return s.rawFilled(where, buf, n, err, r)
+}
+
+// rawFilled is raw after its first read into buf.
+func (s *Scanner) rawFilled(where string, buf []byte, n int, err error, r io.Reader) ([]Finding, error) {
 	var out []Finding
-	err := scanReader(r, s.m, s.Chunk, func(x Match) {
+	err = scanFilled(buf, n, err, r, s.m, func(x Match) {
 		n := s.needles[x.Needle]
 		variant := n.Variant
 		if n.Token {
