@@ -125,15 +125,18 @@ func (s *Scanner) raw(where string, r io.Reader) ([]Finding, error) {
 // rawFilled is raw after its first read into buf.
 func (s *Scanner) rawFilled(where string, buf []byte, n int, err error, r io.Reader) ([]Finding, error) {
 	var out []Finding
-	err = scanFilled(buf, n, err, r, s.m, func(x Match) {
-		n := s.needles[x.Needle]
-		variant := n.Variant
-		if n.Token {
-			variant += ", as a token"
-		}
-		out = append(out, Finding{Secret: n.Secret, Variant: variant, Where: where, Offset: int64(x.At), Length: int64(len(n.Bytes))})
-	})
+	err = scanFilled(buf, n, err, r, s.m, func(x Match) { out = append(out, s.finding(where, x, 0)) })
 	return out, err
+}
+
+// finding is a match in where, at base+x.At.
+func (s *Scanner) finding(where string, x Match, base int64) Finding {
+	n := s.needles[x.Needle]
+	variant := n.Variant
+	if n.Token {
+		variant += ", as a token"
+	}
+	return Finding{Secret: n.Secret, Variant: variant, Where: where, Offset: base + int64(x.At), Length: int64(len(n.Bytes))}
 }
 
 const canaryName = "leakscan-canary"
