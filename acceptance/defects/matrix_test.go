@@ -273,6 +273,8 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 			case assert.NoError(t, err, "the run's evidence") && assert.Len(t, es, 1, "the run's evidence entries"):
 				noHarnessInstanceLeft(t, c, cfg, es[0].RunID)
 			}
+			// A run that refused the install before creating a machine says so (testrun.RefusedBeforeMachine).
+			refused := bytes.Contains(wrote.output, []byte(testrun.RefusedBeforeMachine))
 			for _, test := range cTests {
 				r, ok := results[test]
 				if !assert.True(t, ok, "%s did not run", test) {
@@ -291,6 +293,12 @@ func TestEveryDefectFailsTheRightTests(t *testing.T) {
 				case listed:
 					if assert.Equal(t, "fail", r.action, "%s must FAIL on %s", test, name) {
 						assert.True(t, fixtures.Names(r.output, cause), "%s's failure must name the cause %q; output:\n%s", test, cause, labtest.Tail(r.output))
+					}
+				case refused:
+					// No machine was created for an install the run refused: what needs one says so.
+					assert.NotEqual(t, "fail", r.action, "%s must not fail on %s; output:\n%s", test, name, labtest.Tail(r.output))
+					if r.skippedSomething() {
+						assert.Contains(t, r.output, testrun.RefusedBeforeMachine, "%s's skips on %s are for want of a machine", test, name)
 					}
 				case noMachine[name]:
 					// What needs no machine passes; what needs one says so.

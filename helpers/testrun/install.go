@@ -19,7 +19,39 @@ import (
 type installState struct {
 	once sync.Once
 	done *Install
+
+	refuseOnce sync.Once
+	refused    error // why install.md is refused before its first step (Refusal)
 }
+
+// refusal is why install.md will be refused before its first step — an
+// operator step the harness does not do (C3's cause) or a target whose sshd,
+// as the switch will leave it, locks the run out (C4's) — judged once, from
+// the repos alone: the run creates no machine for an install it refuses.
+func (r *Run) refusal(view *TargetView) error {
+	r.install.refuseOnce.Do(func() {
+		operators := target.Operators(nil, r.Config.Target.AgeKeyPath, r.key) // their names: nothing is pushed here
+		check := &installdoc.Runner{AgeKeyPath: r.Config.Target.AgeKeyPath, Operators: operators}
+		if err := check.Check(view.Doc); err != nil {
+			r.install.refused = &ownedError{outOfBandOwner, err}
+		} else if err := r.wayBackIn(view); err != nil {
+			r.install.refused = &ownedError{installOwner, err}
+		}
+	})
+	return r.install.refused
+}
+
+// refusedError is a machine not created because its install would be
+// refused (refusal).
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string { return RefusedBeforeMachine + ": " + e.err.Error() }
+
+func (e *refusedError) Unwrap() error { return e.err }
+
+// RefusedBeforeMachine is what a test that needs the machine says when the
+// run created none because its install would be refused.
+const RefusedBeforeMachine = "no machine was created: install.md is refused before its first step"
 
 // Install is the one install of this run on the run's machine.
 type Install struct {
@@ -61,7 +93,7 @@ func (r *Run) InstallRecord(t testing.TB) *Install {
 			inst.Err = err
 			return
 		}
-		if inst.Err = r.wayBackIn(view); inst.Err != nil {
+		if inst.Err = r.refusal(view); inst.Err != nil { // provision refused it before this; kept for a reused machine
 			return
 		}
 		cl, err := mc.SSH(r.ctx)

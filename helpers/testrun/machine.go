@@ -40,6 +40,9 @@ func (r *Run) Machine(t testing.TB) *machine.Machine {
 	if r.stage.machine == nil && r.stage.err == nil {
 		r.stage.machine, r.stage.err = r.provision()
 	}
+	if refused := (*refusedError)(nil); errors.As(r.stage.err, &refused) {
+		blocked(t, RefusedBeforeMachine, refused.err) // its owner fails on it, the others skip
+	}
 	if r.stage.err != nil {
 		t.Fatalf("provision stage: %v", r.stage.err)
 	}
@@ -128,6 +131,12 @@ func (r *Run) provision() (*machine.Machine, error) {
 	}
 	if err := r.checkTime(r.installSteps()); err != nil {
 		return nil, err
+	}
+	if r.installSteps() > 0 { // the target loaded: judge its install before creating anything for it
+		if err := r.refusal(r.tgt.view); err != nil {
+			logf("%s: %v", RefusedBeforeMachine, err)
+			return nil, &refusedError{err}
+		}
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, r.Config.Timeouts.CreateTimeout+r.Config.Timeouts.BootTimeout)
 	defer cancel()

@@ -53,5 +53,8 @@ func (r *Run) blockingError() error {
 	if in := r.install.done; in != nil && in.Err != nil {
 		return fmt.Errorf("the install failed: %w", in.Err)
 	}
+	if refused := (*refusedError)(nil); errors.As(r.stage.err, &refused) {
+		return refused
+	}
 	return nil
 }

@@ -340,3 +340,47 @@ func TestTLSIsAskedAtTheThrowawayOnly(t *testing.T) {
 	<-done
 	assert.Contains(t, o.failed, "CCCI_TLS_ADDR 127.0.0.1:8443 is the address of p/"+m.Created()[1].Name+", not of the throwaway "+ours.Name)
 }
+
+// An install that will be refused before its first step — here, an
+// operator step the harness does not do — gets no machine: its owner (C3)
+// fails naming the step, a test that needs the machine skips naming it, and
+// Incus was asked to create nothing.
+func TestARefusedInstallGetsNoMachine(t *testing.T) {
+	f, err := incustest.New(t.TempDir())
+	require.NoError(t, err)
+	t.Cleanup(f.Close)
+	f.Images["img"] = incustest.Image{}
+	f.Projects["p"] = true
+	c, err := incus.New(incus.Config{Socket: f.Socket})
+	require.NoError(t, err)
+	g := config.Guardrails{AllowedProjects: []string{"p"}, RAMCap: 12 << 30, DefaultInstanceMemory: 1 << 30, MaxMachines: 2, LabelPrefix: "ccci"}
+	cfg := &config.Config{Guardrails: g, Machine: config.MachineSettings{Project: "p", Image: "img", InstanceType: incus.Container, Memory: 1 << 30,
+		SSHUser: "root", SSHKeyVia: machine.KeyViaFile}}
+	cfg.Target.BaseRepoURL, cfg.Target.SecretsRepoURL, cfg.Target.AgeKeyFile = "http://git/base", "http://git/secrets", "/keys/age.txt"
+	cfg.Target.AgeKeyPath = "/var/lib/sops-nix/key.txt"
+	doc, err := installdoc.Parse("docs/install.md", []byte("# Install\n\n```sh {step=drop-cert runs=operator}\nscp fullchain.pem root@${MACHINE}:/var/lib/ci-certs/live/\n```\n"),
+		map[string]string{"MACHINE": "MACHINE-ADDRESS"})
+	require.NoError(t, err)
+	r := &Run{ctx: context.Background(), Incus: c, Config: cfg, Started: time.Now(),
+		Manager: &machine.Manager{Client: c, Labels: machine.Labels{Prefix: "ccci"}, RunID: machine.NewRunID(time.Now()), SSHPort: f.SSHPort(), Log: t.Logf, Guard: g}}
+	r.tgt.once.Do(func() { r.tgt.view = &TargetView{Doc: doc} }) // the target as loaded
+
+	in := func(name string) *outcome {
+		o := &outcome{name: name}
+		done := make(chan struct{})
+		go func() { defer close(done); r.Machine(o) }()
+		<-done
+		return o
+	}
+	owner := in("TestC3AllSecretsInGitOneException")
+	assert.Contains(t, owner.failed, RefusedBeforeMachine)
+	assert.Contains(t, owner.failed, `operator step "drop-cert"`, "the owner fails, naming the step")
+	other := in("TestMachineIsBrandNewAndBlank")
+	assert.Contains(t, other.skipped, "cannot judge: "+RefusedBeforeMachine, "a test that needs the machine skips, saying why")
+	assert.Contains(t, other.skipped, `operator step "drop-cert"`)
+	for _, req := range f.Requests() {
+		assert.NotContains(t, req, "POST /1.0/instances", "no instance was asked for")
+	}
+	assert.Empty(t, r.Manager.Created())
+	assert.ErrorContains(t, r.blockingError(), RefusedBeforeMachine, "the run fails on it")
+}
