@@ -311,7 +311,10 @@ func TestTrafficIsJudgedUntilTheTeardown(t *testing.T) {
 // TLS is asked at the throwaway: unset, CCCI_TLS_ADDR is its own port 443;
 // set to another instance's address (a reference behind the gateway), the
 // check that would ask there fails, naming that instance.
-func TestTLSIsAskedAtTheThrowawayOnly(t *testing.T) {
+// fakeIncus is the Incus fake with one image and project, a client of it,
+// and a machine manager that creates there (guardrails g).
+func fakeIncus(t *testing.T) (*incustest.Server, *incus.Client, config.Guardrails, *machine.Manager) {
+	t.Helper()
 	f, err := incustest.New(t.TempDir())
 	require.NoError(t, err)
 	t.Cleanup(f.Close)
@@ -321,8 +324,15 @@ func TestTLSIsAskedAtTheThrowawayOnly(t *testing.T) {
 	require.NoError(t, err)
 	g := config.Guardrails{AllowedProjects: []string{"p"}, RAMCap: 12 << 30, DefaultInstanceMemory: 1 << 30, MaxMachines: 2, LabelPrefix: "ccci"}
 	m := &machine.Manager{Client: c, Labels: machine.Labels{Prefix: "ccci"}, RunID: machine.NewRunID(time.Now()), SSHPort: f.SSHPort(), Log: t.Logf, Guard: g}
-	spec := machine.Spec{MachineSettings: config.MachineSettings{Project: "p", Image: "img", InstanceType: incus.Container, Memory: 1 << 30,
-		SSHUser: "root", SSHKeyVia: machine.KeyViaFile}, TTL: time.Hour, BootTimeout: 8 * time.Second}
+	return f, c, g, m
+}
+
+// fakeMachine is the machine settings fakeIncus creates with.
+var fakeMachine = config.MachineSettings{Project: "p", Image: "img", InstanceType: incus.Container, Memory: 1 << 30, SSHUser: "root", SSHKeyVia: machine.KeyViaFile}
+
+func TestTLSIsAskedAtTheThrowawayOnly(t *testing.T) {
+	_, c, g, m := fakeIncus(t)
+	spec := machine.Spec{MachineSettings: fakeMachine, TTL: time.Hour, BootTimeout: 8 * time.Second}
 	ours, err := m.Create(context.Background(), spec)
 	require.NoError(t, err)
 	_, err = m.Create(context.Background(), spec) // the other instance: its address is 127.0.0.1 too (the fake's)
@@ -346,23 +356,14 @@ func TestTLSIsAskedAtTheThrowawayOnly(t *testing.T) {
 // fails naming the step, a test that needs the machine skips naming it, and
 // Incus was asked to create nothing.
 func TestARefusedInstallGetsNoMachine(t *testing.T) {
-	f, err := incustest.New(t.TempDir())
-	require.NoError(t, err)
-	t.Cleanup(f.Close)
-	f.Images["img"] = incustest.Image{}
-	f.Projects["p"] = true
-	c, err := incus.New(incus.Config{Socket: f.Socket})
-	require.NoError(t, err)
-	g := config.Guardrails{AllowedProjects: []string{"p"}, RAMCap: 12 << 30, DefaultInstanceMemory: 1 << 30, MaxMachines: 2, LabelPrefix: "ccci"}
-	cfg := &config.Config{Guardrails: g, Machine: config.MachineSettings{Project: "p", Image: "img", InstanceType: incus.Container, Memory: 1 << 30,
-		SSHUser: "root", SSHKeyVia: machine.KeyViaFile}}
+	f, c, g, m := fakeIncus(t)
+	cfg := &config.Config{Guardrails: g, Machine: fakeMachine}
 	cfg.Target.BaseRepoURL, cfg.Target.SecretsRepoURL, cfg.Target.AgeKeyFile = "http://git/base", "http://git/secrets", "/keys/age.txt"
 	cfg.Target.AgeKeyPath = "/var/lib/sops-nix/key.txt"
 	doc, err := installdoc.Parse("docs/install.md", []byte("# Install\n\n```sh {step=drop-cert runs=operator}\nscp fullchain.pem root@${MACHINE}:/var/lib/ci-certs/live/\n```\n"),
 		map[string]string{"MACHINE": "MACHINE-ADDRESS"})
 	require.NoError(t, err)
-	r := &Run{ctx: context.Background(), Incus: c, Config: cfg, Started: time.Now(),
-		Manager: &machine.Manager{Client: c, Labels: machine.Labels{Prefix: "ccci"}, RunID: machine.NewRunID(time.Now()), SSHPort: f.SSHPort(), Log: t.Logf, Guard: g}}
+	r := &Run{ctx: context.Background(), Incus: c, Config: cfg, Started: time.Now(), Manager: m}
 	r.tgt.once.Do(func() { r.tgt.view = &TargetView{Doc: doc} }) // the target as loaded
 
 	in := func(name string) *outcome {
