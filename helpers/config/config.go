@@ -187,6 +187,15 @@ func (p *parser) positiveInt(key, def string) int {
 	return n
 }
 
+// port is a TCP port, 1–65535.
+func (p *parser) port(key, def string) int {
+	n := p.positiveInt(key, def)
+	if n > 65535 {
+		p.failKey(key, strconv.Itoa(n), "not a TCP port (1–65535)")
+	}
+	return n
+}
+
 func (p *parser) list(key, def string) []string {
 	out := p.optionalList(key, def)
 	if len(out) == 0 {

@@ -33,6 +33,7 @@ func TestDefaultsPointAtTheLab(t *testing.T) {
 	assert.Equal(t, "terraform-ci", c.Machine.Project)
 	assert.Equal(t, []string{"terraform-ci"}, c.Guardrails.AllowedProjects)
 	assert.Equal(t, int64(4<<30), c.Machine.Memory)
+	assert.Equal(t, 22, c.Machine.SSHPort, "sshd's own port")
 	assert.Equal(t, []int64{4 << 30, 4e9}, c.Expect.ReferenceMemory, `the plan's "4 GB", either way`)
 	assert.Equal(t, []string{"dashboard.ci.lab.test"}, c.Target.TLSServerNames, "the documented default, under the domain")
 	assert.Equal(t, int64(12<<30), c.Guardrails.RAMCap)
@@ -82,6 +83,8 @@ func TestBadInputNamesTheKeyAndSource(t *testing.T) {
 		{"a TLS name outside the domain", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_TLS_SERVER_NAME": "ci.example.org"}, []string{"CCCI_TLS_SERVER_NAME", "under CCCI_DOMAIN (ci.lab.test)"}},
 		{"a reference size that is not one", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_REFERENCE_MEMORY": "4GiB,four"}, []string{"CCCI_REFERENCE_MEMORY", "four", "not a positive size"}},
 		{"memory over cap", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_MEMORY": "16GiB"}, []string{"CCCI_MEMORY", "larger than CCCI_RAM_CAP 12GiB"}},
+		{"ssh port out of range", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_SSH_PORT": "70000"}, []string{"CCCI_SSH_PORT", "not a TCP port"}},
+		{"ssh port not a number", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_SSH_PORT": "ssh"}, []string{"CCCI_SSH_PORT", "not a whole number"}},
 		{"project not allowed", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_PROJECT": "default"}, []string{"CCCI_PROJECT", "not in CCCI_ALLOWED_PROJECTS"}},
 		{"bad instance type", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_INSTANCE_TYPE": "vm"}, []string{"CCCI_INSTANCE_TYPE", "container, virtual-machine"}},
 		{"bad duration", map[string]string{"CCCI_INCUS_SOCKET": sock, "CCCI_TTL": "2 hours"}, []string{"CCCI_TTL", "positive duration"}},

@@ -74,6 +74,7 @@ type MachineSettings struct {
 	InstanceType string // container | virtual-machine
 	Memory       int64  // bytes, limits.memory of the throwaway machine
 	SSHUser      string
+	SSHPort      int // where the machine's sshd listens, now and after the switch
 	// How the run's SSH key reaches the machine: "file" (the Incus file API,
 	// once the agent answers — needs nothing of the image but sshd and the
 	// agent), "template" (user.ssh_authorized_keys, if the image's templates
@@ -93,6 +94,7 @@ func (p *parser) machine() MachineSettings {
 		InstanceType: p.oneOf("CCCI_INSTANCE_TYPE", "container", "container", "virtual-machine"),
 		Memory:       p.size("CCCI_MEMORY", "4GiB"),
 		SSHUser:      p.str("CCCI_SSH_USER", "root"),
+		SSHPort:      p.port("CCCI_SSH_PORT", "22"),
 		SSHKeyVia:    p.oneOf("CCCI_SSH_KEY_VIA", "file", "file", "template", "cloud-init"),
 		SecureBoot:   p.oneOf("CCCI_VM_SECUREBOOT", "false", "false", "true", "profile"),
 		StateFile:    p.str("CCCI_STATE_FILE", ".run-state.json"),

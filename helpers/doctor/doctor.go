@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -344,16 +345,16 @@ func (r *Report) target(ctx context.Context, cfg *config.Config, red *redact.Red
 // run back in (sshaccess.AfterSwitch, the run's own check before its install).
 func (r *Report) sshAfterSwitch(ctx context.Context, cfg *config.Config, repos *target.Repos, red *redact.Redactor) {
 	const check = "sshd after the switch"
-	problems, unjudged, err := sshaccess.AfterSwitch(ctx, repos, cfg.Target.SecretsRepoURL, cfg.Target.NixOSHost, cfg.Machine.SSHUser, cfg.Timeouts.StepTimeout, red)
+	problems, unjudged, err := sshaccess.AfterSwitch(ctx, repos, cfg.Target.SecretsRepoURL, cfg.Target.NixOSHost, cfg.Machine.SSHUser, cfg.Machine.SSHPort, cfg.Timeouts.StepTimeout, red)
 	switch {
 	case err != nil:
 		r.add(Note, check, "not judged: "+red.Redact(err.Error()), "the run judges it again before its install, and notes why it could not")
 	case unjudged != "":
 		r.add(Note, check, "not judged: "+unjudged, "")
 	case len(problems) > 0:
-		r.add(Blocker, check, judge.List(problems), "the run logs in as CCCI_SSH_USER ("+cfg.Machine.SSHUser+") with a key in its ~/.ssh/authorized_keys on port 22: keep that open in the target's services.openssh (docs/pointing-at-cc-ci.md)")
+		r.add(Blocker, check, judge.List(problems), "the run logs in as CCCI_SSH_USER ("+cfg.Machine.SSHUser+") with a key in its ~/.ssh/authorized_keys on CCCI_SSH_PORT ("+strconv.Itoa(cfg.Machine.SSHPort)+"): keep that open in the target's services.openssh (docs/pointing-at-cc-ci.md)")
 	default:
-		r.add(OK, check, fmt.Sprintf("%s's key in ~/.ssh/authorized_keys, port %d: let in", cfg.Machine.SSHUser, sshaccess.Port), "")
+		r.add(OK, check, fmt.Sprintf("%s's key in ~/.ssh/authorized_keys, port %d: let in", cfg.Machine.SSHUser, cfg.Machine.SSHPort), "")
 	}
 }
 

@@ -80,8 +80,8 @@ type Manager struct {
 	// Tracker, if set, is told each instance before Incus is asked for it and
 	// its uuid once known (the run's guardian); an error aborts the creation.
 	Tracker Tracker
-	// SSHPort is where machines' sshd listens (0: 22). Tests against a fake
-	// Incus point it at their own SSH server.
+	// SSHPort is where machines' sshd listens (0: 22; CCCI_SSH_PORT). Tests
+	// against a fake Incus point it at its SSH server.
 	SSHPort int
 	// Watch, if set, names the host side of each NIC and is told the names
 	// between creation and start (the egress observer); an error aborts

@@ -16,14 +16,11 @@ import (
 	"github.com/cc-ci/acceptance/helpers/target"
 )
 
-// Port is where the run connects to the machine's sshd.
-const Port = 22
-
 // AfterSwitch evaluates nixosConfigurations.<host>'s services.openssh on
 // the runner and judges it. Without Nix on the runner nothing is judged:
 // unjudged says why (the run then learns of a lock-out only when SSH
-// refuses it after the switch).
-func AfterSwitch(ctx context.Context, rp *target.Repos, secretsURL, host, user string, timeout time.Duration, red *redact.Redactor) (problems []judge.Problem, unjudged string, err error) {
+// refuses it after the switch). user and port are how the run logs in.
+func AfterSwitch(ctx context.Context, rp *target.Repos, secretsURL, host, user string, port int, timeout time.Duration, red *redact.Redactor) (problems []judge.Problem, unjudged string, err error) {
 	if _, err := exec.LookPath("nix"); err != nil {
 		return nil, "no nix on this runner to evaluate the target's services.openssh before the install", nil
 	}
@@ -38,5 +35,5 @@ func AfterSwitch(ctx context.Context, rp *target.Repos, secretsURL, host, user s
 	if !s.Declared {
 		return nil, "the configuration has no services.openssh (not NixOS's modules): the image's sshd is left as it is", nil
 	}
-	return judge.SSHAccess(s, user, Port), "", nil
+	return judge.SSHAccess(s, user, port), "", nil
 }

@@ -292,61 +292,10 @@ func TestInfrastructureFaultsNameTheStage(t *testing.T) {
 	}
 }
 
-// A state file is input: one that names an instance the harness did not
-// create — unlabelled, in another project, or labelled by another run — is
-// refused before anything touches it. The instance is asked of the API
-// afterwards: same uuid, same status.
-func TestStateFileNamingAnotherInstanceIsRefused(t *testing.T) {
-	c, cfg := faultLab(t)
-	ctx := context.Background()
-	l := machine.Labels{Prefix: cfg.Guardrails.LabelPrefix}
-	unlabelled := labtest.StartedInstance(t, c, cfg, "decoy-state", nil)
-	otherRun := labtest.StartedInstance(t, c, cfg, "decoy-state", map[string]string{l.CreatedBy(): machine.CreatedBy, l.RunID(): "r-another-run",
-		l.ExpiresAt(): time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
-	decoyProject := labtest.DecoyProject(t, c)
-	decoys, err := c.Instances(ctx, decoyProject)
-	require.NoError(t, err)
-	require.NotEmpty(t, decoys, "the lab runs an instance in %s", decoyProject)
-
-	rows := []struct {
-		name          string
-		project, inst string
-		runID, uuid   string // uuid "": the instance's real one
-		want          string
-	}{
-		{"unlabelled instance in the allowed project", cfg.Machine.Project, unlabelled, "r-whatever", "", "does not carry the label " + l.CreatedBy()},
-		{"instance in another project", decoyProject, decoys[0].Name, "r-whatever", "", "not in the allow-list"},
-		{"another run's machine, a wrong run id", cfg.Machine.Project, otherRun, "r-mine", "", `"r-another-run" is not run r-mine`},
-		{"another run's machine, a wrong uuid", cfg.Machine.Project, otherRun, "r-another-run", "00000000-0000-4000-8000-000000000000",
-			"a different instance under the same name"},
-		{"another run's machine, all labels right", cfg.Machine.Project, otherRun, "r-another-run", "", "is not the one the state file pinned"},
-	}
-	for _, row := range rows {
-		t.Run(row.name, func(t *testing.T) {
-			before, err := c.Instance(ctx, row.project, row.inst)
-			require.NoError(t, err)
-			stateFile := forgedState(t, row.project, row.inst, row.runID, row.uuid)
-			ch := startSuite(t, []string{"SKIP_provision=1", "CCCI_STATE_FILE=" + stateFile}, "-test.run", "TestMachineIsBrandNewAndBlank")
-			assert.NotEqual(t, 0, ch.wait(t))
-			out := ch.out.String()
-			assert.Contains(t, out, "cannot be reused")
-			assert.Contains(t, out, row.want)
-			assert.NotContains(t, out, "destroyed "+row.project+"/"+row.inst)
-			assert.Contains(t, out, "(0 created, 0 reused)", "nothing counted as this run's")
-			after, err := c.Instance(ctx, row.project, row.inst)
-			if assert.NoError(t, err, "%s/%s must survive", row.project, row.inst) {
-				assert.Equal(t, before.Config[machine.UUIDKey], after.Config[machine.UUIDKey], "same instance (uuid)")
-				assert.Equal(t, before.Status, after.Status, "left as it was")
-			}
-		})
-	}
-}
-
 // forgedState writes a well-formed state file (and its SSH key) naming
 // project/name, with that instance's real uuid unless one is given.
-func forgedState(t *testing.T, project, name, runID, uuid string) string {
+func forgedState(t *testing.T, c *incus.Client, project, name, runID, uuid string) string {
 	t.Helper()
-	c, _ := labtest.Client(t, "https")
 	in, err := c.Instance(context.Background(), project, name)
 	require.NoError(t, err)
 	if uuid == "" {

@@ -136,7 +136,7 @@ func (r *Run) InstallRecord(t testing.TB) *Install {
 // first step; what cannot be judged there is noted, not failed.
 func (r *Run) wayBackIn(view *TargetView) error {
 	problems, unjudged, err := sshaccess.AfterSwitch(r.ctx, view.Repos, r.Config.Target.SecretsRepoURL, r.Config.Target.NixOSHost,
-		r.Config.Machine.SSHUser, r.Config.Timeouts.StepTimeout, r.Redact)
+		r.Config.Machine.SSHUser, r.Config.Machine.SSHPort, r.Config.Timeouts.StepTimeout, r.Redact)
 	switch {
 	case err != nil:
 		r.Note("sshd after the switch", "not judged before the install: %v", err)
@@ -145,7 +145,7 @@ func (r *Run) wayBackIn(view *TargetView) error {
 	case len(problems) > 0:
 		return fmt.Errorf("before the install, the target's sshd as the switch will leave it: %s", judge.List(problems))
 	default:
-		r.Note("sshd after the switch", "lets %s in with the run's key in ~/.ssh/authorized_keys on port %d", r.Config.Machine.SSHUser, sshaccess.Port)
+		r.Note("sshd after the switch", "lets %s in with the run's key in ~/.ssh/authorized_keys on port %d", r.Config.Machine.SSHUser, r.Config.Machine.SSHPort)
 	}
 	return nil
 }

@@ -208,7 +208,7 @@ func (r *Run) start() error {
 		return err
 	}
 	r.Manager = &machine.Manager{Client: c, Guard: g, Labels: labels, RunID: r.ID, Redact: r.Redact, Log: logf,
-		Tracker: r.guardian}
+		Tracker: r.guardian, SSHPort: cfg.Machine.SSHPort}
 	if cfg.Expect.Egress == "nft" {
 		r.Manager.Watch = r.watchNICs
 	}

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -181,46 +180,6 @@ func assertGone(t *testing.T, c *incus.Client, project, name string) {
 	t.Helper()
 	_, err := c.Instance(context.Background(), project, name)
 	assert.ErrorIs(t, err, incus.ErrNotFound, "%s/%s must be gone: there may be a dangling instance", project, name)
-}
-
-// A Ctrl-C (SIGINT) or SIGTERM while the machine is being provisioned: the
-// run exits non-zero and leaves no instance.
-func TestInterruptMidProvisionLeavesNothing(t *testing.T) {
-	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
-		t.Run(sig.String(), func(t *testing.T) {
-			c, cfg := faultLab(t)
-			before := labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix)
-			ch := startSuite(t, nil, "-test.run", "TestMachineIsBrandNewAndBlank")
-			name := awaitNewInstance(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix, before)
-			require.NoError(t, ch.cmd.Process.Signal(sig))
-			code := ch.wait(t)
-			assert.NotEqual(t, 0, code, "an interrupted run must not pass")
-			assert.Contains(t, ch.out.String(), "tearing down before exit")
-			assertGone(t, c, cfg.Machine.Project, name)
-			es := ch.evidence(t)
-			if assert.Len(t, es, 1, "the interrupted run still wrote its evidence") {
-				assert.Equal(t, "fail", es[0].Outcome)
-				assert.Equal(t, "interrupted by "+sig.String(), es[0].Interrupted)
-			}
-		})
-	}
-}
-
-// kill -9 leaves the test process no chance to clean up: its guardian does.
-func TestKilledRunIsCleanedByItsGuardian(t *testing.T) {
-	c, cfg := faultLab(t)
-	before := labelled(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix)
-	ch := startSuite(t, nil, "-test.run", "TestMachineIsBrandNewAndBlank")
-	name := awaitNewInstance(t, c, cfg.Machine.Project, cfg.Guardrails.LabelPrefix, before)
-	require.NoError(t, ch.cmd.Process.Kill())
-	ch.wait(t)
-	assert.Contains(t, ch.out.String(), "ended without teardown: destroying")
-	assertGone(t, c, cfg.Machine.Project, name)
-	es := ch.evidence(t)
-	if assert.Len(t, es, 1, "the guardian wrote the dead run's evidence") {
-		assert.Contains(t, es[0].Interrupted, "died before its teardown")
-		assert.Contains(t, es[0].Destroy, "destroyed by the guardian")
-	}
 }
 
 // SKIP_teardown keeps the machine and writes its state; SKIP_provision reuses

@@ -29,6 +29,9 @@ func (s *Server) boot(in *instance) {
 	for _, d := range []string{"/", "/etc/", "/etc/ssh/", "/root/"} {
 		in.files[d] = File{Mode: 0o755}
 	}
+	if _, ok := in.files["/etc/machine-id"]; !ok { // systemd writes it at the first boot
+		in.files["/etc/machine-id"] = File{Data: fmt.Appendf(nil, "%032x\n", s.seq), Mode: 0o444}
+	}
 	for p, f := range img.Files {
 		in.files[p] = f
 	}

@@ -22,7 +22,8 @@
 // ed25519 SSH host key at /etc/ssh/ssh_host_ed25519_key.pub, commands looked
 // up on a PATH as incusd and the agent do, and one in-process SSH server that
 // accepts the keys in /root/.ssh/authorized_keys (or, if the image honours
-// it, user.ssh_authorized_keys) and answers every command with exit 0.
+// it, user.ssh_authorized_keys) and answers a command as Server.Guest
+// scripts it, `cat FILE` from the guest's files, anything else with exit 0.
 package incustest
 
 import (
@@ -104,6 +105,10 @@ type Server struct {
 	Profile map[string]string
 	// Projects that exist (GET /1.0/projects/{name}); New makes "default".
 	Projects map[string]bool
+	// Guest, when set, scripts the guests' SSH answers: it is asked first
+	// for every command (ok false: not scripted). Unscripted, `cat FILE`
+	// reads the guest's file map and anything else exits 0 with no output.
+	Guest func(name, command string) (stdout, stderr string, code int, ok bool)
 	// Restricted, when not nil, makes the client a TLS certificate
 	// restricted to these projects: its trust entry says so and listings
 	// leave the other projects out, as incusd's TLS authorizer does.

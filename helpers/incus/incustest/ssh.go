@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"strings"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -77,13 +79,48 @@ func (s *Server) serveSSH(c net.Conn) {
 		go func() {
 			defer ch.Close()
 			for req := range creqs {
-				// Every command succeeds with no output: the guest is not simulated further.
-				_ = req.Reply(req.Type == "exec", nil)
-				if req.Type == "exec" {
-					_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
-					return
+				var exec struct{ Command string }
+				if req.Type != "exec" || ssh.Unmarshal(req.Payload, &exec) != nil {
+					_ = req.Reply(false, nil)
+					continue
 				}
+				_ = req.Reply(true, nil)
+				stdout, stderr, code := s.answer(guest, exec.Command)
+				_, _ = io.WriteString(ch, stdout)
+				_, _ = io.WriteString(ch.Stderr(), stderr)
+				_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(code)}))
+				return
 			}
 		}()
 	}
+}
+
+// answer is the guest's answer to a command over SSH: Server.Guest's, or
+// `cat FILE` from its files, or exit 0 with no output.
+func (s *Server) answer(guest *instance, command string) (stdout, stderr string, code int) {
+	command = unwrapped(command)
+	if s.Guest != nil {
+		if stdout, stderr, code, ok := s.Guest(guest.Name, command); ok {
+			return stdout, stderr, code
+		}
+	}
+	if f := strings.Fields(command); len(f) == 2 && f[0] == "cat" {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if file, ok := guest.files[f[1]]; ok {
+			return string(file.Data), "", 0
+		}
+		return "", "cat: " + f[1] + ": No such file or directory\n", 1
+	}
+	return "", "", 0
+}
+
+// unwrapped is the command a `bash [options] -c 'COMMAND'` wrapper runs
+// (remote.Client wraps each command in one), or command as it came.
+func unwrapped(command string) string {
+	_, q, ok := strings.Cut(command, " -c ")
+	if !strings.HasPrefix(command, "bash ") || !ok || len(q) < 2 || q[0] != '\'' || q[len(q)-1] != '\'' {
+		return command
+	}
+	return strings.ReplaceAll(q[1:len(q)-1], `'\''`, `'`)
 }
