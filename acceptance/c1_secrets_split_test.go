@@ -89,15 +89,15 @@ func TestC1SecretsRepoSplit(t *testing.T) {
 	})
 
 	run.Sentence(t, "the rebuilt system is byte-identical to the running one", func(t *testing.T) {
-		mc, cl := installedMachine(t)
-		rebuilt, err := probe.CurrentSystem(ctx, cl)
+		m := run.Installed(t)
+		rebuilt, err := probe.CurrentSystem(ctx, m.SSH)
 		require.NoError(t, err)
 		project, name, _ := strings.Cut(cfg.Expect.Reference, "/")
 		running, err := probe.CurrentSystemVia(ctx, run.Incus, project, name)
 		require.NoError(t, err, "read the running reference system %s", cfg.Expect.Reference)
 		require.NotEmpty(t, rebuilt, "the throwaway machine has a /run/current-system")
 		assert.Equal(t, running, rebuilt, "store path of the rebuilt system vs the running reference %s", cfg.Expect.Reference)
-		t.Logf("running %s = rebuilt %s: %s", cfg.Expect.Reference, mc.Name, rebuilt)
+		t.Logf("running %s = rebuilt %s: %s", cfg.Expect.Reference, m.Name, rebuilt)
 	})
 }
 

@@ -33,9 +33,9 @@ func TestC2CertInGit(t *testing.T) {
 	})
 
 	run.Sentence(t, "the rebuilt machine serves TLS from the cert in git", func(t *testing.T) {
-		_, cl := installedMachine(t)
-		assertCertFilesFromGit(t, cl, view)
-		assertServesGitCert(t, view)
+		m := run.Installed(t)
+		assertCertFilesFromGit(t, m, view)
+		assertServesGitCert(t, m, view)
 	})
 }
 

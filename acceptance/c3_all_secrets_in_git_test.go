@@ -132,8 +132,8 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 	})
 
 	run.Sentence(t, "the age key is root's alone; no decrypted secret is readable by group or others", func(t *testing.T) {
-		_, cl := installedMachine(t)
-		key, err := probe.Files(ctx, cl, []string{cfg.Target.AgeKeyPath})
+		m := run.Installed(t)
+		key, err := probe.Files(ctx, m.SSH, []string{cfg.Target.AgeKeyPath})
 		require.NoError(t, err)
 		if f := key[0]; assert.NotEmpty(t, f.SHA256, "%s exists", f.Path) {
 			assert.True(t, f.Private(), "%s must be root's and unreadable by group and others: owner %s, mode %s", f.Path, f.Owner, f.Mode)
@@ -141,8 +141,8 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		// Each declared secret, at its declared path and in /run/secrets:
 		// its owner may be the service that reads it (declared), but group
 		// and others may read only public material (a certificate chain).
-		decl := run.Declared(t)
-		tree, err := probe.Tree(ctx, cl, declared.SecretsDir)
+		decl := m.Declared(t)
+		tree, err := probe.Tree(ctx, m.SSH, declared.SecretsDir)
 		require.NoError(t, err)
 		var paths, names []string
 		for _, s := range decl.Secrets {
@@ -156,20 +156,19 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 			}
 			paths, names = append(paths, declared.SecretsDir+"/"+strings.TrimSuffix(f, "@")), append(names, name)
 		}
-		files, err := probe.Files(ctx, cl, paths)
+		files, err := probe.Files(ctx, m.SSH, paths)
 		require.NoError(t, err)
 		for i, f := range files {
 			if f.SHA256 == "" || target.PublicMaterial(valueOf(view, decl, names[i])) {
 				continue // a missing file is another sentence's; public material may be read by anyone
 			}
-			m, err := declared.ParseMode(f.Mode)
-			assert.True(t, err == nil && m&0o077 == 0, "%s (secret %s) is readable by group or others: mode %s (only public material may be)", f.Path, names[i], f.Mode)
+			mode, err := declared.ParseMode(f.Mode)
+			assert.True(t, err == nil && mode&0o077 == 0, "%s (secret %s) is readable by group or others: mode %s (only public material may be)", f.Path, names[i], f.Mode)
 		}
 	})
 
 	run.Sentence(t, "every file in /run/secrets is a declared secret", func(t *testing.T) {
-		_, cl := installedMachine(t)
-		assertSecretsDecrypted(t, cl, view)
+		assertSecretsDecrypted(t, run.Installed(t), view)
 	})
 
 	needles := leakscan.Needles(view.AllSecrets(), 0, t.Logf)
@@ -212,10 +211,10 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		// A secret made at build time (a key a derivation generates) is in
 		// neither repo, and the store is world-readable: the same rules over
 		// what the machine built itself, not what a cache served.
-		_, cl := installedMachine(t)
-		top, err := probe.CurrentSystem(ctx, cl)
+		m := run.Installed(t)
+		top, err := probe.CurrentSystem(ctx, m.SSH)
 		require.NoError(t, err)
-		found, err := undeclared.InStore(ctx, cl, top, view.AllSecrets(), cfg.Expect.PublicMaterial, cfg.Timeouts.Scan)
+		found, err := undeclared.InStore(ctx, m.SSH, top, view.AllSecrets(), cfg.Expect.PublicMaterial, cfg.Timeouts.Scan)
 		require.NoError(t, err, "search what the machine built with gitleaks' rules")
 		judge.None(t, judge.UndeclaredSecrets(found), judge.SecretUndeclared)
 	})
@@ -237,11 +236,10 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 		rep := scanMachine(t, []string{"/", "/dev/shm"}, walk, private)
 		// Except where the declaration lets its owner read it (sops-nix's
 		// owner option: a key owned by the user of the service that reads it).
-		_, cl := installedMachine(t)
-		decl := run.Declared(t)
+		m := run.Installed(t)
 		var grants []judge.Grant
-		for _, s := range decl.Secrets {
-			files, err := probe.Files(ctx, cl, []string{declared.SecretsDir + "/" + s.Name, s.Path})
+		for _, s := range m.Declared(t).Secrets {
+			files, err := probe.Files(ctx, m.SSH, []string{declared.SecretsDir + "/" + s.Name, s.Path})
 			require.NoError(t, err)
 			for _, f := range files {
 				grants = append(grants, judge.Grant{Secret: view.NameOf(s), Decl: s, File: f})
@@ -255,13 +253,13 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 // machine and notes what it read; every scan must have found its canary.
 func scanMachine(t *testing.T, dirs []string, walk leakscan.Walk, needles []leakscan.Needle) *leakscan.Report {
 	t.Helper()
-	mc, cl := installedMachine(t)
+	m := run.Installed(t)
 	ctx := run.Context()
 	bin, how, err := leakscan.Binary(ctx, t.TempDir())
 	require.NoError(t, err)
 	t.Logf("leak scanner: %s", how)
-	rep, err := leakscan.Remote(ctx, cl, bin, dirs, walk, needles, run.Config.Timeouts.Scan)
-	require.NoError(t, err, "scan %v on %s", dirs, mc.Name)
+	rep, err := leakscan.Remote(ctx, m.SSH, bin, dirs, walk, needles, run.Config.Timeouts.Scan)
+	require.NoError(t, err, "scan %v on %s", dirs, m.Name)
 	var files, bytes int64
 	var took time.Duration
 	var undecodable []string

@@ -51,9 +51,10 @@ func TestC4GenuineLiveRebuild(t *testing.T) {
 	}
 	require.NoError(t, inst.Err, "install")
 
-	assertSecretsDecrypted(t, cl, view)
-	assertCertFilesFromGit(t, cl, view)
-	assertServesGitCert(t, view)
+	m := run.Installed(t)
+	assertSecretsDecrypted(t, m, view)
+	assertCertFilesFromGit(t, m, view)
+	assertServesGitCert(t, m, view)
 
 	run.Sentence(t, "the install built what it activated: none of it was in the store before", func(t *testing.T) {
 		if why := run.NotCold(); why != "" {
@@ -76,12 +77,12 @@ func TestC4GenuineLiveRebuild(t *testing.T) {
 	run.Sentence(t, "converged means stays converged", func(t *testing.T) {
 		settled, err := probe.StillConverged(ctx, cl, units, run.Config.Timeouts.Settle)
 		require.NoError(t, err, "every unit still converged, same main PID, no restart")
-		assertServesGitCert(t, view)
-		run.MarkConverged(settled) // TestC4GenuineLiveRebuildToTheEnd looks again at the end
+		assertServesGitCert(t, m, view)
+		m.MarkConverged(settled) // TestC4GenuineLiveRebuildToTheEnd looks again at the end
 	})
 
 	run.Sentence(t, "it works: every name it serves answers over HTTPS with success", func(t *testing.T) {
-		assertAnswers(t)
+		assertAnswers(t, m)
 	})
 	if !t.Failed() {
 		writeLiveRecord(t, mc, view, inst, cl)
@@ -100,35 +101,32 @@ func TestC4GenuineLiveRebuild(t *testing.T) {
 // runs both, and the evidence judges them as one (evidence.LiveRebuildTest).
 func TestC4GenuineLiveRebuildToTheEnd(t *testing.T) {
 	t.Parallel()
-	conv := run.ConvergedUnits(t)
+	m := run.Installed(t)
+	conv := m.Converged(t)
 	view := run.Target(t)
 	ctx := run.Context()
 
 	run.Sentence(t, "converged means stays converged for the whole run", func(t *testing.T) {
 		// Not before the hold: a run shorter than it still looks that late.
 		wait := run.Config.Timeouts.Hold - time.Since(conv.At)
-		_, cl := installedMachine(t)
-		_, err := probe.StillConverged(ctx, cl, conv.Units, max(wait, 0))
+		_, err := probe.StillConverged(ctx, m.SSH, conv.Units, max(wait, 0))
 		require.NoError(t, err, "at the end of the run (%s after convergence), every unit still converged, same main PID, no restart",
 			time.Since(conv.At).Round(time.Second))
-		assertServesGitCert(t, view)
+		assertServesGitCert(t, m, view)
 	})
 
 	run.Sentence(t, "after a restart of its machine, it converges again", func(t *testing.T) {
 		start := time.Now()
-		mc := run.RestartMachine(t)
-		t.Logf("restarted %s through Incus; it answers again after %s", mc.Name, time.Since(start).Round(time.Millisecond))
-		cl, err := mc.SSH(ctx)
-		require.NoError(t, err)
-		defer cl.Close()
-		units, err := probe.AwaitConverged(ctx, cl, run.Units(t), run.Config.Timeouts.ConvergeTimeout)
+		m := m.Restart(t)
+		t.Logf("restarted %s through Incus; it answers again after %s", m.Name, time.Since(start).Round(time.Millisecond))
+		units, err := probe.AwaitConverged(ctx, m.SSH, run.Units(t), run.Config.Timeouts.ConvergeTimeout)
 		require.NoError(t, err, "after a restart, the units converge again by themselves (what the switch started must be enabled at boot)")
 		for _, u := range units {
 			t.Logf("converged after the restart: %s", u)
 		}
-		assertSecretsDecrypted(t, cl, view)
-		assertCertFilesFromGit(t, cl, view)
-		assertServesGitCert(t, view)
+		assertSecretsDecrypted(t, m, view)
+		assertCertFilesFromGit(t, m, view)
+		assertServesGitCert(t, m, view)
 	})
 }
 

@@ -25,19 +25,6 @@ import (
 	"github.com/cc-ci/acceptance/helpers/wait"
 )
 
-// installedMachine is the run's machine after a successful install, with an
-// SSH connection closed when the test ends. After a failed install there is
-// nothing to check on the machine: C4 fails on it, this check skips naming it.
-func installedMachine(t *testing.T) (*machine.Machine, *remote.Client) {
-	t.Helper()
-	mc := run.Machine(t)
-	run.InstallSucceeded(t)
-	cl, err := mc.SSH(run.Context())
-	require.NoError(t, err)
-	t.Cleanup(func() { cl.Close() })
-	return mc, cl
-}
-
 // assertCreatedByThisRun: the machine is this run's own, new, in the right
 // project, with the configured memory. On a machine the user asked to reuse
 // it says why it does not apply (the run's evidence says it is not evidence).
@@ -63,15 +50,15 @@ func assertCreatedByThisRun(t *testing.T, mc *machine.Machine) {
 // its NixOS configuration) is at its declared path — through symlinks and
 // generation directories — with the value git holds, the declared mode and
 // owners; and /run/secrets holds nothing the target does not declare.
-func assertSecretsDecrypted(t *testing.T, cl *remote.Client, view *testrun.TargetView) {
+func assertSecretsDecrypted(t *testing.T, m *testrun.Installed, view *testrun.TargetView) {
 	t.Helper()
-	decl := run.Declared(t)
-	found, err := probe.Tree(run.Context(), cl, declared.SecretsDir)
+	decl := m.Declared(t)
+	found, err := probe.Tree(run.Context(), m.SSH, declared.SecretsDir)
 	require.NoError(t, err)
 	judge.None(t, judge.OnlyDeclaredInSecretsDir(cTest(t), found, decl), judge.InstalledUndeclared)
-	assertDeclaredFiles(t, cl, view, decl.Secrets)
+	assertDeclaredFiles(t, m.SSH, view, decl.Secrets)
 	var installed []judge.Installed
-	for i, f := range filesAt(t, cl, decl.Templates, func(tm declared.Template) string { return tm.Path }) {
+	for i, f := range filesAt(t, m.SSH, decl.Templates, func(tm declared.Template) string { return tm.Path }) {
 		tm := decl.Templates[i] // its content is the target's own: no value to compare
 		installed = append(installed, judge.Installed{What: "template " + tm.Name, Mode: tm.Mode, Owner: tm.Owner, Group: tm.Group, File: f})
 	}
@@ -102,14 +89,14 @@ func filesAt[T any](t *testing.T, cl *remote.Client, items []T, path func(T) str
 // assertCertFilesFromGit: the certificate and key the proxy reads are the
 // ones decrypted from git, at the paths and with the modes the target
 // declares for them.
-func assertCertFilesFromGit(t *testing.T, cl *remote.Client, view *testrun.TargetView) {
+func assertCertFilesFromGit(t *testing.T, m *testrun.Installed, view *testrun.TargetView) {
 	t.Helper()
 	chain, key := certPair(t, view)
 	// By what sops-nix installs, not by name: a binary sops file's value is
 	// the whole file, whatever key the declaration carries.
 	var pair []declared.Secret
 	found := map[string]bool{}
-	for _, s := range run.Declared(t).Secrets {
+	for _, s := range m.Declared(t).Secrets {
 		v, err := view.Value(s)
 		for _, n := range []string{chain, key} {
 			if err == nil && v == view.Secrets[n] {
@@ -118,7 +105,7 @@ func assertCertFilesFromGit(t *testing.T, cl *remote.Client, view *testrun.Targe
 		}
 	}
 	require.True(t, found[chain] && found[key], "the target declares the certificate (%s) and its key (%s) as sops secrets", chain, key)
-	assertDeclaredFiles(t, cl, view, pair)
+	assertDeclaredFiles(t, m.SSH, view, pair)
 }
 
 // certPair names the secrets that are the certificate chain and its key.
@@ -149,7 +136,7 @@ func assertDeclaredFiles(t *testing.T, cl *remote.Client, view *testrun.TargetVi
 
 // assertServesGitCert: HTTPS for a name under the domain presents the leaf
 // certificate from git, and it verifies against the configured roots.
-func assertServesGitCert(t *testing.T, view *testrun.TargetView) {
+func assertServesGitCert(t *testing.T, m *testrun.Installed, view *testrun.TargetView) {
 	t.Helper()
 	cfg := run.Config
 	chain, _ := certPair(t, view)
@@ -157,8 +144,8 @@ func assertServesGitCert(t *testing.T, view *testrun.TargetView) {
 	require.NoError(t, err, "the certificate in git parses")
 	roots, err := tlscheck.Roots(cfg.Target.TLSCA)
 	require.NoError(t, err)
-	addr := run.TLSAddr(t)
-	up := run.UpSince(t)
+	addr := m.TLSAddr(t)
+	up := m.UpSince()
 	for _, sni := range cfg.Target.TLSServerNames {
 		// Until CCCI_TLS_READY after the install (a proxy may bind late),
 		// later briefly (a restart): whether the proxy stays up is C4's
@@ -184,12 +171,12 @@ func assertServesGitCert(t *testing.T, view *testrun.TargetView) {
 // assertAnswers: every name the target serves answers GET / over HTTPS
 // with a success status — a working cc-ci, not only a handshake (a proxy
 // in front of a service that fails answers 5xx with the right certificate).
-func assertAnswers(t *testing.T) {
+func assertAnswers(t *testing.T, m *testrun.Installed) {
 	t.Helper()
 	cfg := run.Config
 	roots, err := tlscheck.Roots(cfg.Target.TLSCA)
 	require.NoError(t, err)
-	addr := run.TLSAddr(t)
+	addr := m.TLSAddr(t)
 	for _, name := range cfg.Target.TLSServerNames {
 		page, err := tlscheck.GetPage(run.Context(), addr, name, cfg.Target.TLSServerNames, roots)
 		if !assert.NoError(t, err, "%s answers over HTTPS", name) {

@@ -21,16 +21,6 @@ type declaredState struct {
 	err  error
 }
 
-// Declared is the target's sops secrets and templates, as its NixOS
-// configuration declares them (declared.Evaluate on the run's machine,
-// after the install: the inputs the switch fetched are there). A failure
-// fails the check that asked: the declarations are the target's.
-func (r *Run) Declared(t testing.TB) *declared.Declarations {
-	t.Helper()
-	r.InstallSucceeded(t)
-	return r.declarations(t)
-}
-
 // DeclaredInGit is what the target declares, read even when the install
 // failed (the evaluation needs only the pinned repos and the machine's Nix,
 // as for Units): for a check of the declarations against git, such as

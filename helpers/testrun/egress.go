@@ -188,11 +188,10 @@ func (r *Run) MachineAddresses(t testing.TB) []string {
 	return addrs
 }
 
-// TLSAddr is where the served names are asked: CCCI_TLS_ADDR, else the
-// machine's port 443. A CCCI_TLS_ADDR that is another instance's address
-// (the running reference, a decoy: what a gateway forwards to) fails the
-// caller: TLS judged there would judge that instance, not the throwaway.
-func (r *Run) TLSAddr(t testing.TB) string {
+// tlsAddr is Installed.TLSAddr: CCCI_TLS_ADDR, else the machine's port
+// 443. One that is another instance's address (the running reference, a
+// decoy: what a gateway forwards to) fails the caller.
+func (r *Run) tlsAddr(t testing.TB) string {
 	t.Helper()
 	mc := r.Machine(t)
 	addr := r.Config.Target.TLSAddr

@@ -341,12 +341,12 @@ func TestTLSIsAskedAtTheThrowawayOnly(t *testing.T) {
 
 	r := &Run{ctx: context.Background(), Incus: c, Config: &config.Config{Guardrails: g}}
 	r.stage.machine = ours
-	assert.Equal(t, "127.0.0.1:443", r.TLSAddr(t), "unset: the throwaway's own port 443")
+	assert.Equal(t, "127.0.0.1:443", r.tlsAddr(t), "unset: the throwaway's own port 443")
 
 	r.Config.Target.TLSAddr = "127.0.0.1:8443"
 	o := &outcome{name: "TestC2CertInGit"}
 	done := make(chan struct{})
-	go func() { defer close(done); r.TLSAddr(o) }()
+	go func() { defer close(done); r.tlsAddr(o) }()
 	<-done
 	assert.Contains(t, o.failed, "CCCI_TLS_ADDR 127.0.0.1:8443 is the address of p/"+m.Created()[1].Name+", not of the throwaway "+ours.Name)
 }
