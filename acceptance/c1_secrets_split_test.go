@@ -69,7 +69,7 @@ func TestC1SecretsRepoSplit(t *testing.T) {
 	})
 
 	run.Sentence(t, "one edit repoints it: rebuilt with fresh parameters, the system holds the new values where it held the old, and the old nowhere", func(t *testing.T) {
-		judge.None(t, judge.Repointing(run.Repointed(t)), judge.ParameterLiteral, judge.ParameterLost)
+		judge.None(t, judge.Repointing(run.Installed(t).Repointed(t)), judge.ParameterLiteral, judge.ParameterLost)
 	})
 
 	run.Sentence(t, "the base pins the secrets repo (a flake input or a git submodule)", func(t *testing.T) {

@@ -28,14 +28,13 @@ func (r *Run) ParameterSites(t testing.TB, p repoint.Param) []repoint.Site {
 	return sites
 }
 
-// Repointed rebuilds the base on the installed machine with every
-// parameter changed at its one site to a fresh value (repoint.Observe). A
-// parameter set in no place or several cannot be repointed by one edit:
-// the check skips, naming it, and "each parameter is set once" fails.
-func (r *Run) Repointed(t testing.TB) *repoint.Facts {
+// Repointed rebuilds the base on this machine with every parameter changed
+// at its one site to a fresh value (repoint.Observe). A parameter set in no
+// place or several cannot be repointed by one edit: the check skips, naming
+// it, and "each parameter is set once" fails.
+func (m *Installed) Repointed(t testing.TB) *repoint.Facts {
 	t.Helper()
-	mc := r.Machine(t)
-	r.InstallSucceeded(t)
+	r := m.r
 	var changes []repoint.Change
 	for _, p := range r.Parameters() {
 		sites := r.ParameterSites(t, p)
@@ -51,12 +50,7 @@ func (r *Run) Repointed(t testing.TB) *repoint.Facts {
 	if err != nil {
 		t.Fatalf("the pinned repos: %v", err)
 	}
-	cl, err := mc.SSH(r.ctx)
-	if err != nil {
-		t.Fatalf("ssh to the machine: %v", err)
-	}
-	defer cl.Close()
-	f, err := repoint.Observe(r.ctx, cl, src, r.Config.Target.NixOSHost, changes, r.Config.Timeouts.StepTimeout)
+	f, err := repoint.Observe(r.ctx, m.SSH, src, r.Config.Target.NixOSHost, changes, r.Config.Timeouts.StepTimeout)
 	if err != nil {
 		t.Fatalf("repoint the base: %v", err)
 	}
