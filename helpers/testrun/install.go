@@ -21,7 +21,7 @@ type installState struct {
 	done *Install
 
 	refuseOnce sync.Once
-	refused    error // why install.md is refused before its first step (Refusal)
+	refused    error // why install.md is refused before its first step (refusal)
 }
 
 // refusal is why install.md will be refused before its first step — an
