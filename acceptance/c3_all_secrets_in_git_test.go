@@ -52,6 +52,7 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 	})
 
 	run.Sentence(t, "from its start on, the machine reached nothing but the two repos", func(t *testing.T) {
+		mc := run.Machine(t) // what it sent: with no machine (an install refused before it), nothing to judge
 		inst := run.InstallRecord(t)
 		// Which repositories git fetched, by its own record on the machine:
 		// the two, or an input the base's flake.lock pins. Read wherever the
@@ -102,7 +103,7 @@ func TestC3AllSecretsInGitOneException(t *testing.T) {
 			// ran (an install refused before it), from when it first
 			// answered there: never the address's earlier holders.
 			since := inst.Started
-			if mc := run.Machine(t); since.IsZero() {
+			if since.IsZero() {
 				since = mc.Ready
 				if since.IsZero() { // a kept machine (SKIP_provision): from its creation
 					since = mc.CreatedAt

@@ -80,6 +80,17 @@ type Install struct {
 func (r *Run) InstallRecord(t testing.TB) *Install {
 	t.Helper()
 	view := r.Target(t)
+	if !r.Config.Stages.NoMachine {
+		// No machine for an install.md refused before its first step: the
+		// record says so, and the accessors below judge the refusal as they
+		// would the same refusal on a machine (its owner fails on it).
+		if _, err := r.provisionOnce(); errors.As(err, new(*refusedError)) {
+			r.install.once.Do(func() {
+				r.install.done = &Install{Record: &installdoc.Record{Doc: view.Doc.Path, Manifest: view.Doc.Manifest}, Err: err}
+			})
+			return r.install.done
+		}
+	}
 	mc := r.Machine(t)
 	r.install.once.Do(func() {
 		inst := &Install{}

@@ -366,19 +366,26 @@ func TestARefusedInstallGetsNoMachine(t *testing.T) {
 	r := &Run{ctx: context.Background(), Incus: c, Config: cfg, Started: time.Now(), Manager: m}
 	r.tgt.once.Do(func() { r.tgt.view = &TargetView{Doc: doc} }) // the target as loaded
 
-	in := func(name string) *outcome {
+	in := func(name string, ask func(testing.TB)) *outcome {
 		o := &outcome{name: name}
 		done := make(chan struct{})
-		go func() { defer close(done); r.Machine(o) }()
+		go func() { defer close(done); ask(o) }()
 		<-done
 		return o
 	}
-	owner := in("TestC3AllSecretsInGitOneException")
+	needsMachine := func(t testing.TB) { r.Machine(t) }
+	needsInstall := func(t testing.TB) { r.InstallSucceeded(t) }
+	owner := in("TestC3AllSecretsInGitOneException/with_only_the_age_key_pushed,_the_install_succeeds", needsInstall)
 	assert.Contains(t, owner.failed, RefusedBeforeMachine)
-	assert.Contains(t, owner.failed, `operator step "drop-cert"`, "the owner fails, naming the step")
-	other := in("TestMachineIsBrandNewAndBlank")
-	assert.Contains(t, other.skipped, "cannot judge: "+RefusedBeforeMachine, "a test that needs the machine skips, saying why")
-	assert.Contains(t, other.skipped, `operator step "drop-cert"`)
+	assert.Contains(t, owner.failed, `operator step "drop-cert"`, "the install's own sentence fails, naming the step")
+	for _, name := range []string{"TestMachineIsBrandNewAndBlank", "TestC3AllSecretsInGitOneException/every_required_secret_is_in_git,_encrypted"} {
+		other := in(name, needsMachine)
+		assert.Empty(t, other.failed, "%s needed only the machine: it could not judge", name)
+		assert.Contains(t, other.skipped, "cannot judge: "+RefusedBeforeMachine, "%s skips, saying why", name)
+		assert.Contains(t, other.skipped, `operator step "drop-cert"`)
+	}
+	c4 := in("TestC4GenuineLiveRebuild", needsInstall)
+	assert.Contains(t, c4.skipped, `operator step "drop-cert"`, "C4 skips: the step is C3's")
 	for _, req := range f.Requests() {
 		assert.NotContains(t, req, "POST /1.0/instances", "no instance was asked for")
 	}
