@@ -52,7 +52,7 @@ const DestroyedAndGone = destroyedPrefix + "; no instance of this run remains (C
 // on a machine it created (a reused machine is not a cold run) and then
 // destroyed and proved gone (a kept one is not), was not cut short, and was
 // recorded no longer than maxAge before now. It returns the
-// entry, or a *CitationError naming what is missing.
+// entry, or a *CitationError naming everything that is missing.
 func ProvesLiveRebuild(chain []Entry, id string, now time.Time, maxAge time.Duration) (Entry, error) {
 	fail := func(format string, args ...any) (Entry, error) {
 		return Entry{}, &CitationError{id, fmt.Sprintf(format, args...)}
@@ -63,36 +63,46 @@ func ProvesLiveRebuild(chain []Entry, id string, now time.Time, maxAge time.Dura
 			e = &chain[i]
 		}
 	}
-	switch {
-	case e == nil:
+	if e == nil {
 		return fail("not in the evidence chain")
-	case e.Interrupted != "":
-		return fail("was interrupted (%s)", e.Interrupted)
-	case e.NotEvidence != "":
-		return fail("is not evidence (%s)", e.NotEvidence)
+	}
+	// Every reason is named, not the first: a reviewer fixing one should
+	// not meet the next only on the following run.
+	var why []string
+	add := func(format string, args ...any) { why = append(why, fmt.Sprintf(format, args...)) }
+	if e.Interrupted != "" {
+		add("was interrupted (%s)", e.Interrupted)
+	}
+	if e.NotEvidence != "" {
+		add("is not evidence (%s)", e.NotEvidence)
+	}
+	switch {
 	case e.Machine == "":
-		return fail("created no machine (a reused machine is not a cold rebuild)")
+		add("created no machine (neither a reused machine nor none at all is a cold rebuild)")
 	case !strings.HasPrefix(e.Destroy, destroyedPrefix):
 		// Kept (SKIP_teardown), or its teardown failed: the machine outlived
 		// the run, and what it was when judged is no longer provable.
-		return fail("its machine was not destroyed and proven gone (destroy: %q)", e.Destroy)
+		add("its machine was not destroyed and proven gone (destroy: %q)", e.Destroy)
 	}
 	if r, ok := e.Result(LiveRebuildTest); !ok || r != "pass" {
-		return fail("%s did not pass (recorded %q)", LiveRebuildTest, r)
+		add("%s did not pass (recorded %q)", LiveRebuildTest, r)
 	}
 	for _, t := range e.Tests {
-		if strings.HasPrefix(t.Name, LiveRebuildTest) && !strings.Contains(t.Name, "/") && t.Result != "pass" {
-			return fail("%s did not pass (recorded %q)", t.Name, t.Result)
+		if strings.HasPrefix(t.Name, LiveRebuildTest) && t.Name != LiveRebuildTest && !strings.Contains(t.Name, "/") && t.Result != "pass" {
+			add("%s did not pass (recorded %q)", t.Name, t.Result)
 		}
 	}
 	at, err := time.Parse(time.RFC3339, e.Time)
 	switch {
 	case err != nil:
-		return fail("its time %q is not RFC 3339", e.Time)
+		add("its time %q is not RFC 3339", e.Time)
 	case at.After(now.Add(5 * time.Minute)):
-		return fail("recorded at %s, in the future", e.Time)
+		add("recorded at %s, in the future", e.Time)
 	case now.Sub(at) > maxAge:
-		return fail("recorded %s ago, more than %s (CCCI_D8_MAX_AGE)", now.Sub(at).Round(time.Minute), maxAge)
+		add("recorded %s ago, more than %s (CCCI_D8_MAX_AGE)", now.Sub(at).Round(time.Minute), maxAge)
+	}
+	if len(why) > 0 {
+		return fail("%s", strings.Join(why, "; "))
 	}
 	return *e, nil
 }

@@ -43,6 +43,9 @@ func TestACitedRunMustBeARecentColdPassOfC4(t *testing.T) {
 	}{
 		{"absent", nil, "not in the evidence chain"},
 		{"reused machine", with(func(e *Entry) { e.Machine = "" }), "created no machine"},
+		// An install refused before its machine: every reason, not the first.
+		{"no machine, C4 skipped", with(func(e *Entry) { e.Machine, e.Tests[0].Result = "", "skip" }),
+			`created no machine (neither a reused machine nor none at all is a cold rebuild); TestC4GenuineLiveRebuild did not pass (recorded "skip")`},
 		{"kept machine", with(func(e *Entry) { e.Destroy = "kept (SKIP_teardown=1)" }), `its machine was not destroyed and proven gone (destroy: "kept (SKIP_teardown=1)")`},
 		{"teardown failed", with(func(e *Entry) { e.Destroy = "FAILED: timeout" }), "not destroyed and proven gone"},
 		{"C4 failed", with(func(e *Entry) { e.Tests[0].Result = "fail" }), `TestC4GenuineLiveRebuild did not pass (recorded "fail")`},
