@@ -71,6 +71,20 @@ func rules() (*detect.Detector, error) {
 	return detector, initErr
 }
 
+// Rules are the rules gitleaks' default configuration reports on text,
+// as if it were the file at path.
+func Rules(path, text string) ([]string, error) {
+	d, err := rules()
+	if err != nil {
+		return nil, fmt.Errorf("undeclared: gitleaks rules: %w", err)
+	}
+	var ids []string
+	for _, m := range d.Detect(detect.Fragment(sources.Fragment{Raw: text, FilePath: path})) {
+		ids = append(ids, m.RuleID)
+	}
+	return ids, nil
+}
+
 // Git searches every blob in the repository's object database (all history,
 // every ref, unreachable objects too) and returns what it finds, except
 // material whose fingerprint is in skip (a declared secret, which the leak

@@ -49,3 +49,17 @@ func TestSecretShapedMaterialIsFoundInAllHistory(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, none, "declared public by its fingerprint")
 }
+
+// Rules is what gitleaks reports on a text, by rule: a keyed token, not
+// prose, and not a token its generic rule lets through by a stopword.
+func TestRulesNameWhatGitleaksReportsOnAText(t *testing.T) {
+	ids, err := Rules("modules/bridge.sh", `BOT_API_TOKEN="Q7vX2mK9pL4rT8wZ3nB6cF1hJ5dG0sYe"`+"\n")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"generic-api-key"}, ids)
+	ids, err = Rules("README.md", "the bridge posts to the chat bot\n")
+	require.NoError(t, err)
+	assert.Empty(t, ids)
+	ids, err = Rules("modules/bridge.sh", `BOT_API_TOKEN="Q7vX2mK9pL4rT8wZajaxcF1hJ5dG0sYe"`+"\n") // "ajax", a stopword
+	require.NoError(t, err)
+	assert.Empty(t, ids)
+}
